@@ -1,0 +1,65 @@
+"""retrypolicy: an HTTP API's error contract, executable.
+
+A pure core classifies what happened and decides what to do next; the apply
+layer and the transport adapters carry the decision out.
+"""
+
+from __future__ import annotations
+
+from ._backoff import Backoff, parse_retry_after, retry_after_from_headers
+from ._envelope import ErrorInfo, parse_error
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientError,
+    ConfigError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    StreamError,
+    api_error,
+)
+from ._outcome import AttemptState, Decision, Outcome
+from ._policy import Policy
+from ._profiles import EUGPT, HTTP
+from ._redact import redact
+from ._rules import Classification, Failure, Kind, Rule, register_exception
+
+__all__ = [
+    "EUGPT",
+    "HTTP",
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AttemptState",
+    "AuthenticationError",
+    "Backoff",
+    "BadRequestError",
+    "Classification",
+    "ClientError",
+    "ConfigError",
+    "Decision",
+    "ErrorInfo",
+    "Failure",
+    "InternalServerError",
+    "Kind",
+    "NotFoundError",
+    "Outcome",
+    "PermissionDeniedError",
+    "Policy",
+    "RateLimitError",
+    "Rule",
+    "ServiceUnavailableError",
+    "StreamError",
+    "api_error",
+    "parse_error",
+    "parse_retry_after",
+    "redact",
+    "register_exception",
+    "retry_after_from_headers",
+]

@@ -1,0 +1,81 @@
+"""The values the decision engine works on: what happened, where we are, what to do."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+from ._envelope import ErrorInfo
+from ._rules import Classification, Failure
+
+__all__ = ["AttemptState", "Decision", "Outcome"]
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """What one attempt produced, in transport-neutral terms.
+
+    Adapters and the apply layer build these; the core never sees a
+    transport's own response or exception types except as opaque values.
+    """
+
+    status: int | None = None
+    code: str | None = None
+    failure: Failure | None = None
+    exception: BaseException | None = attrs.field(default=None, repr=False)
+    retry_after: float | None = None
+    """The server's wait hint, already parsed to seconds."""
+    error: ErrorInfo | None = attrs.field(default=None, repr=False)
+    value: Any = attrs.field(default=None, repr=False)
+    """What the call returned, when it returned."""
+
+
+@attrs.frozen
+class AttemptState:
+    """Where a call stands: attempts made, retries used per kind, when it started.
+
+    Immutable; the engine returns the next state in its :class:`Decision`.
+    """
+
+    started: float = 0.0
+    attempt: int = 1
+    """The number of the attempt whose outcome is being decided (1 = first try)."""
+    retries: tuple[tuple[str, int], ...] = ()
+    """Retries used so far, per kind."""
+    last_delay: float | None = None
+
+    def retries_of(self, kind: str) -> int:
+        """Retries already spent on *kind*."""
+        for k, n in self.retries:
+            if k == kind:
+                return n
+        return 0
+
+    @property
+    def total_retries(self) -> int:
+        """Retries spent on all kinds together."""
+        return self.attempt - 1
+
+    def after_retry(self, kind: str, delay: float) -> AttemptState:
+        """The state for the next attempt, one retry of *kind* later."""
+        used = self.retries_of(kind) + 1
+        retries = tuple((k, n) for k, n in self.retries if k != kind) + ((kind, used),)
+        return AttemptState(self.started, self.attempt + 1, retries, delay)
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """What to do after an outcome: ``"succeed"``, ``"retry"`` after ``delay`` s, or ``"give_up"``."""
+
+    action: Literal["succeed", "retry", "give_up"]
+    classification: Classification
+    reason: str
+    delay: float = 0.0
+    state: AttemptState
+    retry_after: float | None = None
+
+    @property
+    def retry(self) -> bool:
+        """True when the call should be tried again after :attr:`delay`."""
+        return self.action == "retry"

@@ -1,0 +1,260 @@
+"""Policy: an error contract as data, and the pure function that applies it.
+
+``Policy.decide(outcome, state, now=..., rng=...)`` is the only place where
+"retry or not, and after how long" is decided. It reads no clock and sleeps
+never: the drivers in the apply layer pass the time in and do the waiting.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+
+import attrs
+
+from ._backoff import Backoff
+from ._envelope import ErrorInfo
+from ._errors import APIError, api_error
+from ._outcome import AttemptState, Decision, Outcome
+from ._rules import Classification, Failure, Kind, Rule, failure_of
+
+if TYPE_CHECKING:
+    from .typing import RetryHook
+
+__all__ = ["Policy"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CACHE_LIMIT: Final = 1024
+_SUCCESS: Final = Classification(Kind.SUCCESS, retryable=False, max_retries=0, reason="success")
+
+
+def _rules(value: Iterable[Rule]) -> tuple[Rule, ...]:
+    rules = tuple(value)
+    for i, r in enumerate(rules):
+        if not isinstance(r, Rule):
+            msg = f"rules[{i}] {r!r}: expected a Rule"
+            raise TypeError(msg)
+    return rules
+
+
+def _opt_positive_int(_inst: object, attr: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{attr.name} {value!r}: expected a whole number >= 1 or None"
+        raise ValueError(msg)
+
+
+def _opt_positive(_inst: object, attr: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        msg = f"{attr.name} {value!r}: expected a number > 0 or None"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class Policy:
+    """An error contract: ordered rules, a backoff, and overall limits.
+
+    Build variants with :meth:`evolve`; :func:`retrypolicy.load_policy` builds
+    them from TOML.
+    """
+
+    name: str = "custom"
+    rules: tuple[Rule, ...] = attrs.field(converter=_rules)
+    backoff: Backoff = attrs.field(factory=Backoff)
+    max_attempts: int | None = attrs.field(default=None, validator=_opt_positive_int)
+    """Attempts in all, first try included; None: only the per-kind limits apply."""
+    deadline: float | None = attrs.field(default=None, validator=_opt_positive)
+    """Seconds across all attempts; no wait is scheduled that would end past it."""
+    _cache: dict[tuple[int | None, str | None, Failure | None], Classification] = attrs.field(
+        init=False, factory=dict, eq=False, repr=False, hash=False
+    )
+
+    def evolve(self, **changes: Any) -> Policy:
+        """A copy with *changes* applied (``attrs.evolve``)."""
+        return attrs.evolve(self, **changes)
+
+    # -- classification ------------------------------------------------------
+
+    def classify(
+        self,
+        status: int | None = None,
+        code: str | None = None,
+        *,
+        exception: BaseException | None = None,
+        failure: Failure | None = None,
+    ) -> Classification:
+        """Classify a status and/or error code, or a raised exception.
+
+        An :class:`~retrypolicy.APIError` is classified by its status and code;
+        other exceptions by the transport-failure registry. Anything the rules
+        do not cover is ``unknown`` and not retried.
+        """
+        if exception is not None:
+            if isinstance(exception, APIError):
+                if exception.status is None and exception.code is None:
+                    failure = _FAILURE_OF_KIND.get(exception.kind)
+                else:
+                    status, code = exception.status, exception.code
+            else:
+                failure = failure_of(exception)
+                if failure is None:
+                    return Classification(
+                        Kind.UNKNOWN,
+                        retryable=False,
+                        max_retries=0,
+                        reason=f"{type(exception).__name__} is not a failure this policy knows",
+                    )
+        key = (status, code, failure)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        result = self._classify(status, code, failure)
+        if len(self._cache) < _CACHE_LIMIT:  # codes are remote data: keep the cache bounded
+            self._cache[key] = result
+        return result
+
+    def _classify(self, status: int | None, code: str | None, failure: Failure | None) -> Classification:
+        for rule in self.rules:
+            if rule.matches(status, code, failure):
+                what = _describe(status, code, failure)
+                if rule.retry and rule.max_retries:
+                    verdict = f"retry up to {rule.max_retries} time{'s' if rule.max_retries != 1 else ''}"
+                else:
+                    verdict = "do not retry"
+                return Classification(
+                    rule.kind,
+                    retryable=rule.retry and rule.max_retries > 0,
+                    max_retries=rule.max_retries if rule.retry else 0,
+                    reason=f"{what} is {rule.kind}: {verdict}",
+                    advice=rule.advice,
+                    rule=rule,
+                )
+        if failure is None and code is None and status is not None and status < 400:
+            return _SUCCESS
+        return Classification(
+            Kind.UNKNOWN,
+            retryable=False,
+            max_retries=0,
+            reason=f"{_describe(status, code, failure)} matches no rule: do not retry",
+        )
+
+    # -- decisions -----------------------------------------------------------
+
+    def decide(
+        self,
+        outcome: Outcome,
+        state: AttemptState | None = None,
+        *,
+        now: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> Decision:
+        """Succeed, retry after a delay, or give up — for *outcome* at *state*.
+
+        *now* is the driver's monotonic clock (compared with ``state.started``
+        for the deadline); *rng* draws the jitter. Pure: same inputs, same answer.
+        """
+        if state is None:
+            state = AttemptState(started=now)
+        if outcome.exception is not None and outcome.status is None and outcome.failure is None:
+            c = self.classify(exception=outcome.exception)
+        else:
+            c = self.classify(outcome.status, outcome.code, failure=outcome.failure)
+        if c is _SUCCESS or c.kind == Kind.SUCCESS:
+            return Decision(action="succeed", classification=c, reason="success", state=state)
+        hint = outcome.retry_after
+        if not c.retryable:
+            return self._give_up(c, state, c.reason, hint)
+        used = state.retries_of(c.kind)
+        if used >= c.max_retries:
+            return self._give_up(
+                c, state, f"{c.kind}: {used} of {c.max_retries} retries used", hint
+            )
+        if self.max_attempts is not None and state.attempt >= self.max_attempts:
+            return self._give_up(c, state, f"max_attempts {self.max_attempts} reached", hint)
+        rule = c.rule
+        backoff = rule.backoff if rule is not None and rule.backoff is not None else self.backoff
+        if hint is not None and hint > backoff.max_retry_after:
+            return self._give_up(
+                c,
+                state,
+                f"server asked to wait {hint:g}s, more than max_retry_after "
+                f"{backoff.max_retry_after:g}s",
+                hint,
+            )
+        delay = backoff.delay(used + 1, retry_after=hint, rng=rng, previous=state.last_delay)
+        if self.deadline is not None:
+            elapsed = now - state.started
+            if elapsed + delay > self.deadline:
+                return self._give_up(
+                    c,
+                    state,
+                    f"deadline {self.deadline:g}s: waiting {delay:.3g}s after "
+                    f"{elapsed:.3g}s would pass it",
+                    hint,
+                )
+        return Decision(
+            action="retry",
+            classification=c,
+            reason=f"{c.kind}: retry {used + 1} of {c.max_retries}",
+            delay=delay,
+            state=state.after_retry(c.kind, delay),
+            retry_after=hint,
+        )
+
+    @staticmethod
+    def _give_up(
+        c: Classification, state: AttemptState, reason: str, hint: float | None
+    ) -> Decision:
+        return Decision(
+            action="give_up", classification=c, reason=reason, state=state, retry_after=hint
+        )
+
+    # -- errors --------------------------------------------------------------
+
+    def error_for(
+        self, info: ErrorInfo, *, attempts: int = 1, retry_after: float | None = None
+    ) -> APIError:
+        """The :class:`~retrypolicy.APIError` subclass this policy raises for *info*."""
+        return api_error(
+            self.classify(info.status, info.code), info, attempts=attempts, retry_after=retry_after
+        )
+
+    # -- applying ------------------------------------------------------------
+
+    @overload
+    def retry(self, fn: F, /) -> F: ...
+    @overload
+    def retry(
+        self, fn: None = None, /, **hooks: RetryHook | None
+    ) -> Callable[[F], F]: ...
+    def retry(self, fn: F | None = None, /, **hooks: Any) -> F | Callable[[F], F]:
+        """Decorate *fn* so that it is retried by this policy (see :func:`retrypolicy.retry`)."""
+        from ._decorators import retry  # the core delegates; it never imports it at load time
+
+        if fn is None:
+            return retry(self, **hooks)
+        return retry(self, **hooks)(fn)
+
+
+_FAILURE_OF_KIND: Final = {
+    Kind.CONNECTION: Failure.CONNECTION,
+    Kind.TIMEOUT: Failure.TIMEOUT,
+    Kind.INCOMPLETE_STREAM: Failure.INCOMPLETE_STREAM,
+}
+
+
+def _describe(status: int | None, code: str | None, failure: Failure | None) -> str:
+    parts = []
+    if failure is not None:
+        parts.append(f"a {failure} failure")
+    if status is not None:
+        parts.append(f"HTTP {status}")
+    if code is not None:
+        parts.append(f"code {code!r}")
+    return " with ".join(parts) or "an outcome"

@@ -1,0 +1,249 @@
+"""Classification: what happened (status, error code, transport failure) -> a class.
+
+A :class:`Rule` matches on an HTTP status (exact, a list, or a class such as
+``"5xx"``), on an error code, on a transport failure, or on a combination; the
+first rule of a policy that matches decides. The rules know nothing of any
+transport library: adapters translate their exceptions into failure names
+(``"connection"``, ``"timeout"``) through :func:`register_exception`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable
+from typing import Final
+
+import attrs
+
+from ._backoff import Backoff
+
+__all__ = [
+    "ANY_CODE",
+    "Classification",
+    "Failure",
+    "Kind",
+    "Rule",
+    "StatusMatch",
+    "failure_of",
+    "register_exception",
+]
+
+
+class Kind(enum.StrEnum):
+    """The classes of outcome the built-in profiles know.
+
+    A ``str`` enum: ``Kind.RATE_LIMITED == "rate_limited"``. Policies written in
+    TOML may label their rules with other strings; those come back as plain
+    ``str``.
+    """
+
+    SUCCESS = "success"
+    INVALID_REQUEST = "invalid_request"
+    AUTHENTICATION = "authentication"
+    PERMISSION = "permission"
+    NOT_FOUND = "not_found"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    UNAVAILABLE = "unavailable"
+    CLIENT_ERROR = "client_error"
+    CONNECTION = "connection"
+    TIMEOUT = "timeout"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_ERROR = "upstream_error"
+    INTERNAL_ERROR = "internal_error"
+    CANCELLED = "cancelled"
+    STREAM_ERROR = "stream_error"
+    INCOMPLETE_STREAM = "incomplete_stream"
+    UNKNOWN = "unknown"
+
+
+_KINDS: Final = {k.value: k for k in Kind}
+
+
+def as_kind(label: str) -> str:
+    """Return the :class:`Kind` member for *label* if there is one, else *label*."""
+    return _KINDS.get(label, label)
+
+
+class Failure(enum.StrEnum):
+    """Outcomes without an HTTP status that a rule can match on."""
+
+    CONNECTION = "connection"
+    """The request never left: DNS, refused, connect timeout, TLS handshake."""
+    TIMEOUT = "timeout"
+    """The request was (maybe) sent, then no complete response: read timeout, reset."""
+    INCOMPLETE_STREAM = "incomplete_stream"
+    """An event stream ended with neither its completion event nor an error event."""
+
+
+ANY_CODE: Final = "*"
+"""A rule's ``code`` that matches any error code that is present."""
+
+_CLASS_RE: Final = re.compile(r"^([1-5])xx$")
+
+
+@attrs.frozen
+class StatusMatch:
+    """Which statuses a rule matches: exact codes and/or whole classes (``5xx``)."""
+
+    codes: frozenset[int] = frozenset()
+    classes: frozenset[int] = frozenset()
+
+    @classmethod
+    def parse(cls, spec: int | str | Iterable[int | str]) -> StatusMatch:
+        """Build from ``503``, ``[502, 503]``, ``"5xx"`` or ``["4xx", 500]``.
+
+        Raises:
+            ValueError: naming the offending item and what was expected.
+        """
+        items: Iterable[int | str] = (
+            [spec] if isinstance(spec, int | str) else spec  # type: ignore[list-item]
+        )
+        codes: set[int] = set()
+        classes: set[int] = set()
+        for item in items:
+            if isinstance(item, bool):
+                msg = f"status {item!r}: expected an HTTP status 100-599 or a class like '5xx'"
+                raise ValueError(msg)  # noqa: TRY004 - ValueError is the contract of parse()
+            if isinstance(item, int):
+                if not 100 <= item <= 599:
+                    msg = f"status {item!r}: expected an HTTP status 100-599"
+                    raise ValueError(msg)
+                codes.add(item)
+            elif isinstance(item, str) and (m := _CLASS_RE.match(item.strip().lower())):
+                classes.add(int(m.group(1)))
+            elif isinstance(item, str) and item.strip().isdigit():
+                codes |= cls.parse(int(item.strip())).codes
+            else:
+                msg = f"status {item!r}: expected an HTTP status 100-599 or a class like '5xx'"
+                raise ValueError(msg)
+        if not codes and not classes:
+            msg = "status []: expected at least one status or class"
+            raise ValueError(msg)
+        return cls(frozenset(codes), frozenset(classes))
+
+    def __contains__(self, status: int) -> bool:
+        return status in self.codes or status // 100 in self.classes
+
+    def to_data(self) -> int | str | list[int | str]:
+        """The TOML form: a bare int or class when there is one item, a list otherwise."""
+        items: list[int | str] = [*sorted(self.codes), *(f"{c}xx" for c in sorted(self.classes))]
+        return items[0] if len(items) == 1 else items
+
+
+def _to_status_match(value: object) -> StatusMatch | None:
+    if value is None or isinstance(value, StatusMatch):
+        return value
+    return StatusMatch.parse(value)  # type: ignore[arg-type]
+
+
+def _to_failure(value: object) -> Failure | None:
+    if value is None or isinstance(value, Failure):
+        return value
+    try:
+        return Failure(str(value))
+    except ValueError:
+        expected = ", ".join(repr(f.value) for f in Failure)
+        msg = f"failure {value!r}: expected one of {expected}"
+        raise ValueError(msg) from None
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"{attr.name} {value!r}: expected a whole number >= 0"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class Rule:
+    """One line of an error contract: *when* this happens, *what* it is and *whether* to retry.
+
+    At least one of ``status``, ``code`` and ``failure`` must be set; all that
+    are set must match. ``code="*"`` matches any code that is present.
+    """
+
+    kind: str = attrs.field(converter=as_kind)
+    retry: bool
+    max_retries: int = attrs.field(default=0, validator=_non_negative)
+    status: StatusMatch | None = attrs.field(default=None, converter=_to_status_match)
+    code: str | None = None
+    failure: Failure | None = attrs.field(default=None, converter=_to_failure)
+    advice: str = ""
+    backoff: Backoff | None = None
+    """A backoff for this rule's outcomes, or None to use the policy's."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.status is None and self.code is None and self.failure is None:
+            msg = "rule: expected at least one of status, code, failure"
+            raise ValueError(msg)
+        if not self.kind:
+            msg = "kind '': expected a non-empty label"
+            raise ValueError(msg)
+
+    def matches(self, status: int | None, code: str | None, failure: Failure | None) -> bool:
+        """True when every condition this rule sets holds."""
+        if self.failure is not None and self.failure is not failure:
+            return False
+        if self.status is not None and (status is None or status not in self.status):
+            return False
+        if self.code is not None:
+            if code is None:
+                return False
+            if self.code != ANY_CODE and self.code != code:
+                return False
+        return True
+
+
+@attrs.frozen
+class Classification:
+    """What a policy makes of an outcome."""
+
+    kind: str
+    retryable: bool
+    max_retries: int
+    reason: str
+    advice: str = ""
+    rule: Rule | None = attrs.field(default=None, repr=False, eq=False)
+
+
+# The exception registry: adapters teach the core their transport's exception
+# types without the core importing them. Most specific class wins (MRO order).
+_EXCEPTIONS: dict[type[BaseException], Failure | None] = {
+    ConnectionRefusedError: Failure.CONNECTION,
+    ConnectionResetError: Failure.TIMEOUT,
+    ConnectionAbortedError: Failure.TIMEOUT,
+    BrokenPipeError: Failure.TIMEOUT,
+    ConnectionError: Failure.CONNECTION,
+    TimeoutError: Failure.TIMEOUT,
+    OSError: Failure.CONNECTION,
+}
+
+
+def register_exception(exc_type: type[BaseException], failure: Failure | str | None) -> None:
+    """Teach every policy what *exc_type* means: a ``"connection"`` or ``"timeout"`` failure.
+
+    ``None`` marks a type as *not* a transport failure even if a base class is
+    (for example an HTTP-status error that subclasses ``OSError``).
+    """
+    _EXCEPTIONS[exc_type] = _to_failure(failure)
+    _failure_cache.clear()
+
+
+_failure_cache: dict[type[BaseException], Failure | None] = {}
+
+
+def failure_of(exc: BaseException) -> Failure | None:
+    """The failure an exception stands for, or None if it is not a transport failure."""
+    tp = type(exc)
+    try:
+        return _failure_cache[tp]
+    except KeyError:
+        pass
+    result: Failure | None = None
+    for base in tp.__mro__:
+        if base in _EXCEPTIONS:
+            result = _EXCEPTIONS[base]
+            break
+    _failure_cache[tp] = result
+    return result

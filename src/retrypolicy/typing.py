@@ -1,0 +1,46 @@
+"""The Protocols and aliases users implement or annotate with.
+
+Everything here is part of the public API: a hook, a clock, a sleeper or an
+outcome extractor you write only has to match these shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ._events import RetryEvent
+    from ._outcome import Outcome
+
+__all__ = ["AsyncSleeper", "Clock", "OutcomeExtractor", "RetryHook", "Sleeper"]
+
+
+class Clock(Protocol):
+    """A monotonic clock in seconds, like :func:`time.monotonic`."""
+
+    def __call__(self) -> float: ...
+
+
+class Sleeper(Protocol):
+    """Blocks for a number of seconds, like :func:`time.sleep`."""
+
+    def __call__(self, seconds: float, /) -> None: ...
+
+
+class AsyncSleeper(Protocol):
+    """Waits for a number of seconds, like :func:`asyncio.sleep`."""
+
+    def __call__(self, seconds: float, /) -> Awaitable[None]: ...
+
+
+class RetryHook(Protocol):
+    """Called with every retry event; what it raises is logged and swallowed."""
+
+    def __call__(self, event: RetryEvent, /) -> None: ...
+
+
+class OutcomeExtractor(Protocol):
+    """Turns what a call returned into an :class:`~retrypolicy.Outcome`, or None to pass."""
+
+    def __call__(self, value: object, /) -> Outcome | None: ...
