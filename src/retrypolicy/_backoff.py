@@ -25,7 +25,7 @@ MAX_SANE_HINT: Final = 366 * 24 * 3600.0
 """A wait hint above a year is taken as garbage, not as advice."""
 _MAX_HINT_CHARS: Final = 64
 
-_default_rng: Final = random.Random()  # noqa: S311 - jitter, not crypto
+_default_rng: Final = random.Random()
 
 
 def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
@@ -124,7 +124,9 @@ class Backoff:
         return out
 
 
-def parse_retry_after(value: str | bytes | float | None, *, now: float | None = None) -> float | None:
+def parse_retry_after(
+    value: str | bytes | float | None, *, now: float | None = None
+) -> float | None:
     """Seconds to wait from a ``Retry-After`` value, or None when it is no usable hint.
 
     Accepts delta-seconds (``"120"``), decimal seconds (``"1.5"``) and an
@@ -148,9 +150,10 @@ def parse_retry_after(value: str | bytes | float | None, *, now: float | None = 
         try:
             seconds = float(text)
         except ValueError:
-            seconds = _http_date_wait(text, now)
-            if seconds is None:
+            from_date = _http_date_wait(text, now)
+            if from_date is None:
                 return None
+            seconds = from_date
     if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SANE_HINT:
         return None
     return seconds

@@ -91,7 +91,9 @@ def _parse(status: int | None, body: bytes | str | None, headers: object) -> Err
             data = None
         if isinstance(data, dict):
             return _from_envelope(status, data, text, request_id)
-    return ErrorInfo(status=status, message=_excerpt(text), request_id=request_id, raw=_excerpt(text))
+    return ErrorInfo(
+        status=status, message=_excerpt(text), request_id=request_id, raw=_excerpt(text)
+    )
 
 
 def _from_envelope(

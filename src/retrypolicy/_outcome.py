@@ -60,13 +60,13 @@ class AttemptState:
     def after_retry(self, kind: str, delay: float) -> AttemptState:
         """The state for the next attempt, one retry of *kind* later."""
         used = self.retries_of(kind) + 1
-        retries = tuple((k, n) for k, n in self.retries if k != kind) + ((kind, used),)
+        retries = (*((k, n) for k, n in self.retries if k != kind), (kind, used))
         return AttemptState(self.started, self.attempt + 1, retries, delay)
 
 
 @attrs.frozen(kw_only=True)
 class Decision:
-    """What to do after an outcome: ``"succeed"``, ``"retry"`` after ``delay`` s, or ``"give_up"``."""
+    """What to do after an outcome: ``"succeed"``, ``"retry"`` after ``delay``, or ``"give_up"``."""
 
     action: Literal["succeed", "retry", "give_up"]
     classification: Classification

@@ -119,12 +119,16 @@ class Policy:
             self._cache[key] = result
         return result
 
-    def _classify(self, status: int | None, code: str | None, failure: Failure | None) -> Classification:
+    def _classify(
+        self, status: int | None, code: str | None, failure: Failure | None
+    ) -> Classification:
         for rule in self.rules:
             if rule.matches(status, code, failure):
                 what = _describe(status, code, failure)
                 if rule.retry and rule.max_retries:
-                    verdict = f"retry up to {rule.max_retries} time{'s' if rule.max_retries != 1 else ''}"
+                    verdict = (
+                        f"retry up to {rule.max_retries} time{'s' if rule.max_retries != 1 else ''}"
+                    )
                 else:
                     verdict = "do not retry"
                 return Classification(
@@ -230,19 +234,17 @@ class Policy:
     @overload
     def retry(self, fn: F, /) -> F: ...
     @overload
-    def retry(
-        self, fn: None = None, /, **hooks: RetryHook | None
-    ) -> Callable[[F], F]: ...
+    def retry(self, fn: None = None, /, **hooks: RetryHook | None) -> Callable[[F], F]: ...
     def retry(self, fn: F | None = None, /, **hooks: Any) -> F | Callable[[F], F]:
         """Decorate *fn* so that it is retried by this policy (see :func:`retrypolicy.retry`)."""
-        from ._decorators import retry  # the core delegates; it never imports it at load time
+        from ._decorators import retry  # noqa: PLC0415 - the core delegates at call time only
 
         if fn is None:
             return retry(self, **hooks)
         return retry(self, **hooks)(fn)
 
 
-_FAILURE_OF_KIND: Final = {
+_FAILURE_OF_KIND: Final[dict[str, Failure]] = {
     Kind.CONNECTION: Failure.CONNECTION,
     Kind.TIMEOUT: Failure.TIMEOUT,
     Kind.INCOMPLETE_STREAM: Failure.INCOMPLETE_STREAM,

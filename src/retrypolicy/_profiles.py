@@ -55,7 +55,9 @@ ADVICE: Final[dict[str, str]] = {
         "retried. The endpoint ignores Idempotency-Key: a retry generates a fresh response."
     ),
     Kind.UPSTREAM_TIMEOUT: "The model took too long (stream error upstream_timeout). Retry.",
-    Kind.UPSTREAM_ERROR: "The model returned an internal error (stream error upstream_error). Retry.",
+    Kind.UPSTREAM_ERROR: (
+        "The model returned an internal error (stream error upstream_error). Retry."
+    ),
     Kind.INTERNAL_ERROR: "Generic platform failure (stream error internal_error). Retry once.",
     Kind.CANCELLED: (
         "The request was cancelled (e.g. the upstream conversation was deleted mid-flight). "

@@ -7,7 +7,7 @@ Everything that may end up in a log line, an exception message or a ``repr``
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["redact", "redact_headers"]
 
@@ -36,8 +36,8 @@ def redact_headers(headers: object) -> dict[str, str]:
     """A loggable copy of *headers*: credential headers masked, other values redacted."""
     out: dict[str, str] = {}
     try:
-        items = headers.items() if hasattr(headers, "items") else headers
-        for key, value in items:  # type: ignore[attr-defined]
+        items: Any = headers.items() if hasattr(headers, "items") else headers
+        for key, value in items:
             k = key.decode("latin-1") if isinstance(key, bytes) else str(key)
             v = value.decode("latin-1") if isinstance(value, bytes) else str(value)
             out[k] = REDACTED if k.lower() in _SECRET_HEADERS else redact(v)

@@ -97,15 +97,13 @@ class StatusMatch:
         Raises:
             ValueError: naming the offending item and what was expected.
         """
-        items: Iterable[int | str] = (
-            [spec] if isinstance(spec, int | str) else spec  # type: ignore[list-item]
-        )
+        items: Iterable[int | str] = [spec] if isinstance(spec, int | str) else spec
         codes: set[int] = set()
         classes: set[int] = set()
         for item in items:
             if isinstance(item, bool):
                 msg = f"status {item!r}: expected an HTTP status 100-599 or a class like '5xx'"
-                raise ValueError(msg)  # noqa: TRY004 - ValueError is the contract of parse()
+                raise ValueError(msg)
             if isinstance(item, int):
                 if not 100 <= item <= 599:
                     msg = f"status {item!r}: expected an HTTP status 100-599"
@@ -190,7 +188,7 @@ class Rule:
         if self.code is not None:
             if code is None:
                 return False
-            if self.code != ANY_CODE and self.code != code:
+            if self.code not in (ANY_CODE, code):
                 return False
         return True
 
