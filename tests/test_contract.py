@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+import ssl
+
 import pytest
 
 import retrypolicy as rp
@@ -135,14 +139,35 @@ def test_success_is_not_an_error() -> None:
     [
         (ConnectionRefusedError(), Kind.CONNECTION),
         (ConnectionError(), Kind.CONNECTION),
-        (OSError("network unreachable"), Kind.CONNECTION),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), Kind.CONNECTION),
+        (OSError(errno.ETIMEDOUT, "Connection timed out"), Kind.TIMEOUT),
+        (socket.gaierror(-2, "Name or service not known"), Kind.CONNECTION),
+        (ssl.SSLEOFError(), Kind.CONNECTION),
+        (ssl.SSLCertVerificationError(), Kind.UNKNOWN),
+        (FileNotFoundError(errno.ENOENT, "no such file"), Kind.UNKNOWN),
+        (PermissionError(), Kind.UNKNOWN),
         (TimeoutError(), Kind.TIMEOUT),
         (ConnectionResetError(), Kind.TIMEOUT),
     ],
 )
 def test_stdlib_exceptions(exc: BaseException, kind: Kind) -> None:
-    """Stdlib connection errors are connection failures, timeouts and resets are timeouts."""
+    """Network errors are connection failures, timeouts and resets timeouts; file errors neither."""
     assert rp.EUGPT.classify(exception=exc).kind == kind
+
+
+def test_registry_by_name_and_resolver() -> None:
+    """A type can be registered by "package.QualName" or with a function of the exception."""
+
+    class FlakyError(Exception):
+        def __init__(self, transient: bool) -> None:
+            super().__init__()
+            self.transient = transient
+
+    FlakyError.__module__ = "some_transport._impl"
+    FlakyError.__qualname__ = "FlakyError"
+    rp.register_exception("some_transport.FlakyError", lambda e: "timeout" if e.transient else None)  # type: ignore[attr-defined, return-value]
+    assert rp.EUGPT.classify(exception=FlakyError(True)).kind == Kind.TIMEOUT
+    assert rp.EUGPT.classify(exception=FlakyError(False)).kind == Kind.UNKNOWN
 
 
 def test_unknown_exception_is_not_retried() -> None:

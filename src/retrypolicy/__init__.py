@@ -6,7 +6,9 @@ layer and the transport adapters carry the decision out.
 
 from __future__ import annotations
 
+from . import instrumentation, testing
 from ._backoff import Backoff, parse_retry_after, retry_after_from_headers
+from ._decorators import Attempt, Attempts, attempts, retry
 from ._envelope import ErrorInfo, parse_error
 from ._errors import (
     APIConnectionError,
@@ -24,11 +26,15 @@ from ._errors import (
     StreamError,
     api_error,
 )
+from ._events import RetryEvent
+from ._known import register_known_exceptions
 from ._outcome import AttemptState, Decision, Outcome
 from ._policy import Policy
 from ._profiles import EUGPT, HTTP
 from ._redact import redact
 from ._rules import Classification, Failure, Kind, Rule, register_exception
+
+register_known_exceptions()
 
 __all__ = [
     "EUGPT",
@@ -36,7 +42,9 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "Attempt",
     "AttemptState",
+    "Attempts",
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
@@ -53,13 +61,18 @@ __all__ = [
     "PermissionDeniedError",
     "Policy",
     "RateLimitError",
+    "RetryEvent",
     "Rule",
     "ServiceUnavailableError",
     "StreamError",
     "api_error",
+    "attempts",
+    "instrumentation",
     "parse_error",
     "parse_retry_after",
     "redact",
     "register_exception",
+    "retry",
     "retry_after_from_headers",
+    "testing",
 ]

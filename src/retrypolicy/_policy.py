@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 import attrs
 
@@ -239,9 +239,8 @@ class Policy:
         """Decorate *fn* so that it is retried by this policy (see :func:`retrypolicy.retry`)."""
         from ._decorators import retry  # noqa: PLC0415 - the core delegates at call time only
 
-        if fn is None:
-            return retry(self, **hooks)
-        return retry(self, **hooks)(fn)
+        decorator = cast("Callable[[F], F]", retry(self, **hooks))
+        return decorator if fn is None else decorator(fn)
 
 
 _FAILURE_OF_KIND: Final[dict[str, Failure]] = {

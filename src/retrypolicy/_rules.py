@@ -10,9 +10,12 @@ transport library: adapters translate their exceptions into failure names
 from __future__ import annotations
 
 import enum
+import errno
 import re
-from collections.abc import Iterable
-from typing import Final
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from typing import Final, TypeAlias
 
 import attrs
 
@@ -205,43 +208,94 @@ class Classification:
     rule: Rule | None = attrs.field(default=None, repr=False, eq=False)
 
 
-# The exception registry: adapters teach the core their transport's exception
-# types without the core importing them. Most specific class wins (MRO order).
-_EXCEPTIONS: dict[type[BaseException], Failure | None] = {
+# The exception registry: adapters (and the apply layer, for well-known
+# transports) teach the core what exception types mean without the core
+# importing them. A key is a type, or "package.QualName" for a type the core
+# must not import (matched on the top-level package, so re-exports work). A
+# value is a Failure, None ("not a transport failure"), or a function that
+# looks at the exception. The most specific class in the MRO wins.
+FailureResolver: TypeAlias = "Failure | Callable[[BaseException], Failure | None] | None"
+
+_NETWORK_ERRNOS: Final = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED",
+        "ENETUNREACH",
+        "EHOSTUNREACH",
+        "ENETDOWN",
+        "EHOSTDOWN",
+        "EADDRNOTAVAIL",
+        "ECONNABORTED",
+        "ETIMEDOUT",
+    )
+    if hasattr(errno, name)
+)
+
+
+def _os_error(exc: BaseException) -> Failure | None:
+    """A bare OSError is a network failure only when its errno says so (not ENOENT...)."""
+    no = getattr(exc, "errno", None)
+    if no == errno.ETIMEDOUT:
+        return Failure.TIMEOUT
+    return Failure.CONNECTION if no in _NETWORK_ERRNOS else None
+
+
+_EXCEPTIONS: dict[type[BaseException] | str, FailureResolver] = {
     ConnectionRefusedError: Failure.CONNECTION,
     ConnectionResetError: Failure.TIMEOUT,
     ConnectionAbortedError: Failure.TIMEOUT,
     BrokenPipeError: Failure.TIMEOUT,
     ConnectionError: Failure.CONNECTION,
     TimeoutError: Failure.TIMEOUT,
-    OSError: Failure.CONNECTION,
+    socket.gaierror: Failure.CONNECTION,
+    socket.herror: Failure.CONNECTION,
+    ssl.SSLCertVerificationError: None,  # a certificate problem needs a fix, not a retry
+    ssl.SSLError: Failure.CONNECTION,
+    OSError: _os_error,
 }
+_failure_cache: dict[type[BaseException], FailureResolver] = {}
 
 
-def register_exception(exc_type: type[BaseException], failure: Failure | str | None) -> None:
-    """Teach every policy what *exc_type* means: a ``"connection"`` or ``"timeout"`` failure.
+def register_exception(
+    exc_type: type[BaseException] | str,
+    failure: Failure | str | Callable[[BaseException], Failure | None] | None,
+) -> None:
+    """Teach every policy what an exception type means.
 
-    ``None`` marks a type as *not* a transport failure even if a base class is
-    (for example an HTTP-status error that subclasses ``OSError``).
+    *exc_type* is a class, or ``"package.QualName"`` for one the caller does not
+    want to import (``"httpx.ReadTimeout"``). *failure* is ``"connection"`` (the
+    request never left), ``"timeout"`` (sent, no complete response), ``None``
+    (not a transport failure, even if a base class is), or a function of the
+    exception returning one of those.
     """
-    _EXCEPTIONS[exc_type] = _to_failure(failure)
+    _EXCEPTIONS[exc_type] = failure if callable(failure) else _to_failure(failure)
     _failure_cache.clear()
 
 
-_failure_cache: dict[type[BaseException], Failure | None] = {}
+def _resolver_for(tp: type[BaseException]) -> FailureResolver:
+    for base in tp.__mro__:
+        found = _EXCEPTIONS.get(base, _MISSING)
+        if found is _MISSING:
+            key = f"{base.__module__.partition('.')[0]}.{base.__qualname__}"
+            found = _EXCEPTIONS.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+    return None
+
+
+_MISSING: Final = object()
 
 
 def failure_of(exc: BaseException) -> Failure | None:
     """The failure an exception stands for, or None if it is not a transport failure."""
     tp = type(exc)
     try:
-        return _failure_cache[tp]
+        resolver = _failure_cache[tp]
     except KeyError:
-        pass
-    result: Failure | None = None
-    for base in tp.__mro__:
-        if base in _EXCEPTIONS:
-            result = _EXCEPTIONS[base]
-            break
-    _failure_cache[tp] = result
-    return result
+        resolver = _failure_cache[tp] = _resolver_for(tp)
+    if resolver is None or isinstance(resolver, Failure):
+        return resolver
+    try:
+        return _to_failure(resolver(exc))
+    except Exception:  # noqa: BLE001 - a broken resolver must not break classification
+        return None

@@ -1,0 +1,297 @@
+"""The attempt loop: the only code that sleeps or reads the clock.
+
+:class:`Retrier` holds what is fixed when a function is decorated (policy,
+hooks, clock, sleepers). Per call, a :class:`Loop` feeds outcomes to the
+policy's pure ``decide`` and reports events; the two small drivers,
+:meth:`Retrier.call` and :meth:`Retrier.acall`, only run attempts and wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+import structlog
+
+from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
+from ._extract import outcome_of_exception, outcome_of_value
+from ._outcome import AttemptState, Decision, Outcome
+from ._policy import Policy
+from ._redact import redact
+from ._rules import Kind
+from .instrumentation._hooks import get_hooks
+from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
+
+__all__ = ["NEVER_RETRIED", "Instant", "Loop", "Retrier", "instant_mode"]
+
+NEVER_RETRIED: Final = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+"""Exceptions that always pass straight through: the caller asked to stop."""
+
+_log = structlog.get_logger("retrypolicy")
+
+
+@attrs.define
+class Instant:
+    """The testing switch's state: waits are recorded instead of slept.
+
+    A virtual clock advances by each recorded wait, so deadlines behave as if
+    the waits had happened.
+    """
+
+    waits: list[float] = attrs.field(factory=list)
+    offset: float = 0.0
+
+    def record(self, delay: float) -> None:
+        self.waits.append(delay)
+        self.offset += delay
+
+
+_instant: list[Instant | None] = [None]
+
+
+def instant_mode() -> Instant | None:
+    """The active :class:`Instant` recorder, or None when waits are real."""
+    return _instant[0]
+
+
+def set_instant_mode(value: Instant | None) -> Instant | None:
+    """Switch instant mode; returns the previous recorder (to restore it)."""
+    previous = _instant[0]
+    _instant[0] = value
+    return previous
+
+
+def _safe_call(hook: RetryHook, event: RetryEvent) -> None:
+    try:
+        hook(event)
+    except Exception as exc:  # noqa: BLE001 - a hook must never break the call it observes
+        _log.exception(
+            "retry.hook_failed", hook=repr(hook), retry_event=event.name, error=repr(exc)
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Retrier:
+    """Everything fixed at decoration time; per-call work happens in :class:`Loop`."""
+
+    policy: Policy
+    name: str
+    on_retry: RetryHook | None = None
+    on_give_up: RetryHook | None = None
+    on_success: RetryHook | None = None
+    before_attempt: RetryHook | None = None
+    clock: Clock = time.monotonic
+    wall_clock: Clock = time.time
+    sleep: Sleeper = time.sleep
+    async_sleep: AsyncSleeper = asyncio.sleep
+    rng: random.Random | None = None
+    extract: OutcomeExtractor | None = None
+
+    def now(self) -> float:
+        """The loop's clock, advanced by the waits instant mode skipped."""
+        inst = _instant[0]
+        return self.clock() + (inst.offset if inst is not None else 0.0)
+
+    def outcome_of_value(self, value: object) -> Outcome | None:
+        """The outcome of a returned value; None for a plain value or a success."""
+        if self.extract is not None:
+            custom = self.extract(value)
+            if custom is not None:
+                c = self.policy.classify(custom.status, custom.code, failure=custom.failure)
+                return None if c.kind == Kind.SUCCESS else custom
+        return outcome_of_value(value, self.policy, wall=self.wall_clock)
+
+    def outcome_of_exception(self, exc: BaseException) -> Outcome:
+        """The outcome of a raised exception."""
+        return outcome_of_exception(exc, wall=self.wall_clock)
+
+    def emit(self, event: RetryEvent, hook: RetryHook | None) -> None:
+        """Send *event* to the per-call hook and the process-wide hooks."""
+        if hook is not None:
+            _safe_call(hook, event)
+        for h in get_hooks():
+            _safe_call(h, event)
+
+    def announce(self, attempt: int, started: float) -> None:
+        """Tell ``before_attempt`` that attempt *attempt* is about to start."""
+        if self.before_attempt is not None:
+            event = RetryEvent(
+                name=ATTEMPT,
+                call=self.name,
+                attempt=attempt,
+                policy=self.policy,
+                elapsed=self.now() - started,
+            )
+            _safe_call(self.before_attempt, event)
+
+    def wait(self, delay: float) -> None:
+        """Sleep *delay* seconds (never for a zero wait; recorded in instant mode)."""
+        inst = _instant[0]
+        if inst is not None:
+            inst.record(delay)
+        elif delay > 0:
+            self.sleep(delay)
+
+    async def await_wait(self, delay: float) -> None:
+        """Await *delay* seconds (never for a zero wait; recorded in instant mode)."""
+        inst = _instant[0]
+        if inst is not None:
+            inst.record(delay)
+        elif delay > 0:
+            await self.async_sleep(delay)
+
+    # -- the drivers --------------------------------------------------------------
+
+    def call(
+        self,
+        fn: Callable[..., Any],
+        _instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run *fn* under the policy; returns its last value or re-raises its last error.
+
+        The signature is wrapt's wrapper signature, so this bound method *is* the
+        wrapper: no extra frame on the success path.
+        """
+        started = self.now()
+        loop: Loop | None = None
+        delay: float | None = 0.0
+        while delay is not None:
+            if loop is not None:
+                self.wait(delay)
+            self.announce(1 if loop is None else loop.attempt, started)
+            try:
+                value = fn(*args, **kwargs)
+            except NEVER_RETRIED:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - classified, then re-raised unchanged
+                outcome = self.outcome_of_exception(exc)
+            else:
+                returned = self.outcome_of_value(value)
+                if returned is None:
+                    if loop is not None:
+                        loop.succeeded()
+                    return value
+                outcome = returned
+            if loop is None:
+                loop = Loop(self, started)
+            delay = loop.failed(outcome)
+        assert loop is not None  # noqa: S101 - the loop only ends after a failure
+        return loop.give_up()
+
+    async def acall(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        _instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The async driver: :meth:`call` for coroutine functions."""
+        started = self.now()
+        loop: Loop | None = None
+        delay: float | None = 0.0
+        while delay is not None:
+            if loop is not None:
+                await self.await_wait(delay)
+            self.announce(1 if loop is None else loop.attempt, started)
+            try:
+                value = await fn(*args, **kwargs)
+            except NEVER_RETRIED:
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                outcome = self.outcome_of_exception(exc)
+            else:
+                returned = self.outcome_of_value(value)
+                if returned is None:
+                    if loop is not None:
+                        loop.succeeded()
+                    return value
+                outcome = returned
+            if loop is None:
+                loop = Loop(self, started)
+            delay = loop.failed(outcome)
+        assert loop is not None  # noqa: S101 - the loop only ends after a failure
+        return loop.give_up()
+
+
+class Loop:
+    """One call's progress: state, last failure, and the events it reports."""
+
+    __slots__ = ("last", "retrier", "started", "state")
+
+    def __init__(self, retrier: Retrier, started: float) -> None:
+        self.retrier = retrier
+        self.started = started
+        self.state = AttemptState(started=started)
+        self.last: Outcome | None = None
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt to run next (or the one that just ended)."""
+        return self.state.attempt
+
+    def _event(self, name: str, outcome: Outcome | None, decision: Decision | None) -> RetryEvent:
+        exc = outcome.exception if outcome is not None else None
+        return RetryEvent(
+            name=name,
+            call=self.retrier.name,
+            attempt=self.state.attempt,
+            policy=self.retrier.policy,
+            kind=decision.classification.kind if decision is not None else None,
+            status=outcome.status if outcome is not None else None,
+            code=outcome.code if outcome is not None else None,
+            delay=decision.delay if decision is not None and decision.retry else 0.0,
+            elapsed=self.retrier.now() - self.started,
+            reason=decision.reason if decision is not None else "",
+            error=None if exc is None else redact(f"{type(exc).__name__}: {exc}")[:500],
+            outcome=outcome,
+        )
+
+    def failed(self, outcome: Outcome) -> float | None:
+        """Record a failed attempt; the wait before the next one, or None to give up."""
+        r = self.retrier
+        decision = r.policy.decide(outcome, self.state, now=r.now(), rng=r.rng)
+        if self.last is not None:
+            _discard(self.last)
+        self.last = outcome
+        if decision.action == "succeed":
+            # an error the policy does not count as a failure (e.g. an exception
+            # carrying a 2xx): nothing to retry, hand it back as it is
+            r.emit(self._event(GAVE_UP, outcome, decision), r.on_give_up)
+            return None
+        if not decision.retry:
+            r.emit(self._event(GAVE_UP, outcome, decision), r.on_give_up)
+            return None
+        r.emit(self._event(SCHEDULED, outcome, decision), r.on_retry)
+        self.state = decision.state
+        return decision.delay
+
+    def succeeded(self) -> None:
+        """Record the successful attempt after at least one retry."""
+        if self.last is not None:
+            _discard(self.last)
+            self.last = None
+        r = self.retrier
+        r.emit(self._event(SUCCEEDED, None, None), r.on_success)
+
+    def give_up(self) -> Any:
+        """Hand the last failure to the caller: re-raise it unchanged, or return the value."""
+        last = self.last
+        assert last is not None  # noqa: S101 - give_up follows a failure
+        if last.exception is not None:
+            raise last.exception
+        return last.value
+
+
+def _discard(outcome: Outcome) -> None:
+    """Release a response we retried past (its connection goes back to the pool)."""
+    close = getattr(outcome.value, "close", None)
+    if close is not None and outcome.exception is None:
+        with contextlib.suppress(Exception):  # best effort: the response is garbage anyway
+            close()

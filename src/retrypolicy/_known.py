@@ -1,0 +1,55 @@
+"""Well-known transport exceptions, registered by name so nothing is imported.
+
+With these, ``@rp.retry`` around code that uses requests, httpx or urllib3
+directly classifies their errors correctly even when no adapter is imported.
+Names are ``top_package.QualName``: re-exports from private modules match.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ._rules import Failure, register_exception
+
+__all__ = ["KNOWN_EXCEPTIONS", "register_known_exceptions"]
+
+C, T = Failure.CONNECTION, Failure.TIMEOUT
+
+KNOWN_EXCEPTIONS: Final[dict[str, Failure | None]] = {
+    # requests: most of its exceptions subclass OSError; only these are transport failures.
+    "requests.RequestException": None,
+    "requests.HTTPError": None,  # raise_for_status(): classified by its response's status
+    "requests.ConnectionError": C,
+    "requests.ProxyError": C,
+    "requests.SSLError": None,
+    "requests.ConnectTimeout": C,  # never reached the server
+    "requests.ReadTimeout": T,
+    "requests.Timeout": T,
+    "requests.ChunkedEncodingError": T,
+    # httpx
+    "httpx.HTTPError": None,
+    "httpx.ConnectError": C,
+    "httpx.ConnectTimeout": C,
+    "httpx.PoolTimeout": C,  # no connection was ever used
+    "httpx.ProxyError": C,
+    "httpx.ReadTimeout": T,
+    "httpx.WriteTimeout": T,
+    "httpx.ReadError": T,
+    "httpx.WriteError": T,
+    "httpx.RemoteProtocolError": T,
+    # urllib3
+    "urllib3.HTTPError": None,
+    "urllib3.NewConnectionError": C,
+    "urllib3.NameResolutionError": C,
+    "urllib3.ConnectTimeoutError": C,
+    "urllib3.ReadTimeoutError": T,
+    "urllib3.ProtocolError": T,
+    "urllib3.ProxyError": C,
+    "urllib3.SSLError": None,
+}
+
+
+def register_known_exceptions() -> None:
+    """Register :data:`KNOWN_EXCEPTIONS` (done once when ``retrypolicy`` is imported)."""
+    for name, failure in KNOWN_EXCEPTIONS.items():
+        register_exception(name, failure)

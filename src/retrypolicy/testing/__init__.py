@@ -1,0 +1,7 @@
+"""Testing helpers for code that uses retrypolicy: no sleeping, a fake EU GPT server."""
+
+from __future__ import annotations
+
+from ._instant import Instant, instant, set_instant
+
+__all__ = ["Instant", "instant", "set_instant"]
