@@ -110,11 +110,15 @@ class Retrier:
         """The outcome of a raised exception."""
         return outcome_of_exception(exc, wall=self.wall_clock)
 
-    def emit(self, event: RetryEvent, hook: RetryHook | None) -> None:
-        """Send *event* to the per-call hook and the process-wide hooks."""
+    def emit(self, make: Callable[[], RetryEvent], hook: RetryHook | None) -> None:
+        """Send the event *make* builds to the per-call and process-wide hooks, if any."""
+        hooks = get_hooks()
+        if hook is None and not hooks:
+            return  # nobody listens: do not even build the event
+        event = make()
         if hook is not None:
             _safe_call(hook, event)
-        for h in get_hooks():
+        for h in hooks:
             _safe_call(h, event)
 
     def announce(self, attempt: int, started: float) -> None:
@@ -165,7 +169,8 @@ class Retrier:
         while delay is not None:
             if loop is not None:
                 self.wait(delay)
-            self.announce(1 if loop is None else loop.attempt, started)
+            if self.before_attempt is not None:
+                self.announce(1 if loop is None else loop.attempt, started)
             try:
                 value = fn(*args, **kwargs)
             except NEVER_RETRIED:
@@ -199,7 +204,8 @@ class Retrier:
         while delay is not None:
             if loop is not None:
                 await self.await_wait(delay)
-            self.announce(1 if loop is None else loop.attempt, started)
+            if self.before_attempt is not None:
+                self.announce(1 if loop is None else loop.attempt, started)
             try:
                 value = await fn(*args, **kwargs)
             except NEVER_RETRIED:
@@ -263,12 +269,12 @@ class Loop:
         if decision.action == "succeed":
             # an error the policy does not count as a failure (e.g. an exception
             # carrying a 2xx): nothing to retry, hand it back as it is
-            r.emit(self._event(GAVE_UP, outcome, decision), r.on_give_up)
+            r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
             return None
         if not decision.retry:
-            r.emit(self._event(GAVE_UP, outcome, decision), r.on_give_up)
+            r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
             return None
-        r.emit(self._event(SCHEDULED, outcome, decision), r.on_retry)
+        r.emit(lambda: self._event(SCHEDULED, outcome, decision), r.on_retry)
         self.state = decision.state
         return decision.delay
 
@@ -278,7 +284,7 @@ class Loop:
             _discard(self.last)
             self.last = None
         r = self.retrier
-        r.emit(self._event(SUCCEEDED, None, None), r.on_success)
+        r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
 
     def give_up(self) -> Any:
         """Hand the last failure to the caller: re-raise it unchanged, or return the value."""
@@ -291,7 +297,9 @@ class Loop:
 
 def _discard(outcome: Outcome) -> None:
     """Release a response we retried past (its connection goes back to the pool)."""
+    if outcome.value is None or outcome.exception is not None:
+        return
     close = getattr(outcome.value, "close", None)
-    if close is not None and outcome.exception is None:
+    if close is not None:
         with contextlib.suppress(Exception):  # best effort: the response is garbage anyway
             close()

@@ -32,7 +32,7 @@ def _excerpt(text: str | None) -> str | None:
     return text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT] + "…"
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # a dict class: attrs' frozen __init__ is ~30% faster without slots
 class ErrorInfo:
     """What an error response said, as far as it could be understood.
 
@@ -57,81 +57,73 @@ def parse_error(status: int | None, body: bytes | str | None, headers: object = 
     try:
         return _parse(status, body, headers)
     except Exception:  # noqa: BLE001 - a parser of remote data must never raise
-        return ErrorInfo(status=status if isinstance(status, int) else None)
+        return ErrorInfo(status if isinstance(status, int) else None)
+
+
+def _request_id(headers: object) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = header_value(headers, name)
+        if value is not None:
+            return _excerpt(redact(value[:MAX_EXCERPT]))
+    return None
 
 
 def _parse(status: int | None, body: bytes | str | None, headers: object) -> ErrorInfo:
-    request_id = None
-    if headers is not None:
-        for name in _REQUEST_ID_HEADERS:
-            request_id = header_value(headers, name)
-            if request_id is not None:
-                request_id = _excerpt(redact(request_id[:MAX_EXCERPT]))
-                break
-    if isinstance(body, bytes | bytearray | memoryview):
-        raw_bytes = bytes(body[:MAX_PARSE_BYTES])
+    request_id = None if headers is None else _request_id(headers)
+    if type(body) is bytes or isinstance(body, bytes | bytearray | memoryview):
+        size = len(body)
+        raw_bytes = bytes(body if size <= MAX_PARSE_BYTES else body[:MAX_PARSE_BYTES])
         if b"\x00" in raw_bytes:
-            return ErrorInfo(
-                status=status,
-                message=f"<{len(body)} bytes of binary data>",
-                request_id=request_id,
-            )
-        text = raw_bytes.decode("utf-8", errors="replace")
+            return ErrorInfo(status, None, None, f"<{size} bytes of binary data>", None, request_id)
+        text = raw_bytes.decode("utf-8", "replace").strip()
     elif isinstance(body, str):
-        text = body[:MAX_PARSE_BYTES]
+        text = body[:MAX_PARSE_BYTES].strip()
     else:
         text = ""
-    text = redact(text.strip())
     if not text:
-        return ErrorInfo(status=status, message=_phrase(status), request_id=request_id)
+        return ErrorInfo(status, None, None, _phrase(status), None, request_id)
+    if "eugpt_" in text or "earer" in text:
+        text = redact(text)
+    excerpt = text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT] + "…"
     if text[0] == "{":
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):
             data = None
-        if isinstance(data, dict):
-            return _from_envelope(status, data, text, request_id)
-    return ErrorInfo(
-        status=status, message=_excerpt(text), request_id=request_id, raw=_excerpt(text)
-    )
+        if type(data) is dict:
+            return _from_envelope(status, data, excerpt, request_id)
+    return ErrorInfo(status, None, None, excerpt, None, request_id, excerpt)
 
 
 def _from_envelope(
-    status: int | None, data: dict[str, Any], text: str, request_id: str | None
+    status: int | None, data: dict[str, Any], excerpt: str, request_id: str | None
 ) -> ErrorInfo:
     detail = data.get("detail")
     error = data.get("error")
     code = etype = message = None
-    if isinstance(error, str):
-        code = error
-    elif isinstance(error, dict):
-        code = _str_or_none(error.get("code"))
-        etype = _str_or_none(error.get("type"))
-        message = _str_or_none(error.get("message"))
-    elif "type" in data and data.get("type") == "error":
+    if type(error) is dict:
+        code = _bounded(error.get("code"))
+        etype = _bounded(error.get("type"))
+        message = _bounded(error.get("message"))
+    elif type(error) is str:
+        code = _bounded(error)
+    elif data.get("type") == "error":
         # an SSE error event's data: code and message at the top level
-        code = _str_or_none(data.get("code"))
-        message = _str_or_none(data.get("message"))
+        code = _bounded(data.get("code"))
+        message = _bounded(data.get("message"))
     if message is None:
-        message = _detail_message(detail)
-    return ErrorInfo(
-        status=status,
-        code=_excerpt(code),
-        type=_excerpt(etype),
-        message=_excerpt(message) or _phrase(status),
-        detail=detail,
-        request_id=request_id,
-        raw=_excerpt(text),
-    )
+        message = _bounded(_detail_message(detail)) or _phrase(status)
+    return ErrorInfo(status, code, etype, message, detail, request_id, excerpt)
 
 
-def _str_or_none(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
+def _bounded(value: object) -> str | None:
+    """A string (or number) from remote data as a bounded string; anything else is None."""
+    if type(value) is str:
+        return value if len(value) <= MAX_EXCERPT else value[:MAX_EXCERPT] + "…"
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, str):
+        return _bounded(str(value))
     return None
 
 
@@ -139,12 +131,10 @@ def _detail_message(detail: object) -> str | None:
     if isinstance(detail, str):
         return detail
     if isinstance(detail, dict):
-        return _str_or_none(detail.get("message")) or _str_or_none(detail.get("msg"))
+        return _bounded(detail.get("message")) or _bounded(detail.get("msg"))
     if isinstance(detail, list):  # e.g. validation errors: [{"loc": ..., "msg": ...}, ...]
         msgs = [
-            m
-            for item in detail[:5]
-            if isinstance(item, dict) and (m := _str_or_none(item.get("msg")))
+            m for item in detail[:5] if isinstance(item, dict) and (m := _bounded(item.get("msg")))
         ]
         return "; ".join(msgs) or None
     return None

@@ -22,7 +22,7 @@ ATTEMPT: Final = "retry.attempt"
 """An attempt is about to start (only for ``before_attempt`` hooks, never logged)."""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)  # no slots: faster frozen __init__
 class RetryEvent:
     """What happened at one step of a retried call.
 

@@ -90,11 +90,27 @@ def outcome_of_value(value: object, policy: Policy, *, wall: Callable[[], float]
     return outcome_of_response(value, status, wall=wall)
 
 
+_CLASS_HAS_RESPONSE: dict[type, bool] = {}
+
+
+def _response_of(exc: BaseException) -> Any:
+    """``exc.response`` (requests, httpx HTTP errors) without a raising getattr per failure."""
+    tp = type(exc)
+    on_class = _CLASS_HAS_RESPONSE.get(tp)
+    if on_class is None:
+        on_class = hasattr(tp, "response")
+        if len(_CLASS_HAS_RESPONSE) < _CACHE_LIMIT:
+            _CLASS_HAS_RESPONSE[tp] = on_class
+    if on_class:
+        return getattr(exc, "response", None)
+    return exc.__dict__.get("response") if exc.__dict__ else None
+
+
 def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Outcome:
     """The outcome of a raised exception: an API error, an HTTP error, or a transport failure."""
     if isinstance(exc, APIError):
         return Outcome(status=exc.status, code=exc.code, exception=exc, retry_after=exc.retry_after)
-    response = getattr(exc, "response", None)
+    response = _response_of(exc)
     if response is not None:
         status = getattr(response, "status_code", None)
         if not isinstance(status, int):

@@ -12,7 +12,9 @@ from ._rules import Classification, Failure
 __all__ = ["AttemptState", "Decision", "Outcome"]
 
 
-@attrs.frozen(kw_only=True)
+# dict classes (slots=False): attrs' frozen __init__ is markedly faster without slots,
+# and these are built on every failed attempt
+@attrs.frozen(kw_only=True, slots=False)
 class Outcome:
     """What one attempt produced, in transport-neutral terms.
 
@@ -31,7 +33,7 @@ class Outcome:
     """What the call returned, when it returned."""
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class AttemptState:
     """Where a call stands: attempts made, retries used per kind, when it started.
 
@@ -59,20 +61,25 @@ class AttemptState:
 
     def after_retry(self, kind: str, delay: float) -> AttemptState:
         """The state for the next attempt, one retry of *kind* later."""
-        used = self.retries_of(kind) + 1
-        retries = (*((k, n) for k, n in self.retries if k != kind), (kind, used))
+        retries = self.retries
+        for i, (k, n) in enumerate(retries):
+            if k == kind:
+                retries = (*retries[:i], (kind, n + 1), *retries[i + 1 :])
+                break
+        else:
+            retries = (*retries, (kind, 1))
         return AttemptState(self.started, self.attempt + 1, retries, delay)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(slots=False)
 class Decision:
     """What to do after an outcome: ``"succeed"``, ``"retry"`` after ``delay``, or ``"give_up"``."""
 
     action: Literal["succeed", "retry", "give_up"]
     classification: Classification
     reason: str
-    delay: float = 0.0
     state: AttemptState
+    delay: float = 0.0
     retry_after: float | None = None
 
     @property

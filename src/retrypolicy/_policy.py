@@ -203,12 +203,13 @@ class Policy:
                     hint,
                 )
         return Decision(
-            action="retry",
-            classification=c,
-            reason=f"{c.kind}: retry {used + 1} of {c.max_retries}",
-            delay=delay,
-            state=state.after_retry(c.kind, delay),
-            retry_after=hint,
+            "retry",
+            c,
+            # concatenation, not an f-string: formatting a StrEnum is slow on 3.11
+            c.kind + ": retry " + str(used + 1) + " of " + str(c.max_retries),
+            state.after_retry(c.kind, delay),
+            delay,
+            hint,
         )
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._fake import FakeEUGPT, RecordedRequest, Reply
 from ._instant import Instant, instant, set_instant
 
-__all__ = ["Instant", "instant", "set_instant"]
+__all__ = ["FakeEUGPT", "Instant", "RecordedRequest", "Reply", "instant", "set_instant"]
