@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ._rules import Failure, register_exception
+from ._rules import Failure, failure_of, register_exception
 
 __all__ = ["KNOWN_EXCEPTIONS", "register_known_exceptions"]
 
@@ -49,7 +49,21 @@ KNOWN_EXCEPTIONS: Final[dict[str, Failure | None]] = {
 }
 
 
+def _requests_connection_error(exc: BaseException) -> Failure | None:
+    """requests wraps both "never connected" and "connection dropped after sending" in
+    ``requests.ConnectionError``; the wrapped urllib3 error tells them apart."""
+    inner = exc.args[0] if exc.args else None
+    reason = getattr(inner, "reason", None)  # urllib3's MaxRetryError carries the cause
+    for candidate in (reason, inner):
+        if isinstance(candidate, BaseException):
+            found = failure_of(candidate)
+            if found is not None:
+                return found
+    return Failure.CONNECTION
+
+
 def register_known_exceptions() -> None:
     """Register :data:`KNOWN_EXCEPTIONS` (done once when ``retrypolicy`` is imported)."""
     for name, failure in KNOWN_EXCEPTIONS.items():
         register_exception(name, failure)
+    register_exception("requests.ConnectionError", _requests_connection_error)

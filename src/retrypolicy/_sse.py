@@ -1,0 +1,671 @@
+"""Server-sent events: an incremental decoder and the verdict on an EU GPT stream.
+
+Why this exists: a ``200`` stream is not a success. The spec says a response
+stream succeeded only when its *last* event is ``response.completed``; a
+failure after streaming began arrives as an ``error`` event, and a dropped
+connection leaves a stream with neither. The adapters therefore have to watch
+every byte of every streamed body, so the watcher sits on the hot path of each
+streamed response and must cost little more than reading the bytes.
+
+Two layers:
+
+* :class:`SSEDecoder` turns byte chunks into :class:`SSEEvent` s following the
+  WHATWG event-stream rules (LF / CR / CRLF line ends, one leading BOM skipped,
+  comments, ``event`` / ``data`` / ``id`` / ``retry`` fields, events without
+  data not dispatched, an unterminated event discarded at end of stream). Chunk
+  boundaries may fall anywhere, including inside a CRLF or a UTF-8 character.
+  Speed comes from doing the per-byte work in C: the chunk is decoded once by
+  an incremental UTF-8 decoder; a chunk of identically shaped frames (EU GPT's
+  ``event: message`` + one ``data:`` line + blank line) is extracted by one
+  ``findall`` and verified by a length sum; other runs of ordinary frames
+  (any ``event:`` name) take one regular-expression pass to find and one to
+  extract; only unusual lines go through the per-line state machine.
+* :class:`StreamMonitor` wraps a decoder and answers "did this stream succeed?"
+  incrementally, as :class:`StreamProblem` or ``None``. It does not
+  ``json.loads`` every event: the ``type`` and ``sequence_number`` of ordinary
+  frames are read by an anchored regular expression that only accepts them as
+  top-level keys, and only error events (and frames the cheap path cannot read
+  soundly) are parsed.
+
+Neither ever raises on remote data, and both keep memory bounded: a line longer
+than ``max_line_bytes`` (or an event whose data exceeds ``max_event_bytes``) is
+discarded together with the event it belongs to, and the decoder remembers that
+it happened (:attr:`SSEDecoder.overflowed`) so the monitor can refuse to vouch
+for a stream it could not fully read.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from typing import Any, Final
+
+import attrs
+
+from ._rules import Failure
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "SSEDecoder",
+    "SSEEvent",
+    "StreamMonitor",
+    "StreamProblem",
+]
+
+DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
+"""The longest line :class:`SSEDecoder` accepts by default (UTF-8 bytes)."""
+
+_MAX_MESSAGE: Final = 512
+"""A :class:`StreamProblem` message quotes at most this many characters of the server's text."""
+
+_MAX_RETRY_DIGITS: Final = 15
+"""``retry`` values with more significant digits (over 30,000 years in ms) are ignored."""
+
+# The decoder's fast paths work on text whose line ends are all "\n".
+#
+# An ordinary frame: an optional ``event:`` line, exactly one ``data:`` line, a blank
+# line. _FRAMES finds where a run of them ends (no captures, so it is cheap); _FRAME
+# then extracts (event, data) of each frame in that run.
+_FRAME: Final = re.compile(r"(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
+_FRAMES: Final = re.compile(r"(?:(?:event: ?[^\n]*\n)?data: ?[^\n]*\n\n)*")
+# The two shapes real servers send every frame in (EU GPT uses the first). Each has
+# a fixed prefix, so a run of them is checked by length alone (see SSEDecoder._exact).
+_EVENT_PREFIX: Final = "event: message\ndata: "
+_DATA_PREFIX: Final = "data: "
+_EXACT_EVENT: Final = re.compile(r"event: message\ndata: ([^\n]*)\n\n")
+_EXACT_DATA: Final = re.compile(r"data: ([^\n]*)\n\n")
+
+# The monitor's cheap reading of an event's data, sound for valid JSON:
+# ``{"type":"<no escapes>"`` at the very start of the data is the first member of the
+# top-level object, so the type read there is the top-level type, whatever strings or
+# nested objects follow (a delta *containing* ``"type":"error"`` has it escaped or
+# nested, never first). An immediately following ``"sequence_number":<int>`` ended by
+# ``,`` or ``}`` is the second top-level member. Digits are [0-9] (``\d`` would admit
+# non-ASCII digits), at most 18, so int() is cheap and never hits the int-string limit.
+# _HEAD_COMPACT is tried first (compact encoders, EU GPT); _HEAD allows JSON whitespace,
+# which is exactly these four characters (``\s`` would admit more).
+_WS: Final = r"[ \t\n\r]*"
+_HEAD_COMPACT: Final = re.compile(
+    r'\{"type":"([^"\\]*)"(?:,"sequence_number":(-?[0-9]{1,18})(?=[,}]))?'
+)
+_HEAD: Final = re.compile(
+    rf'{_WS}\{{{_WS}"type"{_WS}:{_WS}"([^"\\]*)"'
+    rf'(?:{_WS},{_WS}"sequence_number"{_WS}:{_WS}(-?[0-9]{{1,18}})(?={_WS}[,}}]))?'
+)
+# ``,"sequence_number":<int>}`` ending the data is the last member of the top-level
+# object: the final ``}`` of a JSON object text closes the top level, and the text
+# right before it cannot be inside a string (the string would never be closed).
+_SEQ_LAST: Final = re.compile(
+    rf',{_WS}"sequence_number"{_WS}:{_WS}(-?[0-9]{{1,18}}){_WS}\}}{_WS}\Z'
+)
+_SEQ_LAST_WINDOW: Final = 96
+_SEQ_KEY: Final = '"sequence_number"'
+
+
+def _utf8_len(text: str) -> int:
+    """Length of *text* in UTF-8 (``isascii`` is O(1) in CPython, so ASCII costs nothing)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+@attrs.frozen
+class SSEEvent:
+    """One dispatched event, immutable so it can be shared, logged and compared safely.
+
+    ``id`` is the stream's last event ID at dispatch (WHATWG: it persists across
+    events until the server sets another), ``None`` if the server never sent one.
+    ``retry`` is the reconnection time (ms) given in this event's own block, if any;
+    :attr:`SSEDecoder.retry` keeps the latest one of the whole stream.
+    """
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Incremental WHATWG event-stream decoder: bytes in, :class:`SSEEvent` s out.
+
+    Why a decoder of our own: the adapters see raw byte chunks from three
+    transport libraries and must watch every streamed body cheaply, without
+    depending on any of them (``httpx-sse`` needs httpx).
+
+    Parsing remote data never raises. Memory is bounded: a line longer than
+    *max_line_bytes* (UTF-8 bytes of the decoded line, equal to the wire length for
+    valid UTF-8) is discarded without being buffered whole, and so is the data of an
+    event that grows beyond *max_event_bytes* (default: four times *max_line_bytes*).
+    Either way the event the oversized part belonged to is **dropped, not dispatched
+    truncated** — silently losing part of an event's data would be worse than losing
+    the event — and :attr:`overflowed` becomes true for good.
+
+    At end of stream (:meth:`close`) an event not terminated by a blank line is
+    discarded, as WHATWG requires; :attr:`pending` tells whether that happened, so a
+    caller can tell a stream cut mid-event from one cut between events.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_data",
+        "_data_bytes",
+        "_decoder",
+        "_dirty",
+        "_event",
+        "_last_id",
+        "_max_event",
+        "_max_line",
+        "_overflowed",
+        "_poisoned",
+        "_quarter",
+        "_reconnect",
+        "_retry",
+        "_skip_lf",
+        "_skipping",
+        "_start",
+        "_tail",
+        "_tail_bytes",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        *,
+        max_event_bytes: int | None = None,
+    ) -> None:
+        if max_event_bytes is None:
+            max_event_bytes = 4 * max_line_bytes
+        for name, value in (
+            ("max_line_bytes", max_line_bytes),
+            ("max_event_bytes", max_event_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"{name} must be a positive int, got {value!r}"
+                raise ValueError(msg)
+        self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
+        # A character is at most 4 UTF-8 bytes (U+FFFD standing for bad input: 3), so a
+        # line of at most max_line_bytes // 4 characters is within the limit without
+        # measuring it; the fast path only looks at windows that small.
+        self._quarter = max_line_bytes // 4
+        self._window = min(max_line_bytes, max_event_bytes) // 4
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._start = True  # the stream's first character (a BOM?) is still to come
+        self._skip_lf = False  # the previous text ended with CR: a leading LF is its CRLF
+        self._tail: list[str] = []  # the partial line after the last line end
+        self._tail_bytes = 0
+        self._skipping = False  # inside an overlong line: drop text up to its line end
+        self._data: list[str] = []
+        self._data_bytes = 0
+        self._event = ""
+        self._retry: int | None = None
+        self._last_id: str | None = None
+        self._reconnect: int | None = None
+        self._dirty = False  # a field line was seen since the last blank line
+        self._poisoned = False  # the current event lost a line to the limits: drop it
+        self._overflowed = False
+        self._closed = False
+
+    @property
+    def overflowed(self) -> bool:
+        """True once any line or event exceeded the limits and was discarded."""
+        return self._overflowed
+
+    @property
+    def pending(self) -> bool:
+        """True if the bytes received so far end inside an event (a cut stream, at EOF)."""
+        return bool(self._dirty or self._tail or self._skipping or self._decoder.getstate()[0])
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The stream's last event ID (``None`` until the server sends an ``id``)."""
+        return self._last_id
+
+    @property
+    def retry(self) -> int | None:
+        """The latest reconnection time (ms) the server sent, if any."""
+        return self._reconnect
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`; later feeds are ignored."""
+        return self._closed
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode *chunk*; return the events it completed (often none, often several)."""
+        if self._closed or not chunk:
+            return []
+        return self._feed_text(self._decoder.decode(chunk))
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: flush, and discard an unterminated event (see :attr:`pending`)."""
+        if self._closed:
+            return []
+        self._closed = True
+        # Flushing can only add U+FFFD for a truncated character to the partial line;
+        # a partial line is never a complete event, so this returns [] in practice.
+        return self._feed_text(self._decoder.decode(b"", True))
+
+    # -- internals ---------------------------------------------------------------
+
+    def _feed_text(self, text: str) -> list[SSEEvent]:
+        if not text:
+            return []
+        if self._start:
+            self._start = False
+            if text[0] == "\ufeff":
+                text = text[1:]
+                if not text:
+                    return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+                if not text:
+                    return []
+        if "\r" in text:
+            # Normalise to LF. A CR ending this text already ends its line; remember
+            # it, so an LF starting the next text is not taken for a blank line.
+            self._skip_lf = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        first_lf = text.find("\n")
+        if first_lf < 0:
+            self._grow_tail(text)
+            return []
+        if self._skipping:
+            self._skipping = False
+            text = text[first_lf + 1 :]
+        elif self._tail:
+            self._tail.append(text)
+            text = "".join(self._tail)
+            self._tail = []
+            self._tail_bytes = 0
+        out: list[SSEEvent] = []
+        pos = self._run(text, out)
+        if pos < len(text):
+            self._grow_tail(text[pos:])
+        return out
+
+    def _grow_tail(self, text: str) -> None:
+        if self._skipping:
+            return
+        self._tail.append(text)
+        self._tail_bytes += _utf8_len(text)
+        if self._tail_bytes > self._max_line:
+            self._tail = []
+            self._tail_bytes = 0
+            self._skipping = True
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self._overflowed = True
+        self._poisoned = True
+        self._dirty = True
+        self._data = []
+        self._data_bytes = 0
+
+    def _run(self, text: str, out: list[SSEEvent]) -> int:
+        """Process the complete lines of *text*; return where its partial last line starts."""
+        pos = 0
+        window = self._window
+        frames_end = _FRAMES.match
+        frames = _FRAME.findall
+        exact_tried = False
+        while True:
+            if not self._dirty:
+                # Between events. Once per text, try the whole text as one uniform run.
+                if not exact_tried:
+                    exact_tried = True
+                    pos = self._exact(text, pos, out)
+                # Take the longest run of ordinary frames in one go.
+                end = frames_end(text, pos, pos + window).end()  # type: ignore[union-attr]
+                if end > pos:
+                    lid = self._last_id
+                    out.extend(
+                        [SSEEvent(e or "message", d, lid, None) for e, d in frames(text, pos, end)]
+                    )
+                    pos = end
+            lf = text.find("\n", pos)
+            if lf < 0:
+                return pos
+            self._line(text[pos:lf], out)
+            pos = lf + 1
+
+    def _exact(self, text: str, pos: int, out: list[SSEEvent]) -> int:
+        """Dispatch a run of identically shaped frames from *pos*; return where it ends.
+
+        One ``findall`` pass and a length sum: the matches do not overlap, so if their
+        lengths add up to the length of the region they tile it exactly, frame by frame,
+        which is what line-by-line parsing from a clean state would have seen.
+        """
+        stop = text.rfind("\n\n", pos, pos + self._window)
+        if stop < 0:
+            return pos
+        stop += 2
+        if text.startswith(_EVENT_PREFIX, pos):
+            found = _EXACT_EVENT.findall(text, pos, stop)
+            overhead = len(_EVENT_PREFIX) + 2
+        elif text.startswith(_DATA_PREFIX, pos):
+            found = _EXACT_DATA.findall(text, pos, stop)
+            overhead = len(_DATA_PREFIX) + 2
+        else:
+            return pos
+        if sum(map(len, found)) + overhead * len(found) != stop - pos:
+            return pos
+        lid = self._last_id
+        out.extend([SSEEvent("message", d, lid, None) for d in found])
+        return stop
+
+    def _line(self, line: str, out: list[SSEEvent]) -> None:
+        if not line:
+            self._dispatch(out)
+            return
+        if len(line) > self._quarter and _utf8_len(line) > self._max_line:
+            self._overflow()
+            return
+        if line[0] == ":":
+            return
+        self._dirty = True
+        colon = line.find(":")
+        if colon < 0:
+            name, value = line, ""
+        else:
+            name = line[:colon]
+            value = line[colon + 2 :] if line[colon + 1 : colon + 2] == " " else line[colon + 1 :]
+        if name == "data":
+            if self._poisoned:
+                return
+            self._data_bytes += _utf8_len(value) + (1 if self._data else 0)
+            if self._data_bytes > self._max_event:
+                self._overflow()
+                return
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\x00" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            digits = value.lstrip("0")
+            if len(digits) <= _MAX_RETRY_DIGITS:
+                self._retry = self._reconnect = int(digits or "0")
+
+    def _dispatch(self, out: list[SSEEvent]) -> None:
+        if self._data and not self._poisoned:
+            data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+            out.append(SSEEvent(self._event or "message", data, self._last_id, self._retry))
+        self._data = []
+        self._data_bytes = 0
+        self._event = ""
+        self._retry = None
+        self._dirty = False
+        self._poisoned = False
+
+
+@attrs.frozen
+class StreamProblem:
+    """Why a stream cannot be taken as a success, in the terms the policy classifies.
+
+    ``code`` is the error event's top-level ``code`` (``None`` for an incomplete or
+    corrupted stream); ``failure`` is :attr:`Failure.INCOMPLETE_STREAM` for an
+    incomplete or corrupted stream and ``None`` for an error event, so the pair
+    feeds ``policy.classify(code=..., failure=...)`` directly.
+    """
+
+    code: str | None
+    message: str
+    failure: Failure | None
+    events_seen: int
+
+
+def _loads(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except Exception:  # noqa: BLE001 - ValueError, RecursionError: remote data never raises
+        return None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+
+
+def _plural(n: int) -> str:
+    return f"{n} event" if n == 1 else f"{n} events"
+
+
+class StreamMonitor:
+    """Judges an EU GPT response stream while it is read, without buffering it.
+
+    Why incremental: a stream guard must raise as soon as the stream goes wrong
+    (an ``error`` event, a ``sequence_number`` gap) and must know at the end whether
+    the last event was the completion event — all without keeping the stream.
+
+    The rules (from the spec): every frame is ``event: message`` and the kind is the
+    JSON ``type`` of its data; a frame whose SSE ``event`` field is itself the error
+    type counts as an error too. An error event is a problem at once, carrying its
+    top-level ``code`` and ``message``. ``sequence_number`` must grow by exactly one
+    from event to event (events without one are not checked; the first can be
+    anything); a jump or repeat is a corrupted stream. Other types are ignored.
+
+    Decisions beyond the spec:
+
+    * **After the completion event** only an error event still counts (the spec
+      judges by the last event, and an error is the server declaring failure);
+      anything else is ignored, sequence numbers included — the completion event
+      carries the whole response, and a retry would only buy a second one, since
+      the API does not honour idempotency keys. Trailing partial data after it is
+      likewise ignored.
+    * **An oversized line** (see :class:`SSEDecoder`) before completion is a
+      problem (:attr:`Failure.INCOMPLETE_STREAM`): the monitor cannot vouch for an
+      event it could not read.
+    * Duplicate JSON keys are not considered (RFC 8259 leaves them undefined), and
+      keys are assumed not to be written with ``\\u`` escapes; type *values* with
+      escapes are parsed properly.
+    """
+
+    __slots__ = (
+        "_completed",
+        "_completed_type",
+        "_decoder",
+        "_error_type",
+        "_events",
+        "_finished",
+        "_last_type",
+        "_max_line",
+        "_problem",
+        "_seq",
+    )
+
+    def __init__(
+        self,
+        completed_type: str = "response.completed",
+        error_type: str = "error",
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self._completed_type = completed_type
+        self._error_type = error_type
+        self._decoder = SSEDecoder(max_line_bytes)
+        self._max_line = max_line_bytes
+        self._completed = False
+        self._events = 0
+        self._last_type: str | None = None
+        self._seq: int | None = None
+        self._problem: StreamProblem | None = None
+        self._finished = False
+
+    @property
+    def completed(self) -> bool:
+        """True once the completion event arrived (and no problem was seen)."""
+        return self._completed and self._problem is None
+
+    @property
+    def events_seen(self) -> int:
+        """Events dispatched by the decoder so far (every type, ignored ones too)."""
+        return self._events
+
+    @property
+    def last_type(self) -> str | None:
+        """JSON ``type`` of the last event that counted for the verdict."""
+        return self._last_type
+
+    @property
+    def problem(self) -> StreamProblem | None:
+        """The problem found so far, if any."""
+        return self._problem
+
+    def feed(self, chunk: bytes) -> StreamProblem | None:
+        """Decode *chunk*; return the stream's problem as soon as there is one."""
+        if self._problem is not None or self._finished:
+            return self._problem
+        decoder = self._decoder
+        events = decoder.feed(chunk)
+        if events:
+            self._inspect(events)
+        if self._problem is None and decoder.overflowed and not self._completed:
+            self._problem = StreamProblem(
+                code=None,
+                message=(
+                    f"an event line longer than {self._max_line} bytes was discarded "
+                    f"after {_plural(self._events)}: the stream cannot be verified"
+                ),
+                failure=Failure.INCOMPLETE_STREAM,
+                events_seen=self._events,
+            )
+        return self._problem
+
+    def finish(self) -> StreamProblem | None:
+        """End of stream: ``None`` if it completed, else the problem. Idempotent."""
+        if self._finished or self._problem is not None:
+            return self._problem
+        events = self._decoder.close()
+        if events:
+            self._inspect(events)
+        self._finished = True
+        if self._problem is not None or self._completed:
+            return self._problem
+        n = self._events
+        where = "mid-event " if self._decoder.pending else ""
+        last = f" (last event type: {self._last_type})" if self._last_type else ""
+        self._problem = StreamProblem(
+            code=None,
+            message=(
+                f"stream ended {where}after {_plural(n)} without {self._completed_type}{last}"
+            ),
+            failure=Failure.INCOMPLETE_STREAM,
+            events_seen=n,
+        )
+        return self._problem
+
+    # -- internals ---------------------------------------------------------------
+
+    def _inspect(self, events: list[SSEEvent]) -> None:
+        # The hot loop of every streamed response: state lives in locals and is
+        # written back once; a problem ends the loop.
+        error_type = self._error_type
+        completed_type = self._completed_type
+        compact = _HEAD_COMPACT.match
+        seen = self._events
+        prev = self._seq
+        last_type = self._last_type
+        completed = self._completed
+        problem: StreamProblem | None = None
+        for ev in events:
+            seen += 1
+            data = ev.data
+            m = compact(data)
+            if m is not None and m.lastindex == 2:
+                etype, seq_text = m.groups()
+                seq: int | None = int(seq_text)
+            else:
+                etype, seq = _read_slow(data, m)
+            if error_type in (etype, ev.event):
+                last_type = error_type
+                problem = self._error(data, seen)
+                break
+            if completed:
+                continue  # after completion only an error counts
+            if seq is not None:
+                if prev is not None and seq != prev + 1:
+                    problem = StreamProblem(
+                        code=None,
+                        message=f"sequence_number jumped from {prev} to {seq}: corrupted stream",
+                        failure=Failure.INCOMPLETE_STREAM,
+                        events_seen=seen,
+                    )
+                    break
+                prev = seq
+            if etype is not None:
+                last_type = etype
+                completed = etype == completed_type
+        self._events = seen
+        self._seq = prev
+        self._completed = completed
+        self._last_type = last_type
+        self._problem = problem
+
+    def _error(self, data: str, seen: int) -> StreamProblem:
+        obj = _loads(data)
+        code = message = None
+        if isinstance(obj, dict):
+            code = _text(obj.get("code"))
+            message = _text(obj.get("message"))
+            nested = obj.get("error")
+            if isinstance(nested, dict):
+                code = code or _text(nested.get("code"))
+                message = message or _text(nested.get("message"))
+            elif code is None:
+                code = _text(nested)
+        if message is None:
+            message = (
+                f"{self._error_type} event {code}"
+                if code is not None
+                else f"{self._error_type} event: {data}"
+            )
+        return StreamProblem(
+            code=_excerpt(code) if code is not None else None,
+            message=_excerpt(message),
+            failure=None,
+            events_seen=seen,
+        )
+
+
+def _read_slow(data: str, m: re.Match[str] | None) -> tuple[str | None, int | None]:
+    """The event's top-level ``type`` and ``sequence_number`` when the compact pattern
+    did not give both (*m* is its match, if any): whitespace, or the sequence number
+    elsewhere than second, or no type first. Parses the JSON only as the last resort."""
+    if m is None:
+        m = _HEAD.match(data)
+    elif m.lastindex != 2:
+        m = _HEAD.match(data) or m
+    if m is not None:
+        etype, seq_text = m.groups()
+        if seq_text is not None:
+            return etype, int(seq_text)
+        if _SEQ_KEY not in data:
+            return etype, None
+        at_end = _SEQ_LAST.search(data, max(0, len(data) - _SEQ_LAST_WINDOW))
+        if at_end is not None:
+            return etype, int(at_end.group(1))
+        return etype, _seq_of(_loads(data))
+    obj = _loads(data)
+    if not isinstance(obj, dict):
+        return None, None  # not a JSON object: no type, no sequence number
+    etype = obj.get("type")
+    return (etype if isinstance(etype, str) else None), _seq_of(obj)
+
+
+def _seq_of(obj: Any) -> int | None:
+    if isinstance(obj, dict):
+        seq = obj.get("sequence_number")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            return seq
+    return None
