@@ -10,7 +10,8 @@ drift in machine load hits every contender alike:
 (a) httpx-sse: bytes -> incremental UTF-8 text (what ``httpx.Response.iter_text``
     does) -> ``SSELineDecoder`` -> ``line.rstrip("\\n")`` -> ``SSEDecoder.decode``,
     exactly the path of ``EventSource.iter_sse`` minus the HTTP machinery;
-(b) a naive incremental line parser written plainly, as a reference;
+(b) a naive incremental line parser written plainly, as a reference (it builds the
+    same event objects as (c) but skips CR-only line ends, BOM, id, retry and limits);
 (c) ``retrypolicy._sse.SSEDecoder``;
 (d) ``retrypolicy._sse.StreamMonitor`` (decode + verdict).
 
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
 
-from retrypolicy._sse import SSEDecoder, StreamMonitor
+from retrypolicy._sse import SSEDecoder, SSEEvent, StreamMonitor
 
 WORDS = (
     *("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "the"),
@@ -108,7 +109,11 @@ def run_httpx_sse(chunks: list[bytes]) -> list[tuple[str, str]]:
 
 
 def run_naive(chunks: list[bytes]) -> list[tuple[str, str]]:
-    """(b) A plain incremental line parser: decode, split on LF, one branch per field."""
+    """(b) A plain incremental line parser: decode, split on LF, one branch per field.
+
+    It builds the same :class:`SSEEvent` objects as (c), so (b) vs (c) compares parsing
+    strategies; it skips what (c) must also do (CR-only line ends, BOM, id, retry, limits).
+    """
     text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     buffer = ""
     event, data = "", []
@@ -120,7 +125,8 @@ def run_naive(chunks: list[bytes]) -> list[tuple[str, str]]:
             line = raw.rstrip("\r")
             if not line:
                 if data:
-                    out.append((event or "message", "\n".join(data)))
+                    sse = SSEEvent(event or "message", "\n".join(data), None, None)
+                    out.append((sse.event, sse.data))
                 event, data = "", []
                 continue
             if line.startswith(":"):

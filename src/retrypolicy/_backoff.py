@@ -175,6 +175,9 @@ def _http_date_wait(text: str, now: float | None) -> float | None:
     return wait if wait > 0 else None
 
 
+_CASE_INSENSITIVE: Final = frozenset({"CaseInsensitiveDict", "Headers", "HTTPHeaderDict"})
+"""Header mappings of requests, httpx and urllib3: a missed ``get`` means absent."""
+
 HeadersLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
@@ -183,6 +186,16 @@ def header_value(headers: object, name: str) -> str | None:
     if headers is None:
         return None
     lname = name.lower()
+    try:
+        if isinstance(headers, Mapping):
+            # case-insensitive mappings (requests, httpx, urllib3) answer directly
+            direct = headers.get(name)
+            if direct is not None:
+                return direct.decode("latin-1") if isinstance(direct, bytes) else str(direct)
+            if type(headers).__name__ in _CASE_INSENSITIVE:
+                return None
+    except (TypeError, ValueError, AttributeError):
+        return None
     try:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for key, value in items:  # type: ignore[attr-defined]
