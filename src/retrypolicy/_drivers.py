@@ -27,7 +27,10 @@ from ._rules import Kind
 from .instrumentation._hooks import get_hooks
 from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
 
-__all__ = ["NEVER_RETRIED", "Instant", "Loop", "Retrier", "instant_mode"]
+__all__ = ["NEVER_RETRIED", "Instant", "Loop", "Retrier", "instant_mode", "retry_event"]
+
+MAX_ERROR_TEXT: Final = 500
+"""An event's ``error`` text is cut to this many characters."""
 
 NEVER_RETRIED: Final = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 """Exceptions that always pass straight through: the caller asked to stop."""
@@ -64,6 +67,33 @@ def set_instant_mode(value: Instant | None) -> Instant | None:
     previous = _instant[0]
     _instant[0] = value
     return previous
+
+
+def retry_event(
+    retrier: Retrier,
+    name: str,
+    outcome: Outcome | None,
+    decision: Decision | None,
+    *,
+    state: AttemptState,
+    now: float,
+) -> RetryEvent:
+    """The event for one decision of the attempt loop: the same keys on every call path."""
+    exc = outcome.exception if outcome is not None else None
+    return RetryEvent(
+        name=name,
+        call=retrier.name,
+        attempt=state.attempt,
+        policy=retrier.policy,
+        kind=decision.classification.kind if decision is not None else None,
+        status=outcome.status if outcome is not None else None,
+        code=outcome.code if outcome is not None else None,
+        delay=decision.delay if decision is not None and decision.retry else 0.0,
+        elapsed=now - state.started,
+        reason=decision.reason if decision is not None else "",
+        error=None if exc is None else redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_TEXT],
+        outcome=outcome,
+    )
 
 
 def _safe_call(hook: RetryHook, event: RetryEvent) -> None:
@@ -243,21 +273,8 @@ class Loop:
         return self.state.attempt
 
     def _event(self, name: str, outcome: Outcome | None, decision: Decision | None) -> RetryEvent:
-        exc = outcome.exception if outcome is not None else None
-        return RetryEvent(
-            name=name,
-            call=self.retrier.name,
-            attempt=self.state.attempt,
-            policy=self.retrier.policy,
-            kind=decision.classification.kind if decision is not None else None,
-            status=outcome.status if outcome is not None else None,
-            code=outcome.code if outcome is not None else None,
-            delay=decision.delay if decision is not None and decision.retry else 0.0,
-            elapsed=self.retrier.now() - self.started,
-            reason=decision.reason if decision is not None else "",
-            error=None if exc is None else redact(f"{type(exc).__name__}: {exc}")[:500],
-            outcome=outcome,
-        )
+        r = self.retrier
+        return retry_event(r, name, outcome, decision, state=self.state, now=r.now())
 
     def failed(self, outcome: Outcome) -> float | None:
         """Record a failed attempt; the wait before the next one, or None to give up."""

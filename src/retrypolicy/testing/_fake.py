@@ -910,6 +910,7 @@ class FakeEUGPT:
             200 (JSON for ``"stream": false``, an event stream otherwise).
         valid_keys: when given, only these keys pass (others get a 401 as if
             revoked). Implies *require_key*.
+        port: the port to listen on; 0 (the default) picks a free one.
     """
 
     def __init__(
@@ -918,7 +919,11 @@ class FakeEUGPT:
         require_key: bool = False,
         default: Reply | None = None,
         valid_keys: Iterable[str] | None = None,
+        port: int = 0,
     ) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port: expected 0 (any free port) to 65535, got {_show(port)}")
+        self._bind_port = port
         if default is not None and not isinstance(default, Reply):
             raise TypeError(f"default: expected a Reply or None, got {_show(default)}")
         self._valid_keys = None if valid_keys is None else frozenset(valid_keys)
@@ -937,11 +942,11 @@ class FakeEUGPT:
     # ---- lifecycle ------------------------------------------------------------------
 
     def start(self) -> FakeEUGPT:
-        """Bind an ephemeral port and serve in a background thread. Returns ``self``."""
+        """Bind the port (a free one by default), serve in a background thread; returns self."""
         with self._lifecycle:
             if self._server is not None:
                 raise RuntimeError("FakeEUGPT is already running")
-            server = _Server(self)
+            server = _Server(self, self._bind_port)
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": _POLL_INTERVAL},
@@ -1126,12 +1131,12 @@ class _Server(HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, fake: FakeEUGPT) -> None:
+    def __init__(self, fake: FakeEUGPT, port: int = 0) -> None:
         self.fake = fake
         self.stopping = threading.Event()
         self._open_lock = threading.Lock()
         self._open: dict[socket.socket, threading.Thread] = {}
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would call socket.getfqdn(), a DNS lookup: skip it.
