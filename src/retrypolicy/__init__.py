@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import instrumentation, testing
 from ._backoff import Backoff, parse_retry_after, retry_after_from_headers
+from ._config import dump_policy, load_policy
 from ._decorators import Attempt, Attempts, attempts, retry
 from ._envelope import ErrorInfo, parse_error
 from ._errors import (
@@ -67,7 +68,9 @@ __all__ = [
     "StreamError",
     "api_error",
     "attempts",
+    "dump_policy",
     "instrumentation",
+    "load_policy",
     "parse_error",
     "parse_retry_after",
     "redact",

@@ -25,6 +25,8 @@ code that asks for them (:func:`api_error`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 from ._envelope import ErrorInfo
@@ -142,7 +144,21 @@ class StreamError(APIError):
 
 
 class ConfigError(ValueError):
-    """A policy file or policy value is wrong; the message names where and what was expected."""
+    """A policy file or policy value is wrong; the message names where and what was expected.
+
+    ``.path`` is the file (None when no file is involved) and ``.problems`` lists
+    every problem found, each naming its key path.
+    """
+
+    path: Path | None
+    problems: list[str]
+
+    def __init__(
+        self, message: str, *, path: Path | None = None, problems: Sequence[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problems = list(problems) if problems is not None else [message]
 
 
 _BY_KIND: Final[dict[str, type[APIError]]] = {

@@ -230,6 +230,15 @@ class Policy:
             self.classify(info.status, info.code), info, attempts=attempts, retry_after=retry_after
         )
 
+    # -- as data ---------------------------------------------------------------
+
+    def to_toml(self) -> str:
+        """This policy as a self-contained TOML file that :func:`retrypolicy.load_policy` reads
+        back to an equal policy."""
+        from ._config import dump_policy  # noqa: PLC0415 - _config imports this module
+
+        return dump_policy(self)
+
     # -- applying ------------------------------------------------------------
 
     @overload

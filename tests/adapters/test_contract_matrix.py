@@ -43,7 +43,8 @@ def _call_requests(url: str, timeout: float) -> Result:
 
 
 def _call_httpx(url: str, timeout: float) -> Result:
-    with httpx.Client(transport=RetryTransport(FAST), timeout=httpx.Timeout(2.0, read=timeout)) as c:
+    limits = httpx.Timeout(2.0, read=timeout)
+    with httpx.Client(transport=RetryTransport(FAST), timeout=limits) as c:
         try:
             r = c.post(url, json={"input": "hi"})
         except Exception as e:  # noqa: BLE001
