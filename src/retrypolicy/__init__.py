@@ -6,7 +6,7 @@ layer and the transport adapters carry the decision out.
 
 from __future__ import annotations
 
-from . import instrumentation, testing
+from . import _known, instrumentation, testing
 from ._backoff import Backoff, parse_retry_after, retry_after_from_headers
 from ._config import dump_policy, load_policy
 from ._decorators import Attempt, Attempts, attempts, retry
@@ -28,14 +28,13 @@ from ._errors import (
     api_error,
 )
 from ._events import RetryEvent
-from ._known import register_known_exceptions
 from ._outcome import AttemptState, Decision, Outcome
 from ._policy import Policy
 from ._profiles import EUGPT, HTTP
 from ._redact import redact
 from ._rules import Classification, Failure, Kind, Rule, register_exception
 
-register_known_exceptions()
+_known.register_known_exceptions()
 
 __all__ = [
     "EUGPT",
