@@ -180,6 +180,26 @@ def test_transport_exceptions_without_an_adapter(
     assert len(calls) == calls_made
 
 
+@pytest.mark.parametrize(
+    ("error", "calls_made"),
+    [
+        (rp.StreamError("cut", status=200, kind=Kind.INCOMPLETE_STREAM), 3),
+        (rp.StreamError("late", status=200, code="upstream_error", kind=Kind.UPSTREAM_ERROR), 4),
+        (rp.StreamError("gone", status=200, code="cancelled", kind=Kind.CANCELLED), 1),
+        (rp.APIConnectionError("refused", kind=Kind.CONNECTION), 6),
+        (rp.APITimeoutError("slow", kind=Kind.TIMEOUT), 3),
+    ],
+)
+def test_api_errors_by_kind(
+    instant: rp.testing.Instant, error: rp.APIError, calls_made: int
+) -> None:
+    """Our own errors are retried by their kind: a cut stream (status 200, no code) included."""
+    calls, fn = flaky([error] * 10)
+    with pytest.raises(type(error)):
+        rp.retry(FAST)(fn)()
+    assert len(calls) == calls_made
+
+
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(1), GeneratorExit()])
 def test_never_retried(exc: BaseException) -> None:
     """KeyboardInterrupt, SystemExit and GeneratorExit pass straight through."""

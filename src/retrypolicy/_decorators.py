@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 import wrapt
 
 from ._defaults import default_policy
-from ._drivers import NEVER_RETRIED, Loop, Retrier
+from ._drivers import NEVER_RETRIED, Loop, Retrier, discard
 from ._outcome import Outcome
 from ._policy import Policy
 from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
@@ -191,6 +191,8 @@ class _Session:
             self.loop = Loop(self.retrier, self.started)
         self.delay = self.loop.failed(outcome)
         self.done = self.delay is None
+        if not self.done:
+            discard(outcome)
         return not self.done
 
     def succeeded(self) -> None:

@@ -217,6 +217,8 @@ class Retrier:
             if loop is None:
                 loop = Loop(self, started)
             delay = loop.failed(outcome)
+            if delay is not None:
+                discard(outcome)  # its connection is free before we wait
         assert loop is not None  # noqa: S101 - the loop only ends after a failure
         return loop.give_up()
 
@@ -252,6 +254,8 @@ class Retrier:
             if loop is None:
                 loop = Loop(self, started)
             delay = loop.failed(outcome)
+            if delay is not None:
+                await adiscard(outcome)
         assert loop is not None  # noqa: S101 - the loop only ends after a failure
         return loop.give_up()
 
@@ -280,8 +284,6 @@ class Loop:
         """Record a failed attempt; the wait before the next one, or None to give up."""
         r = self.retrier
         decision = r.policy.decide(outcome, self.state, now=r.now(), rng=r.rng)
-        if self.last is not None:
-            _discard(self.last)
         self.last = outcome
         if decision.action == "succeed":
             # an error the policy does not count as a failure (e.g. an exception
@@ -297,9 +299,7 @@ class Loop:
 
     def succeeded(self) -> None:
         """Record the successful attempt after at least one retry."""
-        if self.last is not None:
-            _discard(self.last)
-            self.last = None
+        self.last = None
         r = self.retrier
         r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
 
@@ -312,11 +312,23 @@ class Loop:
         return last.value
 
 
-def _discard(outcome: Outcome) -> None:
-    """Release a response we retried past (its connection goes back to the pool)."""
+def discard(outcome: Outcome) -> None:
+    """Release a response we retry past (its connection goes back to the pool)."""
     if outcome.value is None or outcome.exception is not None:
         return
     close = getattr(outcome.value, "close", None)
     if close is not None:
         with contextlib.suppress(Exception):  # best effort: the response is garbage anyway
             close()
+
+
+async def adiscard(outcome: Outcome) -> None:
+    """:func:`discard` for async responses: awaits ``aclose()`` where there is one."""
+    if outcome.value is None or outcome.exception is not None:
+        return
+    aclose = getattr(outcome.value, "aclose", None)
+    if aclose is None:
+        discard(outcome)
+        return
+    with contextlib.suppress(Exception):  # best effort: the response is garbage anyway
+        await aclose()

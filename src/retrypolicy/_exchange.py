@@ -18,6 +18,7 @@ from ._backoff import header_value, retry_after_from_headers
 from ._drivers import Retrier
 from ._envelope import ErrorInfo, parse_error
 from ._errors import APIError, StreamError, api_error
+from ._extract import _GETTERS
 from ._outcome import Outcome
 from ._policy import Policy
 from ._rules import Failure, Kind
@@ -64,12 +65,22 @@ class Exchange:
     guard: StreamGuard | None = None
     rest: Any = None
     """The adapter's iterator over the body bytes not read yet (after ``primed``)."""
+    arelease: Callable[[], Awaitable[None]] | None = None
+    """The async ``release``, for transports whose responses close with ``await``."""
     attempts: int = 1
 
     def close(self) -> None:
         """Release the response we are retrying past (called by the attempt loop)."""
         with contextlib.suppress(Exception):  # best effort: the response is discarded anyway
             self.release()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for async transports: awaits ``arelease`` when one was given."""
+        if self.arelease is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):
+            await self.arelease()
 
     def outcome(self, policy: Policy, wall: Callable[[], float]) -> Outcome | None:
         """The outcome for the policy, or None when this exchange is a success."""
@@ -244,6 +255,10 @@ def _lost(monitor: StreamMonitor, exc: BaseException) -> StreamProblem:
         failure=Failure.INCOMPLETE_STREAM,
         events_seen=monitor.events_seen,
     )
+
+
+# an Exchange is judged by its own outcome(), never duck-typed as a response
+_GETTERS[Exchange] = None
 
 
 class AdapterRetrier:

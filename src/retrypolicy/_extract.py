@@ -15,7 +15,7 @@ from ._envelope import MAX_PARSE_BYTES, parse_error
 from ._errors import APIError
 from ._outcome import Outcome
 from ._policy import Policy
-from ._rules import Kind, failure_of
+from ._rules import Kind, failure_of, failure_of_kind
 
 __all__ = ["outcome_of_exception", "outcome_of_value", "status_getter"]
 
@@ -109,7 +109,13 @@ def _response_of(exc: BaseException) -> Any:
 def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Outcome:
     """The outcome of a raised exception: an API error, an HTTP error, or a transport failure."""
     if isinstance(exc, APIError):
-        return Outcome(status=exc.status, code=exc.code, exception=exc, retry_after=exc.retry_after)
+        return Outcome(
+            status=exc.status,
+            code=exc.code,
+            failure=failure_of_kind(exc.kind),
+            exception=exc,
+            retry_after=exc.retry_after,
+        )
     response = _response_of(exc)
     if response is not None:
         status = getattr(response, "status_code", None)

@@ -17,7 +17,7 @@ from ._backoff import Backoff
 from ._envelope import ErrorInfo
 from ._errors import APIError, api_error
 from ._outcome import AttemptState, Decision, Outcome
-from ._rules import Classification, Failure, Kind, Rule, failure_of
+from ._rules import Classification, Failure, Kind, Rule, failure_of, failure_of_kind
 
 if TYPE_CHECKING:
     from .typing import RetryHook
@@ -96,10 +96,10 @@ class Policy:
         """
         if exception is not None:
             if isinstance(exception, APIError):
-                if exception.status is None and exception.code is None:
-                    failure = _FAILURE_OF_KIND.get(exception.kind)
-                else:
-                    status, code = exception.status, exception.code
+                # a StreamError for a cut stream carries status 200 and no code: its kind
+                # (incomplete_stream, connection, timeout) is what failed
+                status, code = exception.status, exception.code
+                failure = failure_of_kind(exception.kind)
             else:
                 failure = failure_of(exception)
                 if failure is None:
@@ -251,13 +251,6 @@ class Policy:
 
         decorator = cast("Callable[[F], F]", retry(self, **hooks))
         return decorator if fn is None else decorator(fn)
-
-
-_FAILURE_OF_KIND: Final[dict[str, Failure]] = {
-    Kind.CONNECTION: Failure.CONNECTION,
-    Kind.TIMEOUT: Failure.TIMEOUT,
-    Kind.INCOMPLETE_STREAM: Failure.INCOMPLETE_STREAM,
-}
 
 
 def _describe(status: int | None, code: str | None, failure: Failure | None) -> str:

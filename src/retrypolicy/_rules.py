@@ -29,6 +29,7 @@ __all__ = [
     "Rule",
     "StatusMatch",
     "failure_of",
+    "failure_of_kind",
     "register_exception",
 ]
 
@@ -284,6 +285,17 @@ def _resolver_for(tp: type[BaseException]) -> FailureResolver:
 
 
 _MISSING: Final = object()
+
+_FAILURE_OF_KIND: Final[dict[str, Failure]] = {
+    Kind.CONNECTION: Failure.CONNECTION,
+    Kind.TIMEOUT: Failure.TIMEOUT,
+    Kind.INCOMPLETE_STREAM: Failure.INCOMPLETE_STREAM,
+}
+
+
+def failure_of_kind(kind: str) -> Failure | None:
+    """The failure behind an error of *kind* (an APIError's kind), if it is one."""
+    return _FAILURE_OF_KIND.get(kind)
 
 
 def failure_of(exc: BaseException) -> Failure | None:
