@@ -99,19 +99,24 @@ class Backoff:
         return min(max(retry_after, computed), self.max_retry_after)
 
     def _jittered(self, retry_number: int, rng: random.Random, previous: float | None) -> float:
+        # runs on every scheduled retry: rng.random() (C) rather than uniform(), base inlined
         jitter = self.jitter
         if jitter == "decorrelated":
             prev = self.initial if previous is None or previous < self.initial else previous
             hi = min(self.max_delay, prev * 3)
             lo = min(self.initial, hi)
-            return rng.uniform(lo, hi)
-        d = self.base(retry_number)
+            return lo + (hi - lo) * rng.random()
+        try:
+            d = self.initial * self.multiplier ** (retry_number - 1 if retry_number > 1 else 0)
+        except OverflowError:
+            d = self.max_delay
+        if d > self.max_delay:
+            d = self.max_delay
+        if jitter == "full":
+            return d * rng.random()
         if jitter == "none":
             return d
-        if jitter == "full":
-            return rng.uniform(0, d)
-        half = d / 2
-        return half + rng.uniform(0, half)
+        return d / 2 + d / 2 * rng.random()
 
     def schedule(self, retries: int, *, rng: random.Random | None = None) -> list[float]:
         """The waits before retries 1..*retries*, drawn once (for explaining a policy)."""

@@ -50,7 +50,7 @@ class AttemptState:
     def retries_of(self, kind: str) -> int:
         """Retries already spent on *kind*."""
         for k, n in self.retries:
-            if k == kind:
+            if k is kind or k == kind:
                 return n
         return 0
 
@@ -62,6 +62,8 @@ class AttemptState:
     def after_retry(self, kind: str, delay: float) -> AttemptState:
         """The state for the next attempt, one retry of *kind* later."""
         retries = self.retries
+        if not retries:  # the first retry of a call: the common case
+            return AttemptState(self.started, self.attempt + 1, ((kind, 1),), delay)
         for i, (k, n) in enumerate(retries):
             if k == kind:
                 retries = (*retries[:i], (kind, n + 1), *retries[i + 1 :])

@@ -27,6 +27,7 @@ __all__ = ["Policy"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CACHE_LIMIT: Final = 1024
+_SUCCESS_KIND: Final = Kind.SUCCESS
 _SUCCESS: Final = Classification(Kind.SUCCESS, retryable=False, max_retries=0, reason="success")
 
 
@@ -165,11 +166,14 @@ class Policy:
         """
         if state is None:
             state = AttemptState(started=now)
-        if outcome.exception is not None and outcome.status is None and outcome.failure is None:
+        status, code, failure = outcome.status, outcome.code, outcome.failure
+        if outcome.exception is not None and status is None and failure is None:
             c = self.classify(exception=outcome.exception)
         else:
-            c = self.classify(outcome.status, outcome.code, failure=outcome.failure)
-        if c is _SUCCESS or c.kind == Kind.SUCCESS:
+            # the cache first: this runs on every failed attempt
+            found = self._cache.get((status, code, failure))
+            c = found if found is not None else self.classify(status, code, failure=failure)
+        if c is _SUCCESS or c.kind == _SUCCESS_KIND:
             return Decision(action="succeed", classification=c, reason="success", state=state)
         hint = outcome.retry_after
         if not c.retryable:
