@@ -500,23 +500,23 @@ class Reply:
         constructor's arguments under the same names, all optional except where
         marked *required*:
 
-        ================== ==========================================================
-        kind               keys
-        ================== ==========================================================
-        ``error``          ``status`` (required), ``detail`` (string or any JSON),
-                           ``code``, ``type``, ``message``, ``bare``, ``retry_after``,
-                           ``retry_after_ms``
-        ``text``           ``status`` (required), ``text`` (required), ``retry_after``,
-                           ``retry_after_ms``
-        ``json``           ``status`` (required), ``body`` (required, any JSON),
-                           ``retry_after``, ``retry_after_ms``
-        ``ok``             ``text``
-        ``stream``         ``n_deltas``, ``end``, ``code``, ``message``,
-                           ``skip_sequence``, ``interval``
-        ``large_stream``   ``total_bytes`` (required)
-        ``reset``          ``before_headers``
-        ``close_without_response``  (none)
-        ================== ==========================================================
+        ========================== ==================================================
+        kind                       keys
+        ========================== ==================================================
+        ``error``                  ``status`` (required), ``detail`` (string or any JSON),
+                                   ``code``, ``type``, ``message``, ``bare``, ``retry_after``,
+                                   ``retry_after_ms``
+        ``text``                   ``status`` (required), ``text`` (required), ``retry_after``,
+                                   ``retry_after_ms``
+        ``json``                   ``status`` (required), ``body`` (required, any JSON),
+                                   ``retry_after``, ``retry_after_ms``
+        ``ok``                     ``text``
+        ``stream``                 ``n_deltas``, ``end``, ``code``, ``message``,
+                                   ``skip_sequence``, ``interval``
+        ``large_stream``           ``total_bytes`` (required)
+        ``reset``                  ``before_headers``
+        ``close_without_response`` (none)
+        ========================== ==================================================
 
         Every kind also takes ``delay`` (seconds, a number >= 0) and every kind except
         ``close_without_response`` takes ``headers`` (an object of name to string,
