@@ -1,11 +1,20 @@
 """Throughput of retrypolicy's SSE decoder and stream verdict against httpx-sse.
 
-Run: ``python bench/bench_sse.py [--mb 10] [--repeat 9]`` (needs the ``bench`` extra).
+Run: ``python bench/bench_sse.py [--mb 10] [--large-mb 50] [--repeat 9]`` (needs the
+``bench`` extra).
 
-Builds a ~10 MB EU GPT response stream of realistic frames (``response.created``,
-text deltas with ASCII, non-ASCII and JSON-escaped text, ``response.completed``),
-cuts it into random 4-64 KiB chunks (fixed seed), and times, interleaved so that
-drift in machine load hits every contender alike:
+Two scenarios, each timed interleaved so that drift in machine load hits every
+contender alike:
+
+1. *small frames*: a ~10 MB EU GPT response stream of realistic frames
+   (``response.created``, text deltas with ASCII, non-ASCII and JSON-escaped text,
+   ``response.completed``) cut into random 4-64 KiB chunks (fixed seed);
+2. *large frames*: a ~50 MB stream shaped exactly like ``Reply.large_stream``
+   (``response.created``, 64 KiB ``response.output_text.delta`` frames, the last one
+   trimmed, ``response.completed``) cut into random 1-16 KiB chunks (fixed seed), so
+   nearly every frame arrives split over several reads.
+
+The contenders:
 
 (a) httpx-sse: bytes -> incremental UTF-8 text (what ``httpx.Response.iter_text``
     does) -> ``SSELineDecoder`` -> ``line.rstrip("\\n")`` -> ``SSEDecoder.decode``,
@@ -15,7 +24,7 @@ drift in machine load hits every contender alike:
 (c) ``retrypolicy._sse.SSEDecoder``;
 (d) ``retrypolicy._sse.StreamMonitor`` (decode + verdict).
 
-Reports the median MB/s of each and the ratio to httpx-sse.
+Reports, per scenario, the median MB/s of each and the ratio to httpx-sse.
 """
 
 from __future__ import annotations
@@ -73,6 +82,40 @@ def build_stream(target_bytes: int, seed: int = 1) -> tuple[bytes, int]:
             "sequence_number": seq,
             "response": {"id": "resp_1", "status": "completed"},
         }
+    )
+    return b"".join(frames), len(frames)
+
+
+# The shape of ``Reply.large_stream`` (retrypolicy.testing._fake._LargeStreamReply),
+# rebuilt here so the bench measures the decoder, not the fake server.
+LARGE_DELTA = 64 * 1024
+LARGE_FILLER = (b"lorem ipsum dolor sit amet " * (LARGE_DELTA // 27 + 1))[:LARGE_DELTA]
+
+
+def build_large_stream(target_bytes: int) -> tuple[bytes, int]:
+    """What ``Reply.large_stream(target_bytes)`` sends: (bytes, events)."""
+
+    def frame(payload: dict[str, object]) -> bytes:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        return f"event: message\ndata: {data}\n\n".encode()
+
+    response: dict[str, object] = {"id": "resp_1", "object": "response", "status": "in_progress"}
+    frames = [frame({"type": "response.created", "sequence_number": 0, "response": response})]
+    sent = len(frames[0])
+    prefix = b'event: message\ndata: {"type":"response.output_text.delta","sequence_number":'
+    tail = b'"}\n\n'
+    sequence = 1
+    chars = 0
+    while sent < target_bytes:
+        head = prefix + str(sequence).encode() + b',"delta":"'
+        size = max(1, min(LARGE_DELTA, target_bytes - sent - len(head) - len(tail)))
+        frames.append(head + LARGE_FILLER[:size] + tail)
+        sent += len(frames[-1])
+        chars += size
+        sequence += 1
+    done = {**response, "status": "completed", "output_chars": chars}
+    frames.append(
+        frame({"type": "response.completed", "sequence_number": sequence, "response": done})
     )
     return b"".join(frames), len(frames)
 
@@ -173,16 +216,8 @@ def median_seconds(
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Build the stream, check every contender agrees, time them, print a table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=10.0, help="stream size in MB (1e6 bytes)")
-    parser.add_argument("--repeat", type=int, default=9, help="interleaved runs (median)")
-    args = parser.parse_args(argv)
-
-    data, n_events = build_stream(int(args.mb * 1_000_000))
-    chunks = chunked(data)
-
+def scenario(title: str, data: bytes, n_events: int, chunks: list[bytes], repeat: int) -> None:
+    """Check every contender agrees on *chunks*, time them, print a table."""
     reference = run_httpx_sse(chunks)
     assert len(reference) == n_events
     assert run_naive(chunks) == reference
@@ -195,15 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         "(c) retrypolicy SSEDecoder": run_ours,
         "(d) retrypolicy StreamMonitor": run_monitor,
     }
-    medians = median_seconds(contenders, chunks, args.repeat)
+    medians = median_seconds(contenders, chunks, repeat)
 
     mb = len(data) / 1_000_000
     base = medians["(a) httpx-sse SSELineDecoder+SSEDecoder"]
-    print(
-        f"Python {platform.python_version()} on {platform.machine()}; "
-        f"{mb:.1f} MB, {n_events} events, {len(chunks)} chunks of 4-64 KiB, "
-        f"median of {args.repeat} interleaved runs"
-    )
+    print(f"{title}: {mb:.1f} MB, {n_events} events, {len(chunks)} chunks")
     print()
     print(f"| {'contender':<40} | {'median ms':>9} | {'MB/s':>7} | {'vs httpx-sse':>12} |")
     print(f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 14}|")
@@ -212,6 +243,36 @@ def main(argv: list[str] | None = None) -> None:
             f"| {name:<40} | {seconds * 1000:>9.1f} | {mb / seconds:>7.1f} "
             f"| {base / seconds:>11.2f}x |"
         )
+    print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run both scenarios and print a table for each."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--mb", type=float, default=10.0, help="small-frame stream size in MB (1e6 bytes)"
+    )
+    parser.add_argument(
+        "--large-mb", type=float, default=50.0, help="large-frame stream size in MB (1e6 bytes)"
+    )
+    parser.add_argument("--repeat", type=int, default=9, help="interleaved runs (median)")
+    args = parser.parse_args(argv)
+
+    print(
+        f"Python {platform.python_version()} on {platform.machine()}; "
+        f"median of {args.repeat} interleaved runs"
+    )
+    print()
+    data, n_events = build_stream(int(args.mb * 1_000_000))
+    scenario("small frames, random 4-64 KiB chunks", data, n_events, chunked(data), args.repeat)
+    data, n_events = build_large_stream(int(args.large_mb * 1_000_000))
+    scenario(
+        "64 KiB frames (Reply.large_stream), random 1-16 KiB chunks",
+        data,
+        n_events,
+        chunked(data, seed=3, low=1024, high=16 * 1024),
+        args.repeat,
+    )
 
 
 if __name__ == "__main__":

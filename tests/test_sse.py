@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import re
+import sys
 import types
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -860,6 +862,218 @@ def test_problem_message_is_bounded() -> None:
     assert problem.code is not None
     assert len(problem.message) <= 513
     assert len(problem.code) <= 513
+
+
+# -- long lines split across many chunks ------------------------------------------------
+#
+# A 64 KiB data line (Reply.large_stream) arrives over several network reads. Whatever
+# the reads, the events, the decoder's end state and the verdict must be those of the
+# whole stream; and the frame patterns must only ever be run over complete lines.
+
+_UNITS = ["lorem ipsum dolor sit amet ", "ü", "😀 ", "a: b ", '{"x":"y"} ', "é\u2028"]
+
+
+def _long(unit: str, size: int) -> str:
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+@st.composite
+def _long_lines(draw: st.DrawFn) -> bytes:
+    eol = draw(_eols)
+    value = _long(draw(st.sampled_from(_UNITS)), draw(st.integers(1_000, 70_000)))
+    kind = draw(st.sampled_from(["frame", "dataframe", "multiline", "event", "comment", "id"]))
+    if kind == "frame":
+        text = f"event: message{eol}data: {value}{eol}{eol}"
+    elif kind == "dataframe":
+        text = f"data: {value}{eol}{eol}"
+    elif kind == "multiline":
+        text = f"data: {value}{eol}data: {value[:100]}{eol}data:{value}{eol}{eol}"
+    elif kind == "event":
+        text = f"event: {value}{eol}data: x{eol}{eol}"
+    elif kind == "comment":
+        text = f":{value}{eol}"
+    else:
+        text = f"id: {value}{eol}"
+    return text.encode()
+
+
+@st.composite
+def long_streams(draw: st.DrawFn) -> bytes:
+    """SSE streams mixing lines of 1-70 KB with ordinary short lines and stray bytes."""
+    parts: list[bytes] = [draw(st.sampled_from([b"", b"\xef\xbb\xbf"]))]
+    for _ in range(draw(st.integers(1, 6))):
+        choice = draw(st.integers(0, 9))
+        if choice < 5:
+            parts.append(draw(_long_lines()))
+        elif choice < 9:
+            parts.append(draw(_lines()))
+        else:
+            parts.append(draw(st.binary(max_size=6)))
+    if draw(st.booleans()):  # end mid-line, or mid-character
+        parts.append(draw(st.sampled_from([b"data: " + b"z" * 20_000, b"data: \xf0\x9f"])))
+    return b"".join(parts)
+
+
+def network_reads(stream: bytes, rnd: random.Random, low: int, high: int) -> list[bytes]:
+    """*stream* cut into chunks of random sizes in low..high bytes."""
+    out = []
+    i = 0
+    while i < len(stream):
+        n = rnd.randint(low, high)
+        out.append(stream[i : i + n])
+        i += n
+    return out
+
+
+_READ_SIZES = st.sampled_from([(1, 16_384), (1_024, 16_384), (1, 64), (60_000, 140_000)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(long_streams(), st.randoms(use_true_random=False), _READ_SIZES)
+def test_long_lines_any_chunking_gives_the_same_events(
+    stream: bytes, rnd: random.Random, sizes: tuple[int, int]
+) -> None:
+    """Long lines cut into network-sized reads decode as the whole stream does, per WHATWG."""
+    whole, d1 = decode([stream])
+    expected, pending = reference(stream)
+    assert whole == expected
+    assert d1.pending == pending
+    cut, d2 = decode(network_reads(stream, rnd, *sizes))
+    assert cut == whole
+    assert state(d2) == state(d1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(long_streams(), st.randoms(use_true_random=False), st.integers(8_000, 80_000))
+def test_long_lines_limits_are_chunking_invariant(
+    stream: bytes, rnd: random.Random, max_line: int
+) -> None:
+    """Near the line limit, what is dropped does not depend on where the reads end."""
+    whole, d1 = decode([stream], SSEDecoder(max_line))
+    cut, d2 = decode(network_reads(stream, rnd, 1, 16_384), SSEDecoder(max_line))
+    assert cut == whole
+    assert state(d2) == state(d1)
+    assert all(len(e.data.encode()) <= 4 * max_line for e in whole)
+
+
+@settings(max_examples=150)
+@given(st.data())
+def test_pairs_are_the_events(data: st.DataObject) -> None:
+    """What StreamMonitor reads (event, data pairs) is exactly what feed() dispatches."""
+    stream = data.draw(streams() | long_streams())
+    chunks = pieces(stream, data.draw(_cuts(stream)))
+    events, _ = decode(chunks)
+    decoder = SSEDecoder()
+    pairs = [p for chunk in chunks for p in decoder._feed_pairs(chunk)]
+    pairs += decoder._close_pairs()
+    assert pairs == [(e.event, e.data) for e in events]
+
+
+def large_delta(seq: int, size: int) -> bytes:
+    """A delta frame as Reply.large_stream sends it (about *size* bytes of text)."""
+    return delta(seq, _long("lorem ipsum dolor sit amet ", size))
+
+
+def verdict_reference(stream: bytes) -> tuple[str, int]:
+    """The verdict rules applied plainly, with json.loads: (outcome, events seen)."""
+    events, _ = reference(stream)
+    prev: int | None = None
+    for seen, e in enumerate(events, 1):
+        obj = json.loads(e.data)
+        if obj.get("type") == "error":
+            return f"error {obj.get('code')}", seen
+        seq = obj.get("sequence_number")
+        if prev is not None and seq != prev + 1:
+            return "gap", seen
+        prev = seq
+        if obj.get("type") == "response.completed":
+            return "ok", seen
+    return "incomplete", len(events)
+
+
+def outcome(problem: StreamProblem | None) -> str:
+    """A verdict in the terms of verdict_reference."""
+    if problem is None:
+        return "ok"
+    if problem.failure is None:
+        return f"error {problem.code}"
+    return "gap" if "jumped" in problem.message else "incomplete"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(1, 70_000), min_size=1, max_size=8),
+    st.sampled_from(["completed", "error", "gap", "cut", "cut-mid-frame"]),
+    st.integers(0, 7),
+    st.randoms(use_true_random=False),
+    _READ_SIZES,
+)
+def test_large_frames_any_chunking_gives_the_same_verdict(
+    sizes: list[int], ending: str, where: int, rnd: random.Random, reads: tuple[int, int]
+) -> None:
+    """A large_stream-shaped stream gets the same verdict, at the same event, however read."""
+    frames = [created(0)] + [large_delta(i, n) for i, n in enumerate(sizes, 1)]
+    where = min(where, len(frames) - 1) + 1
+    last = len(sizes) + 1
+    if ending == "error":
+        frames.insert(where, error("upstream_error", "x" * 1000))
+    elif ending == "gap":
+        frames.insert(where, large_delta(last + 5, 40_000))
+    if ending != "cut":
+        frames.append(completed(last + (1 if ending == "error" else 0)))
+    stream = b"".join(frames)
+    if ending == "cut-mid-frame":
+        stream = stream[: len(stream) - 30_000]
+    expected = verdict_reference(stream)
+
+    said, final, monitor = monitor_run([stream])
+    assert (outcome(final), final.events_seen if final else monitor.events_seen) == expected
+    said_cut, final_cut, monitor_cut = monitor_run(network_reads(stream, rnd, *reads))
+    assert final_cut == final
+    assert monitor_cut.completed == monitor.completed
+    assert next((p for p in said_cut if p is not None), None) == next(
+        (p for p in said if p is not None), None
+    )
+
+
+class _Spy:
+    """A compiled pattern that records the text regions it is asked to search."""
+
+    def __init__(self, pattern: re.Pattern[str], regions: list[tuple[str, int, int]]) -> None:
+        self.pattern = pattern
+        self.regions = regions
+
+    def match(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> Any:
+        self.regions.append((text, pos, min(endpos, len(text))))
+        return self.pattern.match(text, pos, endpos)
+
+    def findall(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> Any:
+        self.regions.append((text, pos, min(endpos, len(text))))
+        return self.pattern.findall(text, pos, endpos)
+
+
+@pytest.mark.parametrize("reads", [(1, 64), (1_024, 16_384), (60_000, 140_000)])
+def test_frame_patterns_see_each_line_once(
+    monkeypatch: pytest.MonkeyPatch, reads: tuple[int, int]
+) -> None:
+    """The frame patterns only see complete lines, so a partial line is never scanned per read.
+
+    The work is counted, not timed: over a stream of 64 KiB frames read in pieces, the
+    patterns are offered complete lines only, and less text in all than the stream holds
+    (split lines bypass them: their end is found by ``str.find`` as each piece arrives).
+    """
+    regions: list[tuple[str, int, int]] = []
+    for name in ("_FRAMES", "_FRAME", "_EXACT_EVENT", "_EXACT_DATA"):
+        monkeypatch.setattr(_sse, name, _Spy(getattr(_sse, name), regions))
+    stream = created(0) + b"".join(large_delta(i, 65_536) for i in range(1, 40)) + completed(40)
+    chunks = network_reads(stream, random.Random(7), *reads)
+    said, final, monitor = monitor_run(chunks)
+    assert said == [None] * len(chunks)
+    assert final is None
+    assert monitor.events_seen == 41
+    assert regions
+    assert all(pos < end and text[end - 1] == "\n" for text, pos, end in regions)
+    assert sum(end - pos for _, pos, end in regions) <= len(stream)
 
 
 # -- the module's surface --------------------------------------------------------------

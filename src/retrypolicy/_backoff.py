@@ -110,8 +110,7 @@ class Backoff:
             d = self.initial * self.multiplier ** (retry_number - 1 if retry_number > 1 else 0)
         except OverflowError:
             d = self.max_delay
-        if d > self.max_delay:
-            d = self.max_delay
+        d = min(d, self.max_delay)
         if jitter == "full":
             return d * rng.random()
         if jitter == "none":

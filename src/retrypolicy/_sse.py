@@ -19,13 +19,18 @@ Two layers:
   ``event: message`` + one ``data:`` line + blank line) is extracted by one
   ``findall`` and verified by a length sum; other runs of ordinary frames
   (any ``event:`` name) take one regular-expression pass to find and one to
-  extract; only unusual lines go through the per-line state machine.
+  extract; only unusual lines go through the per-line state machine. These
+  patterns only ever see complete lines: the text after a chunk's last line end
+  is set aside, and a line arriving over many chunks (a 64 KiB ``data:`` line in
+  network reads of a few KiB) is searched for its end once, piece by piece as
+  it arrives, and joined once when the end comes.
 * :class:`StreamMonitor` wraps a decoder and answers "did this stream succeed?"
   incrementally, as :class:`StreamProblem` or ``None``. It does not
   ``json.loads`` every event: the ``type`` and ``sequence_number`` of ordinary
   frames are read by an anchored regular expression that only accepts them as
   top-level keys, and only error events (and frames the cheap path cannot read
-  soundly) are parsed.
+  soundly) are parsed. It takes (event, data) pairs from the decoder rather than
+  :class:`SSEEvent` objects it would throw away.
 
 Neither ever raises on remote data, and both keep memory bounded: a line longer
 than ``max_line_bytes`` (or an event whose data exceeds ``max_event_bytes``) is
@@ -68,13 +73,17 @@ _MAX_RETRY_DIGITS: Final = 15
 # line. _FRAMES finds where a run of them ends (no captures, so it is cheap); _FRAME
 # then extracts (event, data) of each frame in that run.
 _FRAME: Final = re.compile(r"(?:event: ?([^\n]*)\n)?data: ?([^\n]*)\n\n")
-_FRAMES: Final = re.compile(r"(?:(?:event: ?[^\n]*\n)?data: ?[^\n]*\n\n)*")
+# _FRAMES uses possessive quantifiers: a line ends at its first LF whatever the optional
+# space, so giving characters back can never help, and a partial last frame is rejected
+# after one scan instead of being scanned again for each way to backtrack.
+_FRAMES: Final = re.compile(r"(?:(?:event: ?+[^\n]*+\n)?data: ?+[^\n]*+\n\n)*")
 # The two shapes real servers send every frame in (EU GPT uses the first). Each has
 # a fixed prefix, so a run of them is checked by length alone (see SSEDecoder._exact).
 _EVENT_PREFIX: Final = "event: message\ndata: "
 _DATA_PREFIX: Final = "data: "
 _EXACT_EVENT: Final = re.compile(r"event: message\ndata: ([^\n]*)\n\n")
 _EXACT_DATA: Final = re.compile(r"data: ([^\n]*)\n\n")
+_EXACT_PREFIXES: Final = (_EVENT_PREFIX, _DATA_PREFIX)
 
 # The monitor's cheap reading of an event's data, sound for valid JSON:
 # ``{"type":"<no escapes>"`` at the very start of the data is the first member of the
@@ -83,12 +92,12 @@ _EXACT_DATA: Final = re.compile(r"data: ([^\n]*)\n\n")
 # nested, never first). An immediately following ``"sequence_number":<int>`` ended by
 # ``,`` or ``}`` is the second top-level member. Digits are [0-9] (``\d`` would admit
 # non-ASCII digits), at most 18, so int() is cheap and never hits the int-string limit.
-# _HEAD_COMPACT is tried first (compact encoders, EU GPT); _HEAD allows JSON whitespace,
-# which is exactly these four characters (``\s`` would admit more).
+# _HEAD_COMPACT, tried first, is the layout of every EU GPT frame (compact encoder, type
+# then sequence number), so a match always yields both; _HEAD (see _read_slow) allows
+# JSON whitespace, which is exactly these four characters (``\s`` would admit more),
+# and a missing sequence number.
 _WS: Final = r"[ \t\n\r]*"
-_HEAD_COMPACT: Final = re.compile(
-    r'\{"type":"([^"\\]*)"(?:,"sequence_number":(-?[0-9]{1,18})(?=[,}]))?'
-)
+_HEAD_COMPACT: Final = re.compile(r'\{"type":"([^"\\]*)","sequence_number":(-?[0-9]{1,18})(?=[,}])')
 _HEAD: Final = re.compile(
     rf'{_WS}\{{{_WS}"type"{_WS}:{_WS}"([^"\\]*)"'
     rf'(?:{_WS},{_WS}"sequence_number"{_WS}:{_WS}(-?[0-9]{{1,18}})(?={_WS}[,}}]))?'
@@ -233,36 +242,66 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode *chunk*; return the events it completed (often none, often several)."""
-        if self._closed or not chunk:
-            return []
-        return self._feed_text(self._decoder.decode(chunk))
+        out: list[SSEEvent] = []
+        if not self._closed and chunk:
+            self._feed_text(self._decoder.decode(chunk), out, pairs=False)
+        return out
 
     def close(self) -> list[SSEEvent]:
         """End of stream: flush, and discard an unterminated event (see :attr:`pending`)."""
-        if self._closed:
-            return []
-        self._closed = True
-        # Flushing can only add U+FFFD for a truncated character to the partial line;
-        # a partial line is never a complete event, so this returns [] in practice.
-        return self._feed_text(self._decoder.decode(b"", True))
+        out: list[SSEEvent] = []
+        self._close(out, pairs=False)
+        return out
 
     # -- internals ---------------------------------------------------------------
 
-    def _feed_text(self, text: str) -> list[SSEEvent]:
+    # _feed_pairs / _close_pairs are feed / close for StreamMonitor, which needs only the
+    # event type and data of each event: they return (event, data) tuples, sparing the
+    # construction of an SSEEvent per event (most of the decoder's cost on small frames).
+    # The parsing is shared; *pairs* only selects what the dispatch points append.
+
+    def _feed_pairs(self, chunk: bytes) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if not self._closed and chunk:
+            self._feed_text(self._decoder.decode(chunk), out, pairs=True)
+        return out
+
+    def _close_pairs(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        self._close(out, pairs=True)
+        return out
+
+    def _close(self, out: list[Any], *, pairs: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Flushing can only add U+FFFD for a truncated character to the partial line;
+        # a partial line is never a complete event, so this adds nothing in practice.
+        self._feed_text(self._decoder.decode(b"", True), out, pairs=pairs)
+
+    def _feed_text(self, text: str, out: list[Any], *, pairs: bool) -> None:
+        """Process decoded *text*: complete lines now, the partial last line into the tail.
+
+        Every character is searched for a line end once, when it arrives: the tail holds
+        only pieces already known to contain none, so a long line delivered over many
+        chunks costs one ``find`` per chunk and one ``join`` when its end arrives, and
+        neither the tail nor the text after the last line end is ever scanned by the
+        frame patterns (they look only at complete lines).
+        """
         if not text:
-            return []
+            return
         if self._start:
             self._start = False
             if text[0] == "\ufeff":
                 text = text[1:]
                 if not text:
-                    return []
+                    return
         if self._skip_lf:
             self._skip_lf = False
             if text[0] == "\n":
                 text = text[1:]
                 if not text:
-                    return []
+                    return
         if "\r" in text:
             # Normalise to LF. A CR ending this text already ends its line; remember
             # it, so an LF starting the next text is not taken for a blank line.
@@ -271,20 +310,24 @@ class SSEDecoder:
         first_lf = text.find("\n")
         if first_lf < 0:
             self._grow_tail(text)
-            return []
+            return
+        last_lf = text.rfind("\n")
+        pos = 0
         if self._skipping:
             self._skipping = False
-            text = text[first_lf + 1 :]
+            pos = first_lf + 1
         elif self._tail:
-            self._tail.append(text)
-            text = "".join(self._tail)
+            # The partial line ends here: assemble it without searching it again.
+            self._tail.append(text[:first_lf])
+            line = "".join(self._tail)
             self._tail = []
             self._tail_bytes = 0
-        out: list[SSEEvent] = []
-        pos = self._run(text, out)
-        if pos < len(text):
-            self._grow_tail(text[pos:])
-        return out
+            self._line(line, out, pairs=pairs)
+            pos = first_lf + 1
+        if pos <= last_lf:
+            self._run(text, pos, last_lf + 1, out, pairs=pairs)
+        if last_lf + 1 < len(text):
+            self._grow_tail(text[last_lf + 1 :])
 
     def _grow_tail(self, text: str) -> None:
         if self._skipping:
@@ -304,61 +347,65 @@ class SSEDecoder:
         self._data = []
         self._data_bytes = 0
 
-    def _run(self, text: str, out: list[SSEEvent]) -> int:
-        """Process the complete lines of *text*; return where its partial last line starts."""
-        pos = 0
+    def _run(self, text: str, pos: int, end: int, out: list[Any], *, pairs: bool) -> None:
+        """Process the complete lines of ``text[pos:end]`` (``text[end - 1]`` is a LF)."""
         window = self._window
         frames_end = _FRAMES.match
-        frames = _FRAME.findall
-        exact_tried = False
-        while True:
+        exact = True  # the uniform-run path is given up for this text once it fails
+        while pos < end:
             if not self._dirty:
-                # Between events. Once per text, try the whole text as one uniform run.
-                if not exact_tried:
-                    exact_tried = True
-                    pos = self._exact(text, pos, out)
-                # Take the longest run of ordinary frames in one go.
-                end = frames_end(text, pos, pos + window).end()  # type: ignore[union-attr]
-                if end > pos:
-                    lid = self._last_id
-                    out.extend(
-                        [SSEEvent(e or "message", d, lid, None) for e, d in frames(text, pos, end)]
-                    )
-                    pos = end
-            lf = text.find("\n", pos)
-            if lf < 0:
-                return pos
-            self._line(text[pos:lf], out)
+                # Between events: take the longest run of frames in one go.
+                if exact and text.startswith(_EXACT_PREFIXES, pos):
+                    start = pos
+                    pos = self._exact(text, pos, min(end, pos + window), out, pairs=pairs)
+                    if pos > start:
+                        continue  # the window may have cut the run: try the next one
+                    exact = False  # a failure costs a scan: at most one per text
+                run_end = frames_end(text, pos, min(end, pos + window)).end()  # type: ignore[union-attr]
+                if run_end > pos:
+                    found = _FRAME.findall(text, pos, run_end)
+                    if pairs:
+                        out.extend([(e or "message", d) for e, d in found])
+                    else:
+                        lid = self._last_id
+                        out.extend([SSEEvent(e or "message", d, lid, None) for e, d in found])
+                    pos = run_end
+                    if pos == end:
+                        return
+            lf = text.find("\n", pos, end)
+            self._line(text[pos:lf], out, pairs=pairs)
             pos = lf + 1
 
-    def _exact(self, text: str, pos: int, out: list[SSEEvent]) -> int:
-        """Dispatch a run of identically shaped frames from *pos*; return where it ends.
+    def _exact(self, text: str, pos: int, stop: int, out: list[Any], *, pairs: bool) -> int:
+        """Dispatch a run of identically shaped frames in ``text[pos:stop]``; return its end.
 
-        One ``findall`` pass and a length sum: the matches do not overlap, so if their
-        lengths add up to the length of the region they tile it exactly, frame by frame,
-        which is what line-by-line parsing from a clean state would have seen.
+        *pos* starts with one of _EXACT_PREFIXES, which sets the shape. One ``findall``
+        pass and a length sum: the matches do not overlap, so if their lengths add up to
+        the length of the region they tile it exactly, frame by frame, which is what
+        line-by-line parsing from a clean state would have seen.
         """
-        stop = text.rfind("\n\n", pos, pos + self._window)
+        stop = text.rfind("\n\n", pos, stop)
         if stop < 0:
             return pos
         stop += 2
         if text.startswith(_EVENT_PREFIX, pos):
             found = _EXACT_EVENT.findall(text, pos, stop)
             overhead = len(_EVENT_PREFIX) + 2
-        elif text.startswith(_DATA_PREFIX, pos):
+        else:
             found = _EXACT_DATA.findall(text, pos, stop)
             overhead = len(_DATA_PREFIX) + 2
-        else:
-            return pos
         if sum(map(len, found)) + overhead * len(found) != stop - pos:
             return pos
-        lid = self._last_id
-        out.extend([SSEEvent("message", d, lid, None) for d in found])
+        if pairs:
+            out.extend(zip(["message"] * len(found), found, strict=True))
+        else:
+            lid = self._last_id
+            out.extend([SSEEvent("message", d, lid, None) for d in found])
         return stop
 
-    def _line(self, line: str, out: list[SSEEvent]) -> None:
+    def _line(self, line: str, out: list[Any], *, pairs: bool) -> None:
         if not line:
-            self._dispatch(out)
+            self._dispatch(out, pairs=pairs)
             return
         if len(line) > self._quarter and _utf8_len(line) > self._max_line:
             self._overflow()
@@ -390,10 +437,13 @@ class SSEDecoder:
             if len(digits) <= _MAX_RETRY_DIGITS:
                 self._retry = self._reconnect = int(digits or "0")
 
-    def _dispatch(self, out: list[SSEEvent]) -> None:
+    def _dispatch(self, out: list[Any], *, pairs: bool) -> None:
         if self._data and not self._poisoned:
             data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
-            out.append(SSEEvent(self._event or "message", data, self._last_id, self._retry))
+            event = self._event or "message"
+            out.append(
+                (event, data) if pairs else SSEEvent(event, data, self._last_id, self._retry)
+            )
         self._data = []
         self._data_bytes = 0
         self._event = ""
@@ -527,7 +577,7 @@ class StreamMonitor:
         if self._problem is not None or self._finished:
             return self._problem
         decoder = self._decoder
-        events = decoder.feed(chunk)
+        events = decoder._feed_pairs(chunk)
         if events:
             self._inspect(events)
         if self._problem is None and decoder.overflowed and not self._completed:
@@ -546,7 +596,7 @@ class StreamMonitor:
         """End of stream: ``None`` if it completed, else the problem. Idempotent."""
         if self._finished or self._problem is not None:
             return self._problem
-        events = self._decoder.close()
+        events = self._decoder._close_pairs()
         if events:
             self._inspect(events)
         self._finished = True
@@ -567,7 +617,7 @@ class StreamMonitor:
 
     # -- internals ---------------------------------------------------------------
 
-    def _inspect(self, events: list[SSEEvent]) -> None:
+    def _inspect(self, events: list[tuple[str, str]]) -> None:
         # The hot loop of every streamed response: state lives in locals and is
         # written back once; a problem ends the loop.
         error_type = self._error_type
@@ -578,16 +628,15 @@ class StreamMonitor:
         last_type = self._last_type
         completed = self._completed
         problem: StreamProblem | None = None
-        for ev in events:
+        for name, data in events:
             seen += 1
-            data = ev.data
             m = compact(data)
-            if m is not None and m.lastindex == 2:
+            if m is not None:
                 etype, seq_text = m.groups()
                 seq: int | None = int(seq_text)
             else:
-                etype, seq = _read_slow(data, m)
-            if error_type in (etype, ev.event):
+                etype, seq = _read_slow(data)
+            if error_type in (etype, name):
                 last_type = error_type
                 problem = self._error(data, seen)
                 break
@@ -638,14 +687,11 @@ class StreamMonitor:
         )
 
 
-def _read_slow(data: str, m: re.Match[str] | None) -> tuple[str | None, int | None]:
+def _read_slow(data: str) -> tuple[str | None, int | None]:
     """The event's top-level ``type`` and ``sequence_number`` when the compact pattern
-    did not give both (*m* is its match, if any): whitespace, or the sequence number
-    elsewhere than second, or no type first. Parses the JSON only as the last resort."""
-    if m is None:
-        m = _HEAD.match(data)
-    elif m.lastindex != 2:
-        m = _HEAD.match(data) or m
+    did not match: whitespace, or no sequence number or not second, or no type first.
+    Parses the JSON only as the last resort."""
+    m = _HEAD.match(data)  # also matches wherever _HEAD_COMPACT's type part would
     if m is not None:
         etype, seq_text = m.groups()
         if seq_text is not None:
