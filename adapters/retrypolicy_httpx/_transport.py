@@ -23,7 +23,6 @@ connection goes back even before the wait.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Final, TypeAlias, TypeVar
 
@@ -56,10 +55,6 @@ Failure: TypeAlias = Callable[[], BaseException]
 """Builds the exception a replayed body ends with (built late: attempts are known then)."""
 
 T = TypeVar("T", httpx.BaseTransport, httpx.AsyncBaseTransport)
-
-
-def _nothing() -> None:
-    """The release of an exchange that holds no connection (or is closed elsewhere)."""
 
 
 # --------------------------------------------------------------------------- shared
@@ -135,8 +130,8 @@ class _Retrying:
             final,
             final.status_code,
             final.headers,
-            # async: the transport closes it, as only it can await
-            release=final.close if sync else _nothing,
+            release=final.close,
+            arelease=None if sync else final.aclose,
             body=body,
             problem=problem,
             primed=[] if primed is None else primed,
@@ -210,13 +205,6 @@ def _peek(chunks: Iterator[bytes]) -> tuple[list[bytes], bool, Exception | None]
     return read, False, None
 
 
-def _close_all(held: list[httpx.Response]) -> None:
-    for response in held:
-        with contextlib.suppress(Exception):  # best effort: we are done with them
-            response.close()
-    held.clear()
-
-
 class RetryTransport(httpx.BaseTransport):
     """An httpx transport that retries by *policy* (default ``rp.EUGPT``) around *transport*.
 
@@ -274,24 +262,16 @@ class RetryTransport(httpx.BaseTransport):
             return self._transport.handle_request(request)
         if not isinstance(request.stream, httpx.ByteStream):
             request.read()  # a one-shot body (a generator, multipart) must be re-sendable
-        held: list[httpx.Response] = []  # this call's responses, closed once retried past
-        try:
-            ex = core.loop.send(lambda: self._attempt(request, held))
-        except BaseException:
-            _close_all(held)
-            raise
-        return core.hand_over(ex)
+        # a response we retry past is released by the attempt loop before it waits
+        return core.hand_over(core.loop.send(lambda: self._attempt(request)))
 
-    def _attempt(self, request: httpx.Request, held: list[httpx.Response]) -> Exchange:
-        _close_all(held)  # another attempt: we are retrying past them
+    def _attempt(self, request: httpx.Request) -> Exchange:
         response = self._transport.handle_request(request)
         try:
-            ex = self._inspect(request, response)
+            return self._inspect(request, response)
         except BaseException:
             response.close()
             raise
-        held.append(ex.response)
-        return ex
 
     def _inspect(self, request: httpx.Request, response: httpx.Response) -> Exchange:
         """Read what the policy needs of *response*; the caller would read the rest."""
@@ -400,13 +380,6 @@ async def _apeek(chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool, Excep
     return read, False, None
 
 
-async def _aclose_all(held: list[httpx.Response]) -> None:
-    for response in held:
-        with contextlib.suppress(Exception):
-            await response.aclose()
-    held.clear()
-
-
 async def _aclose_iterator(chunks: AsyncIterator[bytes]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
@@ -459,25 +432,17 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
             return await self._transport.handle_async_request(request)
         if not isinstance(request.stream, httpx.ByteStream):
             await request.aread()  # a one-shot body must be re-sendable
-        held: list[httpx.Response] = []
 
         async def attempt() -> Exchange:
-            await _aclose_all(held)
             response = await self._transport.handle_async_request(request)
             try:
-                ex = await self._inspect(request, response)
+                return await self._inspect(request, response)
             except BaseException:
                 await response.aclose()
                 raise
-            held.append(ex.response)
-            return ex
 
-        try:
-            ex = await core.loop.asend(attempt)
-        except BaseException:
-            await _aclose_all(held)
-            raise
-        return core.hand_over(ex)
+        # a response we retry past is released (awaited) by the attempt loop before it waits
+        return core.hand_over(await core.loop.asend(attempt))
 
     async def _inspect(self, request: httpx.Request, response: httpx.Response) -> Exchange:
         """:meth:`RetryTransport._inspect` for an async response."""
@@ -514,7 +479,13 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
             return core.exchange(
                 response, replay, sync=False, problem=problem, primed=primed, guard=guard
             )
-        return Exchange(response, response.status_code, response.headers, release=_nothing)
+        return Exchange(
+            response,
+            response.status_code,
+            response.headers,
+            release=response.close,
+            arelease=response.aclose,
+        )
 
     async def aclose(self) -> None:
         """Close the inner transport."""
