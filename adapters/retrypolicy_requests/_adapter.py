@@ -159,7 +159,7 @@ def _release(response: Response) -> None:
 def _hand_over(ex: Exchange) -> Response:
     """The final response, its body replayed from what we read (checked, for streams)."""
     response: Response = ex.response
-    response.retry_attempts = ex.attempts  # type: ignore[attr-defined]
+    response.retry_attempts = ex.attempts  # type: ignore[attr-defined] # our documented extra
     if ex.guard is not None:
         ex.guard.attempts = ex.attempts
         response.raw = _ReplayedRaw(response.raw, ex.guard.iterate(ex.primed, ex.rest))

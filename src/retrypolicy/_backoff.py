@@ -202,7 +202,7 @@ def header_value(headers: object, name: str) -> str | None:
         return None
     try:
         items = headers.items() if isinstance(headers, Mapping) else headers
-        for key, value in items:  # type: ignore[attr-defined]
+        for key, value in items:  # type: ignore[attr-defined] # any iterable of pairs; errors caught
             k = key.decode("latin-1") if isinstance(key, bytes) else str(key)
             if k.lower() == lname:
                 return value.decode("latin-1") if isinstance(value, bytes) else str(value)

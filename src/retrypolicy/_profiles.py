@@ -79,7 +79,7 @@ def _rule(kind: Kind, retries: int, **match: object) -> Rule:
         retry=retries > 0,
         max_retries=retries,
         advice=ADVICE[kind],
-        **match,  # type: ignore[arg-type]
+        **match,  # type: ignore[arg-type] # status/code/failure keywords, checked by Rule
     )
 
 

@@ -137,7 +137,7 @@ class StatusMatch:
 def _to_status_match(value: object) -> StatusMatch | None:
     if value is None or isinstance(value, StatusMatch):
         return value
-    return StatusMatch.parse(value)  # type: ignore[arg-type]
+    return StatusMatch.parse(value)  # type: ignore[arg-type] # parse() checks every item
 
 
 def _to_failure(value: object) -> Failure | None:
@@ -280,7 +280,7 @@ def _resolver_for(tp: type[BaseException]) -> FailureResolver:
             key = f"{base.__module__.partition('.')[0]}.{base.__qualname__}"
             found = _EXCEPTIONS.get(key, _MISSING)
         if found is not _MISSING:
-            return found  # type: ignore[return-value]
+            return found  # type: ignore[return-value] # _MISSING ruled out above
     return None
 
 

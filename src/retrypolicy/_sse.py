@@ -361,7 +361,7 @@ class SSEDecoder:
                     if pos > start:
                         continue  # the window may have cut the run: try the next one
                     exact = False  # a failure costs a scan: at most one per text
-                run_end = frames_end(text, pos, min(end, pos + window)).end()  # type: ignore[union-attr]
+                run_end = frames_end(text, pos, min(end, pos + window)).end()  # type: ignore[union-attr] # the pattern matches the empty string
                 if run_end > pos:
                     found = _FRAME.findall(text, pos, run_end)
                     if pairs:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import random
 from typing import assert_type
 
+import httpx
+import requests
+import urllib3
+
 import retrypolicy as rp
 from retrypolicy.instrumentation import RetryEvent
+from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
+from retrypolicy_requests import RetryAdapter
+from retrypolicy_urllib3 import PolicyRetry, guard_stream
 
 
 @rp.retry
@@ -57,3 +64,16 @@ for attempt in rp.attempts(p):
         pass
 with rp.testing.instant() as recorder:
     assert_type(recorder.waits, list[float])
+
+
+# the adapters, as users mount them
+def mount() -> None:
+    session = requests.Session()
+    session.mount("https://", RetryAdapter(rp.EUGPT, raise_on_give_up=True, pool_maxsize=4))
+    client = httpx.Client(transport=RetryTransport(rp.EUGPT, httpx.HTTPTransport(retries=0)))
+    aclient = httpx.AsyncClient(transport=AsyncRetryTransport(methods=["POST"]))
+    pool = urllib3.PoolManager(retries=PolicyRetry(rp.EUGPT))
+    response = pool.request("POST", "http://127.0.0.1/v1/responses", preload_content=False)
+    for chunk in guard_stream(response):
+        assert_type(chunk, bytes)
+    del client, aclient
