@@ -206,7 +206,7 @@ class Retrier:
             except NEVER_RETRIED:
                 raise
             except BaseException as exc:  # noqa: BLE001 - classified, then re-raised unchanged
-                outcome = self.outcome_of_exception(exc)
+                outcome = outcome_of_exception(exc, wall=self.wall_clock)
             else:
                 returned = self.outcome_of_value(value)
                 if returned is None:
@@ -285,12 +285,9 @@ class Loop:
         r = self.retrier
         decision = r.policy.decide(outcome, self.state, now=r.now(), rng=r.rng)
         self.last = outcome
-        if decision.action == "succeed":
-            # an error the policy does not count as a failure (e.g. an exception
-            # carrying a 2xx): nothing to retry, hand it back as it is
-            r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
-            return None
-        if not decision.retry:
+        if decision.action != "retry":
+            # "give_up", or "succeed" for an error the policy does not count as a
+            # failure (an exception carrying a 2xx): either way it goes back as it is
             r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
             return None
         r.emit(lambda: self._event(SCHEDULED, outcome, decision), r.on_retry)
