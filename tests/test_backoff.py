@@ -21,6 +21,13 @@ def test_exponential_without_jitter() -> None:
     assert [b.delay(n) for n in range(1, 8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
 
+def test_base_is_the_unjittered_curve() -> None:
+    """base(n) is the delay before jitter: what `explain` prints as the upper bound."""
+    b = rp.Backoff(initial=1.0, multiplier=3.0, max_delay=20.0)
+    assert [b.base(n) for n in range(6)] == [1.0, 1.0, 3.0, 9.0, 20.0, 20.0]
+    assert b.base(5000) == 20.0
+
+
 def test_huge_retry_number_does_not_overflow() -> None:
     """A retry number far past the cap still returns the cap."""
     assert rp.Backoff(jitter="none").delay(10_000) == 8.0

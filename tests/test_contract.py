@@ -246,3 +246,21 @@ def test_stream_errors_are_stream_error() -> None:
         err = rp.EUGPT.error_for(rp.ErrorInfo(status=200, code=code))
         assert isinstance(err, rp.StreamError)
         assert err.code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [(429, rp.RateLimitError), (418, rp.ClientError), (599, rp.InternalServerError)],
+)
+def test_error_class_for_a_custom_label(status: int, cls: type[rp.APIError]) -> None:
+    """A rule labelled with a kind of the user's own still raises by its status class."""
+    policy = rp.EUGPT.evolve(rules=[rp.Rule(kind="quota_exhausted", retry=False, status=status)])
+    err = policy.error_for(rp.parse_error(status, b""))
+    assert type(err) is cls
+    assert err.kind == "quota_exhausted"
+
+
+def test_error_class_without_status() -> None:
+    """An unknown failure without a status is a plain APIError."""
+    c = rp.Classification("mystery", retryable=False, max_retries=0, reason="?")
+    assert type(rp.api_error(c)) is rp.APIError

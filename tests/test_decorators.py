@@ -370,3 +370,29 @@ def test_shared_across_32_threads(instant: rp.testing.Instant) -> None:
         t.join(timeout=30)
     assert sorted(results) == [(i, i % 4 + 1) for i in range(32)]
     assert len(instant.waits) == sum(i % 4 for i in range(32))
+
+
+def test_returned_urllib3_response_by_status(instant: rp.testing.Instant) -> None:
+    """A returned object with an int `status` (urllib3's HTTPResponse) is judged by it."""
+    import urllib3  # noqa: PLC0415 - only this test needs it
+
+    replies = [
+        urllib3.HTTPResponse(body=b'{"detail": "overloaded"}', status=503, preload_content=True),
+        urllib3.HTTPResponse(body=b"{}", status=200, preload_content=True),
+    ]
+    calls, fn = flaky(list(replies))
+    assert rp.retry(FAST)(fn)() is replies[1]
+    assert len(calls) == 2
+    assert instant.waits == [0.5]
+
+
+def test_set_instant_without_a_block() -> None:
+    """set_instant(True) turns instant mode on until set_instant(False), recording waits."""
+    recorder = rp.testing.set_instant(True)
+    try:
+        _calls, fn = flaky([ConnectionRefusedError()])
+        assert rp.retry(FAST)(fn)() == "ok"
+    finally:
+        assert rp.testing.set_instant(False) is None
+    assert recorder is not None
+    assert recorder.waits == [0.5]
