@@ -27,7 +27,18 @@ from ._rules import Kind
 from .instrumentation._hooks import get_hooks
 from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
 
-__all__ = ["NEVER_RETRIED", "Instant", "Loop", "Retrier", "instant_mode", "retry_event"]
+__all__ = [
+    "MAX_ERROR_TEXT",
+    "NEVER_RETRIED",
+    "Instant",
+    "Loop",
+    "Retrier",
+    "adiscard",
+    "discard",
+    "instant_mode",
+    "retry_event",
+    "set_instant_mode",
+]
 
 MAX_ERROR_TEXT: Final = 500
 """An event's ``error`` text is cut to this many characters."""
