@@ -24,7 +24,7 @@ connection goes back even before the wait.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Final, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 try:
     import httpx
@@ -42,14 +42,13 @@ from retrypolicy._exchange import (
     StreamGuard,
     is_event_stream,
 )
+from retrypolicy._extract import ATTEMPTS_EXTENSION
 from retrypolicy._policy import Policy
 from retrypolicy._sse import StreamProblem
 from retrypolicy.typing import AsyncSleeper, Clock, RetryHook, Sleeper
 
 __all__ = ["ATTEMPTS_EXTENSION", "AsyncRetryTransport", "RetryTransport"]
 
-ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
-"""Key of ``response.extensions`` holding how many attempts the final response took."""
 
 Failure: TypeAlias = Callable[[], BaseException]
 """Builds the exception a replayed body ends with (built late: attempts are known then)."""
@@ -143,8 +142,6 @@ class _Retrying:
         """The final response, marked with the attempts it took."""
         response: httpx.Response = ex.response
         response.extensions[ATTEMPTS_EXTENSION] = ex.attempts
-        if ex.guard is not None:
-            ex.guard.attempts = ex.attempts  # a StreamError raised later reports them all
         return response
 
     def describe(self, owner: object, inner: object) -> str:

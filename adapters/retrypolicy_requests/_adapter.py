@@ -161,7 +161,6 @@ def _hand_over(ex: Exchange) -> Response:
     response: Response = ex.response
     response.retry_attempts = ex.attempts  # type: ignore[attr-defined] # our documented extra
     if ex.guard is not None:
-        ex.guard.attempts = ex.attempts
         response.raw = _ReplayedRaw(response.raw, ex.guard.iterate(ex.primed, ex.rest))
     elif ex.rest is not None:
         response.raw = _ReplayedRaw(response.raw, _chain(ex.primed, ex.rest))

@@ -28,7 +28,7 @@ from ._errors import (
     api_error,
 )
 from ._events import RetryEvent
-from ._outcome import AttemptState, Decision, Outcome
+from ._outcome import EXHAUSTED, AttemptState, Decision, Outcome
 from ._policy import Policy
 from ._profiles import EUGPT, HTTP
 from ._redact import redact
@@ -38,6 +38,7 @@ _known.register_known_exceptions()
 
 __all__ = [
     "EUGPT",
+    "EXHAUSTED",
     "HTTP",
     "APIConnectionError",
     "APIError",

@@ -20,7 +20,7 @@ import structlog
 
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 from ._extract import outcome_of_exception, outcome_of_value
-from ._outcome import AttemptState, Decision, Outcome
+from ._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._redact import redact
 from ._rules import Kind
@@ -300,6 +300,8 @@ class Loop:
             # "give_up", or "succeed" for an error the policy does not count as a
             # failure (an exception carrying a 2xx): either way it goes back as it is
             r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
+            if outcome.exception is not None and decision.classification.retryable:
+                mark_exhausted(outcome.exception)  # an outer layer must not retry it again
             return None
         r.emit(lambda: self._event(SCHEDULED, outcome, decision), r.on_retry)
         self.state = decision.state

@@ -19,7 +19,7 @@ from ._drivers import Retrier
 from ._envelope import ErrorInfo, parse_error
 from ._errors import APIError, StreamError, api_error
 from ._extract import _GETTERS
-from ._outcome import Outcome
+from ._outcome import Outcome, mark_exhausted
 from ._policy import Policy
 from ._rules import Failure, Kind
 from ._sse import StreamMonitor, StreamProblem
@@ -124,7 +124,7 @@ class StreamGuard:
     (classified by the policy), after the bytes before it were delivered.
     """
 
-    __slots__ = ("attempts", "monitor", "policy", "preamble")
+    __slots__ = ("attempts", "exhausted", "monitor", "policy", "preamble")
 
     def __init__(
         self,
@@ -137,6 +137,7 @@ class StreamGuard:
         self.monitor = StreamMonitor()
         self.attempts = attempts
         self.preamble = preamble
+        self.exhausted = False
 
     def _committed(self, size: int) -> bool:
         """True once the caller must get the stream: content arrived, or we read enough."""
@@ -151,6 +152,8 @@ class StreamGuard:
         info = ErrorInfo(200, problem.code, None, problem.message)
         err = api_error(c, info, attempts=attempts or self.attempts, stream=True)
         assert isinstance(err, StreamError)  # noqa: S101 - stream=True guarantees it
+        if self.exhausted and c.retryable:
+            mark_exhausted(err)
         return err
 
     def prime(self, chunks: Iterator[bytes]) -> tuple[list[bytes], StreamProblem | None]:
@@ -287,6 +290,10 @@ class AdapterRetrier:
 
     def _final(self, ex: Exchange, attempts: int) -> Exchange:
         ex.attempts = attempts
+        if ex.guard is not None:
+            ex.guard.attempts = attempts
+            # a stream that failed before its first content event was retried already
+            ex.guard.exhausted = ex.problem is not None
         if self.raise_on_give_up and ex.outcome(self.policy, self.retrier.wall_clock) is not None:
             ex.close()
             raise ex.error(self.policy, attempts=attempts, wall=self.retrier.wall_clock)

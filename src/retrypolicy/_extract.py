@@ -13,13 +13,16 @@ from typing import Any, Final
 from ._backoff import retry_after_from_headers
 from ._envelope import MAX_PARSE_BYTES, parse_error
 from ._errors import APIError
-from ._outcome import Outcome
+from ._outcome import EXHAUSTED, Outcome
 from ._policy import Policy
 from ._rules import Kind, failure_of, failure_of_kind
 
 __all__ = ["outcome_of_exception", "outcome_of_value", "status_getter"]
 
 StatusGetter = Callable[[Any], int | None]
+
+ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
+"""The ``response.extensions`` key where the httpx transports record their attempts."""
 
 
 def _status_code(value: Any) -> int | None:
@@ -61,6 +64,14 @@ def _body_in_memory(value: Any) -> bytes | None:
     return None
 
 
+def _retried_by_adapter(response: Any) -> bool:
+    """True for a failed response an adapter hands back after its policy gave up on it."""
+    if isinstance(getattr(response, "retry_attempts", None), int):  # requests' RetryAdapter
+        return True
+    extensions = getattr(response, "extensions", None)  # httpx's RetryTransport
+    return isinstance(extensions, dict) and ATTEMPTS_EXTENSION in extensions
+
+
 def outcome_of_response(value: Any, status: int, *, wall: Callable[[], float]) -> Outcome:
     """The outcome of a response object with *status*; parses its body if in memory."""
     headers = getattr(value, "headers", None)
@@ -72,6 +83,7 @@ def outcome_of_response(value: Any, status: int, *, wall: Callable[[], float]) -
         retry_after=retry_after_from_headers(headers, now=wall()) if headers is not None else None,
         error=info,
         value=value,
+        exhausted=_retried_by_adapter(value),
     )
 
 
@@ -115,6 +127,7 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
             failure=failure_of_kind(exc.kind),
             exception=exc,
             retry_after=exc.retry_after,
+            exhausted=getattr(exc, EXHAUSTED, False) is True,
         )
     response = _response_of(exc)
     if response is not None:
@@ -129,5 +142,8 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
                 retry_after=out.retry_after,
                 error=out.error,
                 exception=exc,
+                exhausted=out.exhausted or getattr(exc, EXHAUSTED, False) is True,
             )
-    return Outcome(failure=failure_of(exc), exception=exc)
+    return Outcome(
+        failure=failure_of(exc), exception=exc, exhausted=getattr(exc, EXHAUSTED, False) is True
+    )

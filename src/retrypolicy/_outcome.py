@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+from typing import Any, Final, Literal
 
 import attrs
 
 from ._envelope import ErrorInfo
 from ._rules import Classification, Failure
 
-__all__ = ["AttemptState", "Decision", "Outcome"]
+__all__ = ["EXHAUSTED", "AttemptState", "Decision", "Outcome", "mark_exhausted"]
+
+EXHAUSTED: Final = "retrypolicy_exhausted"
+"""Set (True) on an exception that a policy retried until it gave up, so that an outer
+retry layer (an ``@rp.retry`` around an adapter's session) does not multiply the attempts."""
+
+
+def mark_exhausted(exc: BaseException) -> None:
+    """Mark *exc* as already retried to the end (best effort: some types refuse attributes)."""
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, EXHAUSTED, True)
 
 
 # dict classes (slots=False): attrs' frozen __init__ is markedly faster without slots,
@@ -31,6 +42,9 @@ class Outcome:
     error: ErrorInfo | None = attrs.field(default=None, repr=False)
     value: Any = attrs.field(default=None, repr=False)
     """What the call returned, when it returned."""
+    exhausted: bool = False
+    """An inner retry layer (an adapter, an inner ``@rp.retry``) already retried this failure
+    until its policy gave up: retrying it again would multiply the attempts."""
 
 
 @attrs.frozen(slots=False)

@@ -178,6 +178,10 @@ class Policy:
         hint = outcome.retry_after
         if not c.retryable:
             return self._give_up(c, state, c.reason, hint)
+        if outcome.exhausted:
+            return self._give_up(
+                c, state, f"{c.kind}: already retried until an inner retry layer gave up", hint
+            )
         used = state.retries_of(c.kind)
         if used >= c.max_retries:
             return self._give_up(

@@ -33,13 +33,13 @@ class Result:
 
 
 def _call_requests(url: str, timeout: float) -> Result:
-    s = requests.Session()
-    s.mount("http://", RetryAdapter(FAST))
-    try:
-        r = s.post(url, json={"input": "hi"}, timeout=(2.0, timeout))
-    except Exception as e:  # noqa: BLE001 - the matrix records what the caller got
-        return Result(error=e)
-    return Result(status=r.status_code)
+    with requests.Session() as s:
+        s.mount("http://", RetryAdapter(FAST))
+        try:
+            r = s.post(url, json={"input": "hi"}, timeout=(2.0, timeout))
+        except Exception as e:  # noqa: BLE001 - the matrix records what the caller got
+            return Result(error=e)
+        return Result(status=r.status_code)
 
 
 def _call_httpx(url: str, timeout: float) -> Result:
