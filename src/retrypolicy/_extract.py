@@ -119,7 +119,13 @@ def _response_of(exc: BaseException) -> Any:
 
 
 def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Outcome:
-    """The outcome of a raised exception: an API error, an HTTP error, or a transport failure."""
+    """The outcome of a raised exception: an API error, an HTTP error, or a transport failure.
+
+    Runs on every failed attempt: attributes are read from the instance dict, so no
+    ``getattr`` raises (and is caught) for the common exception without them.
+    """
+    own = exc.__dict__
+    exhausted = own.get(EXHAUSTED) is True if own else False
     if isinstance(exc, APIError):
         return Outcome(
             status=exc.status,
@@ -127,7 +133,7 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
             failure=failure_of_kind(exc.kind),
             exception=exc,
             retry_after=exc.retry_after,
-            exhausted=getattr(exc, EXHAUSTED, False) is True,
+            exhausted=exhausted,
         )
     response = _response_of(exc)
     if response is not None:
@@ -142,8 +148,6 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
                 retry_after=out.retry_after,
                 error=out.error,
                 exception=exc,
-                exhausted=out.exhausted or getattr(exc, EXHAUSTED, False) is True,
+                exhausted=out.exhausted or exhausted,
             )
-    return Outcome(
-        failure=failure_of(exc), exception=exc, exhausted=getattr(exc, EXHAUSTED, False) is True
-    )
+    return Outcome(failure=failure_of(exc), exception=exc, exhausted=exhausted)
