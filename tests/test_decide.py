@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import retrypolicy as rp
 from retrypolicy import AttemptState, Failure, Kind, Outcome
@@ -159,3 +161,48 @@ def test_classify_cache_is_bounded() -> None:
     for i in range(5000):
         p.classify(200, f"code_{i}")
     assert len(p._cache) <= 1024
+
+
+OUTCOMES = [
+    Outcome(status=429),
+    Outcome(status=500),
+    Outcome(status=503),
+    Outcome(status=404),
+    Outcome(failure=Failure.CONNECTION),
+    Outcome(failure=Failure.TIMEOUT),
+    Outcome(status=200, code="upstream_error"),
+    Outcome(status=200, code="cancelled"),
+    Outcome(status=429, retry_after=5.0),
+]
+
+
+@given(
+    st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=40),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=12)),
+    st.integers(),
+)
+def test_decide_never_exceeds_a_limit(
+    outcomes: list[Outcome], max_attempts: int | None, seed: int
+) -> None:
+    """Whatever fails in whatever order: per-kind and overall limits hold, waits stay bounded."""
+    policy = rp.EUGPT.evolve(max_attempts=max_attempts)
+    rng = random.Random(seed)
+    state = AttemptState()
+    now = 0.0
+    per_kind: dict[str, int] = {}
+    for outcome in outcomes:
+        d = policy.decide(outcome, state, now=now, rng=rng)
+        c = d.classification
+        if not d.retry:
+            break
+        per_kind[c.kind] = per_kind.get(c.kind, 0) + 1
+        assert c.retryable
+        assert per_kind[c.kind] <= c.max_retries
+        assert d.state.attempt == state.attempt + 1
+        cap = c.rule.backoff if c.rule is not None and c.rule.backoff else policy.backoff
+        assert 0 <= d.delay <= max(cap.max_delay, cap.max_retry_after)
+        if outcome.retry_after is not None:
+            assert d.delay >= outcome.retry_after
+        state, now = d.state, now + d.delay
+    if max_attempts is not None:
+        assert state.attempt <= max_attempts
