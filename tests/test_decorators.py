@@ -396,3 +396,9 @@ def test_set_instant_without_a_block() -> None:
         assert rp.testing.set_instant(False) is None
     assert recorder is not None
     assert recorder.waits == [0.5]
+
+
+def test_unknown_option_is_refused() -> None:
+    """A misspelt option fails at decoration, naming it and the options there are."""
+    with pytest.raises(TypeError, match=r"on_retyr.*expected some of on_retry"):
+        rp.retry(FAST, on_retyr=print)  # type: ignore[call-overload]

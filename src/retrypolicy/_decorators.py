@@ -7,18 +7,18 @@ does no introspection; a successful first attempt costs one type look-up.
 from __future__ import annotations
 
 import inspect
-import random
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, Unpack, overload
 
+import attrs
 import wrapt
 
 from ._defaults import default_policy
 from ._drivers import NEVER_RETRIED, Loop, Retrier, discard
 from ._outcome import Outcome
 from ._policy import Policy
-from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
+from .typing import RetryOptions
 
 __all__ = ["Attempt", "Attempts", "attempts", "retry"]
 
@@ -26,45 +26,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _retrier(
-    policy: Policy | None,
-    name: str,
-    *,
-    on_retry: RetryHook | None = None,
-    on_give_up: RetryHook | None = None,
-    on_success: RetryHook | None = None,
-    before_attempt: RetryHook | None = None,
-    clock: Clock | None = None,
-    wall_clock: Clock | None = None,
-    sleep: Sleeper | None = None,
-    async_sleep: AsyncSleeper | None = None,
-    rng: random.Random | None = None,
-    extract: OutcomeExtractor | None = None,
-) -> Retrier:
+def _retrier(policy: Policy | None, name: str, **options: Unpack[RetryOptions]) -> Retrier:
+    """The Retrier for *policy* (default: :func:`default_policy`) with *options*."""
     if policy is not None and not isinstance(policy, Policy):
         msg = f"policy {policy!r}: expected a retrypolicy.Policy (e.g. rp.EUGPT) or None"
         raise TypeError(msg)
-    injected: dict[str, Any] = {
-        k: v
-        for k, v in (
-            ("clock", clock),
-            ("wall_clock", wall_clock),
-            ("sleep", sleep),
-            ("async_sleep", async_sleep),
+    unknown = set(options) - set(RetryOptions.__annotations__)
+    if unknown:
+        msg = f"unknown option(s) {', '.join(sorted(unknown))}: expected some of " + ", ".join(
+            RetryOptions.__annotations__
         )
-        if v is not None
-    }
-    return Retrier(
-        policy=policy if policy is not None else default_policy(),
-        name=name,
-        on_retry=on_retry,
-        on_give_up=on_give_up,
-        on_success=on_success,
-        before_attempt=before_attempt,
-        rng=rng,
-        extract=extract,
-        **injected,
-    )
+        raise TypeError(msg)
+    # an option given as None keeps the Retrier's default (time.monotonic, time.sleep...)
+    given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    return Retrier(policy=policy if policy is not None else default_policy(), name=name, **given)
 
 
 def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Callable[P, R]:
@@ -79,19 +54,7 @@ def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Call
 def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def retry(
-    policy: Policy | None = None,
-    /,
-    *,
-    on_retry: RetryHook | None = None,
-    on_give_up: RetryHook | None = None,
-    on_success: RetryHook | None = None,
-    before_attempt: RetryHook | None = None,
-    clock: Clock | None = None,
-    wall_clock: Clock | None = None,
-    sleep: Sleeper | None = None,
-    async_sleep: AsyncSleeper | None = None,
-    rng: random.Random | None = None,
-    extract: OutcomeExtractor | None = None,
+    policy: Policy | None = None, /, **options: Unpack[RetryOptions]
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def retry(
     policy: Policy | Callable[..., Any] | None = None, /, **options: Any
@@ -111,13 +74,11 @@ def retry(
         policy is not None and not isinstance(policy, Policy) and callable(policy)
     ):
         return _decorate(policy, lambda name: _retrier(None, name))
-    chosen = policy
+    base = _retrier(policy, "", **options)  # bad options fail here, not at the first call
 
     def decorator(fn: Callable[P, R]) -> Callable[P, R]:
-        return _decorate(fn, lambda name: _retrier(chosen, name, **options))
+        return _decorate(fn, lambda name: attrs.evolve(base, name=name))
 
-    # validate the options now, not at the first call
-    _retrier(chosen, "", **options)
     return decorator
 
 
@@ -236,34 +197,7 @@ class Attempts:
 
 
 def attempts(
-    policy: Policy | None = None,
-    *,
-    name: str = "attempts",
-    on_retry: RetryHook | None = None,
-    on_give_up: RetryHook | None = None,
-    on_success: RetryHook | None = None,
-    before_attempt: RetryHook | None = None,
-    clock: Clock | None = None,
-    wall_clock: Clock | None = None,
-    sleep: Sleeper | None = None,
-    async_sleep: AsyncSleeper | None = None,
-    rng: random.Random | None = None,
-    extract: OutcomeExtractor | None = None,
+    policy: Policy | None = None, *, name: str = "attempts", **options: Unpack[RetryOptions]
 ) -> Attempts:
     """The attempt loop for a block of code: same decisions and events as :func:`retry`."""
-    return Attempts(
-        _retrier(
-            policy,
-            name,
-            on_retry=on_retry,
-            on_give_up=on_give_up,
-            on_success=on_success,
-            before_attempt=before_attempt,
-            clock=clock,
-            wall_clock=wall_clock,
-            sleep=sleep,
-            async_sleep=async_sleep,
-            rng=rng,
-            extract=extract,
-        )
-    )
+    return Attempts(_retrier(policy, name, **options))

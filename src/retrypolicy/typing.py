@@ -6,14 +6,22 @@ outcome extractor you write only has to match these shapes.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 if TYPE_CHECKING:
     from ._events import RetryEvent
     from ._outcome import Outcome
 
-__all__ = ["AsyncSleeper", "Clock", "OutcomeExtractor", "RetryHook", "Sleeper"]
+__all__ = [
+    "AsyncSleeper",
+    "Clock",
+    "OutcomeExtractor",
+    "RetryHook",
+    "RetryOptions",
+    "Sleeper",
+]
 
 
 class Clock(Protocol):
@@ -44,3 +52,24 @@ class OutcomeExtractor(Protocol):
     """Turns what a call returned into an :class:`~retrypolicy.Outcome`, or None to pass."""
 
     def __call__(self, value: object, /) -> Outcome | None: ...
+
+
+class RetryOptions(TypedDict, total=False):
+    """The keyword options of :func:`retrypolicy.retry` and :func:`retrypolicy.attempts`.
+
+    Hooks receive every event of their kind; ``clock``/``wall_clock``/``sleep``/
+    ``async_sleep`` replace :func:`time.monotonic`, :func:`time.time`,
+    :func:`time.sleep` and :func:`asyncio.sleep`; ``rng`` draws the jitter;
+    ``extract`` turns returned values into outcomes.
+    """
+
+    on_retry: RetryHook | None
+    on_give_up: RetryHook | None
+    on_success: RetryHook | None
+    before_attempt: RetryHook | None
+    clock: Clock | None
+    wall_clock: Clock | None
+    sleep: Sleeper | None
+    async_sleep: AsyncSleeper | None
+    rng: random.Random | None
+    extract: OutcomeExtractor | None

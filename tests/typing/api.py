@@ -77,3 +77,8 @@ def mount() -> None:
     for chunk in guard_stream(response):
         assert_type(chunk, bytes)
     del client, aclient
+
+
+rp.retry(rp.EUGPT, on_retyr=hook)  # type: ignore[call-overload]
+rp.attempts(rp.EUGPT, slep=print)  # type: ignore[call-arg]
+rp.attempts(rp.EUGPT, sleep=1)  # type: ignore[arg-type]
