@@ -31,7 +31,7 @@ def main() -> None:
         "parse_error(500, envelope)": lambda: rp.parse_error(500, ENVELOPE),
         "classify(503)": lambda: policy.classify(503),
         "classify(200, 'upstream_timeout')": lambda: policy.classify(200, "upstream_timeout"),
-        "decide(Outcome(503))": lambda: policy.decide(rp.Outcome(status=503)),
+        "decide(Outcome(503))": lambda: policy.decide(rp.transport.Outcome(status=503)),
     }
     print(f"envelope: {len(ENVELOPE)} bytes; Python {sys.version.split()[0]}")
     results = interleaved(cases, number=50_000)

@@ -73,6 +73,15 @@ TABLE = [
     ("stream error cancelled: never", 200, "cancelled", None, Kind.CANCELLED, False, 0),
     ("undocumented stream code: never", 200, "model_on_fire", None, Kind.STREAM_ERROR, False, 0),
     (
+        "stream error without a usable code: a failure, never",
+        200,
+        None,
+        Failure.STREAM_ERROR,
+        Kind.STREAM_ERROR,
+        False,
+        0,
+    ),
+    (
         "stream ended with neither",
         200,
         None,
@@ -233,8 +242,8 @@ def test_rate_limit_error_says_to_slow_down() -> None:
 
 def test_connection_and_timeout_errors_subclass_builtins() -> None:
     """APIConnectionError is a ConnectionError and APITimeoutError a TimeoutError."""
-    c = rp.api_error(rp.EUGPT.classify(failure=Failure.CONNECTION), cause="refused")
-    t = rp.api_error(rp.EUGPT.classify(failure=Failure.TIMEOUT), cause="read timed out")
+    c = rp.transport.api_error(rp.EUGPT.classify(failure=Failure.CONNECTION), cause="refused")
+    t = rp.transport.api_error(rp.EUGPT.classify(failure=Failure.TIMEOUT), cause="read timed out")
     assert isinstance(c, ConnectionError)
     assert isinstance(t, TimeoutError)
     assert "refused" in str(c)
@@ -263,4 +272,20 @@ def test_error_class_for_a_custom_label(status: int, cls: type[rp.APIError]) -> 
 def test_error_class_without_status() -> None:
     """An unknown failure without a status is a plain APIError."""
     c = rp.Classification("mystery", retryable=False, max_retries=0, reason="?")
-    assert type(rp.api_error(c)) is rp.APIError
+    assert type(rp.transport.api_error(c)) is rp.APIError
+
+
+@pytest.mark.parametrize("policy", [rp.EUGPT, rp.HTTP], ids=["eugpt", "http"])
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(200, None), (None, None), (200, "model_on_fire"), (200, "upstream_timeout")],
+)
+@pytest.mark.parametrize("failure", list(Failure))
+def test_a_failure_is_never_a_success(
+    policy: rp.Policy, status: int | None, code: str | None, failure: Failure
+) -> None:
+    """Whatever the status and code, an outcome carrying a failure never classifies as a
+    success (nor does any StreamError, which carries one through its kind)."""
+    assert policy.classify(status, code, failure=failure).kind != Kind.SUCCESS
+    err = rp.StreamError("x", status=status, code=code, kind=Kind(failure.value))
+    assert policy.classify(exception=err).kind != Kind.SUCCESS

@@ -9,12 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import retrypolicy as rp
-from retrypolicy import AttemptState, Failure, Kind, Outcome
+from retrypolicy import Failure, Kind
+from retrypolicy.transport import AttemptState, Outcome
 
 NO_JITTER = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none"), max_attempts=None)
 
 
-def run(policy: rp.Policy, outcomes: list[Outcome], now: float = 0.0) -> list[rp.Decision]:
+def run(
+    policy: rp.Policy, outcomes: list[Outcome], now: float = 0.0
+) -> list[rp.transport.Decision]:
     """Feed outcomes in order, stepping the state, until one is not a retry."""
     state = AttemptState(started=now)
     decisions = []

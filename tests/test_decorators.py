@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -402,3 +403,75 @@ def test_unknown_option_is_refused() -> None:
     """A misspelt option fails at decoration, naming it and the options there are."""
     with pytest.raises(TypeError, match=r"on_retyr.*expected some of on_retry"):
         rp.retry(FAST, on_retyr=print)  # type: ignore[call-overload]
+
+
+class _Feed:
+    """A class with generator methods of every flavour."""
+
+    def items(self) -> Iterator[int]:
+        yield 1
+
+    async def aitems(self) -> AsyncIterator[int]:
+        yield 1
+
+    @staticmethod
+    def static_items() -> Iterator[int]:
+        yield 1
+
+    @classmethod
+    def class_items(cls) -> Iterator[int]:
+        yield 1
+
+
+def _gen() -> Iterator[int]:
+    yield 1
+
+
+async def _agen() -> AsyncIterator[int]:
+    yield 1
+
+
+GENERATORS = [
+    pytest.param(_gen, "a generator", id="sync generator"),
+    pytest.param(_agen, "an async generator", id="async generator"),
+    pytest.param(_Feed.items, "a generator", id="generator method"),
+    pytest.param(_Feed.aitems, "an async generator", id="async generator method"),
+    pytest.param(_Feed.__dict__["static_items"], "a generator", id="staticmethod generator"),
+    pytest.param(_Feed.__dict__["class_items"], "a generator", id="classmethod generator"),
+]
+
+HOW = [
+    pytest.param(rp.retry, id="@rp.retry"),
+    pytest.param(rp.retry(FAST), id="@rp.retry(policy)"),
+    pytest.param(FAST.retry, id="@policy.retry"),
+    pytest.param(FAST.retry(on_retry=print), id="@policy.retry(hooks)"),
+]
+
+
+@pytest.mark.parametrize("decorate", HOW)
+@pytest.mark.parametrize(("fn", "kind"), GENERATORS)
+def test_generator_functions_are_refused(
+    fn: Callable[..., object], kind: str, decorate: Callable[[Callable[..., object]], object]
+) -> None:
+    """Decorating a generator or async-generator function (or method) fails at decoration
+    with a TypeError pointing to rp.attempts(): a retry would repeat what it yielded."""
+    with pytest.raises(TypeError, match=r"rp\.attempts\(\)") as info:
+        decorate(fn)
+    assert f"{kind} function" in str(info.value)
+    assert "repeat" in str(info.value)
+
+
+def test_generator_method_refused_in_class_body() -> None:
+    """The refusal happens when the class body runs, not at the first call."""
+    with pytest.raises(TypeError, match="generator"):
+
+        class _Bad:
+            @rp.retry
+            def rows(self) -> Iterator[int]:
+                yield 1
+
+
+def test_functions_returning_iterators_are_fine(instant: rp.testing.Instant) -> None:
+    """A plain function that returns a list or an iterator is decorated as usual."""
+    assert rp.retry(lambda: iter([1, 2]))() is not None
+    assert rp.retry(lambda: [1, 2])() == [1, 2]

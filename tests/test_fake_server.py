@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,9 @@ import pytest
 import requests
 import urllib3
 
+import retrypolicy as rp
 from retrypolicy.testing import FakeEUGPT, RecordedRequest, Reply
+from retrypolicy.testing._replies import load_script
 
 TIMEOUT = 5.0
 GOOD_KEY = "eugpt_test_0123456789"
@@ -781,11 +784,12 @@ def test_from_data_example_shapes() -> None:
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        ("error", "mapping with a 'kind' key"),
-        ({}, "'kind'"),
-        ({"kind": "teapot"}, "'kind'.*one of"),
-        ({"kind": ["error"]}, "'kind'"),
-        ({"kind": "error"}, "'status' is required"),
+        ("error", "expected a table with a 'kind' key; found 'error'"),
+        ({}, "kind: expected one of: .*; found none"),
+        ({"kind": "teapot"}, "kind: expected one of: close_without_response, error"),
+        ({"kind": "eror"}, "found 'eror'; did you mean \"error\""),
+        ({"kind": ["error"]}, "kind: expected"),
+        ({"kind": "error"}, "status: expected a value \\(required for kind 'error'\\)"),
         ({"kind": "error", "status": "429"}, "status: expected an HTTP status"),
         ({"kind": "error", "status": 700}, "status: expected an HTTP status"),
         ({"kind": "error", "status": True}, "status: expected"),
@@ -793,16 +797,18 @@ def test_from_data_example_shapes() -> None:
         ({"kind": "error", "status": 500, "retry_after": [1]}, "retry_after: expected"),
         ({"kind": "error", "status": 500, "delay": -1}, "delay: expected a non-negative"),
         ({"kind": "error", "status": 500, "delay": float("nan")}, "delay: expected"),
-        ({"kind": "text", "status": 502}, "'text' is required"),
+        ({"kind": "text", "status": 502}, "text: expected a value"),
         ({"kind": "text", "status": 502, "text": 5}, "text: expected a string"),
         ({"kind": "json", "status": 200, "body": object()}, "body: expected a JSON"),
-        ({"kind": "ok", "colour": "red"}, "unknown key 'colour'.*expected one of"),
+        ({"kind": "ok", "colour": "red"}, "colour: unknown key for kind 'ok'; expected one of"),
+        ({"kind": "ok", "txt": "hi"}, 'txt: unknown key .*; did you mean "text"'),
+        ({"kind": "stream", "end": ["x"]}, "end: expected one of"),
         ({"kind": "stream", "end": "sideways"}, "end: expected one of"),
         ({"kind": "stream", "n_deltas": -1}, "n_deltas: expected a non-negative integer"),
         ({"kind": "stream", "interval": "1s"}, "interval: expected"),
-        ({"kind": "large_stream"}, "'total_bytes' is required"),
+        ({"kind": "large_stream"}, "total_bytes: expected a value"),
         ({"kind": "reset", "before_headers": 1}, "before_headers: expected"),
-        ({"kind": "close_without_response", "headers": {}}, "unknown key 'headers'"),
+        ({"kind": "close_without_response", "headers": {}}, "headers: unknown key"),
         (
             {"kind": "ok", "headers": {"X-A": "a\r\nb"}},
             r"headers\['X-A'\]: expected a header value",
@@ -826,3 +832,137 @@ def test_constructors_validate_too() -> None:
         Reply.text(503, "x", {"Retry-After": "1\nInjected: yes"})
     with pytest.raises(ValueError, match="seconds"):
         Reply.delay(-1, Reply.ok())
+
+
+# -- what it served: on_request ----------------------------------------------------------
+
+
+def test_on_request_reports_each_reply_and_how_it_ended() -> None:
+    """on_request gets every recorded request, the status sent, and how the response ended."""
+    seen: list[tuple[str, str, int | None, str]] = []
+    done = threading.Event()
+
+    def note(request: RecordedRequest, status: int | None, outcome: str) -> None:
+        seen.append((request.request_id, request.reply.kind, status, outcome))
+        if len(seen) == 5:
+            done.set()
+
+    with FakeEUGPT(on_request=note) as fake:
+        fake.script(
+            Reply.error(503),
+            Reply.stream(2, end="error", code="upstream_timeout"),
+            Reply.stream(1, end="cut"),
+            Reply.reset(),
+        )
+        url = fake.responses_url
+        with requests.Session() as session:
+            assert session.post(url, json={}, timeout=5).status_code == 503
+            post_text = session.post(url, json={}, timeout=5).text
+            assert "upstream_timeout" in post_text
+            with pytest.raises(requests.RequestException):
+                session.post(url, json={}, timeout=5).raise_for_status()
+        with pytest.raises(requests.ConnectionError):
+            requests.post(url, json={}, timeout=5)
+        assert requests.post(url, json={}, timeout=5).status_code == 200
+        assert done.wait(5)
+    assert seen == [
+        ("req_1", "error", 503, "sent"),
+        ("req_2", "stream", 200, "error upstream_timeout after 2 deltas"),
+        ("req_3", "stream", 200, "cut after 1 delta"),
+        ("req_4", "reset", None, "reset before the response"),
+        ("req_5", "stream", 200, "completed"),
+    ]
+    assert fake.errors == []
+
+
+def test_on_request_failure_is_recorded_not_raised() -> None:
+    """A callback that raises lands in errors; the client still gets its response."""
+
+    def broken(request: RecordedRequest, status: int | None, outcome: str) -> None:
+        raise RuntimeError("callback bug")
+
+    with FakeEUGPT(on_request=broken) as fake:
+        assert requests.post(fake.responses_url, json={"stream": False}, timeout=5).ok
+        assert fake.wait_for_requests(1)
+    assert [str(e) for e in fake.errors] == ["callback bug"]
+    with pytest.raises(TypeError, match="on_request"):
+        FakeEUGPT(on_request="print")  # type: ignore[arg-type]
+
+
+def test_fake_is_silent_by_default(capfd: pytest.CaptureFixture[str]) -> None:
+    """Without on_request, serving prints nothing on stdout or stderr."""
+    with FakeEUGPT() as fake:
+        fake.script(Reply.error(503))
+        requests.post(fake.responses_url, json={}, timeout=5)
+        requests.get(fake.url + "/nope", timeout=5)
+    assert capfd.readouterr() == ("", "")
+
+
+# -- script files: load_script ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problems"),
+    [
+        ("s.json", '[{"kind": "error"}]', ["replies[0].status: expected a value"]),
+        (
+            "s.json",
+            '{"replys": [{"kind": "error", "status": 503}]}',
+            ['replys: unknown key; expected one of: replies; did you mean "replies"?'],
+        ),
+        ("s.json", '{"kind": "error", "status": 503}', ["found a single reply object"]),
+        ("s.json", '"error"', ["expected a list of replies"]),
+        ("s.json", "{bad", ["expected a JSON script...found invalid JSON: Expecting"]),
+        ("s.toml", "[[replies]\n", ["expected a TOML script...found invalid TOML: Expected"]),
+        ("s.toml", 'replys = 1\n[[replies]]\nkind = "ok"\n', ['did you mean "replies"?']),
+        ("s.toml", "", ["replies: expected [[replies]] tables; found none"]),
+        (
+            "s.json",
+            '[{"kind": "eror", "status": 503}, {"kind": "ok", "stauts": 1}, {"kind": "ok"}]',
+            [
+                "replies[0].kind: expected one of: close_without_response, error, json, "
+                "large_stream, ok, reset, stream, text; found 'eror'; did you mean \"error\"?",
+                "replies[1].stauts: unknown key for kind 'ok'",
+            ],
+        ),
+        (
+            "s.json",
+            '[{"kind": "error", "status": 700}]',
+            ["replies[0].status: expected an HTTP status code from 200 to 599; found 700"],
+        ),
+    ],
+)
+def test_load_script_problems(tmp_path: Path, name: str, text: str, problems: list[str]) -> None:
+    """A bad script is a ConfigError naming the file, each key path, expected and found."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(rp.ConfigError) as info:
+        load_script(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert info.value.path == path
+    assert len(info.value.problems) == len(problems)
+    for problem, expected in zip(info.value.problems, problems, strict=True):
+        assert expected in problem or all(part in problem for part in expected.split("..."))
+
+
+def test_load_script_forms(tmp_path: Path) -> None:
+    """A JSON list, a JSON {"replies": [...]} and TOML [[replies]] give the same replies."""
+    replies = [Reply.error(503), Reply.stream(2, end="error", code="upstream_error")]
+    data = [r.to_data() for r in replies]
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    (tmp_path / "b.json").write_text(json.dumps({"replies": data}))
+    (tmp_path / "c.toml").write_text(
+        '[[replies]]\nkind = "error"\nstatus = 503\n'
+        '[[replies]]\nkind = "stream"\nn_deltas = 2\nend = "error"\ncode = "upstream_error"\n'
+    )
+    for name in ("a.json", "b.json", "c.toml"):
+        assert load_script(tmp_path / name) == replies
+    (tmp_path / "empty.json").write_text("[]")
+    assert load_script(tmp_path / "empty.json") == []
+
+
+def test_load_script_missing_file(tmp_path: Path) -> None:
+    """A missing script is a ConfigError naming it, like a missing policy file."""
+    with pytest.raises(rp.ConfigError, match="cannot read the script: expected an existing file"):
+        load_script(tmp_path / "none.json")

@@ -9,7 +9,13 @@ import requests
 from structlog.testing import capture_logs
 
 import retrypolicy as rp
-from retrypolicy.instrumentation import LoggingHook, RetryEvent, StructlogHook, set_hooks
+from retrypolicy.instrumentation import (
+    DefaultHook,
+    LoggingHook,
+    RetryEvent,
+    get_hooks,
+    set_hooks,
+)
 
 FAST = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none"))
 KEY = "eugpt_live_0123456789abcdef"
@@ -139,16 +145,23 @@ def test_a_raising_hook_never_breaks_the_call(instant: rp.testing.Instant) -> No
 
 def test_logging_hook(instant: rp.testing.Instant, caplog: pytest.LogCaptureFixture) -> None:
     """The stdlib logging hook logs the same events at the same levels."""
+    previous = get_hooks()
     set_hooks([LoggingHook()])
     try:
         with caplog.at_level(logging.INFO, logger="retrypolicy"):
-            rp.retry(FAST)(sequence(Resp(503), Resp(200)))()
+            rp.retry(FAST, clock=lambda: 0.0)(sequence(Resp(503), Resp(200)))()
     finally:
-        set_hooks([StructlogHook()])
+        set_hooks(previous)
     assert [(r.levelname, r.getMessage().split()[0]) for r in caplog.records] == [
         ("WARNING", "retry.scheduled"),
         ("INFO", "retry.succeeded"),
     ]
+    scheduled = caplog.records[0]
+    assert scheduled.getMessage() == (
+        "retry.scheduled call='create_response' policy='eugpt' attempt=1 kind='unavailable' "
+        "status=503 delay=0.5 elapsed=0.0 reason='unavailable: retry 1 of 5'"
+    )  # keys without a value left out of the text ...
+    assert scheduled.retry["code"] is None  # type: ignore[attr-defined]  # ... kept on the record
 
 
 def test_no_secret_reaches_logs_errors_or_reprs(instant: rp.testing.Instant) -> None:
@@ -170,10 +183,10 @@ def test_no_secret_reaches_logs_errors_or_reprs(instant: rp.testing.Instant) -> 
     err = rp.EUGPT.error_for(info)
     for shown in (str(err), repr(err), repr(info), err.message):
         assert "0123456789abcdef" not in shown
-    assert "Bearer [redacted]" in rp.redact(f"Authorization: Bearer {KEY}")
-    assert rp.redact("Bearer sk-other-token-123") == "Bearer [redacted]"
+    assert "Bearer [redacted]" in rp.transport.redact(f"Authorization: Bearer {KEY}")
+    assert rp.transport.redact("Bearer sk-other-token-123") == "Bearer [redacted]"
 
 
-def test_default_hook_is_structlog() -> None:
-    """Out of the box, events go to structlog."""
-    assert [type(h) for h in rp.instrumentation.get_hooks()] == [StructlogHook]
+def test_default_hook() -> None:
+    """Out of the box, one DefaultHook: structlog once configured, stdlib logging before."""
+    assert [type(h) for h in rp.instrumentation.get_hooks()] == [DefaultHook]

@@ -50,9 +50,11 @@ def test_design_methods_exist() -> None:
         "retrypolicy.testing",
         "retrypolicy.instrumentation",
         "retrypolicy.typing",
+        "retrypolicy.transport",
         "retrypolicy_requests",
         "retrypolicy_httpx",
         "retrypolicy_urllib3",
+        "retrypolicy_aiohttp",
     ],
 )
 def test_all_is_sorted_and_complete(module: str) -> None:
@@ -63,12 +65,21 @@ def test_all_is_sorted_and_complete(module: str) -> None:
     assert exported == sorted(
         exported, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n)
     )
-    ours = ("retrypolicy", "retrypolicy_requests", "retrypolicy_httpx", "retrypolicy_urllib3")
+    ours = (
+        "retrypolicy",
+        "retrypolicy_requests",
+        "retrypolicy_httpx",
+        "retrypolicy_urllib3",
+        "retrypolicy_aiohttp",
+    )
 
     def is_ours(value: object) -> bool:
         origin = getattr(value, "__module__", None) or ""
         return origin.split(".")[0] in ours
 
+    public_elsewhere = {id(getattr(rp, n)) for n in rp.__all__} | {
+        id(getattr(rp.typing, n)) for n in rp.typing.__all__
+    }
     leaked = {
         name
         for name, value in vars(mod).items()
@@ -76,6 +87,7 @@ def test_all_is_sorted_and_complete(module: str) -> None:
         and name not in exported
         and not isinstance(value, types.ModuleType)  # submodules are reached by their path
         and is_ours(value)
+        and id(value) not in public_elsewhere  # an annotation's type, public at its home
     }
     assert leaked == set()
     assert all(hasattr(mod, name) for name in exported)
@@ -87,6 +99,7 @@ def test_all_is_sorted_and_complete(module: str) -> None:
         ("retrypolicy_requests", ["RetryAdapter"]),
         ("retrypolicy_httpx", ["AsyncRetryTransport", "RetryTransport"]),
         ("retrypolicy_urllib3", ["PolicyRetry"]),
+        ("retrypolicy_aiohttp", ["RetryMiddleware"]),
     ],
 )
 def test_adapter_names(adapter: str, names: list[str]) -> None:
@@ -94,3 +107,71 @@ def test_adapter_names(adapter: str, names: list[str]) -> None:
     mod = importlib.import_module(adapter)
     for name in names:
         assert hasattr(mod, name)
+
+
+FRONT_DOOR = {
+    *DESIGN_NAMES,
+    "HTTP",
+    "Rule",
+    "Failure",
+    "Attempt",
+    "Attempts",
+    "attempts",
+    "dump_policy",
+    "register_exception",
+    "instrumentation",
+    "transport",
+    "APIConnectionError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+}
+
+
+def test_front_door_is_curated() -> None:
+    """retrypolicy.__all__ is DESIGN.md's names, the error tree and what users type: the
+    engine's values live in documented submodules."""
+    assert set(rp.__all__) == FRONT_DOOR
+
+
+@pytest.mark.parametrize(
+    ("name", "home"),
+    [
+        ("Outcome", "retrypolicy.transport"),
+        ("Decision", "retrypolicy.transport"),
+        ("AttemptState", "retrypolicy.transport"),
+        ("EXHAUSTED", "retrypolicy.transport"),
+        ("api_error", "retrypolicy.transport"),
+        ("redact", "retrypolicy.transport"),
+        ("parse_retry_after", "retrypolicy.transport"),
+        ("retry_after_from_headers", "retrypolicy.transport"),
+        ("RetryEvent", "retrypolicy.instrumentation"),
+    ],
+)
+def test_moved_names_still_resolve_with_a_warning(name: str, home: str) -> None:
+    """Code written against the earlier front door keeps working, told where the name went."""
+    with pytest.warns(DeprecationWarning, match=home.replace(".", r"\.")):
+        value = getattr(rp, name)
+    assert value is getattr(importlib.import_module(home), name)
+
+
+def test_import_does_no_work_beyond_reexports() -> None:
+    """import retrypolicy loads no HTTP server and no transport library."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import sys, retrypolicy; "
+        "print(sorted(m for m in ('http.server', 'requests', 'httpx', 'urllib3', 'aiohttp', "
+        "'retrypolicy.testing') if m in sys.modules))"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -581,9 +581,11 @@ def test_spec_error_frame_verbatim() -> None:
     ],
 )
 def test_event_error_frames(data: str, code: str | None, message: str) -> None:
-    """A frame whose SSE ``event:`` field is ``error`` is an error, whatever its data says."""
+    """A frame whose SSE ``event:`` field is ``error`` is an error, whatever its data says;
+    without a usable code it is a stream_error failure."""
     problem = StreamMonitor().feed(created() + f"event: error\ndata: {data}\n\n".encode())
-    assert problem == StreamProblem(code=code, message=message, failure=None, events_seen=2)
+    failure = Failure.STREAM_ERROR if code is None else None
+    assert problem == StreamProblem(code=code, message=message, failure=failure, events_seen=2)
 
 
 @pytest.mark.parametrize(
@@ -995,7 +997,7 @@ def outcome(problem: StreamProblem | None) -> str:
     """A verdict in the terms of verdict_reference."""
     if problem is None:
         return "ok"
-    if problem.failure is None:
+    if problem.failure is None or problem.failure is Failure.STREAM_ERROR:
         return f"error {problem.code}"
     return "gap" if "jumped" in problem.message else "incomplete"
 
@@ -1105,4 +1107,50 @@ def test_core_imports_no_transport() -> None:
     """The SSE module imports only the standard library, attrs and the rules."""
     source = Path(_sse.__file__).read_text(encoding="utf-8")
     imports = set(re.findall(r"^(?:from|import) ([\w.]+)", source, re.MULTILINE))
-    assert imports == {"__future__", "codecs", "json", "re", "typing", "attrs", "._rules"}
+    assert imports == {
+        "__future__",
+        "codecs",
+        "json",
+        "re",
+        "typing",
+        "attrs",
+        "._redact",
+        "._rules",
+    }
+
+
+NO_USABLE_CODE = [
+    pytest.param(b'event: message\ndata: {"type":"error"}\n\n', id="no code"),
+    pytest.param(b'event: message\ndata: {"type":"error","code":null}\n\n', id="null code"),
+    pytest.param(b'event: message\ndata: {"type":"error","code":""}\n\n', id="empty code"),
+    pytest.param(b'event: message\ndata: {"type":"error","code":"  "}\n\n', id="blank code"),
+    pytest.param(b'event: message\ndata: {"type":"error","code":true}\n\n', id="bool code"),
+    pytest.param(b'event: message\ndata: {"type":"error","code":["x"]}\n\n', id="list code"),
+    pytest.param(
+        b'event: message\ndata: {"type":"error","code":{"c":"x"},"message":"m"}\n\n',
+        id="object code",
+    ),
+    pytest.param(
+        b'event: message\ndata: {"type":"error","error":{"message":"m"}}\n\n',
+        id="nested error without code",
+    ),
+    pytest.param(b"event: error\ndata: the model fell over\n\n", id="data not JSON"),
+    pytest.param(b"event: error\ndata: [1, 2]\n\n", id="data a JSON list"),
+    pytest.param(b"event: error\ndata: {}\n\n", id="empty object"),
+]
+
+
+@pytest.mark.parametrize("frame", NO_USABLE_CODE)
+@pytest.mark.parametrize("policy", [rp.EUGPT, rp.HTTP], ids=["eugpt", "http"])
+def test_error_event_without_usable_code_is_a_failure(frame: bytes, policy: rp.Policy) -> None:
+    """An error event without a usable code is a problem whose failure is stream_error and
+    which classifies as stream_error, not retried — never as a success (it did before)."""
+    monitor = StreamMonitor()
+    problem = monitor.feed(created() + frame)
+    assert problem is not None
+    assert problem.code is None
+    assert problem.failure is Failure.STREAM_ERROR
+    assert monitor.finish() is problem
+    assert not monitor.completed
+    c = policy.classify(200, problem.code, failure=problem.failure)
+    assert (c.kind, c.retryable) == (rp.Kind.STREAM_ERROR, False)

@@ -2,29 +2,36 @@
 
 Why a transport: mounted once, it covers every request the client sends,
 streaming ones included, and the calling code stays plain httpx — the final
-response is an ordinary ``httpx.Response`` whose ``raise_for_status()`` works
-as before.
+response is the inner transport's own ``httpx.Response``, whose
+``raise_for_status()`` works as before.
 
-One attempt is one call of the inner transport. Only what the policy needs is
-read from its response: a bounded prefix of an error body (for the envelope's
-code), or an event stream up to its first content event — a stream that fails
-before then is retried transparently, since nothing of it has reached the
-caller. The final response replays those bytes and then the rest of the inner
-stream, so the caller reads exactly what the server sent; an event stream is
-read through a ``StreamGuard`` that raises ``rp.StreamError`` when it carries
-an ``error`` event or ends without ``response.completed``. Decisions, waits, hooks and
-instant mode are those of ``@rp.retry``: the loop is ``AdapterRetrier``'s.
+The adapter only reads and hands over; the seam (:mod:`retrypolicy.transport`)
+decides. One attempt is one call of the inner transport. Of its response only
+what the policy needs is read: a bounded prefix of an error body (for the
+envelope's code), or an event stream up to its first content event — a stream
+that fails before then is retried transparently, since nothing of it has
+reached the caller. The final response replays those bytes and then the rest
+of the inner stream, so the caller reads exactly what the bare transport would
+have given it. An httpx transport hands over the bytes off the wire, before
+httpx undoes ``Content-Encoding``: the seam judges a decoded *copy*.
 
-Connections: a response we retry past is closed before the next attempt is
-sent (a pool of one connection must not deadlock on it); error bodies and
-failed stream openings are usually read or abandoned at once, so their
-connection goes back even before the wait.
+The attempt logic is written once, as a coroutine over a small I/O object:
+:class:`_AsyncIO` awaits the inner transport; :class:`_SyncIO` calls it, never
+suspends, and :class:`RetryTransport` runs the coroutine to its end with one
+``send(None)``. The two differ only in the lines that do I/O. The common case —
+a success with nothing to read — the sync shell settles before any coroutine
+exists, which keeps the transport's cost per request near httpx-retries'.
+
+Connections: a response retried past is closed before the wait (a pool of one
+connection must not deadlock on it); an error body or a stream opening read to
+its end is closed at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import TypeAlias, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, Final, NamedTuple, TypeVar, Unpack
 
 try:
     import httpx
@@ -34,141 +41,54 @@ except ImportError as exc:
     )
     raise ModuleNotFoundError(_MISSING, name="httpx") from exc
 
-from retrypolicy._decorators import _retrier
-from retrypolicy._exchange import (
+from retrypolicy import Policy
+from retrypolicy.transport import (
     MAX_ERROR_BODY,
-    AdapterRetrier,
-    Exchange,
-    StreamGuard,
+    AdapterKeywords,
+    AdapterOptions,
+    AttemptLoop,
+    Outcome,
+    StreamCheck,
+    StreamProblem,
     is_event_stream,
 )
-from retrypolicy._extract import ATTEMPTS_EXTENSION
-from retrypolicy._policy import Policy
-from retrypolicy._sse import StreamProblem
-from retrypolicy.typing import AsyncSleeper, Clock, RetryHook, Sleeper
 
 __all__ = ["ATTEMPTS_EXTENSION", "AsyncRetryTransport", "RetryTransport"]
 
+ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
+"""The ``response.extensions`` key that says how many attempts a final response took."""
 
-Failure: TypeAlias = Callable[[], BaseException]
-"""Builds the exception a replayed body ends with (built late: attempts are known then)."""
-
+Failure = Callable[[], BaseException]
+"""Builds the exception a replayed body ends with (late: the attempts are known then)."""
 T = TypeVar("T", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
-# --------------------------------------------------------------------------- shared
+# --------------------------------------------------------------------------- replayed bodies
 
 
-class _Retrying:
-    """What both transports share: the policy, the attempt loop, and the hand-over."""
-
-    __slots__ = ("loop", "methods", "policy")
+class _Body:
+    """A final body: the chunks the adapter read, then the rest, or the error it ends with."""
 
     def __init__(
-        self,
-        policy: Policy | None,
-        name: str,
-        *,
-        raise_on_give_up: bool,
-        methods: Iterable[str] | None,
-        on_retry: RetryHook | None,
-        on_give_up: RetryHook | None,
-        on_success: RetryHook | None,
-        before_attempt: RetryHook | None,
-        clock: Clock | None,
-        sleep: Sleeper | None = None,
-        async_sleep: AsyncSleeper | None = None,
+        self, inner: Any, chunks: Any, read: list[bytes], rest: Any, failure: Failure | None
     ) -> None:
-        if isinstance(methods, str):
-            msg = f"methods {methods!r}: expected an iterable of method names, e.g. ['POST']"
-            raise TypeError(msg)
-        retrier = _retrier(
-            policy,
-            name,
-            on_retry=on_retry,
-            on_give_up=on_give_up,
-            on_success=on_success,
-            before_attempt=before_attempt,
-            clock=clock,
-            sleep=sleep,
-            async_sleep=async_sleep,
-        )
-        self.policy: Policy = retrier.policy
-        self.methods = None if methods is None else frozenset(m.upper() for m in methods)
-        self.loop = AdapterRetrier(retrier, raise_on_give_up=raise_on_give_up)
-
-    def retries(self, request: httpx.Request) -> bool:
-        """Whether *request* is ours to retry (its method is one of ``methods``)."""
-        return self.methods is None or request.method in self.methods
-
-    @staticmethod
-    def guards(request: httpx.Request, response: httpx.Response) -> bool:
-        """Whether *response* is an event stream to check to its last event."""
-        return (
-            200 <= response.status_code < 300
-            and request.method != "HEAD"
-            and is_event_stream(response.headers)
-        )
-
-    @staticmethod
-    def exchange(
-        inner: httpx.Response,
-        stream: httpx.SyncByteStream | httpx.AsyncByteStream,
-        *,
-        sync: bool,
-        body: bytes | None = None,
-        problem: StreamProblem | None = None,
-        primed: list[bytes] | None = None,
-        guard: StreamGuard | None = None,
-    ) -> Exchange:
-        """The exchange of one attempt whose body the caller would read from *stream*."""
-        final = httpx.Response(
-            inner.status_code, headers=inner.headers, stream=stream, extensions=inner.extensions
-        )
-        return Exchange(
-            final,
-            final.status_code,
-            final.headers,
-            release=final.close,
-            arelease=None if sync else final.aclose,
-            body=body,
-            problem=problem,
-            primed=[] if primed is None else primed,
-            guard=guard,
-        )
-
-    @staticmethod
-    def hand_over(ex: Exchange) -> httpx.Response:
-        """The final response, marked with the attempts it took."""
-        response: httpx.Response = ex.response
-        response.extensions[ATTEMPTS_EXTENSION] = ex.attempts
-        return response
-
-    def describe(self, owner: object, inner: object) -> str:
-        return f"<{type(owner).__name__} policy={self.policy.name!r} transport={inner!r}>"
-
-
-def _stream_failure(guard: StreamGuard, problem: StreamProblem) -> Failure:
-    return lambda: guard.error(problem)
-
-
-def _read_failure(exc: Exception | None) -> Failure | None:
-    return None if exc is None else (lambda: exc)
-
-
-# --------------------------------------------------------------------------- sync
-
-
-class _Replay(httpx.SyncByteStream):
-    """The final response's body: what the adapter read, then the rest of the inner stream."""
-
-    def __init__(self, chunks: Iterator[bytes], inner: httpx.SyncByteStream) -> None:
-        self._chunks = chunks
-        self._inner = inner
+        self._inner = inner  # the inner transport's stream
+        self._chunks = chunks  # its chunk iterator, which *rest* (if any) continues
+        self._read = read
+        self._rest = rest
+        self._failure = failure
         self._closed = False
 
+
+class _Replay(_Body, httpx.SyncByteStream):
+    """The final body of a sync response."""
+
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks
+        yield from self._read
+        if self._failure is not None:
+            raise self._failure()
+        if self._rest is not None:
+            yield from self._rest
 
     def close(self) -> None:
         if not self._closed:  # the inner stream may have been closed early: once is enough
@@ -176,30 +96,354 @@ class _Replay(httpx.SyncByteStream):
             self._inner.close()
 
 
-def _replay(
-    read: list[bytes], rest: Iterator[bytes] | None, failure: Failure | None
-) -> Iterator[bytes]:
-    yield from read
-    if failure is not None:
-        raise failure()
-    if rest is not None:
-        yield from rest
+class _AsyncReplay(_Body, httpx.AsyncByteStream):
+    """The final body of an async response; closing it closes the generators too."""
+
+    _open: AsyncIterator[bytes] | None = None
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        for chunk in self._read:
+            yield chunk
+        if self._failure is not None:
+            raise self._failure()
+        if self._rest is not None:
+            async for chunk in self._rest:
+                yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        body = self._body()
+        self._open = body
+        return body
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # left to the garbage collector, an async generator is finalised on whatever
+        # event loop is still around, if any: close ours, the guard's and the inner one now
+        for it in (self._open, self._rest, self._chunks):
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await self._inner.aclose()
 
 
-def _peek(chunks: Iterator[bytes]) -> tuple[list[bytes], bool, Exception | None]:
-    """Read at most about :data:`MAX_ERROR_BODY` of a body: (chunks, whether it ended, error)."""
+# --------------------------------------------------------------------------- the I/O
+
+
+class _Wiring(NamedTuple):
+    """The non-I/O parts where sync and async differ: which stream, iterator, guard, body."""
+
+    stream: type[httpx.SyncByteStream | httpx.AsyncByteStream]
+    open: Callable[[Any], Any]  # iter or aiter
+    guard: Callable[[StreamCheck, Any], Any]  # StreamCheck.guard or .aguard
+    replay: Callable[..., httpx.SyncByteStream | httpx.AsyncByteStream]  # the final body
+
+
+class _Shell:
+    """What the sync and async I/O share: the inner transport, the sleeper, the wiring."""
+
+    __slots__ = ("sleep", "transport")
+    wiring: _Wiring
+
+    def __init__(self, transport: Any, sleep: Any) -> None:
+        self.transport = transport
+        self.sleep = sleep
+
+    def chunks(self, stream: object) -> Any:
+        """The chunk iterator of a response *stream* (checked: an inner transport may lie)."""
+        wiring = self.wiring
+        if not isinstance(stream, wiring.stream):
+            msg = f"{self.transport!r} returned a {type(stream).__name__}, not {wiring.stream}"
+            raise TypeError(msg)
+        return wiring.open(stream)
+
+
+class _SyncIO(_Shell):
+    """The inner transport's I/O for the shared coroutine, done at once (never suspends)."""
+
+    __slots__ = ()
+    wiring = _Wiring(httpx.SyncByteStream, iter, StreamCheck.guard, _Replay)
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        return self.transport.handle_request(request)  # type: ignore[no-any-return]
+
+    async def next(self, chunks: Iterator[bytes]) -> bytes | None:
+        return next(chunks, None)
+
+    async def end(self, stream: Any) -> None:
+        stream.close()
+
+    async def close(self, response: httpx.Response) -> None:
+        response.close()
+
+    async def pause(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+class _AsyncIO(_Shell):
+    """:class:`_SyncIO` for an async inner transport."""
+
+    __slots__ = ()
+    wiring = _Wiring(httpx.AsyncByteStream, aiter, StreamCheck.aguard, _AsyncReplay)
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        return await self.transport.handle_async_request(request)  # type: ignore[no-any-return]
+
+    async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
+        return await anext(chunks, None)
+
+    async def end(self, stream: Any) -> None:
+        await stream.aclose()
+
+    async def close(self, response: httpx.Response) -> None:
+        await response.aclose()
+
+    async def pause(self, seconds: float) -> None:
+        await self.sleep(seconds)
+
+
+IO = _SyncIO | _AsyncIO
+"""What the shared coroutine does its I/O with."""
+
+
+# --------------------------------------------------------------------------- the attempts
+
+
+async def _take(
+    io: IO, chunks: Any, more: Callable[[bytes], bool]
+) -> tuple[list[bytes], bool, Exception | None]:
+    """Read while *more(chunk)*: (the chunks read, whether the body ended, the read error)."""
     read: list[bytes] = []
-    size = 0
-    while size < MAX_ERROR_BODY:
+    while True:
         try:
-            chunk = next(chunks)
-        except StopIteration:
-            return read, True, None
-        except Exception as exc:  # noqa: BLE001 - the status decides; the reader gets exc later
+            chunk = await io.next(chunks)
+        except Exception as exc:  # noqa: BLE001 - judged by the caller; the reader meets it later
             return read, True, exc
+        if chunk is None:
+            return read, True, None
         read.append(chunk)
-        size += len(chunk)
-    return read, False, None
+        if not more(chunk):
+            return read, False, None
+
+
+async def _send(io: IO, request: httpx.Request) -> httpx.Response | Exception:
+    """One attempt: the inner transport's response, or the exception it raised."""
+    try:
+        return await io.send(request)
+    except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
+        return exc
+
+
+async def _release(io: IO, response: httpx.Response) -> None:
+    """Close a response we hand nobody (best effort: it is discarded anyway)."""
+    with contextlib.suppress(Exception):
+        await io.close(response)
+
+
+class _Retrying:
+    """What both transports share: the options, and the attempt loop written once."""
+
+    __slots__ = ("inner", "options")
+
+    def __init__(self, options: AdapterOptions, inner: object) -> None:
+        self.options = options
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"policy={self.options.policy.name!r} transport={self.inner!r}"
+
+    def first(self, request: httpx.Request) -> AttemptLoop:
+        """The attempt loop of *request*, its first attempt begun."""
+        # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
+        resendable = isinstance(request.stream, httpx.ByteStream)
+        loop = self.options.loop(request.method, resendable=resendable)
+        loop.begin()
+        return loop
+
+    def settled(
+        self, loop: AttemptLoop, request: httpx.Request, response: httpx.Response
+    ) -> httpx.Response | None:
+        """The final response when *response* is a success with nothing to read; else None."""
+        status = response.status_code
+        if status >= 400 or (200 <= status < 300 and _is_stream(request, response)):
+            return None
+        if loop.judge(status, response.headers) is not None:
+            return None
+        loop.succeeded()
+        return _hand_over(loop, response, None, None)
+
+    async def handle(
+        self,
+        request: httpx.Request,
+        io: IO,
+        loop: AttemptLoop | None = None,
+        sent: httpx.Response | Exception | None = None,
+    ) -> httpx.Response:
+        """Send *request* until the policy is satisfied or gives up; the final response.
+
+        *loop* and *sent* (the response, or the exception raised) are the first
+        attempt's, when the shell made it itself.
+        """
+        if loop is None:
+            loop = self.first(request)
+            sent = await _send(io, request)
+        while True:
+            if isinstance(sent, httpx.Response):
+                final, wait = await self._judge(loop, request, sent, io)
+                if final is not None:
+                    return final
+            else:
+                assert sent is not None  # noqa: S101 - an attempt was made
+                wait = loop.failed(loop.judge_exception(sent))
+                if wait is None:
+                    raise sent  # unchanged
+            if wait:
+                await io.pause(wait)
+            loop.begin()
+            sent = await _send(io, request)
+
+    async def _judge(
+        self, loop: AttemptLoop, request: httpx.Request, response: httpx.Response, io: IO
+    ) -> tuple[httpx.Response | None, float | None]:
+        """(the final response, or None and the seconds to wait) after *response*."""
+        check: StreamCheck | None = None
+        status = response.status_code
+        try:
+            if status >= 400:
+                outcome = await self._error_body(loop, response, io)
+            elif 200 <= status < 300 and _is_stream(request, response):
+                outcome, check = await self._event_stream(response, io)
+            else:
+                outcome = loop.judge(status, response.headers)
+        except BaseException:
+            await _release(io, response)
+            raise
+        if outcome is None:
+            loop.succeeded()
+            return _hand_over(loop, response, None, check), None
+        wait = loop.failed(outcome)
+        if wait is None:
+            try:
+                return _hand_over(loop, response, outcome, check), None
+            except Exception:  # raise_on_give_up: the response goes nowhere
+                await _release(io, response)
+                raise
+        await _release(io, response)  # before the wait: a pool of one must not deadlock
+        return None, wait
+
+    async def _error_body(
+        self, loop: AttemptLoop, response: httpx.Response, io: IO
+    ) -> Outcome | None:
+        """Judge an error response by a bounded prefix of its body, replayed to the caller."""
+        stream = response.stream
+        chunks = io.chunks(stream)
+        size = [0]
+
+        def more(chunk: bytes) -> bool:
+            size[0] += len(chunk)
+            return size[0] < MAX_ERROR_BODY
+
+        read, ended, error = await _take(io, chunks, more)
+        if ended:
+            await io.end(stream)  # the whole body is in hand: free the connection now
+        failure = None if error is None else (lambda: error)
+        response.stream = io.wiring.replay(stream, chunks, read, None if ended else chunks, failure)
+        encoding = response.headers.get("content-encoding")
+        return loop.judge(
+            response.status_code, response.headers, b"".join(read), content_encoding=encoding
+        )
+
+    async def _event_stream(
+        self, response: httpx.Response, io: IO
+    ) -> tuple[Outcome | None, StreamCheck]:
+        """Read an event stream up to its first content; the rest is checked as it is read."""
+        stream = response.stream
+        chunks = io.chunks(stream)
+        check = self.options.stream_check(content_encoding=response.headers.get("content-encoding"))
+        problems: list[StreamProblem] = []
+
+        def more(chunk: bytes) -> bool:
+            problem = check.feed(chunk)
+            if problem is not None:
+                problems.append(problem)
+            return problem is None and not check.committed
+
+        read, ended, error = await _take(io, chunks, more)
+        if not ended and not problems:  # committed: the caller gets it, checked to its end
+            response.stream = io.wiring.replay(
+                stream, chunks, read, io.wiring.guard(check, chunks), None
+            )
+            return None, check
+        await io.end(stream)  # ended or failed: nothing more is read
+        if problems:
+            problem: StreamProblem | None = problems[0]
+        else:  # a stream that completed is a success, whatever the connection did next
+            problem = check.close() if error is None else check.lost(error)
+        if problem is None:
+            response.stream = io.wiring.replay(stream, chunks, read, None, None)
+            return None, check
+        response.stream = io.wiring.replay(
+            stream, chunks, read, None, _stream_failure(check, problem, error)
+        )
+        return check.outcome(problem, response.status_code), check
+
+
+def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception | None) -> Failure:
+    def failure() -> BaseException:
+        error = check.error(problem)
+        error.__cause__ = cause
+        return error
+
+    return failure
+
+
+def _is_stream(request: httpx.Request, response: httpx.Response) -> bool:
+    """Whether *response* is an event stream to check to its last event."""
+    if request.method == "HEAD":
+        return False
+    # the seam decides; this scan (a third cheaper than httpx's own look-up, on every
+    # success) only spares it the common JSON response
+    for key, value in response.headers.raw:
+        if len(key) == 12 and key.lower() == b"content-type":
+            return b"event-stream" in value.lower() and is_event_stream(response.headers)
+    return False
+
+
+def _hand_over(
+    loop: AttemptLoop,
+    response: httpx.Response,
+    outcome: Outcome | None,
+    check: StreamCheck | None,
+) -> httpx.Response:
+    """The final response, marked with its attempts (or the error raised on give-up)."""
+    response.extensions[ATTEMPTS_EXTENSION] = loop.attempts
+    final: httpx.Response = loop.finish(response, outcome, check)
+    return final
+
+
+def _inner(transport: T | None, base: type[T], default: Callable[[], T]) -> T:
+    """The inner transport: *transport*, checked, or a new default one."""
+    inner = default() if transport is None else transport
+    if isinstance(inner, base):
+        return inner
+    msg = f"transport {transport!r}: expected an {base.__module__}.{base.__qualname__}"
+    raise TypeError(msg)
+
+
+def _run(coro: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
+    """Run a coroutine that never suspends (its I/O is :class:`_SyncIO`) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        response: httpx.Response = done.value
+        return response
+    coro.close()  # pragma: no cover - _SyncIO never suspends
+    msg = "a sync RetryTransport attempt suspended"  # pragma: no cover
+    raise RuntimeError(msg)  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- the transports
 
 
 class RetryTransport(httpx.BaseTransport):
@@ -207,293 +451,86 @@ class RetryTransport(httpx.BaseTransport):
 
     ``httpx.Client(transport=RetryTransport())`` retries every request the
     client sends (``methods=None``: POST included, as the API's calls are
-    POSTs; give ``methods`` to limit it — other requests pass straight
-    through). On give-up the final response is returned, so
+    POSTs; ``methods="POST"`` or ``["GET", "POST"]`` limits it — other requests,
+    and one-shot bodies (generators), are sent once, their streams still
+    checked). On give-up the final response is returned, so
     ``raise_for_status()`` keeps working, unless ``raise_on_give_up=True``: then
     the matching ``rp.APIError`` is raised (an exception from the inner
     transport is always re-raised unchanged). ``response.extensions
-    ["retrypolicy.attempts"]`` says how many attempts were made. Hooks,
-    ``clock`` and ``sleep`` are those of ``@rp.retry``.
+    ["retrypolicy.attempts"]`` says how many attempts were made. The keywords
+    are those of :class:`retrypolicy.transport.AdapterOptions` (``sleep``, not
+    ``async_sleep``).
     """
 
     def __init__(
         self,
         policy: Policy | None = None,
         transport: httpx.BaseTransport | None = None,
-        *,
-        raise_on_give_up: bool = False,
-        methods: Iterable[str] | None = None,
-        on_retry: RetryHook | None = None,
-        on_give_up: RetryHook | None = None,
-        on_success: RetryHook | None = None,
-        before_attempt: RetryHook | None = None,
-        clock: Clock | None = None,
-        sleep: Sleeper | None = None,
+        **options: Unpack[AdapterKeywords],
     ) -> None:
+        inner = _inner(transport, httpx.BaseTransport, httpx.HTTPTransport)
         self._core = _Retrying(
-            policy,
-            type(self).__name__,
-            raise_on_give_up=raise_on_give_up,
-            methods=methods,
-            on_retry=on_retry,
-            on_give_up=on_give_up,
-            on_success=on_success,
-            before_attempt=before_attempt,
-            clock=clock,
-            sleep=sleep,
+            AdapterOptions(policy=policy, name="RetryTransport", **options), inner
         )
-        self._transport = _inner(transport, httpx.BaseTransport, httpx.HTTPTransport)
+        self._io = _SyncIO(inner, self._core.options.sleep)
+        self._transport = inner
 
     @property
     def policy(self) -> Policy:
         """The policy this transport retries by."""
-        return self._core.policy
+        return self._core.options.policy
 
     def __repr__(self) -> str:
-        return self._core.describe(self, self._transport)
+        return f"<RetryTransport {self._core!r}>"
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* through the inner transport, retrying by the policy."""
         core = self._core
-        if not core.retries(request):
-            return self._transport.handle_request(request)
-        if not isinstance(request.stream, httpx.ByteStream):
-            request.read()  # a one-shot body (a generator, multipart) must be re-sendable
-        # a response we retry past is released by the attempt loop before it waits
-        return core.hand_over(core.loop.send(lambda: self._attempt(request)))
-
-    def _attempt(self, request: httpx.Request) -> Exchange:
-        response = self._transport.handle_request(request)
+        loop = core.first(request)
+        sent: httpx.Response | Exception
         try:
-            return self._inspect(request, response)
-        except BaseException:
-            response.close()
-            raise
-
-    def _inspect(self, request: httpx.Request, response: httpx.Response) -> Exchange:
-        """Read what the policy needs of *response*; the caller would read the rest."""
-        core = self._core
-        stream = response.stream
-        if not isinstance(stream, httpx.SyncByteStream):
-            msg = f"{self!r}: the inner transport returned an async stream"
-            raise TypeError(msg)
-        if response.status_code >= 400:
-            chunks = iter(stream)
-            read, ended, error = _peek(chunks)
-            if ended:
-                stream.close()  # the whole body is in hand: free the connection now
-            body = _replay(read, None if ended else chunks, _read_failure(error))
-            return core.exchange(
-                response, _Replay(body, stream), sync=True, body=b"".join(read)[:MAX_ERROR_BODY]
-            )
-        if core.guards(request, response):
-            guard = StreamGuard(core.policy)
-            chunks = iter(stream)
-            primed, problem = guard.prime(chunks)
-            if problem is None:
-                body = guard.iterate(primed, chunks)
-            else:
-                _close_iterator(chunks)
-                stream.close()  # the caller gets the bytes read, then the StreamError
-                body = _replay(primed, None, _stream_failure(guard, problem))
-            return core.exchange(
-                response,
-                _Replay(body, stream),
-                sync=True,
-                problem=problem,
-                primed=primed,
-                guard=guard,
-            )
-        return Exchange(response, response.status_code, response.headers, release=response.close)
+            sent = self._transport.handle_request(request)
+        except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
+            sent = exc
+        else:  # the common case, without the coroutine: a success with nothing to read
+            final = core.settled(loop, request, sent)
+            if final is not None:
+                return final
+        return _run(core.handle(request, self._io, loop, sent))
 
     def close(self) -> None:
         """Close the inner transport."""
         self._transport.close()
 
 
-def _close_iterator(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
-
-
-# --------------------------------------------------------------------------- async
-
-
-class _AsyncReplay(httpx.AsyncByteStream):
-    """:class:`_Replay` for an async inner stream."""
-
-    def __init__(
-        self,
-        chunks: AsyncIterator[bytes],
-        rest: AsyncIterator[bytes] | None,
-        inner: httpx.AsyncByteStream,
-    ) -> None:
-        self._chunks = chunks
-        self._rest = rest
-        self._inner = inner
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # Close the generators too: left to the garbage collector, an async
-        # generator is finalised on whatever loop is still around, if any.
-        await _aclose_iterator(self._chunks)
-        if self._rest is not None:
-            await _aclose_iterator(self._rest)
-        await self._inner.aclose()
-
-
-async def _areplay(
-    read: list[bytes], rest: AsyncIterator[bytes] | None, failure: Failure | None
-) -> AsyncIterator[bytes]:
-    for chunk in read:
-        yield chunk
-    if failure is not None:
-        raise failure()
-    if rest is not None:
-        async for chunk in rest:
-            yield chunk
-
-
-async def _apeek(chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool, Exception | None]:
-    """:func:`_peek` for an async stream."""
-    read: list[bytes] = []
-    size = 0
-    while size < MAX_ERROR_BODY:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return read, True, None
-        except Exception as exc:  # noqa: BLE001
-            return read, True, exc
-        read.append(chunk)
-        size += len(chunk)
-    return read, False, None
-
-
-async def _aclose_iterator(chunks: AsyncIterator[bytes]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 class AsyncRetryTransport(httpx.AsyncBaseTransport):
-    """:class:`RetryTransport` for ``httpx.AsyncClient``; ``async_sleep`` replaces ``sleep``."""
+    """:class:`RetryTransport` for ``httpx.AsyncClient`` (``async_sleep``, not ``sleep``)."""
 
     def __init__(
         self,
         policy: Policy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        raise_on_give_up: bool = False,
-        methods: Iterable[str] | None = None,
-        on_retry: RetryHook | None = None,
-        on_give_up: RetryHook | None = None,
-        on_success: RetryHook | None = None,
-        before_attempt: RetryHook | None = None,
-        clock: Clock | None = None,
-        async_sleep: AsyncSleeper | None = None,
+        **options: Unpack[AdapterKeywords],
     ) -> None:
+        inner = _inner(transport, httpx.AsyncBaseTransport, httpx.AsyncHTTPTransport)
         self._core = _Retrying(
-            policy,
-            type(self).__name__,
-            raise_on_give_up=raise_on_give_up,
-            methods=methods,
-            on_retry=on_retry,
-            on_give_up=on_give_up,
-            on_success=on_success,
-            before_attempt=before_attempt,
-            clock=clock,
-            async_sleep=async_sleep,
+            AdapterOptions(policy=policy, name="AsyncRetryTransport", **options), inner
         )
-        self._transport = _inner(transport, httpx.AsyncBaseTransport, httpx.AsyncHTTPTransport)
+        self._io = _AsyncIO(inner, self._core.options.async_sleep)
+        self._transport = inner
 
     @property
     def policy(self) -> Policy:
         """The policy this transport retries by."""
-        return self._core.policy
+        return self._core.options.policy
 
     def __repr__(self) -> str:
-        return self._core.describe(self, self._transport)
+        return f"<AsyncRetryTransport {self._core!r}>"
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send *request* through the inner transport, retrying by the policy."""
-        core = self._core
-        if not core.retries(request):
-            return await self._transport.handle_async_request(request)
-        if not isinstance(request.stream, httpx.ByteStream):
-            await request.aread()  # a one-shot body must be re-sendable
-
-        async def attempt() -> Exchange:
-            response = await self._transport.handle_async_request(request)
-            try:
-                return await self._inspect(request, response)
-            except BaseException:
-                await response.aclose()
-                raise
-
-        # a response we retry past is released (awaited) by the attempt loop before it waits
-        return core.hand_over(await core.loop.asend(attempt))
-
-    async def _inspect(self, request: httpx.Request, response: httpx.Response) -> Exchange:
-        """:meth:`RetryTransport._inspect` for an async response."""
-        core = self._core
-        stream = response.stream
-        if not isinstance(stream, httpx.AsyncByteStream):
-            msg = f"{self!r}: the inner transport returned a sync stream"
-            raise TypeError(msg)
-        if response.status_code >= 400:
-            chunks = aiter(stream)
-            read, ended, error = await _apeek(chunks)
-            if ended:
-                await stream.aclose()
-            rest = None if ended else chunks
-            body = _areplay(read, rest, _read_failure(error))
-            return core.exchange(
-                response,
-                _AsyncReplay(body, rest, stream),
-                sync=False,
-                body=b"".join(read)[:MAX_ERROR_BODY],
-            )
-        if core.guards(request, response):
-            guard = StreamGuard(core.policy)
-            chunks = aiter(stream)
-            primed, problem = await guard.aprime(chunks)
-            if problem is None:
-                body = guard.aiterate(primed, chunks)
-                replay = _AsyncReplay(body, chunks, stream)
-            else:
-                await _aclose_iterator(chunks)
-                await stream.aclose()
-                body = _areplay(primed, None, _stream_failure(guard, problem))
-                replay = _AsyncReplay(body, None, stream)
-            return core.exchange(
-                response, replay, sync=False, problem=problem, primed=primed, guard=guard
-            )
-        return Exchange(
-            response,
-            response.status_code,
-            response.headers,
-            release=response.close,
-            arelease=response.aclose,
-        )
+        return await self._core.handle(request, self._io)
 
     async def aclose(self) -> None:
         """Close the inner transport."""
         await self._transport.aclose()
-
-
-def _inner(transport: T | None, base: type[T], default: Callable[[], T]) -> T:
-    """The inner transport: *transport*, checked, or a new default one."""
-    if transport is None:
-        return default()
-    if not isinstance(transport, base):
-        msg = f"transport {transport!r}: expected an {base.__module__}.{base.__qualname__}"
-        raise TypeError(msg)
-    return transport

@@ -1,10 +1,12 @@
 """``RetryAdapter``: requests' ``HTTPAdapter`` with the policy's retries inside ``send``.
 
 Mounted on a session, every request through it is retried by the policy
-(POST included: the API's calls are POSTs), error bodies are peeked at (a
-bounded prefix) for their code, ``Retry-After`` is honoured, discarded
-connections go back to the pool, and event streams are checked to their last
-event as the caller reads them.
+(POST included: the API's calls are POSTs). The adapter only reads and hands
+over; the seam (:mod:`retrypolicy.transport`) decides: an error body's bounded
+prefix is judged for its code, an event stream is read up to its first content
+event (a failure before it is retried transparently) and then checked to its
+last event as the caller reads it. urllib3 decodes the body for us
+(``decode_content=True``), so the policy judges what the caller reads.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from typing import Any
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
-from retrypolicy._decorators import _retrier
-from retrypolicy._exchange import (
+from retrypolicy import Policy
+from retrypolicy.transport import (
     MAX_ERROR_BODY,
-    AdapterRetrier,
+    AdapterOptions,
+    AttemptLoop,
     Exchange,
-    StreamGuard,
+    StreamCheck,
     is_event_stream,
 )
-from retrypolicy._policy import Policy
 from retrypolicy.typing import Clock, RetryHook, Sleeper
 
 __all__ = ["RetryAdapter"]
@@ -38,7 +40,11 @@ class RetryAdapter(HTTPAdapter):
     On give-up the final response is returned, so ``raise_for_status()`` keeps
     working, unless ``raise_on_give_up=True``: then the matching
     ``rp.APIError`` is raised. The final response carries ``retry_attempts``.
-    Other keyword arguments go to ``HTTPAdapter`` (``pool_connections``, ...).
+    ``methods`` limits which requests are retried (``"POST"`` or ``["POST"]``);
+    a request outside it, or with a one-shot body (a generator), is sent once —
+    its event stream is still checked. The other keywords are those of
+    :class:`retrypolicy.transport.AdapterOptions`; the rest go to
+    ``HTTPAdapter`` (``pool_connections``, ...).
     """
 
     def __init__(
@@ -46,12 +52,14 @@ class RetryAdapter(HTTPAdapter):
         policy: Policy | None = None,
         *,
         raise_on_give_up: bool = False,
-        methods: Iterable[str] | None = None,
+        methods: str | Iterable[str] | None = None,
+        preamble: Iterable[str] | None = None,
         on_retry: RetryHook | None = None,
         on_give_up: RetryHook | None = None,
         on_success: RetryHook | None = None,
         before_attempt: RetryHook | None = None,
         clock: Clock | None = None,
+        wall_clock: Clock | None = None,
         sleep: Sleeper | None = None,
         **kwargs: Any,
     ) -> None:
@@ -61,22 +69,31 @@ class RetryAdapter(HTTPAdapter):
                 "urllib3's own retries on top would retry twice. Use Policy(max_attempts=...)."
             )
             raise TypeError(msg)
-        super().__init__(**kwargs)
-        retrier = _retrier(
-            policy,
-            "requests.send",
+        self.options = AdapterOptions(
+            policy=policy,
+            name="requests.send",
+            raise_on_give_up=raise_on_give_up,
+            methods=methods,
             on_retry=on_retry,
             on_give_up=on_give_up,
             on_success=on_success,
             before_attempt=before_attempt,
             clock=clock,
+            wall_clock=wall_clock,
             sleep=sleep,
+            preamble=preamble,
         )
-        self.policy: Policy = retrier.policy
-        self.methods: frozenset[str] | None = (
-            None if methods is None else frozenset(m.upper() for m in methods)
-        )
-        self._retrying = AdapterRetrier(retrier, raise_on_give_up=raise_on_give_up)
+        super().__init__(**kwargs)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this adapter retries by."""
+        return self.options.policy
+
+    @property
+    def methods(self) -> frozenset[str] | None:
+        """The methods retried (None: every method)."""
+        return self.options.methods
 
     def __repr__(self) -> str:
         return f"<RetryAdapter policy={self.policy.name!r}>"
@@ -91,36 +108,53 @@ class RetryAdapter(HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> Response:
         """Send *request*, retrying by the policy; see the class docstring."""
-        method = (request.method or "GET").upper()
         rewind = _rewinder(request.body)
-        if (self.methods is not None and method not in self.methods) or rewind is None:
-            # not ours to retry, or a one-shot body (a generator) that cannot be re-sent
-            return super().send(request, stream, timeout, verify, cert, proxies)
+        loop = self.options.loop(request.method, resendable=rewind is not None)
 
         def attempt() -> Exchange:
-            rewind()
+            if rewind is not None:
+                rewind()
             response = HTTPAdapter.send(self, request, True, timeout, verify, cert, proxies)
-            return self._exchange(response)
+            try:
+                return self._judge(loop, response)
+            except BaseException:
+                response.close()
+                raise
 
-        ex = self._retrying.send(attempt)
-        return _hand_over(ex)
+        response: Response = loop.run(attempt)
+        return response
 
-    def _exchange(self, response: Response) -> Exchange:
+    def _judge(self, loop: AttemptLoop, response: Response) -> Exchange:
         """One attempt's response, with what the policy needs read from it."""
         status = response.status_code
-        ex = Exchange(response, status, response.headers, release=lambda: _release(response))
-        raw = response.raw
+        ex = Exchange(response, close=lambda: _release(response))
         if status >= 400:
-            ex.body = raw.read(MAX_ERROR_BODY, decode_content=True) or b""
-            ex.primed = [ex.body]
-            ex.rest = _chunks(raw)
+            raw = response.raw
+            body = raw.read(MAX_ERROR_BODY, decode_content=True) or b""
+            ex.outcome = loop.judge(status, response.headers, body)
+            _replay(response, [body], _chunks(raw))
         elif 200 <= status < 300 and is_event_stream(response.headers):
-            guard = StreamGuard(self.policy)
-            rest = _chunks(raw)
-            ex.primed, ex.problem = guard.prime(rest)
-            ex.guard = guard
-            ex.rest = rest
+            check = self.options.stream_check()
+            primed, rest = _prime(check, _chunks(response.raw))
+            if check.problem is not None:
+                ex.outcome = check.outcome(check.problem, status)
+            ex.check = check
+            _replay(response, primed, rest, check)
         return ex
+
+
+def _prime(check: StreamCheck, chunks: Iterator[bytes]) -> tuple[list[bytes], Iterator[bytes]]:
+    """Read up to the stream's first content event (or its problem); the chunks read."""
+    primed: list[bytes] = []
+    try:
+        for chunk in chunks:
+            primed.append(chunk)
+            if check.feed(chunk) is not None or check.committed:
+                return primed, chunks
+        check.close()
+    except Exception as exc:  # noqa: BLE001 - a transport error before the first content event
+        check.lost(exc)
+    return primed, iter(())
 
 
 def _rewinder(body: object) -> Any:
@@ -134,37 +168,35 @@ def _rewinder(body: object) -> Any:
 
 
 def _chunks(raw: Any) -> Iterator[bytes]:
-    """The body as it arrives: chunk by chunk for chunked encoding, else what is available."""
+    """The body as it arrives, decoded: chunk by chunk for chunked encoding, else as available."""
     if getattr(raw, "chunked", False) and raw.supports_chunked_reads():
         yield from raw.read_chunked(_CHUNK, decode_content=True)
         return
-    while True:
-        chunk = raw.read1(_CHUNK, decode_content=True)
-        if not chunk:
-            return
+    while chunk := raw.read1(_CHUNK, decode_content=True):
         yield chunk
 
 
 def _release(response: Response) -> None:
     """Give a discarded response's connection back: drain a small rest, else close it."""
     raw = response.raw
-    remaining = getattr(raw, "length_remaining", None)
+    inner = getattr(raw, "_raw", raw)
+    remaining = getattr(inner, "length_remaining", None)
     if remaining is not None and remaining <= MAX_ERROR_BODY:
-        raw.drain_conn()
-        raw.release_conn()
+        inner.drain_conn()
+        inner.release_conn()
     else:
         response.close()
 
 
-def _hand_over(ex: Exchange) -> Response:
-    """The final response, its body replayed from what we read (checked, for streams)."""
-    response: Response = ex.response
-    response.retry_attempts = ex.attempts  # type: ignore[attr-defined] # our documented extra
-    if ex.guard is not None:
-        response.raw = _ReplayedRaw(response.raw, ex.guard.iterate(ex.primed, ex.rest))
-    elif ex.rest is not None:
-        response.raw = _ReplayedRaw(response.raw, _chain(ex.primed, ex.rest))
-    return response
+def _replay(
+    response: Response,
+    read: list[bytes],
+    rest: Iterator[bytes],
+    check: StreamCheck | None = None,
+) -> None:
+    """Let the caller read the whole body: what we read, then the rest (checked, for streams)."""
+    chunks = check.guard(rest, primed=read) if check is not None else _chain(read, rest)
+    response.raw = _ReplayedRaw(response.raw, chunks)
 
 
 def _chain(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -173,7 +205,7 @@ def _chain(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class _ReplayedRaw:
-    """A stand-in for ``response.raw`` that serves our (checked) byte iterator.
+    """A stand-in for ``response.raw`` that serves our (checked, decoded) byte iterator.
 
     requests reads ``raw.stream()`` (``iter_content``, ``.content``) or
     ``raw.read()``; everything else (``release_conn``, ``close``, headers...) is

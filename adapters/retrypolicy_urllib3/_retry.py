@@ -1,26 +1,22 @@
-"""``PolicyRetry``: urllib3's ``Retry`` with every decision taken by a policy.
+"""``PolicyRetry``: urllib3's ``Retry`` driving the seam's attempt loop.
 
 urllib3 runs its retries inside ``urlopen`` and only asks the ``Retry`` object
-questions. ``PolicyRetry`` answers each one from ``policy.decide``, so a pool
-retries exactly as ``@rp.retry`` and the other adapters do:
+questions; it calls :meth:`~PolicyRetry.increment` on the latest object of a
+request and goes on with the one returned. So the object a pool holds (shared
+by every request) carries only :class:`~retrypolicy.transport.AdapterOptions`;
+the first ``increment`` of a request starts an
+:class:`~retrypolicy.transport.AttemptLoop`, and the copies it returns carry
+that loop (one request's chain of copies is linear). Everything decided —
+limits per kind, waits, ``Retry-After``, events, exhaustion marks — is the
+loop's; this module maps urllib3's questions onto it:
 
-* ``is_retry(method, status)``: should urllib3 hand this response to
-  ``increment``? True when the policy classifies the status as a retryable
-  failure and *method* may be retried. The per-kind limits are left to
-  ``increment`` on purpose, as urllib3's own ``status_forcelist`` does: that is
-  what lets a final response come back to the caller (``raise_on_status=False``)
-  or raise ``MaxRetryError`` (``raise_on_status=True``), and what logs
-  ``retry.gave_up``.
-* ``increment(...)``: classify the response or the error, decide, and either
-  return a *new* ``PolicyRetry`` one step on (next ``AttemptState``, the wait
-  in ``delay``, ``history`` one longer) or raise ``MaxRetryError`` as urllib3
-  does. The object it is called on never changes: pools share it.
-* ``sleep()``: wait the decided ``delay`` through the apply layer's driver
-  (``Retrier.wait``), so ``rp.testing.instant()`` skips and records it. Nothing
-  here calls ``time`` directly.
+* ``is_retry(method, status)``: does the policy retry this status for *method*?
+* ``increment(...)``: judge the response or error, ``loop.failed(outcome)``; a
+  copy one step on, or ``MaxRetryError`` on give-up (marked exhausted, with its
+  reason, so an outer ``@rp.retry`` adds attempts instead of multiplying them).
+* ``sleep()``: the seconds ``failed`` returned (0 under ``rp.testing.instant()``).
 
-Redirects are not failures: they step a separate ``redirect`` counter, as in
-urllib3, without consulting the policy or waiting.
+Redirects are not failures: they step urllib3's ``redirect`` counter only.
 """
 
 from __future__ import annotations
@@ -31,22 +27,23 @@ from collections.abc import Collection, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-import attrs
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import RequestHistory, Retry
 
-from retrypolicy._backoff import parse_retry_after, retry_after_from_headers
-from retrypolicy._decorators import _retrier
-from retrypolicy._drivers import Retrier, retry_event
-from retrypolicy._envelope import parse_error
-from retrypolicy._errors import APIError
-from retrypolicy._events import GAVE_UP, SCHEDULED
-from retrypolicy._exchange import MAX_ERROR_BODY, StreamGuard, is_event_stream
-from retrypolicy._extract import outcome_of_response
-from retrypolicy._outcome import AttemptState, Decision, Outcome
-from retrypolicy._policy import Policy
-from retrypolicy._rules import Failure, Kind
+from retrypolicy import Failure, Kind, Policy
+from retrypolicy.transport import (
+    EXHAUSTED,
+    MAX_ERROR_BODY,
+    AdapterOptions,
+    AttemptLoop,
+    AttemptState,
+    Outcome,
+    is_event_stream,
+    mark_exhausted,
+    parse_retry_after,
+    retry_after_from_headers,
+)
 from retrypolicy.typing import Clock, RetryHook, Sleeper
 
 if TYPE_CHECKING:
@@ -57,6 +54,7 @@ __all__ = ["DEFAULT_REDIRECTS", "PolicyRetry", "guard_stream"]
 DEFAULT_REDIRECTS: Final = 10
 """Redirects followed per request (PoolManager follows them; the policy does not count them)."""
 _READ_CHUNK: Final = 64 * 1024
+_OPTIONS: Final = frozenset({"policy", "methods", "allowed_methods", "raise_on_give_up"})
 
 
 class PolicyRetry(Retry):
@@ -64,42 +62,47 @@ class PolicyRetry(Retry):
 
     Use it wherever urllib3 takes ``retries``: ``PoolManager(retries=...)``,
     ``pool.urlopen(..., retries=...)``, or requests'
-    ``HTTPAdapter(max_retries=...)``. Every method is retried (the API's calls
-    are POSTs) unless *methods* restricts them; a connection failure is retried
+    ``HTTPAdapter(max_retries=...)``. Every method is retried unless *methods*
+    restricts them (``"POST"`` is one method); a connection failure is retried
     for any method, since the request never left. On give-up the final response
-    is returned to the caller, or ``MaxRetryError`` raised with
-    ``raise_on_status=True``; a transport error ends in ``MaxRetryError``, as in
-    urllib3 (a read error of a method outside *methods* is re-raised as is).
+    is returned (marked, with ``retry_attempts``), ``MaxRetryError`` raised with
+    ``raise_on_status=True``, or its ``rp.APIError`` with ``raise_on_give_up=True``;
+    a transport error ends in ``MaxRetryError`` as in urllib3 (a read error of a
+    method outside *methods* is re-raised as is). The other keywords are those
+    of :class:`retrypolicy.transport.AdapterOptions`.
 
-    The events ``retry.scheduled`` and ``retry.gave_up`` are emitted as by
-    ``@rp.retry`` (call name *name*); ``retry.succeeded`` cannot be, since urllib3
-    does not tell a ``Retry`` about a success. Elapsed time and the policy's
-    ``deadline`` count from the first failure: urllib3 does not tell a ``Retry``
-    when a request starts either.
+    urllib3 tells a ``Retry`` nothing before the first failure: ``before_attempt``
+    for attempt 1 and the clock of ``elapsed`` / ``deadline`` start there, and
+    ``retry.succeeded`` is never emitted.
     """
 
     def __init__(
         self,
         policy: Policy | None = None,
         *,
-        methods: Iterable[str] | None = None,
+        methods: str | Iterable[str] | None = None,
         raise_on_status: bool = False,
+        raise_on_give_up: bool = False,
         redirect: int | None = DEFAULT_REDIRECTS,
         raise_on_redirect: bool = True,
         remove_headers_on_redirect: Collection[str] = Retry.DEFAULT_REMOVE_HEADERS_ON_REDIRECT,
         name: str = "urllib3.urlopen",
         on_retry: RetryHook | None = None,
         on_give_up: RetryHook | None = None,
+        before_attempt: RetryHook | None = None,
         clock: Clock | None = None,
         wall_clock: Clock | None = None,
         sleep: Sleeper | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._retrier: Retrier = _retrier(
-            policy,
-            name,
+        options = AdapterOptions(
+            policy=policy,
+            methods=methods,
+            raise_on_give_up=raise_on_give_up,
+            name=name,
             on_retry=on_retry,
             on_give_up=on_give_up,
+            before_attempt=before_attempt,
             clock=clock,
             wall_clock=wall_clock,
             sleep=sleep,
@@ -108,50 +111,52 @@ class PolicyRetry(Retry):
         super().__init__(
             total=None,  # urllib3's counters stay unset: every limit is the policy's
             redirect=redirect,
-            allowed_methods=_methods(methods),
+            allowed_methods=options.methods,
             raise_on_redirect=raise_on_redirect,
             raise_on_status=raise_on_status,
             remove_headers_on_redirect=remove_headers_on_redirect,
         )
+        self._use(options)
+        self.loop: AttemptLoop | None = None
+        """The request's attempt loop; None until its first failure (and on a pool's object)."""
         self.state: AttemptState | None = None
-        """Where the request stands; None until the first failure."""
+        """Where the request stood when this copy was made; None before the first failure."""
         self.delay: float | None = None
-        """The wait :meth:`sleep` makes: the last decision's delay (None: no wait decided)."""
+        """The wait :meth:`sleep` makes: what the loop decided (None: no wait decided)."""
 
-    @property
-    def policy(self) -> Policy:
-        """The policy that decides."""
-        return self._retrier.policy
+    def _use(self, options: AdapterOptions) -> None:
+        self.options = options
+        self.policy: Policy = options.policy  # the policy that decides
+        self.allowed_methods = options.methods
+        self._retryable: dict[int, bool] = {}  # is_retry's answers per status, for this policy
 
     # -- stepping forward ----------------------------------------------------------
 
     def new(self, **kw: Any) -> Self:
-        """A copy with *kw* changed; policy, hooks, state and options carry over.
+        """A copy with *kw* changed; options, loop and state carry over.
 
         urllib3's names that mean something here are accepted (``history``,
         ``redirect``, ``raise_on_redirect``, ``raise_on_status``,
         ``allowed_methods``, ``remove_headers_on_redirect``), as are ``policy``,
-        ``methods``, ``state`` and ``delay``. urllib3's counters and backoff
-        settings (``total``, ``status_forcelist``, ...) are refused: the policy
-        sets those limits, and silently ignoring them would mislead.
+        ``methods`` and ``raise_on_give_up`` (a copy with other options starts a
+        fresh attempt loop). urllib3's counters and backoff settings (``total``,
+        ``status_forcelist``, ...) are refused: the policy sets those limits, and
+        silently ignoring them would mislead.
         """
-        clone = copy.copy(self)  # every attribute is immutable: a shallow copy is a copy
+        clone = copy.copy(self)  # options and state are frozen, the loop is the request's
+        changed = {k: kw.pop(k) for k in kw.keys() & _OPTIONS}
+        if "allowed_methods" in changed:
+            changed["methods"] = changed.pop("allowed_methods")
+        if changed:
+            clone._use(self.options.evolve(**changed))
+            clone.loop, clone.state, clone.delay = None, None, None
         for key, value in kw.items():
             clone._set(key, value)
         return clone
 
     def _set(self, key: str, value: Any) -> None:
-        if key in ("state", "delay"):
-            setattr(self, key, value)
-        elif key == "history":
+        if key == "history":
             self.history = tuple(value or ())
-        elif key == "policy":
-            if not isinstance(value, Policy):
-                msg = f"policy {value!r}: expected a retrypolicy.Policy (e.g. rp.EUGPT)"
-                raise TypeError(msg)
-            self._retrier = attrs.evolve(self._retrier, policy=value)
-        elif key in ("methods", "allowed_methods"):
-            self.allowed_methods = _methods(value)
         elif key == "redirect":
             if value is False:  # urllib3: no redirects, and do not raise on one
                 value, self.raise_on_redirect = 0, False
@@ -194,49 +199,70 @@ class PolicyRetry(Retry):
     ) -> Self:
         """The next ``PolicyRetry`` after a failed attempt, or ``MaxRetryError`` on give-up.
 
-        A response is classified by its status, and by the error code of its
-        body only when urllib3 already has the body in memory
-        (``preload_content=True``): a streamed body is never read here.
+        A response is judged by its status, and by its error body's code only when
+        urllib3 already holds the body in memory (``preload_content=True``): a
+        streamed body is never read here.
         """
         if error is None and response is not None:
             location = response.get_redirect_location()
             if location:
                 return self._redirected(method, url, response.status, location, _pool)
-        r = self._retrier
-        now = r.now()
-        state = self.state if self.state is not None else AttemptState(started=now)
-        status: int | None = None
+        loop = self.loop
+        if loop is None:  # the request's first failure: its attempt 1 is behind it
+            loop = AttemptLoop(self.options)
+            loop.begin()
+        status = None if response is None else response.status
         if error is not None:
-            outcome = r.outcome_of_exception(error)
+            outcome = loop.judge_exception(error)
         elif response is not None:
-            status = response.status
-            outcome = outcome_of_response(response, status, wall=r.wall_clock)
-        else:  # urllib3 allows neither: nothing to classify, so nothing to retry
+            body = getattr(response, "_body", None)  # in memory only when preloaded
+            body = body[:MAX_ERROR_BODY] if isinstance(body, bytes) else None
+            outcome = loop.judge(response.status, response.headers, body) or Outcome(status=status)
+        else:  # urllib3 calls with neither: nothing to judge, so nothing to retry
             outcome = Outcome()
-        decision = r.policy.decide(outcome, state, now=now, rng=r.rng)
-        forbidden = decision.retry and not self._may_retry(method, outcome)
-        if forbidden:
-            decision = Decision(
-                "give_up",
-                decision.classification,
-                f"{method} is not among the methods retried ({', '.join(sorted(self._allowed))})",
-                state,
-                retry_after=decision.retry_after,
-            )
-        if not decision.retry:
-            r.emit(
-                lambda: retry_event(r, GAVE_UP, outcome, decision, state=state, now=now),
-                r.on_give_up,
-            )
-            if forbidden and error is not None:
+        # "never sent" is this transport's knowledge: any method may be retried then
+        if not self.options.retries(method) and outcome.failure is not Failure.CONNECTION:
+            if error is not None:
                 raise error  # as urllib3 does for a read error of a method it may not retry
-            reason = error if error is not None else ResponseError(_cause(status, decision))
-            raise MaxRetryError(_pool, url, reason) from reason  # type: ignore[arg-type] # urllib3 passes None too
-        r.emit(
-            lambda: retry_event(r, SCHEDULED, outcome, decision, state=state, now=now), r.on_retry
-        )
-        history = (*self.history, RequestHistory(method, url, error, status, None))
-        return self.new(state=decision.state, delay=decision.delay, history=history)
+            reason = ResponseError(f"{method} is not among the methods retried")
+            raise MaxRetryError(_pool, url, reason) from reason  # type: ignore[arg-type] # as urllib3
+        wait = loop.failed(outcome)
+        if wait is None:
+            self._give_up(loop, outcome, url=url, response=response, error=error, pool=_pool)
+        loop.begin()
+        clone = self.new(history=(*self.history, RequestHistory(method, url, error, status, None)))
+        clone.loop, clone.state, clone.delay = loop, loop.state, wait
+        return clone
+
+    def _give_up(
+        self,
+        loop: AttemptLoop,
+        outcome: Outcome,
+        *,
+        url: str | None,
+        response: BaseHTTPResponse | None,
+        error: Exception | None,
+        pool: ConnectionPool | None,
+    ) -> None:
+        """Raise what urllib3 expects on give-up, marked as the loop marked the failure."""
+        if response is not None and error is None:
+            if self.options.raise_on_give_up:
+                response.drain_conn()
+            loop.finish(response, outcome)  # marks it; raises its APIError on raise_on_give_up
+            failed: object = response
+        else:
+            failed = error if error is not None else ResponseError("nothing to retry")
+        decision = loop.decision
+        reason = error
+        if reason is None:
+            what = "an attempt" if response is None else f"HTTP {response.status}"
+            why = "" if decision is None else f" at attempt {loop.attempts}: {decision.reason}"
+            reason = ResponseError(f"gave up on {what}{why}")
+        exc = MaxRetryError(pool, url, reason)  # type: ignore[arg-type] # urllib3 passes None too
+        if getattr(failed, EXHAUSTED, False) is True:
+            mark_exhausted(reason)
+            mark_exhausted(exc)
+        raise exc from reason
 
     def _redirected(
         self,
@@ -253,46 +279,37 @@ class PolicyRetry(Retry):
         if redirect is not None and redirect < 0:
             reason = ResponseError("too many redirects")
             raise MaxRetryError(pool, url, reason) from reason  # type: ignore[arg-type] # as urllib3
-        return self.new(redirect=redirect, history=history, delay=None)
+        clone = self.new(redirect=redirect, history=history)
+        clone.delay = None
+        return clone
 
     # -- questions urllib3 asks ----------------------------------------------------
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         """True when *status_code* is a failure the policy retries and *method* may be retried.
 
-        Whether retries of that kind are left is for :meth:`increment` to say (see
-        the module docstring); *has_retry_after* changes nothing, the policy reads
-        the hint itself.
+        Whether retries of that kind are left is for :meth:`increment` to say: that
+        is what lets the final response come back, as with urllib3's
+        ``status_forcelist``. *has_retry_after* changes nothing (the policy reads it).
         """
         allowed = self.allowed_methods  # inlined: urllib3 asks this about every response
         if allowed is not None and method.upper() not in allowed:
             return False
-        return self._retrier.policy.classify(status_code).retryable
+        known = self._retryable.get(status_code)
+        if known is None:
+            known = self._retryable[status_code] = self.policy.classify(status_code).retryable
+        return known
 
     def is_exhausted(self) -> bool:
-        """True when no failure could be retried from here: every kind's retries, or
-        the policy's ``max_attempts``, used up (or the redirects, as in urllib3).
-
-        The policy's ``deadline`` is not checked: that needs the clock.
-        """
-        if self.redirect is not None and self.redirect < 0:
-            return True
-        state = self.state if self.state is not None else AttemptState()
-        policy = self._retrier.policy
-        if policy.max_attempts is not None and state.attempt >= policy.max_attempts:
-            return True
-        return all(
-            state.retries_of(rule.kind) >= rule.max_retries
-            for rule in policy.rules
-            if rule.retry and rule.max_retries
-        )
+        """True once the redirects are used up; :meth:`increment` raises on the policy's give-up."""
+        return self.redirect is not None and self.redirect < 0
 
     # -- waiting -------------------------------------------------------------------
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        """Wait the decided :attr:`delay` (the policy already took any ``Retry-After`` in)."""
-        if self.delay is not None:
-            self._retrier.wait(self.delay)
+        """Wait the decided :attr:`delay` through the options' sleeper."""
+        if self.delay:
+            self.options.sleep(self.delay)
 
     def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
         """As :meth:`sleep`; True when a wait was decided (never after a redirect)."""
@@ -305,29 +322,15 @@ class PolicyRetry(Retry):
 
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         """The server's wait hint in seconds (``retry-after-ms``, else ``Retry-After``)."""
-        return retry_after_from_headers(response.headers, now=self._retrier.wall_clock())
+        return retry_after_from_headers(response.headers, now=self.options.wall_clock())
 
     def parse_retry_after(self, retry_after: str) -> float:
         """Seconds from a ``Retry-After`` value; ``InvalidHeader`` when it is no usable hint."""
-        seconds = parse_retry_after(retry_after, now=self._retrier.wall_clock())
+        seconds = parse_retry_after(retry_after, now=self.options.wall_clock())
         if seconds is None:
             msg = f"Invalid Retry-After header: {retry_after[:64]!r}"
             raise InvalidHeader(msg)
         return seconds
-
-    # -- helpers -------------------------------------------------------------------
-
-    @property
-    def _allowed(self) -> Collection[str]:
-        return () if self.allowed_methods is None else self.allowed_methods
-
-    def _method_allowed(self, method: str | None) -> bool:
-        allowed = self.allowed_methods
-        return allowed is None or (method is not None and method.upper() in allowed)
-
-    def _may_retry(self, method: str | None, outcome: Outcome) -> bool:
-        # a connection failure is safe for any method: the request never left
-        return outcome.failure is Failure.CONNECTION or self._method_allowed(method)
 
     def __repr__(self) -> str:
         state = self.state
@@ -339,23 +342,6 @@ class PolicyRetry(Retry):
             f"retries={retries}, delay={self.delay!r}, methods={methods!r}, "
             f"redirect={self.redirect!r})"
         )
-
-
-def _methods(methods: Iterable[str] | None) -> frozenset[str] | None:
-    if methods is None:
-        return None
-    if isinstance(methods, str):
-        methods = [methods]
-    chosen = frozenset(m.upper() for m in methods)
-    if not chosen:
-        msg = "methods: expected at least one method, or None for all methods"
-        raise ValueError(msg)
-    return chosen
-
-
-def _cause(status: int | None, decision: Decision) -> str:
-    what = "an attempt" if status is None else f"HTTP {status}"
-    return f"gave up on {what} at attempt {decision.state.attempt}: {decision.reason}"
 
 
 # -- event streams ---------------------------------------------------------------------
@@ -374,39 +360,56 @@ def guard_stream(
         for chunk in guard_stream(r):
             ...
 
-    The bytes pass through unchanged. For ``text/event-stream``, an ``error``
-    event, a gap in ``sequence_number`` or an end without ``response.completed``
-    raises :class:`retrypolicy.StreamError` (classified by the policy) after the
-    bytes before it. Any other successful body passes through unchecked. A
-    failed response (the policy gave up on it) raises its
-    :class:`retrypolicy.APIError` at once, with its code and ``Retry-After``:
-    check the status first, as the API says. The connection is released when
-    the body ends; closed when the caller stops early or the stream breaks.
+    The bytes pass through as urllib3 gives them. For ``text/event-stream``, an
+    ``error`` event, a gap in ``sequence_number`` or an end without
+    ``response.completed`` raises :class:`retrypolicy.StreamError` (classified by
+    the policy) after the bytes before it; a completed stream is a success
+    whatever the connection does next. Any other successful body passes
+    unchecked. A failed response (the policy gave up on it) raises its
+    :class:`retrypolicy.APIError` at once, with its code and ``Retry-After``. The
+    connection is released when the body ends; closed when the caller stops
+    early or the stream breaks. Events and bodies are judged decoded, also when
+    the response was made with ``decode_content=False``.
 
-    *policy* defaults to the ``PolicyRetry``'s that made the request, else
-    ``rp.EUGPT``. Wrap the function that consumes the stream in ``@rp.retry``
+    *policy* defaults to the ``PolicyRetry``'s that made the request, else the
+    default policy. Wrap the function that consumes the stream in ``@rp.retry``
     to retry the whole exchange after a stream error.
     """
-    retries = response.retries
-    mine = retries if isinstance(retries, PolicyRetry) else None
+    mine = response.retries if isinstance(response.retries, PolicyRetry) else None
     if policy is None and mine is not None:
-        policy = mine.policy
-    retrier = _retrier(policy, "urllib3.stream")  # the default policy, the wall clock
-    chosen = retrier.policy
-    attempts = 1 if mine is None or mine.state is None else mine.state.attempt
-    if chosen.classify(response.status).kind != Kind.SUCCESS:
-        raise _failed(response, chosen, attempts, retrier.wall_clock)
+        options = mine.options
+    else:
+        options = AdapterOptions(policy=policy, name="urllib3.stream")
+    loop = mine.loop if mine is not None and mine.options is options else None
+    encoding = None if getattr(response, "decode_content", True) else _encoding(response)
+    status = response.status
+    if options.policy.classify(status).kind != Kind.SUCCESS:
+        if loop is None:  # not retried: a loop that only judges and counts this one attempt
+            loop = AttemptLoop(options, retrying=False)
+            loop.begin()
+        body = _error_body(response)
+        outcome = loop.judge(status, response.headers, body, content_encoding=encoding)
+        raise loop.error(outcome or Outcome(status=status))
     chunks = _chunks(response, amt)
     if is_event_stream(response.headers):
-        chunks = StreamGuard(chosen, attempts=attempts).iterate((), chunks)
+        check = options.stream_check(content_encoding=encoding)
+        check.attempts = 1 if loop is None else loop.attempts
+        chunks = check.guard(chunks)
     return _released(response, chunks)
+
+
+def _encoding(response: BaseHTTPResponse) -> str | None:
+    value = response.headers.get("content-encoding")
+    return value if isinstance(value, str) else None
 
 
 def _chunks(response: BaseHTTPResponse, amt: int) -> Iterator[bytes]:
     if response.closed:  # preloaded (or already read): what urllib3 kept is all there is
         data = response.data
         return iter((data,) if data else ())
-    return response.stream(amt)
+    # urllib3's stream() leaves a chunked body encoded when decode_content is None (its
+    # read() does not): say what the response was asked for, so both paths agree
+    return response.stream(amt, decode_content=getattr(response, "decode_content", True))
 
 
 def _released(response: BaseHTTPResponse, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -418,18 +421,12 @@ def _released(response: BaseHTTPResponse, chunks: Iterator[bytes]) -> Iterator[b
         response.release_conn()
 
 
-def _failed(response: BaseHTTPResponse, policy: Policy, attempts: int, wall: Clock) -> APIError:
+def _error_body(response: BaseHTTPResponse) -> bytes:
     try:
-        body = response.data if response.closed else response.read(MAX_ERROR_BODY)
+        return response.data if response.closed else response.read(MAX_ERROR_BODY)
     except Exception:  # noqa: BLE001 - a broken error body still makes a classified error
-        body = b""
+        return b""
     finally:
         if not response.closed:
             response.close()
         response.release_conn()
-    headers = response.headers
-    return policy.error_for(
-        parse_error(response.status, body, headers),
-        attempts=attempts,
-        retry_after=retry_after_from_headers(headers, now=wall()),
-    )

@@ -2,12 +2,23 @@
 
 A pure core classifies what happened and decides what to do next; the apply
 layer and the transport adapters carry the decision out.
+
+The names here are the ones a user types. The engine's values live in
+documented submodules: :mod:`retrypolicy.transport` (the seam adapters drive:
+``Outcome``, ``Decision``, ``AttemptState``, ``EXHAUSTED``, ``api_error``,
+``redact``, the ``Retry-After`` parsers), :mod:`retrypolicy.instrumentation`
+(hooks, ``RetryEvent``), :mod:`retrypolicy.testing` and :mod:`retrypolicy.typing`.
 """
 
 from __future__ import annotations
 
-from . import _known, instrumentation, testing
-from ._backoff import Backoff, parse_retry_after, retry_after_from_headers
+import importlib
+import warnings
+from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
+
+from . import instrumentation
+from ._backoff import Backoff
 from ._config import dump_policy, load_policy
 from ._decorators import Attempt, Attempts, attempts, retry
 from ._envelope import ErrorInfo, parse_error
@@ -25,26 +36,57 @@ from ._errors import (
     RateLimitError,
     ServiceUnavailableError,
     StreamError,
-    api_error,
 )
-from ._events import RetryEvent
-from ._outcome import EXHAUSTED, AttemptState, Decision, Outcome
 from ._policy import Policy
 from ._profiles import EUGPT, HTTP
-from ._redact import redact
 from ._rules import Classification, Failure, Kind, Rule, register_exception
 
-_known.register_known_exceptions()
+try:  # the installed distribution's version: one source of truth, pyproject.toml
+    __version__: str = _metadata.version("retrypolicy")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from . import testing, transport
+
+_LAZY = frozenset({"testing", "transport", "typing"})
+"""Submodules loaded on first use: ``testing`` brings a whole HTTP server."""
+_MOVED = {
+    "Outcome": "transport",
+    "Decision": "transport",
+    "AttemptState": "transport",
+    "EXHAUSTED": "transport",
+    "api_error": "transport",
+    "redact": "transport",
+    "parse_retry_after": "transport",
+    "retry_after_from_headers": "transport",
+    "RetryEvent": "instrumentation",
+}
+"""Engine values that were re-exported here before 0.1: still found, with a warning."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    home = _MOVED.get(name)
+    if home is not None:
+        warnings.warn(
+            f"retrypolicy.{name} moved to retrypolicy.{home}.{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "EUGPT",
-    "EXHAUSTED",
     "HTTP",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
     "Attempt",
-    "AttemptState",
     "Attempts",
     "AuthenticationError",
     "Backoff",
@@ -52,30 +94,24 @@ __all__ = [
     "Classification",
     "ClientError",
     "ConfigError",
-    "Decision",
     "ErrorInfo",
     "Failure",
     "InternalServerError",
     "Kind",
     "NotFoundError",
-    "Outcome",
     "PermissionDeniedError",
     "Policy",
     "RateLimitError",
-    "RetryEvent",
     "Rule",
     "ServiceUnavailableError",
     "StreamError",
-    "api_error",
     "attempts",
     "dump_policy",
     "instrumentation",
     "load_policy",
     "parse_error",
-    "parse_retry_after",
-    "redact",
     "register_exception",
     "retry",
-    "retry_after_from_headers",
     "testing",
+    "transport",
 ]

@@ -12,6 +12,7 @@ import email.utils
 import math
 import random
 from collections.abc import Iterable, Mapping
+from email.message import Message
 from typing import Final, Literal, TypeAlias
 
 import attrs
@@ -21,9 +22,13 @@ __all__ = ["Backoff", "Jitter", "parse_retry_after", "retry_after_from_headers"]
 Jitter: TypeAlias = Literal["full", "equal", "decorrelated", "none"]
 JITTERS: Final[tuple[str, ...]] = ("full", "equal", "decorrelated", "none")
 
-MAX_SANE_HINT: Final = 366 * 24 * 3600.0
-"""A wait hint above a year is taken as garbage, not as advice."""
-_MAX_HINT_CHARS: Final = 64
+_MAX_FLOAT_CHARS: Final = 64
+"""Hints up to this long may use any form ``float()`` reads (``1e3``, ``+5``)."""
+_MAX_DATE_CHARS: Final = 64
+"""An HTTP-date is 29 characters (obsolete forms a few more): longer text is no date."""
+_EXACT_DIGITS: Final = 15
+"""Whole-second digits read exactly; a longer number is approximated from its leading
+digits and its length (a float cannot hold more anyway), so a 1 MB hint costs a scan."""
 
 _default_rng: Final = random.Random()
 
@@ -87,14 +92,14 @@ class Backoff:
     ) -> float:
         """Seconds to wait before retry *retry_number* (1-based).
 
-        With a valid *retry_after* (seconds), wait at least that long — never
-        retry inside the server's window — and at most ``max_retry_after``.
-        An invalid hint (negative, NaN, infinite) is ignored. *previous* is the
-        last delay, used by decorrelated jitter.
+        With a *retry_after* (seconds, however large — infinity too), wait at least
+        that long — never retry inside the server's window — and at most
+        ``max_retry_after`` (the policy gives up before waiting on a hint above it).
+        An invalid hint (negative, NaN) is ignored. *previous* is the last delay,
+        used by decorrelated jitter.
         """
         computed = self._jittered(retry_number, rng or _default_rng, previous)
-        if retry_after is None or not (0 <= retry_after <= MAX_SANE_HINT):
-            # NaN fails the comparison too
+        if retry_after is None or not retry_after >= 0:  # NaN fails the comparison too
             return computed
         return min(max(retry_after, computed), self.max_retry_after)
 
@@ -127,6 +132,24 @@ class Backoff:
             out.append(prev)
         return out
 
+    def bounds(self, retries: int) -> list[tuple[float, float]]:
+        """The shortest and longest wait before retries 1..*retries*, whatever the draws.
+
+        For explaining a policy: the range the jitter spreads :meth:`base` over
+        (decorrelated jitter's grows with the longest wait before it).
+        """
+        out: list[tuple[float, float]] = []
+        for n in range(1, retries + 1):
+            if self.jitter == "decorrelated":
+                prev = self.initial if not out or out[-1][1] < self.initial else out[-1][1]
+                high = min(self.max_delay, prev * 3)
+                low = min(self.initial, high)
+            else:
+                high = self.base(n)
+                low = {"full": 0.0, "equal": high / 2}.get(self.jitter, high)
+            out.append((low, high))
+        return out
+
 
 def parse_retry_after(
     value: str | bytes | float | None, *, now: float | None = None
@@ -135,32 +158,71 @@ def parse_retry_after(
 
     Accepts delta-seconds (``"120"``), decimal seconds (``"1.5"``) and an
     HTTP-date, which needs *now* (seconds since the epoch) to be turned into a
-    wait. Negative, NaN, infinite, absurdly large (over a year), past dates and
-    malformed values give None: the caller falls back to its own backoff.
-    Never raises.
+    wait. A hint is never undercut: any parseable value however large (thirty
+    digits, a date next century) comes back as a large float — ``inf`` past what a
+    float holds — so that the policy gives up at once, carrying the hint, instead of
+    retrying inside the server's window. Negative, NaN, past dates and malformed
+    values give None: the caller falls back to its own backoff. Never raises, and
+    reads a long value in one linear scan.
     """
-    if value is None:
-        return None
-    if isinstance(value, bool):
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        text = value.strip()
-        if not text or len(text) > _MAX_HINT_CHARS:
-            return None
         try:
-            seconds = float(text)
-        except ValueError:
-            from_date = _http_date_wait(text, now)
-            if from_date is None:
-                return None
-            seconds = from_date
-    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_SANE_HINT:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            return math.inf if value > 0 else None
+        return seconds if seconds >= 0 else None  # NaN fails the comparison too
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1")
+    if not isinstance(value, str):
         return None
+    text = value.strip()
+    if not text:
+        return None
+    number = _number(text)
+    if number is not None:
+        return number if number >= 0 else None
+    if len(text) > _MAX_DATE_CHARS:
+        return None
+    return _http_date_wait(text, now)
+
+
+def _number(text: str) -> float | None:
+    """*text* (stripped, non-empty) as a number of seconds, or None if it is not one.
+
+    Plain decimals (``[0-9]+(.[0-9]*)?``) of any length are read in linear time; a
+    short ASCII text may also take the other forms ``float()`` reads (``+5``, ``1e3``).
+    Text that spells a non-number (``inf``, ``nan``) is not a number.
+    """
+    if not text.isascii():
+        return None  # float() would read other scripts' digits
+    whole, _, frac = text.partition(".")
+    if _all_digits(whole) and (not frac or _all_digits(frac)):
+        digits = whole.lstrip("0")
+        if len(digits) <= _EXACT_DIGITS:
+            return float(f"{digits or '0'}.{frac[:_EXACT_DIGITS] or '0'}")
+        # a float keeps 17 significant digits: read those, scale by the length
+        try:
+            return float(digits[:17]) * 10.0 ** (len(digits) - 17)
+        except OverflowError:
+            return math.inf
+    if len(text) > _MAX_FLOAT_CHARS or "_" in text:  # float() reads "1_0" as 10
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    if math.isnan(seconds) or (math.isinf(seconds) and "n" in text.lower()):
+        return None  # "nan", "inf", "infinity": words, not numbers
     return seconds
+
+
+def _all_digits(ascii_text: str) -> bool:
+    """True if *ascii_text* is non-empty and all [0-9] (bytes.isdigit: ~10x faster if long)."""
+    if len(ascii_text) <= _MAX_FLOAT_CHARS:
+        return ascii_text.isdigit()
+    return ascii_text.encode("ascii").isdigit()
 
 
 def _http_date_wait(text: str, now: float | None) -> float | None:
@@ -179,7 +241,9 @@ def _http_date_wait(text: str, now: float | None) -> float | None:
     return wait if wait > 0 else None
 
 
-_CASE_INSENSITIVE: Final = frozenset({"CaseInsensitiveDict", "Headers", "HTTPHeaderDict"})
+_CASE_INSENSITIVE: Final = frozenset(
+    {"CaseInsensitiveDict", "Headers", "HTTPHeaderDict", "CIMultiDictProxy", "CIMultiDict"}
+)
 """Header mappings of requests, httpx and urllib3: a missed ``get`` means absent."""
 
 HeadersLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -191,6 +255,9 @@ def header_value(headers: object, name: str) -> str | None:
         return None
     lname = name.lower()
     try:
+        if isinstance(headers, Message):  # http.client, urllib.request: case-insensitive
+            found = headers.get(name)
+            return None if found is None else str(found)
         if isinstance(headers, Mapping):
             # case-insensitive mappings (requests, httpx, urllib3) answer directly
             direct = headers.get(name)
@@ -212,14 +279,18 @@ def header_value(headers: object, name: str) -> str | None:
 
 
 def retry_after_from_headers(headers: object, *, now: float | None = None) -> float | None:
-    """The server's wait hint in seconds: ``retry-after-ms`` first, then ``Retry-After``."""
+    """The server's wait hint in seconds from ``retry-after-ms`` and ``Retry-After``.
+
+    When both are usable and disagree, the later moment wins: a hint is never
+    undercut. Either alone is used as it is; neither gives None.
+    """
+    hint = parse_retry_after(header_value(headers, "retry-after"), now=now)
     ms = header_value(headers, "retry-after-ms")
     if ms is not None:
-        try:
-            seconds = float(ms.strip()) / 1000.0 if len(ms) <= _MAX_HINT_CHARS else math.nan
-        except ValueError:
-            seconds = math.nan
-        parsed = parse_retry_after(seconds)
-        if parsed is not None:
-            return parsed
-    return parse_retry_after(header_value(headers, "retry-after"), now=now)
+        text = ms.strip()
+        millis = _number(text) if text else None
+        if millis is not None and millis >= 0:
+            seconds = millis / 1000.0
+            if hint is None or seconds > hint:
+                return seconds
+    return hint

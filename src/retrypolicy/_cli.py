@@ -1,26 +1,46 @@
 """The ``retrypolicy`` command line: the policy core made visible.
 
+Parsing and printing only: what is shown is computed by the core (classification
+by :meth:`Policy.classify`, waits by :class:`Backoff`, files by the config
+reader), so the command line cannot explain a policy differently from how it acts.
+
 Exit codes: 0 success; 1 the input was understood and the answer is "no"
-(``check`` found problems); 2 bad usage, or an input that cannot be read.
+(``check`` found problems); 2 bad usage, or an input that cannot be read (a
+missing file included). A closed standard output (``retrypolicy schedule | head
+-1``) ends the command quietly with 0, and Ctrl-C with 130: no traceback either way.
+
+Like the library, the commands that use a policy take it from ``RETRYPOLICY_CONFIG``
+and ``RETRYPOLICY_PROFILE`` when ``--config`` / ``--profile`` are not given, and
+never fall back to EU GPT when the file those name cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import statistics
 import sys
-import tomllib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from ._backoff import Backoff
-from ._config import dump_policy, load_policy
+from ._config import (
+    ConfigFileError,
+    dump_policy,
+    explain_sources,
+    load_policies,
+    load_policy,
+    load_policy_with_sources,
+)
+from ._config.literals import join_key
+from ._config.load import _load_file
+from ._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
 from ._envelope import parse_error
 from ._errors import ConfigError
 from ._policy import Policy
-from ._profiles import EUGPT
+from ._profiles import PROFILES
 from ._rules import Classification, Failure, Rule
 
 __all__ = ["main"]
@@ -28,8 +48,13 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_NO = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
-_EPILOG = "exit codes: 0 ok; 1 the answer is no (check found problems); 2 bad usage or input"
+_EPILOG = (
+    "exit codes: 0 ok; 1 the answer is no (check found problems); 2 bad usage or input "
+    f"(a missing file too). Without --config/--profile, {CONFIG_ENV} and {PROFILE_ENV} "
+    "choose the policy, as in the library."
+)
 
 
 def _status_or_failure(text: str) -> int | Failure:
@@ -72,9 +97,14 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help="a policy file (TOML, or a pyproject.toml with [tool.retrypolicy]); "
-        "default: the built-in EU GPT policy",
+        f"default: ${CONFIG_ENV}, else the built-in EU GPT policy",
     )
-    parser.add_argument("--profile", metavar="P", help="the policy to use from --config")
+    parser.add_argument(
+        "--profile",
+        metavar="P",
+        help="the policy to use from the file; without a file, a built-in profile "
+        f"({', '.join(PROFILES)}); default: ${PROFILE_ENV}",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -83,6 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Explain, check and exercise an HTTP API's retry policy (default: EU GPT).",
         epilog=_EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"retrypolicy {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     check = sub.add_parser(
@@ -151,7 +182,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Start the fake EU GPT server on 127.0.0.1 and run a scripted scenario - a 429 "
             "with Retry-After, a 503 burst, streams that die with upstream_timeout, a 401 - "
-            "through the requests and httpx adapters, printing each retry event and a summary."
+            "through the requests adapter and, when installed, the httpx transport, printing "
+            "each retry event and a summary."
         ),
         epilog=_EPILOG,
     )
@@ -165,8 +197,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve the fake EU GPT API for your own integration tests",
         description=(
             "Serve the fake EU GPT API on 127.0.0.1 until interrupted. With --script, the "
-            "replies in the file (JSON list, or TOML [[replies]]) answer the first requests "
-            "in order; then every request gets the default success."
+            "replies in the file (a JSON list, or [[replies]] tables in a .toml file) answer "
+            "the first requests in order; then every request gets the default success. Each "
+            "request is reported on standard error as it is answered, and a summary at exit."
         ),
         epilog=_EPILOG,
     )
@@ -175,30 +208,82 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--require-key", action="store_true", help="answer 401 without a Bearer eugpt_ key"
     )
+    serve.add_argument(
+        "--quiet", action="store_true", help="no line per request and no summary on stderr"
+    )
     serve.set_defaults(run=_serve_fake)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit code."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with *argv* (default: ``sys.argv[1:]``); return the exit code.
+
+    Never exits the interpreter itself, so tests can call it in-process: ``--help``
+    and usage errors, which argparse ends with ``SystemExit``, return their code.
+    """
     parser = _build_parser()
-    args = parser.parse_args(argv)
-    stream = out if out is not None else sys.stdout
     try:
-        code: int = args.run(args, stream)
-    except ConfigError as e:
-        print(f"retrypolicy {args.command}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help, or a usage error argparse has already reported
+            return e.code if isinstance(e.code, int) else EXIT_USAGE
+        try:
+            code: int = args.run(args, sys.stdout)
+        except ConfigError as e:
+            print(f"retrypolicy {args.command}: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     return code
 
 
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the exit-time flush stays quiet."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # not a real file: no flush
+        fd = sys.stdout.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
+
+def _version() -> str:
+    from . import __version__  # noqa: PLC0415 - the package, once it has finished loading
+
+    return __version__
+
+
 def _policy_of(args: argparse.Namespace) -> Policy:
-    if args.config is None:
-        if args.profile is not None:
-            msg = f"--profile {args.profile!r} needs --config FILE"
-            raise ConfigError(msg)
-        return EUGPT
-    return load_policy(args.config, args.profile)
+    """The policy the options name, read exactly as the library reads the environment.
+
+    Without options: :func:`default_policy` itself. An option replaces only its own
+    variable (``--profile`` picks a policy of ``RETRYPOLICY_CONFIG``'s file, or a
+    built-in profile when no file is named).
+    """
+    if args.config is None and args.profile is None:
+        return default_policy()
+    env_config = os.environ.get(CONFIG_ENV) or None
+    config = args.config if args.config is not None else env_config
+    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
+    if config is None:
+        try:
+            return PROFILES[profile or "eugpt"]
+        except KeyError:
+            msg = (
+                f"--profile {profile!r}: expected a built-in profile ({', '.join(PROFILES)}), "
+                "or --config FILE naming a file that defines it"
+            )
+            raise ConfigError(msg) from None
+    try:
+        return load_policy(config, profile)
+    except ConfigFileError as e:
+        if args.config is not None:
+            raise
+        named = f"named by {CONFIG_ENV}"
+        raise ConfigError.for_file(e.path or Path(config), e.problems, origin=named) from None
 
 
 def _read_body(spec: str) -> bytes:
@@ -211,37 +296,58 @@ def _read_body(spec: str) -> bytes:
 # -- check ---------------------------------------------------------------------------
 
 
-def _profiles_in(path: str) -> list[str]:
-    """The policy names a file defines (empty if it cannot be read: load_policy says why)."""
-    try:
-        with Path(path).open("rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return []
-    if Path(path).name == "pyproject.toml":
-        data = data.get("tool", {}).get("retrypolicy", {})
-    policies = data.get("policies", {}) if isinstance(data, dict) else {}
-    return sorted(policies) if isinstance(policies, dict) else []
-
-
 def _check(args: argparse.Namespace, out: TextIO) -> int:
-    names: list[str | None] = [args.profile] if args.profile else [*_profiles_in(args.file)]
-    names = names or [None]
-    problems: list[str] = []
-    ok: list[str] = []
-    for name in names:
-        try:
-            policy = load_policy(args.file, name)
-        except ConfigError as e:
-            problems.append(str(e))
+    file = Path(args.file)
+    readable = file.is_file() and os.access(file, os.R_OK)
+    try:
+        if args.profile is not None:
+            names = [load_policy(file, args.profile).name]
         else:
-            ok.append(policy.name)
-    for problem in dict.fromkeys(problems):  # one report per distinct problem set
-        print(problem, file=sys.stderr)
-    if problems:
-        return EXIT_NO
-    print(f"{args.file}: ok ({', '.join(ok)})", file=out)
+            names = [*load_policies(file)]
+    except ConfigError as e:
+        if not readable:  # nothing to check: bad input, not a finding
+            print(f"retrypolicy check: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.profile is None:
+            print(e, file=sys.stderr)
+            return EXIT_NO
+        return _report_profile(file, args.profile, e.problems)
+    print(f"{args.file}: ok ({', '.join(names)})", file=out)
     return EXIT_OK
+
+
+def _report_profile(file: Path, profile: str, problems: list[str]) -> int:
+    """``check --profile P``: the problems of policy P (and of the file as a whole) only.
+
+    Problems of other policies still fail the check, as :func:`load_policy` checks
+    the whole file, but are only counted, unless P cannot be built without them
+    (it extends a broken policy): then they are the reason, and are listed.
+    """
+    asked = [p for p in problems if p.startswith("profile: ")]
+    if asked:  # no such policy in the file: a usage error
+        print(f"retrypolicy check: {ConfigError.for_file(file, asked)}", file=sys.stderr)
+        return EXIT_USAGE
+    heads = [join_key(base, profile) for base in ("policies", "tool.retrypolicy.policies")]
+    bases = ("policies.", "tool.retrypolicy.policies.")
+
+    def of_profile(problem: str) -> bool:
+        return any(problem.startswith((f"{h}.", f"{h}[", f"{h}:")) for h in heads)
+
+    own = [p for p in problems if of_profile(p) or not p.startswith(bases)]
+    others = len(problems) - len(own)
+    built = profile in _load_file(file, [])[1]
+    if own or not built:
+        print(ConfigError.for_file(file, own or problems), file=sys.stderr)
+    else:
+        print(f"{file}: policy {profile!r} is valid", file=sys.stderr)
+    if others and (own or built):
+        print(
+            f"{file}: {others} problem{'' if others == 1 else 's'} in other policies "
+            f"{'makes' if others == 1 else 'make'} loading {profile!r} fail too: "
+            f"`retrypolicy check {file}` lists them",
+            file=sys.stderr,
+        )
+    return EXIT_NO
 
 
 # -- explain -------------------------------------------------------------------------
@@ -264,14 +370,38 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         print(f"body:    code={info.code!r} type={info.type!r} message={info.message!r}", file=out)
     c = policy.classify(status, code, failure=failure)
     _print_classification(policy, c, out)
+    _print_sources(args, policy, c, out)
     return EXIT_OK
 
 
+def _print_sources(
+    args: argparse.Namespace, policy: Policy, c: Classification, out: TextIO
+) -> None:
+    """Where each value explained was written, for a policy from a file that extends another.
+
+    The file is the one :func:`_policy_of` read; it is read again with the sources,
+    which are shown only if it still gives the policy explained.
+    """
+    config = args.config or os.environ.get(CONFIG_ENV) or None
+    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
+    if config is None:
+        return
+    try:
+        loaded, sources = load_policy_with_sources(Path(config).expanduser(), profile)
+    except ConfigError:
+        return
+    if loaded == policy and sources.parent is not None:
+        for line in explain_sources(policy, sources, c.rule):
+            print(line, file=out)
+
+
 def _backoff_of(policy: Policy, rule: Rule | None) -> Backoff:
+    # what Policy.decide waits by: the rule's own backoff, else the policy's
     return rule.backoff if rule is not None and rule.backoff is not None else policy.backoff
 
 
 def _retries_allowed(policy: Policy, retries: int) -> int:
+    # Policy.decide gives up at max_attempts, whatever the rule allows
     if policy.max_attempts is not None:
         return min(retries, policy.max_attempts - 1)
     return retries
@@ -294,33 +424,17 @@ def _print_classification(policy: Policy, c: Classification, out: TextIO) -> Non
         "honoured, a longer one gives up at once",
         file=out,
     )
-    lo_total = hi_total = 0.0
-    prev_hi: float | None = None
-    for n in range(1, retries + 1):
-        lo, hi = _wait_range(backoff, n, prev_hi)
-        prev_hi = hi
-        lo_total += lo
-        hi_total += hi
+    bounds = backoff.bounds(retries)
+    for n, (lo, hi) in enumerate(bounds, start=1):
         print(f"  retry {n}: wait {lo:6.2f}s .. {hi:6.2f}s", file=out)
+    lo_total = sum(lo for lo, _ in bounds)
+    hi_total = sum(hi for _, hi in bounds)
     deadline = f", deadline {policy.deadline:g}s" if policy.deadline is not None else ""
     print(
         f"  then give up: at most {retries + 1} attempts, {lo_total:.2f}s .. {hi_total:.2f}s "
         f"of waiting{deadline}",
         file=out,
     )
-
-
-def _wait_range(backoff: Backoff, n: int, prev_hi: float | None) -> tuple[float, float]:
-    d = backoff.base(n)
-    if backoff.jitter == "none":
-        return d, d
-    if backoff.jitter == "full":
-        return 0.0, d
-    if backoff.jitter == "equal":
-        return d / 2, d
-    prev = backoff.initial if prev_hi is None else max(prev_hi, backoff.initial)
-    hi = min(backoff.max_delay, prev * 3)
-    return min(backoff.initial, hi), hi
 
 
 # -- schedule ------------------------------------------------------------------------
@@ -353,12 +467,9 @@ def _print_schedule(
 ) -> None:
     backoff = _backoff_of(policy, rule)
     retries = _retries_allowed(policy, rule.max_retries)
-    draws: list[list[float]] = [[] for _ in range(retries)]
-    for _ in range(samples):
-        prev: float | None = None
-        for n in range(1, retries + 1):
-            prev = backoff.delay(n, rng=rng, previous=prev)
-            draws[n - 1].append(prev)
+    # one schedule per sample, transposed: draws[n - 1] holds every wait before retry n
+    schedules = [backoff.schedule(retries, rng=rng) for _ in range(samples)]
+    draws = [list(waits) for waits in zip(*schedules, strict=True)]
     print(
         f"{policy.name} / {rule.kind}: {retries} retries, {backoff.jitter} jitter, "
         f"{samples} samples",
@@ -393,7 +504,7 @@ def _dump(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
-    from ._demo import run_demo  # noqa: PLC0415 - needs requests and httpx: load only here
+    from ._demo import run_demo  # noqa: PLC0415 - starts a server and clients: load only here
 
     return run_demo(out, instant_waits=args.instant)
 
@@ -401,4 +512,10 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
 def _serve_fake(args: argparse.Namespace, out: TextIO) -> int:
     from ._demo import serve_fake  # noqa: PLC0415 - the server is only needed here
 
-    return serve_fake(out, port=args.port, script=args.script, require_key=args.require_key)
+    return serve_fake(
+        out,
+        port=args.port,
+        script=args.script,
+        require_key=args.require_key,
+        quiet=args.quiet,
+    )

@@ -45,6 +45,16 @@ def _retrier(policy: Policy | None, name: str, **options: Unpack[RetryOptions]) 
 def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Callable[P, R]:
     target: Any = fn.__func__ if isinstance(fn, classmethod | staticmethod) else fn
     name = getattr(target, "__qualname__", None) or repr(target)
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        # a retry would run the generator again and repeat what it already yielded
+        kind = "an async generator" if inspect.isasyncgenfunction(target) else "a generator"
+        msg = (
+            f"@retry cannot decorate {name}: it is {kind} function, and a retry would repeat "
+            "the items it already yielded. Retry the work inside it with rp.attempts() "
+            "(for attempt in rp.attempts(policy): with attempt: ...), or decorate a function "
+            "that returns a complete result."
+        )
+        raise TypeError(msg)
     retrier = retrier_for(name)
     wrapper: Any = retrier.acall if inspect.iscoroutinefunction(target) else retrier.call
     return wrapt.FunctionWrapper(fn, wrapper)

@@ -79,4 +79,4 @@ def _load(path: str, profile: str | None, version: tuple[int, int, int]) -> Poli
         return load_policy(path, profile)
     except ConfigFileError as e:
         origin = f"named by {CONFIG_ENV}" + (f", {PROFILE_ENV}={profile}" if profile else "")
-        raise ConfigFileError(e.path, e.problems, origin=origin) from None
+        raise ConfigError.for_file(e.path or Path(path), e.problems, origin=origin) from None

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import attrs
-import structlog
 
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 from ._extract import outcome_of_exception, outcome_of_value
@@ -24,7 +23,7 @@ from ._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._redact import redact
 from ._rules import Kind
-from .instrumentation._hooks import get_hooks
+from .instrumentation._hooks import get_hooks, internal_log
 from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
 
 __all__ = [
@@ -33,6 +32,7 @@ __all__ = [
     "Instant",
     "Loop",
     "Retrier",
+    "Run",
     "adiscard",
     "discard",
     "instant_mode",
@@ -46,7 +46,7 @@ MAX_ERROR_TEXT: Final = 500
 NEVER_RETRIED: Final = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 """Exceptions that always pass straight through: the caller asked to stop."""
 
-_log = structlog.get_logger("retrypolicy")
+_log = internal_log  # structlog once configured, stdlib logging before: never stdout
 
 
 @attrs.define
@@ -174,6 +174,14 @@ class Retrier:
             )
             _safe_call(self.before_attempt, event)
 
+    def pause(self, delay: float) -> float:
+        """The seconds a shell must really sleep for *delay*: 0 in instant mode (recorded)."""
+        inst = _instant[0]
+        if inst is not None:
+            inst.record(delay)
+            return 0.0
+        return delay
+
     def wait(self, delay: float) -> None:
         """Sleep *delay* seconds (never for a zero wait; recorded in instant mode)."""
         inst = _instant[0]
@@ -191,6 +199,8 @@ class Retrier:
             await self.async_sleep(delay)
 
     # -- the drivers --------------------------------------------------------------
+    # Both shells are the same loop; they differ only in ``fn()`` versus ``await fn()``
+    # and in how they wait. Everything else is the :class:`Run`'s.
 
     def call(
         self,
@@ -204,34 +214,18 @@ class Retrier:
         The signature is wrapt's wrapper signature, so this bound method *is* the
         wrapper: no extra frame on the success path.
         """
-        started = self.now()
-        loop: Loop | None = None
-        delay: float | None = 0.0
-        while delay is not None:
-            if loop is not None:
-                self.wait(delay)
-            if self.before_attempt is not None:
-                self.announce(1 if loop is None else loop.attempt, started)
+        run = Run(self)
+        while True:
             try:
-                value = fn(*args, **kwargs)
+                delay = run.returned(fn(*args, **kwargs))
             except NEVER_RETRIED:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - classified, then re-raised unchanged
-                outcome = outcome_of_exception(exc, wall=self.wall_clock)
-            else:
-                returned = self.outcome_of_value(value)
-                if returned is None:
-                    if loop is not None:
-                        loop.succeeded()
-                    return value
-                outcome = returned
-            if loop is None:
-                loop = Loop(self, started)
-            delay = loop.failed(outcome)
-            if delay is not None:
-                discard(outcome)  # its connection is free before we wait
-        assert loop is not None  # noqa: S101 - the loop only ends after a failure
-        return loop.give_up()
+            except BaseException as exc:  # noqa: BLE001 - classified, re-raised unchanged
+                delay = run.raised(exc)
+            if delay is None:
+                return run.value
+            self.wait(delay)
+            run.next()
 
     async def acall(
         self,
@@ -241,46 +235,82 @@ class Retrier:
         kwargs: dict[str, Any],
     ) -> Any:
         """The async driver: :meth:`call` for coroutine functions."""
-        started = self.now()
-        loop: Loop | None = None
-        delay: float | None = 0.0
-        while delay is not None:
-            if loop is not None:
-                await self.await_wait(delay)
-            if self.before_attempt is not None:
-                self.announce(1 if loop is None else loop.attempt, started)
+        run = Run(self)
+        while True:
             try:
-                value = await fn(*args, **kwargs)
+                delay = run.returned(await fn(*args, **kwargs))
             except NEVER_RETRIED:
                 raise
             except BaseException as exc:  # noqa: BLE001
-                outcome = self.outcome_of_exception(exc)
-            else:
-                returned = self.outcome_of_value(value)
-                if returned is None:
-                    if loop is not None:
-                        loop.succeeded()
-                    return value
-                outcome = returned
-            if loop is None:
-                loop = Loop(self, started)
-            delay = loop.failed(outcome)
-            if delay is not None:
-                await adiscard(outcome)
-        assert loop is not None  # noqa: S101 - the loop only ends after a failure
-        return loop.give_up()
+                delay = run.raised(exc)
+            if delay is None:
+                return run.value
+            await self.await_wait(delay)
+            run.next()
+
+
+class Run:
+    """One decorated call in progress: what the two driver shells share.
+
+    Cheap on the success path: one small object, no loop state until the first
+    failure.
+    """
+
+    __slots__ = ("loop", "retrier", "started", "value")
+
+    def __init__(self, retrier: Retrier) -> None:
+        self.retrier = retrier
+        self.started = started = retrier.now()
+        self.loop: Loop | None = None
+        self.value: Any = None
+        if retrier.before_attempt is not None:
+            retrier.announce(1, started)
+
+    def returned(self, value: Any) -> float | None:
+        """After an attempt returned *value*: the wait before the next, or None to hand it back."""
+        self.value = value
+        outcome = self.retrier.outcome_of_value(value)
+        if outcome is None:
+            if self.loop is not None:
+                self.loop.succeeded()
+            return None
+        delay = self._failed(outcome)
+        if delay is not None:
+            discard(outcome)  # its connection is free before we wait
+        return delay
+
+    def raised(self, exc: BaseException) -> float:
+        """After an attempt raised *exc*: the wait before the next; re-raises it on give-up."""
+        delay = self._failed(self.retrier.outcome_of_exception(exc))
+        if delay is None:
+            raise exc
+        return delay
+
+    def _failed(self, outcome: Outcome) -> float | None:
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = Loop(self.retrier, self.started)
+        return loop.failed(outcome)
+
+    def next(self) -> None:
+        """The next attempt starts (tells ``before_attempt``)."""
+        r = self.retrier
+        if r.before_attempt is not None and self.loop is not None:
+            r.announce(self.loop.attempt, self.started)
 
 
 class Loop:
     """One call's progress: state, last failure, and the events it reports."""
 
-    __slots__ = ("last", "retrier", "started", "state")
+    __slots__ = ("decision", "last", "retrier", "started", "state")
 
     def __init__(self, retrier: Retrier, started: float) -> None:
         self.retrier = retrier
         self.started = started
         self.state = AttemptState(started=started)
         self.last: Outcome | None = None
+        self.decision: Decision | None = None
+        """The last decision taken (None before the first failure)."""
 
     @property
     def attempt(self) -> int:
@@ -296,12 +326,16 @@ class Loop:
         r = self.retrier
         decision = r.policy.decide(outcome, self.state, now=r.now(), rng=r.rng)
         self.last = outcome
+        self.decision = decision
         if decision.action != "retry":
             # "give_up", or "succeed" for an error the policy does not count as a
             # failure (an exception carrying a 2xx): either way it goes back as it is
             r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
-            if outcome.exception is not None and decision.classification.retryable:
-                mark_exhausted(outcome.exception)  # an outer layer must not retry it again
+            if decision.classification.retryable:
+                # an outer layer must not retry it again: the exception, or the response
+                failed = outcome.exception if outcome.exception is not None else outcome.value
+                if failed is not None:
+                    mark_exhausted(failed)
             return None
         r.emit(lambda: self._event(SCHEDULED, outcome, decision), r.on_retry)
         self.state = decision.state

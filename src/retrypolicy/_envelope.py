@@ -15,7 +15,7 @@ from typing import Any, Final
 import attrs
 
 from ._backoff import header_value
-from ._redact import redact
+from ._redact import has_secret, redact, redact_data
 
 __all__ = ["MAX_PARSE_BYTES", "ErrorInfo", "parse_error"]
 
@@ -32,21 +32,70 @@ def _excerpt(text: str | None) -> str | None:
     return text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT] + "…"
 
 
+def _clean(value: Any) -> Any:
+    """A text field, redacted (anything else is kept as given)."""
+    return redact(value) if isinstance(value, str) else value
+
+
+def _clean_detail(value: Any) -> Any:
+    """``detail``: a string redacted, an object or list redacted throughout (keys too)."""
+    if value is None:
+        return None
+    return redact(value) if type(value) is str else redact_data(value)
+
+
 @attrs.frozen(slots=False)  # a dict class: attrs' frozen __init__ is ~30% faster without slots
 class ErrorInfo:
     """What an error response said, as far as it could be understood.
 
     ``raw`` is a bounded, redacted excerpt of the body; ``detail`` is the
     envelope's ``detail`` (string, object or list) when there was one.
+
+    Redacted at the source: whoever builds one, every string it holds (``code``,
+    ``type``, ``message``, ``request_id``, ``raw``, and every string of ``detail``,
+    dict keys included) has its API keys and bearer tokens masked.
     """
 
     status: int | None
-    code: str | None = None
-    type: str | None = None
-    message: str | None = None
-    detail: Any = attrs.field(default=None, repr=False)
-    request_id: str | None = None
-    raw: str | None = attrs.field(default=None, repr=False)
+    code: str | None = attrs.field(default=None, converter=_clean)
+    type: str | None = attrs.field(default=None, converter=_clean)
+    message: str | None = attrs.field(default=None, converter=_clean)
+    detail: Any = attrs.field(default=None, repr=False, converter=_clean_detail)
+    request_id: str | None = attrs.field(default=None, converter=_clean)
+    raw: str | None = attrs.field(default=None, repr=False, converter=_clean)
+
+
+_new: Final = object.__new__
+_set: Final = object.__setattr__
+
+
+def _info(  # noqa: PLR0917 - ErrorInfo's fields, in order: the parser's hot path
+    status: int | None,
+    code: str | None,
+    etype: str | None,
+    message: str | None,
+    detail: Any,
+    request_id: str | None,
+    raw: str | None = None,
+) -> ErrorInfo:
+    """An ErrorInfo from values :func:`parse_error` has already redacted, skipping the
+    converters (the parser redacts once, on the whole body, only when it holds a secret).
+    As fast as attrs' own ``__init__`` without converters."""
+    info: ErrorInfo = _new(ErrorInfo)
+    _set(
+        info,
+        "__dict__",
+        {
+            "status": status,
+            "code": code,
+            "type": etype,
+            "message": message,
+            "detail": detail,
+            "request_id": request_id,
+            "raw": raw,
+        },
+    )
+    return info
 
 
 def parse_error(status: int | None, body: bytes | str | None, headers: object = None) -> ErrorInfo:
@@ -74,25 +123,33 @@ def _parse(status: int | None, body: bytes | str | None, headers: object) -> Err
         size = len(body)
         raw_bytes = bytes(body if size <= MAX_PARSE_BYTES else body[:MAX_PARSE_BYTES])
         if b"\x00" in raw_bytes:
-            return ErrorInfo(status, None, None, f"<{size} bytes of binary data>", None, request_id)
+            return _info(status, None, None, f"<{size} bytes of binary data>", None, request_id)
         text = raw_bytes.decode("utf-8", "replace").strip()
     elif isinstance(body, str):
         text = body[:MAX_PARSE_BYTES].strip()
     else:
         text = ""
     if not text:
-        return ErrorInfo(status, None, None, _phrase(status), None, request_id)
-    if "eugpt_" in text or "earer" in text:
-        text = redact(text)
-    excerpt = text if len(text) <= MAX_EXCERPT else text[:MAX_EXCERPT] + "…"
+        return _info(status, None, None, _phrase(status), None, request_id)
+    secret = has_secret(text)
+    clean = redact(text) if secret else text
+    excerpt = clean if len(clean) <= MAX_EXCERPT else clean[:MAX_EXCERPT] + "…"
     if text[0] == "{":
+        # JSON escapes can hide a secret from the text (``eugpt\u005f…``) or split one
+        # (``eugpt_ab\/cd``): then the decoded strings are redacted instead of the text
+        escaped = "\\u" in text or (secret and "\\" in text)
         try:
-            data = json.loads(text)
+            data = json.loads(text if escaped else clean)
         except (ValueError, RecursionError):
             data = None
         if type(data) is dict:
+            if escaped:
+                redacted = redact_data(data)
+                if redacted is not data:
+                    data = redacted
+                    excerpt = _excerpt(json.dumps(data, ensure_ascii=False)) or ""
             return _from_envelope(status, data, excerpt, request_id)
-    return ErrorInfo(status, None, None, excerpt, None, request_id, excerpt)
+    return _info(status, None, None, excerpt, None, request_id, excerpt)
 
 
 def _from_envelope(
@@ -113,7 +170,7 @@ def _from_envelope(
         message = _bounded(data.get("message"))
     if message is None:
         message = _bounded(_detail_message(detail)) or _phrase(status)
-    return ErrorInfo(status, code, etype, message, detail, request_id, excerpt)
+    return _info(status, code, etype, message, detail, request_id, excerpt)
 
 
 def _bounded(value: object) -> str | None:

@@ -25,9 +25,10 @@ code that asks for them (:func:`api_error`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ._envelope import ErrorInfo
 from ._redact import redact
@@ -55,7 +56,9 @@ class APIError(Exception):
     """An API call failed in a way the policy classified.
 
     ``message`` is built from the server's own words (redacted) and the
-    policy's advice for this class of failure.
+    policy's advice for this class of failure. Redacted at the source: the
+    message (so ``str``, ``args`` and ``repr``), ``code`` and ``info`` never
+    carry an API key or a bearer token, whoever builds the error.
     """
 
     status: int | None
@@ -80,11 +83,11 @@ class APIError(Exception):
         retry_after: float | None = None,
         info: ErrorInfo | None = None,
     ) -> None:
-        message = redact(message)
+        message = redact(str(message))
         super().__init__(message)
         self.message = message
         self.status = status
-        self.code = code
+        self.code = redact(code) if isinstance(code, str) else code
         self.kind = kind
         self.retryable = retryable
         self.attempts = attempts
@@ -154,11 +157,40 @@ class ConfigError(ValueError):
     problems: list[str]
 
     def __init__(
-        self, message: str, *, path: Path | None = None, problems: Sequence[str] | None = None
+        self,
+        message: str,
+        *,
+        path: Path | None = None,
+        problems: Sequence[str] | None = None,
+        origin: str = "",
     ) -> None:
         super().__init__(message)
         self.path = path
         self.problems = list(problems) if problems is not None else [message]
+        self.origin = origin
+        """Who named the file (``named by RETRYPOLICY_CONFIG``), when it was not the caller."""
+
+    @classmethod
+    def for_file(cls, path: Path, problems: Sequence[str], *, origin: str = "") -> ConfigError:
+        """The error for a policy (or script) file with *problems*: one line for one
+        problem, else a count and a list; *origin* says who named the file."""
+        where = f"{path} ({origin})" if origin else str(path)
+        if len(problems) == 1:
+            message = f"{where}: {problems[0]}"
+        else:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            message = f"{where}: {len(problems)} problems:\n{listed}"
+        return cls(message, path=path, problems=problems, origin=origin)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the default would call cls(message) and lose the rest (multiprocessing pickles it)
+        return (_rebuild_config_error, (str(self), self.path, self.problems, self.origin))
+
+
+def _rebuild_config_error(
+    message: str, path: Path | None, problems: list[str], origin: str
+) -> ConfigError:
+    return ConfigError(message, path=path, problems=problems, origin=origin)
 
 
 _BY_KIND: Final[dict[str, type[APIError]]] = {
@@ -196,6 +228,11 @@ def _class_for(c: Classification, status: int | None) -> type[APIError]:
     return APIError
 
 
+def _seconds(seconds: float) -> str:
+    """A wait for a message: ``7s``, ``1e+30s``; an infinite hint reads as such."""
+    return f"{seconds:g}s" if math.isfinite(seconds) else "indefinitely"
+
+
 def api_error(
     classification: Classification,
     info: ErrorInfo | None = None,
@@ -220,7 +257,7 @@ def api_error(
     parts = [head + (f": {said}" if said else "")]
     parts.append(f"[{classification.kind}; {attempts} attempt{'s' if attempts != 1 else ''}]")
     if retry_after is not None:
-        parts.append(f"(server asked to wait {retry_after:g}s)")
+        parts.append(f"(server asked to wait {_seconds(retry_after)})")
     if classification.advice:
         parts.append("— " + classification.advice)
     return cls(

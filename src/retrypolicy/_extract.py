@@ -1,14 +1,18 @@
 """Turning what a call returned or raised into an :class:`Outcome`, duck-typed.
 
 Anything with an int ``status_code`` (requests, httpx) or ``status``
-(urllib3, aiohttp) is a response; whether a type is response-like is decided
-once per type and cached, so the success path costs one dict look-up.
+(urllib3, aiohttp) is a response. That is decided **per value, never per type**:
+instances of one class may differ (a status set on some of them only). The
+success path stays cheap: builtins that can never be responses (``None``,
+numbers, strings, containers) and types declared with :func:`never_a_response`
+are recognised by one set look-up on their exact type; anything else has its
+``status_code`` / ``status`` read on the value itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ._backoff import retry_after_from_headers
 from ._envelope import MAX_PARSE_BYTES, parse_error
@@ -17,40 +21,68 @@ from ._outcome import EXHAUSTED, Outcome
 from ._policy import Policy
 from ._rules import Kind, failure_of, failure_of_kind
 
-__all__ = ["outcome_of_exception", "outcome_of_value", "status_getter"]
+__all__ = [
+    "never_a_response",
+    "outcome_of_exception",
+    "outcome_of_response",
+    "outcome_of_value",
+    "status_of",
+]
 
-StatusGetter = Callable[[Any], int | None]
-
-ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
-"""The ``response.extensions`` key where the httpx transports record their attempts."""
-
-
-def _status_code(value: Any) -> int | None:
-    s = value.status_code
-    return s if type(s) is int else None
+T = TypeVar("T", bound=type)
 
 
-def _status(value: Any) -> int | None:
-    s = value.status
-    return s if type(s) is int else None
-
-
-_GETTERS: dict[type, StatusGetter | None] = dict.fromkeys(
-    (type(None), bool, int, float, str, bytes, dict, list, tuple, set, frozenset)
-)
 _CACHE_LIMIT: Final = 4096
+_MAX_CHAIN: Final = 8
+"""How many exceptions of a ``__cause__`` / ``__context__`` chain are searched for the
+exhausted marker."""
+
+_NOT_RESPONSES: set[type] = {
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bytearray,
+    dict,
+    list,
+    tuple,
+    set,
+    frozenset,
+}
+"""Exact types whose values are never responses (subclasses are not included: a subclass
+may add a status). Grown only by :func:`never_a_response`."""
 
 
-def status_getter(tp: type, value: object) -> StatusGetter | None:
-    """The status reader for values of *tp* (None: not a response), decided on first sight."""
-    getter: StatusGetter | None = None
-    if isinstance(getattr(value, "status_code", None), int):
-        getter = _status_code
-    elif isinstance(getattr(value, "status", None), int) and not isinstance(value, BaseException):
-        getter = _status
-    if len(_GETTERS) < _CACHE_LIMIT:
-        _GETTERS[tp] = getter
-    return getter
+def never_a_response(tp: T) -> T:
+    """Declare that values of exactly *tp* are never responses, whatever attributes they
+    have (e.g. an object that is judged by its own outcome); usable as a class decorator.
+
+    This also makes returning such a value as cheap as returning ``None``.
+    """
+    _NOT_RESPONSES.add(tp)
+    return tp
+
+
+def status_of(value: object) -> int | None:
+    """The HTTP status of *value* if it is a response (an int ``status_code``, or an int
+    ``status`` on something that is not an exception), else None. Read on the value
+    itself, every time."""
+    s = getattr(value, "status_code", None)
+    if type(s) is int:
+        return s
+    if isinstance(s, int) and not isinstance(s, bool):  # an IntEnum such as HTTPStatus
+        return int(s)
+    if isinstance(value, BaseException):
+        return None  # an exception's ``status`` is not a response status
+    s = getattr(value, "status", None)
+    if type(s) is int:
+        return s
+    if isinstance(s, int) and not isinstance(s, bool):
+        return int(s)
+    return None
 
 
 def _body_in_memory(value: Any) -> bytes | None:
@@ -65,11 +97,14 @@ def _body_in_memory(value: Any) -> bytes | None:
 
 
 def _retried_by_adapter(response: Any) -> bool:
-    """True for a failed response an adapter hands back after its policy gave up on it."""
-    if isinstance(getattr(response, "retry_attempts", None), int):  # requests' RetryAdapter
+    """True for a failed response a retry layer hands back after its policy gave up on it:
+    marked with ``mark_exhausted`` by the transport seam — the response itself, or the
+    transport response it wraps (requests' ``Response.raw``, from urllib3's ``PolicyRetry``).
+    A response an adapter did not retry (its method was not among ``methods``) is not marked,
+    so an outer layer may still retry it."""
+    if getattr(response, EXHAUSTED, None) is True:
         return True
-    extensions = getattr(response, "extensions", None)  # httpx's RetryTransport
-    return isinstance(extensions, dict) and ATTEMPTS_EXTENSION in extensions
+    return getattr(getattr(response, "raw", None), EXHAUSTED, None) is True
 
 
 def outcome_of_response(value: Any, status: int, *, wall: Callable[[], float]) -> Outcome:
@@ -90,13 +125,12 @@ def outcome_of_response(value: Any, status: int, *, wall: Callable[[], float]) -
 def outcome_of_value(value: object, policy: Policy, *, wall: Callable[[], float]) -> Outcome | None:
     """The outcome of a returned value; None for a plain value or a successful response.
 
-    The success path costs a dict look-up (per type) and a cached classification.
+    The success path costs a set look-up for a plain value; for anything else, reading
+    its status and a cached classification.
     """
-    tp = type(value)
-    getter = _GETTERS[tp] if tp in _GETTERS else status_getter(tp, value)
-    if getter is None:
+    if type(value) in _NOT_RESPONSES:
         return None
-    status = getter(value)
+    status = status_of(value)
     if status is None or policy.classify(status).kind == Kind.SUCCESS:
         return None
     return outcome_of_response(value, status, wall=wall)
@@ -118,14 +152,37 @@ def _response_of(exc: BaseException) -> Any:
     return exc.__dict__.get("response") if exc.__dict__ else None
 
 
+def _exhausted(exc: BaseException) -> bool:
+    """True if *exc*, or an exception in its ``__cause__`` / ``__context__`` chain (at most
+    :data:`_MAX_CHAIN` of them, cycles ignored), carries the exhausted marker: a library
+    may wrap an exhausted error while handling it (requests raises its ConnectionError
+    inside ``except MaxRetryError``). Reads instance dicts only, so no getattr raises."""
+    own = exc.__dict__
+    if own and own.get(EXHAUSTED) is True:
+        return True
+    if exc.__cause__ is None and exc.__context__ is None:
+        return False  # the common case: a lone exception
+    seen = {id(exc)}
+    todo = [c for c in (exc.__cause__, exc.__context__) if c is not None]
+    while todo and len(seen) < _MAX_CHAIN:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        d = e.__dict__
+        if d and d.get(EXHAUSTED) is True:
+            return True
+        todo.extend(c for c in (e.__cause__, e.__context__) if c is not None)
+    return False
+
+
 def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Outcome:
     """The outcome of a raised exception: an API error, an HTTP error, or a transport failure.
 
     Runs on every failed attempt: attributes are read from the instance dict, so no
     ``getattr`` raises (and is caught) for the common exception without them.
     """
-    own = exc.__dict__
-    exhausted = own.get(EXHAUSTED) is True if own else False
+    exhausted = _exhausted(exc)
     if isinstance(exc, APIError):
         return Outcome(
             status=exc.status,

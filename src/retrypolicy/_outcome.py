@@ -13,14 +13,17 @@ from ._rules import Classification, Failure
 __all__ = ["EXHAUSTED", "AttemptState", "Decision", "Outcome", "mark_exhausted"]
 
 EXHAUSTED: Final = "retrypolicy_exhausted"
-"""Set (True) on an exception that a policy retried until it gave up, so that an outer
-retry layer (an ``@rp.retry`` around an adapter's session) does not multiply the attempts."""
+"""Set (True) on an exception, or a failed response, that a policy retried until it gave up,
+so that an outer retry layer (an ``@rp.retry`` around an adapter's session) does not multiply
+the attempts. An exception counts as marked when any exception of its cause/context chain is."""
 
 
-def mark_exhausted(exc: BaseException) -> None:
-    """Mark *exc* as already retried to the end (best effort: some types refuse attributes)."""
+def mark_exhausted(obj: object) -> None:
+    """Mark *obj* — an exception, or a failed response handed back — as already retried to
+    the end, so an outer retry layer gives up on it at once (best effort: some types refuse
+    attributes)."""
     with contextlib.suppress(AttributeError, TypeError):
-        setattr(exc, EXHAUSTED, True)
+        setattr(obj, EXHAUSTED, True)
 
 
 # dict classes (slots=False): attrs' frozen __init__ is markedly faster without slots,

@@ -79,6 +79,9 @@ class Failure(enum.StrEnum):
     """The request was (maybe) sent, then no complete response: read timeout, reset."""
     INCOMPLETE_STREAM = "incomplete_stream"
     """An event stream ended with neither its completion event nor an error event."""
+    STREAM_ERROR = "stream_error"
+    """An event stream carried an error event without a usable code (no code, a code that
+    is not a string or number, data that is not JSON): a failure, never a success."""
 
 
 ANY_CODE: Final = "*"
@@ -115,7 +118,7 @@ class StatusMatch:
                 codes.add(item)
             elif isinstance(item, str) and (m := _CLASS_RE.match(item.strip().lower())):
                 classes.add(int(m.group(1)))
-            elif isinstance(item, str) and item.strip().isdigit():
+            elif isinstance(item, str) and item.strip().isdecimal():  # int() reads any of these
                 codes |= cls.parse(int(item.strip())).codes
             else:
                 msg = f"status {item!r}: expected an HTTP status 100-599 or a class like '5xx'"
@@ -157,6 +160,15 @@ def _non_negative(_inst: object, attr: attrs.Attribute[int], value: int) -> None
         raise ValueError(msg)
 
 
+def _label(_inst: object, attr: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        msg = f"{attr.name} {value!r}: expected a string"
+        raise TypeError(msg)
+    if not value:
+        msg = f"{attr.name} '': expected a non-empty string"
+        raise ValueError(msg)
+
+
 @attrs.frozen(kw_only=True)
 class Rule:
     """One line of an error contract: *when* this happens, *what* it is and *whether* to retry.
@@ -165,22 +177,19 @@ class Rule:
     are set must match. ``code="*"`` matches any code that is present.
     """
 
-    kind: str = attrs.field(converter=as_kind)
-    retry: bool
+    kind: str = attrs.field(converter=as_kind, validator=_label)
+    retry: bool = attrs.field(validator=attrs.validators.instance_of(bool))
     max_retries: int = attrs.field(default=0, validator=_non_negative)
     status: StatusMatch | None = attrs.field(default=None, converter=_to_status_match)
-    code: str | None = None
+    code: str | None = attrs.field(default=None, validator=attrs.validators.optional(_label))
     failure: Failure | None = attrs.field(default=None, converter=_to_failure)
-    advice: str = ""
+    advice: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
     backoff: Backoff | None = None
     """A backoff for this rule's outcomes, or None to use the policy's."""
 
     def __attrs_post_init__(self) -> None:
         if self.status is None and self.code is None and self.failure is None:
             msg = "rule: expected at least one of status, code, failure"
-            raise ValueError(msg)
-        if not self.kind:
-            msg = "kind '': expected a non-empty label"
             raise ValueError(msg)
 
     def matches(self, status: int | None, code: str | None, failure: Failure | None) -> bool:
@@ -269,11 +278,26 @@ def register_exception(
     (not a transport failure, even if a base class is), or a function of the
     exception returning one of those.
     """
+    _load_known()  # the well-known names first: what the caller registers wins over them
     _EXCEPTIONS[exc_type] = failure if callable(failure) else _to_failure(failure)
     _failure_cache.clear()
 
 
+_known_loaded: list[bool] = [False]
+
+
+def _load_known() -> None:
+    """Register requests', httpx's and urllib3's exceptions by name, once, when first needed:
+    importing retrypolicy does no work beyond its re-exports."""
+    if not _known_loaded[0]:
+        _known_loaded[0] = True
+        from . import _known  # noqa: PLC0415 - _known registers through this module
+
+        _known.register_known_exceptions()
+
+
 def _resolver_for(tp: type[BaseException]) -> FailureResolver:
+    _load_known()
     for base in tp.__mro__:
         found = _EXCEPTIONS.get(base, _MISSING)
         if found is _MISSING:
@@ -290,6 +314,7 @@ _FAILURE_OF_KIND: Final[dict[str, Failure]] = {
     Kind.CONNECTION: Failure.CONNECTION,
     Kind.TIMEOUT: Failure.TIMEOUT,
     Kind.INCOMPLETE_STREAM: Failure.INCOMPLETE_STREAM,
+    Kind.STREAM_ERROR: Failure.STREAM_ERROR,
 }
 
 

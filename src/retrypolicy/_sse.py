@@ -48,6 +48,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._redact import redact
 from ._rules import Failure
 
 __all__ = [
@@ -452,18 +453,26 @@ class SSEDecoder:
         self._poisoned = False
 
 
+def _redacted_code(value: str | None) -> str | None:
+    return None if value is None else redact(value)
+
+
 @attrs.frozen
 class StreamProblem:
     """Why a stream cannot be taken as a success, in the terms the policy classifies.
 
     ``code`` is the error event's top-level ``code`` (``None`` for an incomplete or
-    corrupted stream); ``failure`` is :attr:`Failure.INCOMPLETE_STREAM` for an
-    incomplete or corrupted stream and ``None`` for an error event, so the pair
-    feeds ``policy.classify(code=..., failure=...)`` directly.
+    corrupted stream, or an error event without a usable code); ``failure`` is
+    :attr:`Failure.INCOMPLETE_STREAM` for an incomplete or corrupted stream,
+    :attr:`Failure.STREAM_ERROR` for an error event without a usable code, and
+    ``None`` for an error event with a code (the code decides), so the pair feeds
+    ``policy.classify(code=..., failure=...)`` directly and never classifies as a
+    success. ``message`` and ``code`` are redacted (API keys, bearer tokens) here,
+    whoever builds the problem.
     """
 
-    code: str | None
-    message: str
+    code: str | None = attrs.field(converter=_redacted_code)
+    message: str = attrs.field(converter=redact)
     failure: Failure | None
     events_seen: int
 
@@ -673,15 +682,25 @@ class StreamMonitor:
                 message = message or _text(nested.get("message"))
             elif code is None:
                 code = _text(nested)
+        if code is not None and not code.strip():
+            code = None  # an empty code is no code
         if message is None:
             message = (
                 f"{self._error_type} event {code}"
                 if code is not None
-                else f"{self._error_type} event: {data}"
+                else f"{self._error_type} event: {_excerpt(data)}"
+            )
+        # redact before cutting (a cut key must not slip past the pattern); the window
+        # keeps the redaction of a huge message bounded
+        message = _excerpt(redact(message[: 4 * _MAX_MESSAGE]))
+        if code is None:
+            # no usable code: still a failure (stream_error), never a success
+            return StreamProblem(
+                code=None, message=message, failure=Failure.STREAM_ERROR, events_seen=seen
             )
         return StreamProblem(
-            code=_excerpt(code) if code is not None else None,
-            message=_excerpt(message),
+            code=_excerpt(redact(code[: 4 * _MAX_MESSAGE])),
+            message=message,
             failure=None,
             events_seen=seen,
         )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncSleeper",
     "Clock",
+    "LoopOptions",
     "OutcomeExtractor",
     "RetryHook",
     "RetryOptions",
@@ -54,13 +55,12 @@ class OutcomeExtractor(Protocol):
     def __call__(self, value: object, /) -> Outcome | None: ...
 
 
-class RetryOptions(TypedDict, total=False):
-    """The keyword options of :func:`retrypolicy.retry` and :func:`retrypolicy.attempts`.
+class LoopOptions(TypedDict, total=False):
+    """The options every attempt loop takes: the decorator's and every adapter's.
 
     Hooks receive every event of their kind; ``clock``/``wall_clock``/``sleep``/
     ``async_sleep`` replace :func:`time.monotonic`, :func:`time.time`,
-    :func:`time.sleep` and :func:`asyncio.sleep`; ``rng`` draws the jitter;
-    ``extract`` turns returned values into outcomes.
+    :func:`time.sleep` and :func:`asyncio.sleep`; ``rng`` draws the jitter.
     """
 
     on_retry: RetryHook | None
@@ -72,4 +72,11 @@ class RetryOptions(TypedDict, total=False):
     sleep: Sleeper | None
     async_sleep: AsyncSleeper | None
     rng: random.Random | None
+
+
+class RetryOptions(LoopOptions, total=False):
+    """The keyword options of :func:`retrypolicy.retry` and :func:`retrypolicy.attempts`:
+    those of :class:`LoopOptions`, and ``extract``, which turns returned values into
+    outcomes."""
+
     extract: OutcomeExtractor | None

@@ -1,5 +1,5 @@
 """One suite, every transport: each row of the DESIGN.md table through requests, httpx (sync
-and async) and urllib3, against the fake EU GPT server, counting what the server saw."""
+and async), urllib3 and aiohttp, against the fake EU GPT server, counting what the server saw."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 import pytest
 import requests
@@ -16,6 +17,7 @@ import urllib3
 import retrypolicy as rp
 from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.testing import FakeEUGPT, Reply
+from retrypolicy_aiohttp import RetryMiddleware
 from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
 from retrypolicy_requests import RetryAdapter
 from retrypolicy_urllib3 import PolicyRetry, guard_stream
@@ -80,9 +82,26 @@ def _call_urllib3(url: str, timeout: float) -> Result:
             if r.status < 400:
                 for _ in guard_stream(r):
                     pass
+            else:  # the caller releases a preload_content=False response, as with bare urllib3
+                r.drain_conn()
         except Exception as e:  # noqa: BLE001
             return Result(error=e)
         return Result(status=r.status)
+
+
+def _call_aiohttp(url: str, timeout: float) -> Result:
+    async def main() -> Result:
+        limits = aiohttp.ClientTimeout(sock_connect=2.0, sock_read=timeout)
+        mw = RetryMiddleware(FAST)
+        async with aiohttp.ClientSession(middlewares=(mw,), timeout=limits) as s:
+            try:
+                async with s.post(url, json={"input": "hi"}) as r:
+                    await r.read()  # through the stream check
+                    return Result(status=r.status)
+            except Exception as e:  # noqa: BLE001
+                return Result(error=e)
+
+    return asyncio.run(main())
 
 
 TRANSPORTS: dict[str, Callable[[str, float], Result]] = {
@@ -90,6 +109,7 @@ TRANSPORTS: dict[str, Callable[[str, float], Result]] = {
     "httpx": _call_httpx,
     "httpx-async": _call_httpx_async,
     "urllib3": _call_urllib3,
+    "aiohttp": _call_aiohttp,
 }
 
 

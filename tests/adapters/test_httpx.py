@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,10 +29,15 @@ from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.testing import FakeEUGPT, Reply
 from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
 
+from . import wire
+from .wire import Wire, WireServer
+
 Mode = Literal["sync", "async"]
 MODES: list[Mode] = ["sync", "async"]
 BODY = {"model": "auto", "input": "hello"}
 ATTEMPTS = "retrypolicy.attempts"
+FAST = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none", initial=0.001, max_delay=0.001))
+GZ = (("Content-Encoding", "gzip"),)
 
 
 @pytest.fixture(autouse=True)
@@ -110,9 +116,14 @@ def exchange(
     *,
     client: dict[str, Any] | None = None,
     content: Any = None,
+    decode: bool = False,
     **options: Any,
 ) -> Result:
-    """POST once through a Retry(Async)Transport client and read the whole body (raw)."""
+    """POST once through a Retry(Async)Transport client and read the whole body.
+
+    The body is read as it came off the wire (``iter_raw``), or with ``decode=True``
+    as httpx decodes it for the caller (``iter_bytes``).
+    """
     result = Result()
     options.setdefault("before_attempt", result.tries.append)
     transport = transport_for(mode, **options)
@@ -125,7 +136,8 @@ def exchange(
                 with c.stream("POST", url, **kwargs) as response:
                     result.status = response.status_code
                     result.attempts_extension = response.extensions.get(ATTEMPTS)
-                    for chunk in response.iter_raw():
+                    read = response.iter_bytes() if decode else response.iter_raw()
+                    for chunk in read:
                         chunks.append(chunk)
             except Exception as exc:  # noqa: BLE001 - the test inspects what the caller got
                 result.error = exc
@@ -140,7 +152,8 @@ def exchange(
                 async with c.stream("POST", url, **kwargs) as response:
                     result.status = response.status_code
                     result.attempts_extension = response.extensions.get(ATTEMPTS)
-                    async for chunk in response.aiter_raw():
+                    aread = response.aiter_bytes() if decode else response.aiter_raw()
+                    async for chunk in aread:
                         chunks.append(chunk)
             except Exception as exc:  # noqa: BLE001
                 result.error = exc
@@ -643,10 +656,8 @@ def test_every_inner_response_is_closed(
     assert inner.closed  # the client closed our transport, which closed the inner one
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_one_shot_request_body_is_sent_again(server: FakeEUGPT, mode: Mode) -> None:
-    """A generator request body is buffered once, so every attempt sends it whole."""
-    payload = [b'{"input": ', b'"hello"}']
+def one_shot(mode: Mode, payload: list[bytes]) -> Iterator[bytes] | AsyncIterator[bytes]:
+    """A generator request body: it can be read only once."""
 
     def chunks() -> Iterator[bytes]:
         yield from payload
@@ -655,20 +666,343 @@ def test_one_shot_request_body_is_sent_again(server: FakeEUGPT, mode: Mode) -> N
         for part in payload:
             yield part
 
-    server.script(Reply.error(503), Reply.ok())
-    result = exchange(mode, server.responses_url, content=chunks() if mode == "sync" else achunks())
-    assert result.status == 200
-    assert [r.body for r in server.requests] == [b"".join(payload)] * 2
+    return chunks() if mode == "sync" else achunks()
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_methods_limits_what_is_retried(server: FakeEUGPT, mode: Mode) -> None:
-    """With methods=["GET"] a POST passes straight through: one request, no retry."""
+def test_one_shot_request_body_is_sent_once(server: FakeEUGPT, mode: Mode) -> None:
+    """A generator request body is sent once, whole and unbuffered: a 503 is not retried."""
+    payload = [b'{"input": ', b'"hello"}']
     server.script(Reply.error(503), Reply.ok())
-    result = exchange(mode, server.responses_url, methods=["get"])
+    result = exchange(mode, server.responses_url, content=one_shot(mode, payload))
     assert result.status == 503
+    assert [r.body for r in server.requests] == [b"".join(payload)]
+    assert result.attempts_extension == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        (error_first("upstream_error"), "upstream_error"),
+        (Reply.stream(2, end="error", code="upstream_timeout"), "upstream_timeout"),
+        (Reply.stream(2, end="cut"), "incomplete_stream"),
+    ],
+    ids=["failed before content", "failed after content", "cut"],
+)
+def test_one_shot_request_stream_is_still_checked(
+    server: FakeEUGPT, mode: Mode, reply: Reply, kind: str
+) -> None:
+    """The event stream answering a one-shot request is checked to its end, never resent."""
+    server.script(reply, Reply.stream(2))
+    result = exchange(mode, server.responses_url, content=one_shot(mode, [b'{"input": 1}']))
     assert server.request_count == 1
-    assert result.attempts_extension is None  # not ours: untouched
+    assert isinstance(result.error, rp.StreamError)
+    assert result.error.kind == kind
+    assert result.error.attempts == 1
+    server.clear()
+    server.script(Reply.stream(2))
+    assert exchange(mode, server.responses_url, content=one_shot(mode, [b"{}"])).error is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("methods", "requests"),
+    [
+        (None, 2),
+        ("POST", 2),
+        ("post", 2),
+        (["GET", "POST"], 2),
+        ("GET", 1),
+        (["get"], 1),
+    ],
+)
+def test_methods_limits_what_is_retried(
+    server: FakeEUGPT, mode: Mode, methods: object, requests: int
+) -> None:
+    """methods="POST" is the one method POST; a POST outside methods is sent once."""
+    server.script(Reply.error(503), Reply.ok())
+    result = exchange(mode, server.responses_url, methods=methods)
+    assert server.request_count == requests
+    assert result.status == (200 if requests == 2 else 503)
+    assert result.attempts_extension == requests
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_method_outside_methods_still_has_its_stream_checked(server: FakeEUGPT, mode: Mode) -> None:
+    """A request the policy does not retry still gets a StreamError for a failed stream."""
+    server.script(error_first("upstream_error"), Reply.stream(2))
+    result = exchange(mode, server.responses_url, methods="GET")
+    assert server.request_count == 1
+    assert isinstance(result.error, rp.StreamError)
+    assert result.error.kind == "upstream_error"
+
+
+# --------------------------------------------------------------------------- the wire rules
+
+
+def on_wire(mode: Mode, *script: Wire, **kwargs: Any) -> tuple[Result, WireServer]:
+    """:func:`exchange` against a byte-exact server playing *script* (tests/adapters/wire.py)."""
+    with WireServer(script) as srv:
+        result = exchange(mode, srv.url, **kwargs)
+    return result, srv
+
+
+def deflated(data: bytes) -> bytes:
+    return zlib.compress(data)
+
+
+JSON = (("Content-Type", "application/json"),)
+CODINGS = {"gzip": wire.gzipped, "deflate": deflated}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("coding", CODINGS)
+@pytest.mark.parametrize(
+    ("status", "code", "error", "attempts"),
+    [
+        (403, "project_forbidden", rp.PermissionDeniedError, 1),
+        (429, "rate_limit_exceeded", rp.RateLimitError, 7),
+        (503, "overloaded", rp.ServiceUnavailableError, 6),
+    ],
+)
+def test_encoded_error_envelope_keeps_its_code(
+    mode: Mode, coding: str, status: int, code: str, error: type[rp.APIError], attempts: int
+) -> None:
+    """An error envelope sent gzip- or deflate-encoded is judged decoded: its code is kept."""
+    body = CODINGS[coding](wire.envelope(status, code))
+    reply = Wire(status, (*JSON, ("Content-Encoding", coding)), (body[:7], body[7:]))
+    result, srv = on_wire(mode, reply, raise_on_give_up=True, policy=FAST)
+    assert type(result.error) is error
+    assert (result.error.status, result.error.code) == (status, code)
+    assert srv.hits == result.error.attempts == attempts
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("decode", [False, True], ids=["raw", "decoded"])
+def test_encoded_error_body_reaches_the_caller_as_sent(mode: Mode, decode: bool) -> None:
+    """The caller reads the final error body exactly as the bare transport would give it."""
+    plain = wire.envelope(404, "not_found")
+    body = wire.gzipped(plain)
+    result, srv = on_wire(mode, Wire(404, (*JSON, *GZ), (body,)), decode=decode)
+    assert result.status == 404
+    assert result.body == (plain if decode else body)
+    assert srv.hits == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("coding", CODINGS)
+@pytest.mark.parametrize("pieces", [1, 3, 40], ids=["one chunk", "3 chunks", "40 chunks"])
+def test_encoded_complete_stream_is_one_success(mode: Mode, coding: str, pieces: int) -> None:
+    """An encoded stream ending in response.completed is a success at the first attempt."""
+    body = CODINGS[coding](wire.completed_stream())
+    size = -(-len(body) // pieces)
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    result, srv = on_wire(mode, wire.stream(*chunks, headers=(("Content-Encoding", coding),)))
+    assert result.error is None
+    assert result.body == body  # raw, as sent: httpx decodes it for the caller
+    assert srv.hits == 1
+    decoded, _ = on_wire(
+        mode, wire.stream(*chunks, headers=(("Content-Encoding", coding),)), decode=True
+    )
+    assert decoded.body == wire.completed_stream()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_encoded_stream_error_before_content_is_retried(mode: Mode) -> None:
+    """A gzip-encoded stream failing before content is seen decoded and retried transparently."""
+    failing = wire.events(
+        wire.CREATED, {"type": "error", "code": "upstream_timeout", "message": "slow"}
+    )
+    script = (
+        wire.stream(wire.gzipped(failing), headers=GZ),
+        wire.stream(wire.gzipped(wire.completed_stream()), headers=GZ),
+    )
+    result, srv = on_wire(mode, *script, decode=True)
+    assert result.error is None
+    assert result.body == wire.completed_stream()
+    assert srv.hits == result.attempts_extension == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("end", ["close", "reset"])
+@pytest.mark.parametrize("split", [False, True], ids=["one chunk", "one event a chunk"])
+def test_completed_stream_then_cut_is_a_success(mode: Mode, end: str, split: bool) -> None:
+    """A connection cut or reset after response.completed: no StreamError, no retry."""
+    chunks = (
+        (wire.event(wire.CREATED), wire.event(wire.DELTA), wire.event(wire.COMPLETED))
+        if split
+        else (wire.completed_stream(),)
+    )
+    result, srv = on_wire(mode, wire.stream(*chunks, end=end), decode=True)  # type: ignore[arg-type]
+    assert result.error is None
+    assert result.body == wire.completed_stream()
+    assert srv.hits == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_completed_stream_then_cut_is_not_retried_by_an_outer_layer(mode: Mode) -> None:
+    """Inside @rp.retry, a completed stream whose connection is then reset is one generation."""
+    with WireServer(
+        [
+            wire.stream(
+                wire.event(wire.CREATED),
+                wire.event(wire.DELTA),
+                wire.event(wire.COMPLETED),
+                end="reset",
+            )
+        ]
+    ) as srv:
+
+        @rp.retry(FAST)
+        def consume() -> Result:
+            result = exchange(mode, srv.url, decode=True)
+            if result.error is not None:
+                raise result.error
+            return result
+
+        assert consume().body == wire.completed_stream()
+    assert srv.hits == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("before_content", [True, False], ids=["first", "after content"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"type":"error","message":"no code"}',
+        '{"type":"error","code":null}',
+        '{"type":"error","code":""}',
+        '{"type":"error","code":{"nested":1}}',
+        "{not json",
+    ],
+    ids=["no code", "null code", "empty code", "object code", "not json"],
+)
+def test_error_event_without_usable_code_is_a_stream_failure(
+    mode: Mode, before_content: bool, data: str
+) -> None:
+    """An error event without a usable code is a stream_error: not retried, never success."""
+    frame = f"event: error\ndata: {data}\n\n".encode()
+    body = (
+        wire.events(wire.CREATED) + frame
+        if before_content
+        else wire.events(wire.CREATED, wire.DELTA) + frame
+    )
+    result, srv = on_wire(mode, wire.stream(body), wire.stream(wire.completed_stream()))
+    assert isinstance(result.error, rp.StreamError)
+    assert result.error.kind == rp.Kind.STREAM_ERROR
+    assert not result.error.retryable
+    assert srv.hits == 1
+    raised, _ = on_wire(mode, wire.stream(body), raise_on_give_up=True)
+    assert isinstance(raised.error, rp.StreamError)
+    assert raised.error.kind == rp.Kind.STREAM_ERROR
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "hint",
+    [
+        ("Retry-After", "31536000"),  # a year
+        ("Retry-After", "999999999999999999999999"),
+        ("Retry-After", "Fri, 01 Jan 2100 00:00:00 GMT"),
+        ("retry-after-ms", "86400000"),
+    ],
+    ids=["a year", "huge", "next century", "a day in ms"],
+)
+def test_retry_after_beyond_the_ceiling_gives_up_now(
+    mode: Mode, instant: rp.testing.Instant, hint: tuple[str, str]
+) -> None:
+    """A wait hint beyond max_retry_after, however large, gives up at once, hint on the error."""
+    reply = Wire(429, (*JSON, hint), (wire.envelope(429, "rate_limit_exceeded"),))
+    result, srv = on_wire(mode, reply, raise_on_give_up=True)
+    assert isinstance(result.error, rp.RateLimitError)
+    assert result.error.retry_after is not None
+    assert result.error.retry_after > rp.EUGPT.backoff.max_retry_after
+    assert srv.hits == 1
+    assert instant.waits == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("retry_after", "retry_after_ms", "at_least"),
+    [(2, 500, 2.0), (1, 3000, 3.0), (4, 4000, 4.0)],
+)
+def test_disagreeing_wait_hints_the_later_wins(
+    server: FakeEUGPT,
+    instant: rp.testing.Instant,
+    mode: Mode,
+    retry_after: int,
+    retry_after_ms: int,
+    at_least: float,
+) -> None:
+    """When Retry-After and retry-after-ms disagree, the wait is never shorter than the later."""
+    server.script(
+        Reply.error(503, retry_after=retry_after, retry_after_ms=retry_after_ms), Reply.ok()
+    )
+    result = exchange(mode, server.responses_url)
+    assert result.status == 200
+    assert len(instant.waits) == 1
+    assert instant.waits[0] >= at_least
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("raise_on_give_up", [False, True])
+def test_layers_add_up_against_a_failing_server(
+    server: FakeEUGPT, mode: Mode, raise_on_give_up: bool
+) -> None:
+    """Inside @rp.retry, always-503 makes the policy's 6 attempts in total, not 6 x 6."""
+    server.script(*[Reply.error(503)] * 50)
+    transport = transport_for(mode, policy=FAST, raise_on_give_up=raise_on_give_up)
+
+    @rp.retry(FAST)
+    def sync_call() -> httpx.Response:
+        assert isinstance(transport, httpx.BaseTransport)
+        with httpx.Client(transport=transport) as client:
+            return client.post(server.responses_url, json=BODY)
+
+    @rp.retry(FAST)
+    async def async_call() -> httpx.Response:
+        assert isinstance(transport, httpx.AsyncBaseTransport)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.post(server.responses_url, json=BODY)
+
+    def call() -> httpx.Response:
+        return sync_call() if mode == "sync" else asyncio.run(async_call())
+
+    if raise_on_give_up:
+        with pytest.raises(rp.ServiceUnavailableError) as raised:
+            call()
+        assert raised.value.attempts == 6
+    else:
+        assert call().status_code == 503
+    assert server.request_count == 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_layers_add_up_against_a_closed_port(mode: Mode) -> None:
+    """Inside @rp.retry, a closed port is tried the policy's 6 times in total, then raised."""
+    tries: list[RetryEvent] = []
+    url = closed_port_url()
+    transport = transport_for(mode, policy=FAST, before_attempt=tries.append)
+
+    @rp.retry(FAST)
+    def sync_call() -> httpx.Response:
+        assert isinstance(transport, httpx.BaseTransport)
+        with httpx.Client(transport=transport) as client:
+            return client.post(url, json=BODY)
+
+    @rp.retry(FAST)
+    async def async_call() -> httpx.Response:
+        assert isinstance(transport, httpx.AsyncBaseTransport)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.post(url, json=BODY)
+
+    with pytest.raises(httpx.ConnectError):
+        sync_call() if mode == "sync" else asyncio.run(async_call())
+    assert len(tries) == 6
 
 
 # --------------------------------------------------------------------------- hooks and API
@@ -704,13 +1038,17 @@ def test_hooks_receive_events(server: FakeEUGPT, mode: Mode) -> None:
 
 
 def test_constructor_checks_its_arguments() -> None:
-    """A transport of the wrong kind, or methods given as one string, fail at construction."""
+    """A transport of the wrong kind, a bad method name or policy fail at construction."""
     with pytest.raises(TypeError, match="BaseTransport"):
         RetryTransport(transport=httpx.AsyncHTTPTransport())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="AsyncBaseTransport"):
         AsyncRetryTransport(transport=httpx.HTTPTransport())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="methods"):
-        RetryTransport(methods="POST")
+        RetryTransport(methods=["POST", 1])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="methods"):
+        AsyncRetryTransport(methods=[])
+    with pytest.raises(TypeError, match="preamble"):
+        RetryTransport(preamble="response.created")
     with pytest.raises(TypeError, match="Policy"):
         RetryTransport("eugpt")  # type: ignore[arg-type]
 
@@ -749,6 +1087,7 @@ def test_all_is_sorted_and_complete() -> None:
     }
     assert retrypolicy_httpx.__all__ == sorted(retrypolicy_httpx.__all__)
     assert set(retrypolicy_httpx.__all__) == public == {"AsyncRetryTransport", "RetryTransport"}
+    assert retrypolicy_httpx._transport.ATTEMPTS_EXTENSION == ATTEMPTS
 
 
 def test_import_without_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 import retrypolicy as rp
 from retrypolicy.testing import FakeEUGPT, Reply
 from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
 from retrypolicy_requests import RetryAdapter
+from retrypolicy_urllib3 import PolicyRetry
 
 FAST = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none"))
 
@@ -68,7 +71,7 @@ def test_connection_failure_after_the_adapter_gave_up(instant: rp.testing.Instan
     with pytest.raises(requests.ConnectionError) as info:
         ask()
     assert len(starts) == 6
-    assert getattr(info.value, rp.EXHAUSTED) is True
+    assert getattr(info.value, rp.transport.EXHAUSTED) is True
 
 
 def test_stream_error_first_event_after_adapter_gave_up(
@@ -173,3 +176,56 @@ def test_a_different_policy_outside_still_decides_for_itself(instant: rp.testing
     with pytest.raises(TimeoutError):
         outer()
     assert len(calls) == 3  # the outer policy retried twice what the inner one would not
+
+
+def test_urllib3_pool_inside_retry_adds_up(server: FakeEUGPT, instant: rp.testing.Instant) -> None:
+    """urllib3: a PoolManager(retries=PolicyRetry) inside @rp.retry hits an always-503 server
+    1 + the unavailable limit times: the final response comes back marked."""
+    server.script(*[Reply.error(503)] * 50)
+    pm = urllib3.PoolManager(retries=PolicyRetry(FAST))
+
+    @rp.retry(FAST)
+    def ask() -> urllib3.BaseHTTPResponse:
+        return pm.request("POST", server.responses_url, json={"stream": False})
+
+    assert ask().status == 503
+    assert server.request_count == 1 + FAST.classify(503).max_retries
+
+
+def test_urllib3_in_requests_adapter_closed_port_adds_up(instant: rp.testing.Instant) -> None:
+    """urllib3: HTTPAdapter(max_retries=PolicyRetry) inside @rp.retry against a closed port makes
+    1 + the connection limit attempts, not their square (it made 36)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    starts: list[int] = []
+    retry = PolicyRetry(FAST, before_attempt=lambda e: starts.append(e.attempt))
+
+    @rp.retry(FAST)
+    def ask() -> object:
+        with requests.Session() as s:
+            s.mount("http://", HTTPAdapter(max_retries=retry))
+            return s.post(f"http://127.0.0.1:{port}/v1/responses", json={}, timeout=5)
+
+    with pytest.raises(requests.ConnectionError):
+        ask()
+    refused = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    assert len(starts) == 1 + FAST.classify(exception=refused).max_retries
+
+
+def test_urllib3_in_requests_adapter_503_adds_up(
+    server: FakeEUGPT, instant: rp.testing.Instant
+) -> None:
+    """urllib3: HTTPAdapter(max_retries=PolicyRetry) inside @rp.retry against an always-503
+    server, raise_for_status() in the function: 1 + the unavailable limit hits."""
+    server.script(*[Reply.error(503)] * 50)
+
+    @rp.retry(FAST)
+    def ask() -> None:
+        with requests.Session() as s:
+            s.mount("http://", HTTPAdapter(max_retries=PolicyRetry(FAST)))
+            s.post(server.responses_url, json={}, timeout=5).raise_for_status()
+
+    with pytest.raises(requests.HTTPError):
+        ask()
+    assert server.request_count == 1 + FAST.classify(503).max_retries

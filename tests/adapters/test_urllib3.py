@@ -6,11 +6,16 @@ nothing sleeps: waits are recorded by ``rp.testing.instant()``.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import importlib
 import io
+import json
 import pickle
 import socket
+import struct
 import sys
+import threading
 from collections.abc import Iterator
 from email.utils import formatdate
 from typing import Any
@@ -33,6 +38,7 @@ import retrypolicy as rp
 import retrypolicy_urllib3
 from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.testing import FakeEUGPT, Reply
+from retrypolicy.transport import ATTEMPTS_ATTRIBUTE, EXHAUSTED
 from retrypolicy_urllib3 import PolicyRetry, guard_stream
 
 FAST = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none"))
@@ -267,7 +273,7 @@ def test_increment_returns_a_new_object() -> None:
     assert r1 is not r0
     assert type(r1) is PolicyRetry
     assert (r0.state, r0.delay, r0.history) == (None, None, ())
-    assert r1.state == rp.AttemptState(
+    assert r1.state == rp.transport.AttemptState(
         started=10.0, attempt=2, retries=(("timeout", 1),), last_delay=0.5
     )
     assert r1.delay == 0.5
@@ -316,10 +322,10 @@ def test_new_keeps_policy_state_and_options() -> None:
     )
     assert copy.new(history=()).history == ()
     assert copy.history == r.history
-    other = r.new(policy=rp.EUGPT, redirect=False)
+    other = r.new(policy=rp.EUGPT, redirect=False)  # other options: a fresh attempt loop
     assert (other.policy, other.state, other.redirect, other.raise_on_redirect) == (
         rp.EUGPT,
-        r.state,
+        None,
         0,
         False,
     )
@@ -375,15 +381,14 @@ def test_methods_restrict_all_but_connection_failures() -> None:
     assert r.increment("POST", "/x", error=refused).state is not None
 
 
-def test_is_exhausted() -> None:
-    """is_exhausted is True once no kind of failure has retries left."""
+def test_is_exhausted_only_counts_redirects() -> None:
+    """The loop's give-up is increment's MaxRetryError; is_exhausted only says redirects ran out."""
     one = rp.Policy(rules=(rp.Rule(kind="unavailable", retry=True, max_retries=1, status=503),))
-    r = PolicyRetry(one)
-    assert not r.is_exhausted()
-    done = r.increment("POST", "/x", response=urllib3.HTTPResponse(b"", status=503))
-    assert done.is_exhausted()
-    capped = PolicyRetry(FAST.evolve(max_attempts=2)).increment("POST", "/x", error=reset())
-    assert capped.is_exhausted()
+    done = PolicyRetry(one).increment("POST", "/x", response=urllib3.HTTPResponse(b"", status=503))
+    assert not done.is_exhausted()
+    with pytest.raises(MaxRetryError, match="1 of 1 retries used"):
+        done.increment("POST", "/x", response=urllib3.HTTPResponse(b"", status=503))
+    assert PolicyRetry(redirect=0).new(redirect=-1).is_exhausted()
 
 
 def test_body_code_only_when_in_memory(events: list[RetryEvent]) -> None:
@@ -415,16 +420,17 @@ def test_sleep_waits_the_decided_delay() -> None:
     r1 = r0.increment("POST", "/x", response=urllib3.HTTPResponse(b"", status=503))
     r1.sleep()
     assert slept == [0.5] == [r1.get_backoff_time()]
-    with rp.testing.instant() as rec:
-        r1.sleep()
-    assert (rec.waits, slept) == ([0.5], [0.5])
+    with rp.testing.instant() as rec:  # the loop records the wait when it decides it
+        r2 = r1.increment("POST", "/x", response=urllib3.HTTPResponse(b"", status=503))
+        r2.sleep()
+    assert (rec.waits, slept, r2.delay) == ([1.0], [0.5], 0)
 
 
 def test_retry_after_readers() -> None:
     """get_retry_after and parse_retry_after read hints as the policy does (ms first, dates)."""
     r = PolicyRetry(wall_clock=lambda: NOW)
-    headers = {"Retry-After": "9", "retry-after-ms": "1500"}
-    assert r.get_retry_after(urllib3.HTTPResponse(b"", headers=headers)) == 1.5
+    headers = {"Retry-After": "9", "retry-after-ms": "1500"}  # they disagree: the later wins
+    assert r.get_retry_after(urllib3.HTTPResponse(b"", headers=headers)) == 9.0
     assert r.parse_retry_after(formatdate(NOW + 12, usegmt=True)) == 12.0
     with pytest.raises(urllib3.exceptions.InvalidHeader):
         r.parse_retry_after("soon")
@@ -611,6 +617,219 @@ def test_guard_stream_releases_when_stopped_early(server: FakeEUGPT) -> None:
     next(chunks)
     chunks.close()  # type: ignore[attr-defined]
     assert r.closed
+
+
+# -- the contract's sharper edges (issue 8), against a raw local server ------------------
+
+
+def sse(*events: dict[str, object]) -> bytes:
+    """Event-stream frames as the API sends them: ``event: message`` and the JSON data."""
+    return b"".join(b"event: message\ndata: " + json.dumps(e).encode() + b"\n\n" for e in events)
+
+
+CREATED = {"type": "response.created", "sequence_number": 0}
+DELTA = {"type": "response.output_text.delta", "sequence_number": 1, "delta": "hi"}
+COMPLETED = {"type": "response.completed", "sequence_number": 2}
+COMPLETE_STREAM = sse(CREATED, DELTA, COMPLETED)
+
+
+def head(status: int, *headers: str) -> bytes:
+    """A status line and headers; the server closes the connection after the body."""
+    return "".join([f"HTTP/1.1 {status} X\r\n", *(h + "\r\n" for h in headers), "\r\n"]).encode()
+
+
+@contextlib.contextmanager
+def raw_server(*payloads: bytes, end: str = "close") -> Iterator[tuple[str, list[int]]]:
+    """Serves each payload as is on its own connection, then closes it cleanly or resets it.
+
+    Yields the URL and a one-item list counting the requests seen.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen = [0]
+
+    def serve() -> None:
+        for payload in payloads:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                seen[0] += 1
+                conn.sendall(payload)
+                if end == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/responses", seen
+    finally:
+        listener.close()
+        thread.join(5)
+
+
+EVENT_STREAM = "content-type: text/event-stream"
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+def test_completed_stream_is_a_success_whatever_follows(end: str) -> None:
+    """After response.completed a cut or reset connection is no StreamError (and no retry)."""
+    chunked = b"%x\r\n%s\r\n" % (len(COMPLETE_STREAM), COMPLETE_STREAM)  # no final 0-chunk
+    with raw_server(head(200, EVENT_STREAM, "transfer-encoding: chunked") + chunked, end=end) as (
+        url,
+        seen,
+    ):
+        r = urllib3.PoolManager(retries=PolicyRetry()).request("POST", url, preload_content=False)
+        assert b"".join(guard_stream(r)) == COMPLETE_STREAM
+    assert seen == [1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        sse(CREATED, {"type": "error", "message": "no code", "sequence_number": 1}),
+        sse(CREATED, {"type": "error", "code": "", "message": "empty code"}),
+        sse(CREATED) + b"event: message\ndata: {not json\n\n",
+    ],
+    ids=["no-code", "empty-code", "not-json"],
+)
+def test_unusable_error_events_are_stream_failures(body: bytes) -> None:
+    """An error event without a usable code, or data that is not JSON, is never a success."""
+    with raw_server(head(200, EVENT_STREAM) + body) as (url, _):
+        r = urllib3.PoolManager(retries=PolicyRetry()).request("POST", url, preload_content=False)
+        with pytest.raises(rp.StreamError) as caught:
+            b"".join(guard_stream(r))
+    assert caught.value.kind != rp.Kind.SUCCESS
+
+
+@pytest.mark.parametrize("decode", [True, False], ids=["decoded", "as-on-the-wire"])
+def test_gzip_stream_is_judged_decoded(decode: bool) -> None:
+    """A gzip-encoded complete stream is a success; the caller gets what urllib3 gives."""
+    wire = gzip.compress(COMPLETE_STREAM)
+    payload = head(200, EVENT_STREAM, "content-encoding: gzip") + wire
+    with raw_server(payload) as (url, _):
+        pm = urllib3.PoolManager(retries=PolicyRetry())
+        r = pm.request("POST", url, preload_content=False, decode_content=decode)
+        body = b"".join(guard_stream(r))
+    assert body == (COMPLETE_STREAM if decode else wire)
+
+
+@pytest.mark.parametrize("decode", [True, False], ids=["decoded", "as-on-the-wire"])
+def test_gzip_error_envelope_keeps_its_code(decode: bool) -> None:
+    """A gzip-encoded error envelope keeps its code, for increment and on the final error."""
+    busy = rp.Policy(
+        rules=(rp.Rule(kind="busy", retry=True, max_retries=1, status=409, code="busy"),)
+    )
+    envelope = gzip.compress(b'{"detail": "try later", "error": "busy"}')
+    reply = head(409, "content-encoding: gzip", f"content-length: {len(envelope)}") + envelope
+    with raw_server(reply) as (url, _):
+        pm = urllib3.PoolManager(retries=PolicyRetry(busy))
+        r = pm.request("POST", url, preload_content=decode, decode_content=decode)
+        if decode:  # in memory, decoded by urllib3: increment reads the code and retries
+            assert PolicyRetry(busy).increment("POST", url, response=r).delay is not None
+        with pytest.raises(rp.APIError) as caught:
+            guard_stream(r)
+    assert caught.value.code == "busy"
+
+
+@pytest.mark.parametrize(
+    ("methods", "requests_made"), [("POST", 6), ("GET", 1), (["get", "post"], 6), (None, 6)]
+)
+def test_methods_string_is_one_method(
+    server: FakeEUGPT,
+    instant: rp.testing.Instant,
+    methods: str | list[str] | None,
+    requests_made: int,
+) -> None:
+    """methods="POST" is one method (not P, O, S, T), read as on every adapter."""
+    server.script(*[Reply.error(503)] * 8)
+    pm = urllib3.PoolManager(retries=PolicyRetry(methods=methods))
+    assert post(pm, server.responses_url).status == 503
+    assert server.request_count == requests_made
+
+
+def test_one_shot_body_is_sent_once_and_its_stream_checked(server: FakeEUGPT) -> None:
+    """urllib3 cannot tell a Retry about the body: a generator goes with retries=False, and
+    guard_stream still checks its stream."""
+    server.script(Reply.stream(1, end="error", code="upstream_error"), Reply.stream(1))
+    pm = urllib3.PoolManager(retries=PolicyRetry())
+    r = pm.request(
+        "POST", server.responses_url, body=iter([b"{}"]), retries=False, preload_content=False
+    )
+    with pytest.raises(rp.StreamError) as caught:
+        b"".join(guard_stream(r))
+    assert (caught.value.kind, server.request_count) == ("upstream_error", 1)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "attempts", "retry_after"),
+    [
+        (Reply.error(503), rp.ServiceUnavailableError, 6, None),
+        (Reply.error(429, retry_after=3600 * 24 * 365 * 3), rp.RateLimitError, 1, 94608000.0),
+        (Reply.error(404), None, 1, None),
+    ],
+    ids=["exhausted", "hint-beyond-the-ceiling", "not-retried"],
+)
+def test_raise_on_give_up(
+    server: FakeEUGPT,
+    instant: rp.testing.Instant,
+    reply: Reply,
+    error: type[rp.APIError] | None,
+    attempts: int,
+    retry_after: float | None,
+) -> None:
+    """raise_on_give_up=True raises the matching APIError (hint and attempts on it) at give-up."""
+    server.script(*[reply] * 8)
+    pm = urllib3.PoolManager(retries=PolicyRetry(raise_on_give_up=True))
+    if error is None:  # never retried, so never given up on: the response comes back
+        assert post(pm, server.responses_url).status == 404
+    else:
+        with pytest.raises(error) as caught:
+            post(pm, server.responses_url)
+        assert (caught.value.attempts, caught.value.retry_after) == (attempts, retry_after)
+        assert getattr(caught.value, EXHAUSTED, False) is True
+    assert server.request_count == attempts
+
+
+def test_give_up_marks_the_error_and_its_reason(
+    closed_port: int, instant: rp.testing.Instant
+) -> None:
+    """The MaxRetryError of a give-up and its reason are marked: an outer layer adds up."""
+    with pytest.raises(MaxRetryError) as caught:
+        post(urllib3.PoolManager(retries=PolicyRetry()), f"http://127.0.0.1:{closed_port}/")
+    assert getattr(caught.value, EXHAUSTED) is True
+    assert getattr(caught.value.reason, EXHAUSTED) is True
+
+
+def test_give_up_marks_the_returned_response(
+    server: FakeEUGPT, instant: rp.testing.Instant
+) -> None:
+    """The final response of a give-up carries its attempts and the exhaustion mark."""
+    server.script(*[Reply.error(500)] * 3)
+    r = post(urllib3.PoolManager(retries=PolicyRetry()), server.responses_url)
+    assert (r.status, getattr(r, ATTEMPTS_ATTRIBUTE), getattr(r, EXHAUSTED)) == (500, 3, True)
+
+
+def test_before_attempt_counts_every_attempt(closed_port: int, instant: rp.testing.Instant) -> None:
+    """before_attempt is told of each attempt, the first one included (late: at its failure)."""
+    seen: list[int] = []
+    retry = PolicyRetry(before_attempt=lambda e: seen.append(e.attempt))
+    with pytest.raises(MaxRetryError):
+        post(urllib3.PoolManager(retries=retry), f"http://127.0.0.1:{closed_port}/")
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_pool_object_is_shared_not_changed(server: FakeEUGPT, instant: rp.testing.Instant) -> None:
+    """The pool's PolicyRetry holds no loop: each request starts its own count."""
+    retry = PolicyRetry()
+    pm = urllib3.PoolManager(retries=retry)
+    server.script(*[Reply.error(503)] * 6, *[Reply.error(503)] * 6)
+    assert post(pm, server.responses_url).status == 503
+    assert post(pm, server.responses_url).status == 503
+    assert (server.request_count, retry.loop, retry.state) == (12, None, None)
 
 
 # -- the package --------------------------------------------------------------------

@@ -1,10 +1,21 @@
-"""The built-in hooks and the process-wide list of active ones."""
+"""The built-in hooks and the process-wide list of active ones.
+
+Where events go by default: through structlog once the application has configured
+it (``structlog.is_configured()``), through the stdlib ``logging`` module (logger
+``retrypolicy``) before that. Never to standard output: an unconfigured structlog
+prints there, mixing retry events into the program's own output, while an
+unconfigured ``logging`` sends warnings and errors to standard error through its
+last-resort handler and otherwise obeys whatever logging setup the application has.
+The choice is made per event (one attribute read), so an application that
+configures structlog after importing retrypolicy, or a test inside
+``structlog.testing.capture_logs()``, gets the events through structlog from then on.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -13,18 +24,38 @@ from .._events import GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 if TYPE_CHECKING:
     from ..typing import RetryHook
 
-__all__ = ["LoggingHook", "StructlogHook", "get_hooks", "set_hooks"]
+__all__ = [
+    "DefaultHook",
+    "LoggingHook",
+    "StructlogHook",
+    "get_hooks",
+    "internal_log",
+    "set_hooks",
+]
+
+LOGGER_NAME: Final = "retrypolicy"
+"""The name of the structlog and stdlib loggers events go to."""
 
 _LEVELS: Final = {SCHEDULED: logging.WARNING, GAVE_UP: logging.ERROR, SUCCEEDED: logging.INFO}
 
 
+def _text(event_name: str, fields: dict[str, Any]) -> str:
+    """``retry.scheduled call='fetch' attempt=1 ...``: the fields that hold a value."""
+    shown = " ".join(f"{k}={v!r}" for k, v in fields.items() if v is not None)
+    return f"{event_name} {shown}" if shown else event_name
+
+
 class StructlogHook:
-    """Logs each event through structlog: ``logger.warning("retry.scheduled", attempt=1, ...)``."""
+    """Logs each event through structlog: ``logger.warning("retry.scheduled", attempt=1, ...)``.
+
+    Always structlog, configured or not; the default hook (:class:`DefaultHook`)
+    uses it only once structlog is configured.
+    """
 
     __slots__ = ("_logger",)
 
     def __init__(self, logger: object | None = None) -> None:
-        self._logger = logger if logger is not None else structlog.get_logger("retrypolicy")
+        self._logger = logger if logger is not None else structlog.get_logger(LOGGER_NAME)
 
     def __call__(self, event: RetryEvent, /) -> None:
         level = _LEVELS.get(event.name)
@@ -38,26 +69,69 @@ class StructlogHook:
 
 
 class LoggingHook:
-    """Logs each event through the stdlib ``logging`` module (logger ``retrypolicy``)."""
+    """Logs each event through the stdlib ``logging`` module (logger ``retrypolicy``).
+
+    The message reads ``retry.scheduled call='fetch' policy='eugpt' attempt=1 ...``
+    (keys without a value left out); every key, ``None`` included, is also on the
+    record as ``record.retry`` (a dict) for structured handlers.
+    """
 
     __slots__ = ("_logger",)
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._logger = logger if logger is not None else logging.getLogger("retrypolicy")
+        self._logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)
 
     def __call__(self, event: RetryEvent, /) -> None:
         level = _LEVELS.get(event.name)
-        if level is None:
+        if level is None or not self._logger.isEnabledFor(level):
             return
         fields = event.to_log()
-        text = " ".join(f"{k}={v!r}" for k, v in fields.items())
-        self._logger.log(level, "%s %s", event.name, text, extra={"retry": fields})
+        self._logger.log(level, "%s", _text(event.name, fields), extra={"retry": fields})
 
     def __repr__(self) -> str:
         return "LoggingHook()"
 
 
-_hooks: tuple[RetryHook, ...] = (StructlogHook(),)
+class DefaultHook:
+    """The hook active out of the box: structlog once configured, stdlib logging before.
+
+    Decided per event with ``structlog.is_configured()``, so configuring structlog
+    later (or entering ``structlog.testing.capture_logs()``) takes effect at once.
+    """
+
+    __slots__ = ("_logging", "_structlog")
+
+    def __init__(self) -> None:
+        self._structlog = StructlogHook()
+        self._logging = LoggingHook()
+
+    def __call__(self, event: RetryEvent, /) -> None:
+        if structlog.is_configured():
+            self._structlog(event)
+        else:
+            self._logging(event)
+
+    def __repr__(self) -> str:
+        return "DefaultHook()"
+
+
+class _InternalLog:
+    """retrypolicy's own diagnostics (a hook that raised), routed like the default hook."""
+
+    __slots__ = ()
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log *event* at error level with the exception being handled."""
+        if structlog.is_configured():
+            structlog.get_logger(LOGGER_NAME).exception(event, **fields)
+        else:
+            logging.getLogger(LOGGER_NAME).error("%s", _text(event, fields), exc_info=True)
+
+
+internal_log: Final = _InternalLog()
+"""Where the attempt loop reports its own trouble: never standard output."""
+
+_hooks: tuple[RetryHook, ...] = (DefaultHook(),)
 
 
 def set_hooks(hooks: Iterable[RetryHook]) -> None:

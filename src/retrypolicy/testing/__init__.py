@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._fake import FakeEUGPT, RecordedRequest, Reply
 from ._instant import Instant, instant, set_instant
+from ._replies import Reply
+from ._server import FakeEUGPT, RecordedRequest
 
 __all__ = ["FakeEUGPT", "Instant", "RecordedRequest", "Reply", "instant", "set_instant"]

@@ -1,0 +1,169 @@
+"""``RetryMiddleware``: the seam's attempt loop around aiohttp's handler (aiohttp 3.12+)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Unpack, cast
+
+import aiohttp
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from aiohttp.payload import AsyncIterablePayload
+
+import retrypolicy as rp
+from retrypolicy.transport import (
+    MAX_ERROR_BODY,
+    AdapterKeywords,
+    AdapterOptions,
+    AttemptLoop,
+    Exchange,
+    is_event_stream,
+)
+
+__all__ = ["CheckedContent", "RetryMiddleware"]
+
+# aiohttp's exceptions, mapped once: never connected, or sent and then no complete response
+for _exc, _failure in (
+    (aiohttp.ClientConnectorError, rp.Failure.CONNECTION),
+    (aiohttp.ClientSSLError, None),
+    (aiohttp.ConnectionTimeoutError, rp.Failure.CONNECTION),
+    (aiohttp.ClientOSError, rp.Failure.TIMEOUT),
+    (aiohttp.ClientConnectionResetError, rp.Failure.TIMEOUT),
+    (aiohttp.ServerDisconnectedError, rp.Failure.TIMEOUT),
+    (aiohttp.ServerTimeoutError, rp.Failure.TIMEOUT),
+    (aiohttp.ClientPayloadError, rp.Failure.TIMEOUT),
+):
+    rp.register_exception(_exc, _failure)
+
+
+class RetryMiddleware:
+    """Retries each request by *policy* (default: the default policy, ``rp.EUGPT``).
+
+    On give-up the final response is returned, marked with ``retry_attempts``, unless
+    ``raise_on_give_up=True``. A one-shot body (an async generator) is sent once. The
+    keywords are :class:`~retrypolicy.transport.AdapterKeywords` (``sleep`` is unused).
+    """
+
+    def __init__(self, policy: rp.Policy | None = None, **options: Unpack[AdapterKeywords]) -> None:
+        self.options = AdapterOptions(policy=policy, name="aiohttp", **options)
+
+    def __repr__(self) -> str:
+        return f"<RetryMiddleware policy={self.options.policy.name!r}>"
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """Send *request* through *handler* until the policy is satisfied or gives up."""
+        one_shot = isinstance(request.body, AsyncIterablePayload)
+        loop = self.options.loop(request.method, resendable=not one_shot)
+
+        async def attempt() -> Exchange:
+            response = await handler(request)
+            try:
+                return await self._exchange(loop, response)
+            except BaseException:
+                response.close()
+                raise
+
+        return cast("ClientResponse", await loop.arun(attempt))
+
+    async def _exchange(self, loop: AttemptLoop, response: ClientResponse) -> Exchange:
+        """One attempt's response, judged on the decoded bytes aiohttp reads."""
+        status, headers = response.status, response.headers
+        ex = Exchange(response, close=response.release)
+        rest = _iterate(response.content.readany)
+        if loop.judge(status, headers) is not None:  # a failure: its envelope has the code
+            read: list[bytes] = []
+            while sum(map(len, read)) < MAX_ERROR_BODY and (chunk := await anext(rest, b"")):
+                read.append(chunk)
+            ex.outcome = loop.judge(status, headers, b"".join(read)[:MAX_ERROR_BODY])
+        elif is_event_stream(headers):
+            ex.check = check = self.options.stream_check()
+            read, problem = await check.aprime(rest)
+            ex.outcome = None if problem is None else check.outcome(problem, status)
+            rest = check.aguard(rest)  # what was read is checked already
+        else:
+            return ex  # a plain success: the response is aiohttp's, untouched
+        # not a StreamReader, but it offers StreamReader's reading API (see CheckedContent)
+        response.content = CheckedContent(response.content, read, rest)  # type: ignore[assignment]
+        return ex
+
+
+async def _iterate(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]:
+    while chunk := await read():
+        yield chunk
+
+
+class CheckedContent:
+    """``response.content`` once the middleware read from it: the bytes read, then the rest
+    (through the stream check, for an event stream). StreamReader's reading API; the chunk
+    and buffer calls raise AttributeError; anything else is the original reader's.
+    """
+
+    def __init__(
+        self, inner: aiohttp.StreamReader, read: list[bytes], chunks: AsyncIterator[bytes]
+    ) -> None:
+        self._inner = inner
+        self._buffer = b"".join(read)
+        self._chunks = chunks
+        self._eof = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"readchunk", "iter_chunks", "read_nowait", "unread_data", "is_eof"}:
+            msg = f"response.content.{name}() would skip retrypolicy's replay: use iter_any()"
+            raise AttributeError(msg)
+        return getattr(self._inner, name)
+
+    async def _next(self) -> bytes:
+        """The next chunk of the rest of the body; b"" at its end."""
+        chunk = await anext(self._chunks, b"")
+        self._eof = not chunk
+        return chunk
+
+    async def _take(self, want: Callable[[bytes], int | None]) -> bytes:
+        """Fill the buffer until *want* says how much of it to hand out (all of it at the end)."""
+        while (n := want(self._buffer)) is None and (chunk := await self._next()):
+            self._buffer += chunk
+        n = len(self._buffer) if n is None else n
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to *n* bytes (everything with -1, joined once), like ``StreamReader.read``."""
+        if n >= 0:
+            return await self._take(lambda b: n if b else None)
+        parts, self._buffer = [self._buffer], b""
+        while chunk := await self._next():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def readany(self) -> bytes:
+        """What is buffered, or else the next chunk."""
+        return await self._take(lambda b: len(b) or None)
+
+    async def readuntil(self, separator: bytes = b"\n", *, max_size: int | None = None) -> bytes:
+        """Up to and including *separator* (or the rest at the end); *max_size* is not enforced."""
+        return await self._take(
+            lambda b: None if (i := b.find(separator)) < 0 else i + len(separator)
+        )
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        """One line, ``\\n`` included."""
+        return await self.readuntil()
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly *n* bytes, or ``asyncio.IncompleteReadError``."""
+        data = await self._take(lambda b: n if len(b) >= n else None)
+        if len(data) < n:
+            raise asyncio.IncompleteReadError(data, n)
+        return data
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _iterate(self.readline)
+
+    def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
+        return _iterate(lambda: self.read(n))
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return _iterate(self.readany)

@@ -1,0 +1,59 @@
+"""A policy as a TOML file: :func:`dump_policy`."""
+
+from __future__ import annotations
+
+from .._backoff import Backoff
+from .._errors import ConfigError
+from .._policy import Policy
+from .literals import toml_key, toml_string, toml_value
+from .schema import SCHEMA
+
+__all__ = ["dump_policy"]
+
+
+def _backoff_lines(backoff: Backoff) -> list[str]:
+    return [f"{k.name} = {toml_value(getattr(backoff, k.name))}" for k in SCHEMA["backoff"]]
+
+
+def dump_policy(policy: Policy) -> str:
+    """*policy* as a self-contained TOML file that :func:`load_policy` reads back equal.
+
+    Everything is written out — every rule with its kind, limits and advice,
+    the full backoff, ``extends = false`` — so the file means the same thing
+    whatever the built-in profiles become in later versions.
+
+    Raises:
+        ConfigError: if the policy has an empty name (there is no
+            ``[policies.<name>]`` for it).
+    """
+    if not policy.name:
+        msg = "policy name '': expected a non-empty name to write as [policies.<name>]"
+        raise ConfigError(msg)
+    head = f"policies.{toml_key(policy.name)}"
+    lines = [
+        f"# The retrypolicy policy {toml_string(policy.name)}, self-contained: "
+        "it inherits nothing.",
+        f"[{head}]",
+        "extends = false",
+        "max_attempts = "
+        + (toml_value(policy.max_attempts) if policy.max_attempts is not None else "false"),
+        "deadline = " + (toml_value(policy.deadline) if policy.deadline is not None else "false"),
+        "",
+        f"[{head}.backoff]",
+        *_backoff_lines(policy.backoff),
+    ]
+    for rule in policy.rules:
+        lines += ["", f"[[{head}.rules]]"]
+        values: dict[str, object] = {
+            "status": rule.status.to_data() if rule.status is not None else None,
+            "code": rule.code,
+            "failure": rule.failure.value if rule.failure is not None else None,
+            "kind": str(rule.kind),
+            "retry": rule.retry,
+            "max_retries": rule.max_retries,
+            "advice": rule.advice or None,  # "" is the default: leave it out
+        }
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None]
+        if rule.backoff is not None:
+            lines += [f"[{head}.rules.backoff]", *_backoff_lines(rule.backoff)]
+    return "\n".join(lines) + "\n"

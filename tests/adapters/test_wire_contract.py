@@ -1,0 +1,261 @@
+"""The contract's wire rules, on every adapter: one row per rule, every transport.
+
+Each row scripts exact bytes (tests/adapters/wire.py) — gzip-encoded bodies and
+streams, connections cut after ``response.completed``, malformed error events,
+one-shot request bodies — and checks what the caller ends with and how many
+requests the server saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+
+import retrypolicy as rp
+from retrypolicy_requests import RetryAdapter
+from retrypolicy_urllib3 import PolicyRetry, guard_stream
+
+from .wire import (
+    CREATED,
+    DELTA,
+    Wire,
+    WireServer,
+    completed_stream,
+    envelope,
+    events,
+    gzipped,
+    stream,
+)
+
+FAST = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none", initial=0.001, max_delay=0.001))
+GZ = (("Content-Encoding", "gzip"),)
+
+
+@dataclass
+class Result:
+    """What the caller ended with: the body it read, or the error raised at it."""
+
+    status: int | None = None
+    body: bytes = b""
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """How a row calls: the options the adapter gets, and the request body."""
+
+    methods: str | None = None
+    raise_on_give_up: bool = False
+    one_shot: bool = False
+    method: str = "POST"
+
+
+def _body(call: Call) -> Any:
+    payload = json.dumps({"input": "hi"}).encode()
+    if call.one_shot:
+        return iter([payload])  # a generator-like one-shot body
+    return payload
+
+
+def _via_requests(url: str, call: Call) -> Result:
+    adapter = RetryAdapter(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
+    with requests.Session() as s:
+        s.mount("http://", adapter)
+        try:
+            r = s.request(call.method, url, data=_body(call), stream=True, timeout=5)
+            return Result(r.status_code, r.content)
+        except Exception as e:  # noqa: BLE001 - the row checks what the caller got
+            return Result(error=e)
+
+
+def _via_urllib3(url: str, call: Call) -> Result:
+    retries = PolicyRetry(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
+    with urllib3.PoolManager(retries=retries) as http:
+        try:
+            r = http.request(call.method, url, body=_body(call), preload_content=False, timeout=5)
+            if r.status >= 400 and not call.raise_on_give_up:
+                data = r.read()
+                r.release_conn()
+                return Result(r.status, data)
+            return Result(r.status, b"".join(guard_stream(r)))
+        except Exception as e:  # noqa: BLE001
+            return Result(error=e)
+
+
+CLIENTS: dict[str, Callable[[str, Call], Result]] = {
+    "requests": _via_requests,
+    "urllib3": _via_urllib3,
+}
+RESENDING = {k: v for k, v in CLIENTS.items() if k != "urllib3"}
+"""Adapters that see the request body: urllib3's Retry never does, so a one-shot body there
+needs ``retries=False`` (tests/adapters/test_urllib3.py covers that documented limit)."""
+
+
+@pytest.fixture(params=sorted(CLIENTS))
+def client(request: pytest.FixtureRequest) -> Callable[[str, Call], Result]:
+    return CLIENTS[request.param]
+
+
+@pytest.fixture(params=sorted(RESENDING))
+def body_aware(request: pytest.FixtureRequest) -> Callable[[str, Call], Result]:
+    return RESENDING[request.param]
+
+
+def run(
+    client: Callable[[str, Call], Result], *script: Wire, call: Call = Call()
+) -> tuple[Result, WireServer]:
+    with WireServer(script) as server, rp.testing.instant():
+        result = client(server.url, call)
+    return result, server
+
+
+def _stream_error(result: Result) -> rp.StreamError:
+    assert isinstance(result.error, rp.StreamError), result
+    return result.error
+
+
+# -- bodies and streams are judged decoded ----------------------------------------------
+
+
+def test_gzip_error_envelope_keeps_its_code(client: Callable[[str, Call], Result]) -> None:
+    """A gzip-encoded error envelope is judged decoded: its code reaches the error."""
+    body = gzipped(envelope(403, "project_forbidden"))
+    result, server = run(
+        client,
+        Wire(403, (("Content-Type", "application/json"), *GZ), (body,)),
+        call=Call(raise_on_give_up=True),
+    )
+    assert isinstance(result.error, rp.APIError), result
+    assert (result.error.status, result.error.code) == (403, "project_forbidden")
+    assert server.hits == 1
+
+
+def test_gzip_complete_stream_is_a_success(client: Callable[[str, Call], Result]) -> None:
+    """A gzip-encoded stream that ends in response.completed is one success, not three."""
+    result, server = run(client, stream(gzipped(completed_stream()), headers=GZ))
+    assert result.error is None, result.error
+    assert b"response.completed" in result.body
+    assert server.hits == 1
+
+
+def test_gzip_stream_error_before_content_is_retried(
+    client: Callable[[str, Call], Result], request: pytest.FixtureRequest
+) -> None:
+    """A gzip-encoded stream failing before content is judged decoded: its error code is
+    seen, and it is retried transparently where the adapter owns the stream (urllib3's
+    Retry never sees a 200's body: there the caller gets the classified StreamError)."""
+    failing = events(CREATED, {"type": "error", "code": "upstream_timeout", "message": "slow"})
+    result, server = run(
+        client,
+        stream(gzipped(failing), headers=GZ),
+        stream(gzipped(completed_stream()), headers=GZ),
+    )
+    if request.node.callspec.params["client"] == "urllib3":
+        assert _stream_error(result).code == "upstream_timeout"
+        assert server.hits == 1
+        return
+    assert result.error is None, result.error
+    assert server.hits == 2
+
+
+# -- a completed stream is a success whatever the connection does next -------------------
+
+
+@pytest.mark.parametrize("end", ["reset", "close"])
+def test_completed_stream_then_cut_is_a_success(
+    client: Callable[[str, Call], Result], end: str
+) -> None:
+    """The connection cut (reset, or closed mid-chunked-body) after response.completed
+    changes nothing: no StreamError, no second generation."""
+    result, server = run(client, stream(completed_stream(), end=end))  # type: ignore[arg-type]
+    assert result.error is None, result.error
+    assert b"response.completed" in result.body
+    assert server.hits == 1
+
+
+# -- every failure has a failure kind -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"type":"error","message":"no code"}',
+        '{"type":"error","code":null}',
+        '{"type":"error","code":{"nested":1}}',
+        "{not json",
+    ],
+    ids=["no-code", "null-code", "object-code", "not-json"],
+)
+def test_error_event_without_usable_code_is_a_stream_failure(
+    client: Callable[[str, Call], Result], data: str
+) -> None:
+    """An error event without a usable code is a stream_error (not retried), never success."""
+    frame = f"event: error\ndata: {data}\n\n".encode()
+    result, server = run(client, stream(events(CREATED, DELTA) + frame))
+    err = _stream_error(result)
+    assert err.kind == rp.Kind.STREAM_ERROR
+    assert not err.retryable
+    assert server.hits == 1
+
+
+# -- one-shot bodies, methods ----------------------------------------------------------------
+
+
+def test_one_shot_body_is_sent_once(body_aware: Callable[[str, Call], Result]) -> None:
+    """A request body that can be read only once is sent once, even on a retryable 503."""
+    result, server = run(
+        body_aware, Wire(503, (), (envelope(503, "busy"),)), call=Call(one_shot=True)
+    )
+    assert result.status == 503
+    assert server.hits == 1
+
+
+def test_one_shot_body_stream_is_still_checked(
+    body_aware: Callable[[str, Call], Result],
+) -> None:
+    """The response stream of a one-shot request is still checked to its last event."""
+    failing = events(CREATED, DELTA, {"type": "error", "code": "upstream_error", "message": "x"})
+    result, server = run(body_aware, stream(failing), call=Call(one_shot=True))
+    assert _stream_error(result).code == "upstream_error"
+    assert server.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("methods", "hits"), [("POST", 3), ("post", 3), ("GET", 1)], ids=["POST", "post", "GET"]
+)
+def test_methods_string_is_one_method(
+    client: Callable[[str, Call], Result], methods: str, hits: int
+) -> None:
+    """methods="POST" means the one method POST (not the letters P, O, S, T), everywhere."""
+    unavailable = Wire(503, (), (envelope(503, "busy"),))
+    ok = stream(completed_stream())
+    result, server = run(client, unavailable, unavailable, ok, call=Call(methods=methods))
+    assert server.hits == hits
+    assert result.status == (200 if hits == 3 else 503)
+
+
+# -- a server's wait hint is never undercut ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [("Retry-After", "999999999999999999999999"), ("Retry-After", "Fri, 01 Jan 2100 00:00:00 GMT")],
+    ids=["huge-seconds", "next-century"],
+)
+def test_retry_after_beyond_ceiling_gives_up_now(
+    client: Callable[[str, Call], Result], hint: tuple[str, str]
+) -> None:
+    """A Retry-After beyond max_retry_after, however large, means give up at once."""
+    result, server = run(
+        client, Wire(429, (hint,), (envelope(429, "rate"),)), call=Call(raise_on_give_up=True)
+    )
+    assert isinstance(result.error, rp.RateLimitError), result
+    assert result.error.retry_after is not None
+    assert result.error.retry_after > FAST.backoff.max_retry_after
+    assert server.hits == 1

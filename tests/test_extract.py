@@ -1,0 +1,198 @@
+"""What a call returned or raised, as an Outcome: responses judged per value, the exhausted
+marker found on a response or anywhere in an exception's chain."""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+
+import pytest
+import requests
+import urllib3
+
+import retrypolicy as rp
+from retrypolicy._extract import never_a_response, outcome_of_exception, outcome_of_value
+from retrypolicy._outcome import mark_exhausted
+
+FAST = rp.EUGPT.evolve(backoff=rp.Backoff(jitter="none"))
+
+
+def wall() -> float:
+    return 1_800_000_000.0
+
+
+def _maybe_class() -> type:
+    """A fresh class whose instances have a status_code only when given one."""
+
+    class Maybe:
+        def __init__(self, status: object = None) -> None:
+            if status is not None:
+                self.status_code = status
+
+    return Maybe
+
+
+@pytest.mark.parametrize(
+    ("statuses", "failed"),
+    [
+        pytest.param([None, 503], [False, True], id="plain first, then a 503"),
+        pytest.param([503, None], [True, False], id="a 503 first, then plain"),
+        pytest.param([200, "503", 503], [False, False, True], id="a str status is no status"),
+        pytest.param([None, True, 429], [False, False, True], id="a bool status is no status"),
+        pytest.param(
+            [None, http.HTTPStatus.SERVICE_UNAVAILABLE], [False, True], id="an IntEnum status"
+        ),
+    ],
+)
+def test_a_response_is_judged_per_value(statuses: list[object], failed: list[bool]) -> None:
+    """Instances of one class are judged each on its own: a value's status is read on the
+    value every time, never decided once for its type (values seen earlier change nothing)."""
+    cls = _maybe_class()
+    got = [outcome_of_value(cls(s), FAST, wall=wall) is not None for s in statuses]
+    assert got == failed
+
+
+def test_status_attribute_on_some_instances_only(instant: rp.testing.Instant) -> None:
+    """@rp.retry retries a returned 503 even after the same class was returned plain."""
+    cls = _maybe_class()
+    plain = rp.retry(FAST)(cls)
+    assert not hasattr(plain(), "status_code")
+    values = [cls(503), cls(200)]
+    result = rp.retry(FAST)(lambda: values.pop(0))()
+    assert result.status_code == 200
+    assert instant.waits == [0.5]
+
+
+@pytest.mark.parametrize(
+    ("value", "is_failure"),
+    [
+        pytest.param(None, False, id="None"),
+        pytest.param(503, False, id="an int is not a response"),
+        pytest.param({"status_code": 503}, False, id="a dict is not a response"),
+        pytest.param(type("D", (dict,), {"status_code": 503})(), True, id="a dict subclass"),
+        pytest.param(type("S", (), {"status": 502})(), True, id="status (urllib3, aiohttp)"),
+        pytest.param(ValueError("x"), False, id="an exception's status is not a response's"),
+    ],
+)
+def test_what_is_a_response(value: object, is_failure: bool) -> None:
+    """Exact builtins are never responses; anything else is when it has an int status."""
+    assert (outcome_of_value(value, FAST, wall=wall) is not None) is is_failure
+
+
+def test_never_a_response() -> None:
+    """A type declared never_a_response is not a response whatever it carries (exact type)."""
+
+    @never_a_response
+    class Judged:
+        status_code = 503
+
+    class Sub(Judged):
+        pass
+
+    assert outcome_of_value(Judged(), FAST, wall=wall) is None
+    assert outcome_of_value(Sub(), FAST, wall=wall) is not None
+
+
+# -- the exhausted marker ---------------------------------------------------------------
+
+
+def _marked() -> Exception:
+    e = urllib3.exceptions.MaxRetryError(None, "/v1/responses")  # type: ignore[arg-type]
+    mark_exhausted(e)
+    return e
+
+
+def _wrapped_in_except() -> BaseException:
+    """What requests does: raise its ConnectionError inside ``except MaxRetryError``."""
+    try:
+        try:
+            raise _marked()
+        except urllib3.exceptions.MaxRetryError as e:
+            raise requests.ConnectionError(e)  # noqa: B904 - as requests does
+    except requests.ConnectionError as outer:
+        return outer
+
+
+def _raised_from() -> BaseException:
+    try:
+        raise ConnectionError("outer") from _marked()
+    except ConnectionError as e:
+        return e
+
+
+def _chain(depth: int) -> BaseException:
+    """An exception whose marked ancestor is *depth* links down its context chain."""
+    exc: BaseException = _marked()
+    for i in range(depth):
+        nxt = ConnectionError(f"level {i}")
+        nxt.__context__ = exc
+        exc = nxt
+    return exc
+
+
+def _cycle() -> BaseException:
+    a, b = ConnectionError("a"), ConnectionError("b")
+    a.__context__, b.__context__ = b, a
+    a.__cause__ = b
+    return a
+
+
+@pytest.mark.parametrize(
+    ("make", "exhausted"),
+    [
+        pytest.param(_marked, True, id="marked itself"),
+        pytest.param(lambda: ConnectionError("plain"), False, id="unmarked, no chain"),
+        pytest.param(_wrapped_in_except, True, id="requests wraps it in an except: context"),
+        pytest.param(_raised_from, True, id="raise ... from marked: cause"),
+        pytest.param(lambda: _chain(7), True, id="8 exceptions deep: found"),
+        pytest.param(lambda: _chain(8), False, id="9 deep: beyond the bound"),
+        pytest.param(_cycle, False, id="a cycle ends"),
+    ],
+)
+def test_exhausted_marker_in_the_chain(make: Callable[[], BaseException], exhausted: bool) -> None:
+    """An exception counts as exhausted when it, or one of the first 8 exceptions of its
+    cause/context chain, carries retrypolicy_exhausted = True; cycles do not hang."""
+    assert outcome_of_exception(make(), wall=wall).exhausted is exhausted
+
+
+class Resp:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+
+
+@pytest.mark.parametrize(
+    ("mark", "exhausted"),
+    [
+        pytest.param(lambda r: None, False, id="unmarked"),
+        pytest.param(mark_exhausted, True, id="mark_exhausted(response)"),
+        pytest.param(
+            lambda r: setattr(r, rp.transport.EXHAUSTED, "yes"), False, id="only True counts"
+        ),
+        pytest.param(lambda r: setattr(r, "retry_attempts", 3), False, id="attempts alone"),
+        pytest.param(
+            lambda r: setattr(r, "raw", type("Raw", (), {rp.transport.EXHAUSTED: True})()),
+            True,
+            id="wrapped transport response marked",
+        ),
+    ],
+)
+def test_exhausted_response(
+    mark: Callable[[Resp], None], exhausted: bool, instant: rp.testing.Instant
+) -> None:
+    """A failed response a retry layer marked (itself, or the transport response it wraps)
+    is exhausted: an outer @rp.retry gives up on it at once. An attempts count alone is
+    not a mark: an adapter that was not allowed to retry still records its one attempt."""
+    r = Resp(503)
+    mark(r)
+    outcome = outcome_of_value(r, FAST, wall=wall)
+    assert outcome is not None
+    assert outcome.exhausted is exhausted
+    calls: list[int] = []
+
+    def call() -> Resp:
+        calls.append(1)
+        return r
+
+    assert rp.retry(FAST)(call)() is r
+    assert len(calls) == (1 if exhausted else 6)
