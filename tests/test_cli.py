@@ -105,7 +105,11 @@ def test_serve_fake(tmp_path: Path) -> None:
             assert requests.post(url, json={"stream": False}, timeout=5).status_code == 200
         finally:
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never let a stuck child hang the suite
+                raise
     assert proc.returncode == 0
 
 

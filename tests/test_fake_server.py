@@ -1,4 +1,5 @@
-"""FakeEUGPT over real sockets, seen by requests, httpx (sync and async) and urllib3."""
+"""FakeEUGPT over real sockets, seen by requests, httpx (sync and async), urllib3 and the
+official openai SDK (with its strict response validation)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import requests
 import urllib3
@@ -105,10 +107,23 @@ def test_default_reply_streams_when_stream_is_not_false(server: FakeEUGPT) -> No
         "response.completed",
     ]
     assert [e["sequence_number"] for e in events] == [0, 1, 2, 3, 4]
+    assert [list(e)[:2] for e in events] == [["type", "sequence_number"]] * 5  # monitor layout
     text = "".join(e["delta"] for e in events[1:-1])
-    assert events[-1]["response"]["output_text"] == text
-    assert events[-1]["response"]["status"] == "completed"
-    assert events[0]["response"]["id"] == events[-1]["response"]["id"] == "resp_1"
+    assert events[1] == {
+        "type": "response.output_text.delta",
+        "sequence_number": 1,
+        "item_id": "msg_0",
+        "output_index": 0,
+        "content_index": 0,
+        "logprobs": [],
+        "delta": "chunk 0. ",
+    }
+    created, done = events[0]["response"], events[-1]["response"]
+    assert (created["status"], created["output"]) == ("in_progress", [])
+    assert done["output_text"] == text
+    assert done["output"][0]["content"][0]["text"] == text
+    assert done["status"] == "completed"
+    assert created["id"] == done["id"] == "resp_1"
 
 
 def test_default_reply_is_json_when_stream_is_false(server: FakeEUGPT) -> None:
@@ -121,7 +136,27 @@ def test_default_reply_is_json_when_stream_is_false(server: FakeEUGPT) -> None:
     assert response.json() == {
         "id": "resp_1",
         "object": "response",
+        "created_at": 1767225600,
         "status": "completed",
+        "model": "auto",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_0",
+                "status": "completed",
+                "role": "assistant",
+                "content": [
+                    {"type": "output_text", "text": "Hello from FakeEUGPT.", "annotations": []}
+                ],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
         "output_text": "Hello from FakeEUGPT.",
     }
 
@@ -250,6 +285,7 @@ def test_stream_ending_in_error_event(server: FakeEUGPT) -> None:
     ]
     assert events[-1] == {
         "type": "error",
+        "sequence_number": 3,
         "code": "upstream_error",
         "message": "Model returned an internal error",
     }
@@ -260,6 +296,7 @@ def test_stream_error_default_code_and_custom_message(server: FakeEUGPT) -> None
     server.script(Reply.stream(0, end="error"), Reply.stream(0, end="error", message="slow"))
     assert sse(post(server).text)[-1] == {
         "type": "error",
+        "sequence_number": 1,
         "code": "upstream_timeout",
         "message": "Model timed out",
     }
@@ -268,8 +305,11 @@ def test_stream_error_default_code_and_custom_message(server: FakeEUGPT) -> None
 
 def test_stream_skip_sequence(server: FakeEUGPT) -> None:
     """skip_sequence=True makes sequence_number jump from 0 to 2."""
-    server.script(Reply.stream(3, skip_sequence=True))
+    server.script(
+        Reply.stream(3, skip_sequence=True), Reply.stream(1, end="error", skip_sequence=True)
+    )
     assert [e["sequence_number"] for e in sse(post(server).text)] == [0, 2, 3, 4, 5]
+    assert [e["sequence_number"] for e in sse(post(server).text)] == [0, 2, 3]
 
 
 def test_stream_cut_seen_by_requests(server: FakeEUGPT) -> None:
@@ -376,6 +416,8 @@ def test_large_stream_sequence_numbers_are_contiguous(server: FakeEUGPT) -> None
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     chars = sum(len(e["delta"]) for e in events if e["type"] == "response.output_text.delta")
     assert events[-1]["response"]["output_chars"] == chars
+    assert events[-1]["response"]["output"] == []  # the text is not sent twice
+    assert {e["item_id"] for e in events[1:-1]} == {"msg_0"}
 
 
 # --------------------------------------------------------------------------- connection faults
@@ -966,3 +1008,118 @@ def test_load_script_missing_file(tmp_path: Path) -> None:
     """A missing script is a ConfigError naming it, like a missing policy file."""
     with pytest.raises(rp.ConfigError, match="cannot read the script: expected an existing file"):
         load_script(tmp_path / "none.json")
+
+
+# --------------------------------------------------------------------------- the openai SDK
+# The EU GPT API has the shape of OpenAI's Responses API. With _strict_response_validation
+# the SDK validates every body and every stream event against its pydantic models
+# (openai._models.validate_type) instead of constructing them unchecked, so a missing
+# required field is an APIResponseValidationError rather than a silent gap.
+
+
+def sdk_client(fake: FakeEUGPT) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=fake.url + "/v1",
+        api_key="eugpt_test",
+        max_retries=0,
+        timeout=TIMEOUT,
+        _strict_response_validation=True,
+    )
+
+
+def test_sdk_parses_ok_strictly(server: FakeEUGPT) -> None:
+    """responses.create parses Reply.ok as a full Response; output_text is the text."""
+    server.script(Reply.ok("hi there"))
+    with sdk_client(server) as client:
+        response = client.responses.create(model="auto", input="hi")
+    assert isinstance(response, openai.types.responses.Response)
+    assert response.output_text == "hi there"
+    assert (response.id, response.status, response.object) == ("resp_1", "completed", "response")
+    assert server.requests[0].path == "/v1/responses"
+
+
+def test_sdk_strict_validation_rejects_a_partial_response(server: FakeEUGPT) -> None:
+    """The check above means something: the fake's old body fails strict validation."""
+    old = {"id": "resp_1", "object": "response", "status": "completed", "output_text": "x"}
+    server.script(Reply.json(200, old))
+    with sdk_client(server) as client, pytest.raises(openai.APIResponseValidationError):
+        client.responses.create(model="auto", input="hi")
+
+
+def test_sdk_strict_validation_covers_stream_events(server: FakeEUGPT) -> None:
+    """Stream events are validated too: the spec's error event alone (no sequence_number,
+    which ResponseErrorEvent requires) is rejected, hence the fake's sequence_number."""
+    spec_event = '{"type":"error","code":"upstream_timeout","message":"Model timed out"}'
+    body = f"event: message\ndata: {spec_event}\n\n"
+    server.script(Reply.text(200, body, {"Content-Type": "text/event-stream"}))
+    with sdk_client(server) as client:
+        stream = client.responses.create(model="auto", input="hi", stream=True)
+        with pytest.raises(openai.APIResponseValidationError):
+            next(iter(stream))
+
+
+def test_sdk_streams_every_event_typed(server: FakeEUGPT) -> None:
+    """Every event of Reply.stream validates as its typed model; the last is completed."""
+    server.script(Reply.stream(3))
+    with sdk_client(server) as client:
+        events = list(client.responses.create(model="auto", input="hi", stream=True))
+    types = openai.types.responses
+    assert [type(e) for e in events] == [
+        types.ResponseCreatedEvent,
+        *[types.ResponseTextDeltaEvent] * 3,
+        types.ResponseCompletedEvent,
+    ]
+    assert [e.sequence_number for e in events] == [0, 1, 2, 3, 4]
+    created, last = events[0], events[-1]
+    assert isinstance(created, types.ResponseCreatedEvent)
+    assert isinstance(last, types.ResponseCompletedEvent)
+    assert created.response.status == "in_progress"
+    deltas = [e.delta for e in events if isinstance(e, types.ResponseTextDeltaEvent)]
+    assert last.response.status == "completed"
+    assert last.response.output_text == "".join(deltas) == "chunk 0. chunk 1. chunk 2. "
+
+
+def test_sdk_stream_ending_in_error_yields_the_error_event(server: FakeEUGPT) -> None:
+    """An in-stream error reaches the SDK user as a typed error event carrying the code."""
+    server.script(Reply.stream(2, end="error", code="upstream_error"))
+    with sdk_client(server) as client:
+        events = list(client.responses.create(model="auto", input="hi", stream=True))
+    last = events[-1]
+    assert isinstance(last, openai.types.responses.ResponseErrorEvent)
+    assert (last.code, last.message) == ("upstream_error", "Model returned an internal error")
+    assert [e.sequence_number for e in events] == [0, 1, 2, 3]  # the error continues it
+
+
+def test_sdk_large_stream_validates(server: FakeEUGPT) -> None:
+    """large_stream's hand-built delta frames are valid events too."""
+    server.script(Reply.large_stream(300_000))
+    with sdk_client(server) as client:
+        events = list(client.responses.create(model="auto", input="hi", stream=True))
+    last = events[-1]
+    assert isinstance(last, openai.types.responses.ResponseCompletedEvent)
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e for e in events if isinstance(e, openai.types.responses.ResponseTextDeltaEvent)]
+    assert sum(len(e.delta) for e in deltas) == (last.response.model_extra or {})["output_chars"]
+
+
+def test_sdk_async_client(server: FakeEUGPT) -> None:
+    """AsyncOpenAI validates the same bodies and events strictly."""
+    server.script(Reply.ok("async hi"), Reply.stream(1, end="error"))
+
+    async def main() -> tuple[str, list[object]]:
+        async with openai.AsyncOpenAI(
+            base_url=server.url + "/v1",
+            api_key="eugpt_test",
+            max_retries=0,
+            timeout=TIMEOUT,
+            _strict_response_validation=True,
+        ) as client:
+            response = await client.responses.create(model="auto", input="hi")
+            stream = await client.responses.create(model="auto", input="hi", stream=True)
+            return response.output_text, [event async for event in stream]
+
+    text, events = asyncio.run(main())
+    assert text == "async hi"
+    last = events[-1]
+    assert isinstance(last, openai.types.responses.ResponseErrorEvent)
+    assert (last.code, last.sequence_number) == ("upstream_timeout", 2)

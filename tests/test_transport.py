@@ -36,6 +36,7 @@ def frame(obj: dict[str, Any]) -> bytes:
 
 CREATED = frame({"type": "response.created", "sequence_number": 0})
 ITEM = frame({"type": "response.output_item.added", "sequence_number": 1})
+PART = frame({"type": "response.content_part.added", "sequence_number": 2})
 DELTA = frame({"type": "response.output_text.delta", "sequence_number": 1, "delta": "x"})
 COMPLETED = frame({"type": "response.completed", "sequence_number": 2})
 TIMEOUT_EVENT = frame({"type": "error", "code": "upstream_timeout", "message": "slow"})
@@ -256,7 +257,9 @@ def check(**kw: Any) -> StreamCheck:
     [
         ([CREATED], False),
         ([CREATED, DELTA], True),
-        ([CREATED, ITEM], True),  # not in the default preamble
+        ([CREATED, ITEM], False),  # OpenAI's order: no text yet
+        ([CREATED, ITEM, PART], False),
+        ([CREATED, frame({"type": "response.output_text.done", "sequence_number": 1})], True),
         ([b"event: message\ndata: {"], False),  # half an event
     ],
 )
@@ -269,10 +272,10 @@ def test_commit_rule(chunks: list[bytes], committed: bool) -> None:
 
 
 def test_preamble_is_an_option() -> None:
-    """An adapter may widen the preamble (OpenAI's output_item.added carries no text)."""
-    c = check(preamble={"response.created", "response.output_item.added"})
+    """An adapter may narrow or widen the preamble: here only response.created precedes text."""
+    c = check(preamble={"response.created"})
     c.feed(CREATED + ITEM)
-    assert not c.committed
+    assert c.committed
 
 
 def test_commit_after_max_prime_bytes() -> None:

@@ -261,18 +261,6 @@ class _Retrying:
         loop.begin()
         return loop
 
-    def settled(
-        self, loop: AttemptLoop, request: httpx.Request, response: httpx.Response
-    ) -> httpx.Response | None:
-        """The final response when *response* is a success with nothing to read; else None."""
-        status = response.status_code
-        if status >= 400 or (200 <= status < 300 and _is_stream(request, response)):
-            return None
-        if loop.judge(status, response.headers) is not None:
-            return None
-        loop.succeeded()
-        return _hand_over(loop, response, None, None)
-
     async def handle(
         self,
         request: httpx.Request,
@@ -492,10 +480,15 @@ class RetryTransport(httpx.BaseTransport):
             sent = self._transport.handle_request(request)
         except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
             sent = exc
-        else:  # the common case, without the coroutine: a success with nothing to read
-            final = core.settled(loop, request, sent)
-            if final is not None:
-                return final
+        else:  # the common case, settled without the coroutine: a success with nothing to read
+            status = sent.status_code
+            if (
+                status < 400
+                and not (200 <= status < 300 and _is_stream(request, sent))
+                and loop.judge(status, sent.headers) is None
+            ):
+                loop.succeeded()
+                return _hand_over(loop, sent, None, None)
         return _run(core.handle(request, self._io, loop, sent))
 
     def close(self) -> None:

@@ -111,11 +111,12 @@ class Backoff:
             hi = min(self.max_delay, prev * 3)
             lo = min(self.initial, hi)
             return lo + (hi - lo) * rng.random()
+        cap = self.max_delay
         try:
             d = self.initial * self.multiplier ** (retry_number - 1 if retry_number > 1 else 0)
         except OverflowError:
-            d = self.max_delay
-        d = min(d, self.max_delay)
+            d = cap
+        d = min(d, cap)
         if jitter == "full":
             return d * rng.random()
         if jitter == "none":

@@ -272,7 +272,9 @@ def _plural(n: int, word: str, words: str = "") -> str:
 def _wait_forever(server: FakeEUGPT) -> None:
     """Block until interrupted (Ctrl-C raises KeyboardInterrupt here)."""
     del server  # tests replace this function and drive the server instead
-    threading.Event().wait()
+    forever = threading.Event()
+    while not forever.wait(0.5):  # timed waits: a signal is always seen within half a second
+        pass
 
 
 @attrs.define

@@ -18,7 +18,7 @@ from typing import Any, Final
 import attrs
 
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
-from ._extract import outcome_of_exception, outcome_of_value
+from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value
 from ._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._redact import redact
@@ -186,7 +186,8 @@ class Retrier:
         """Sleep *delay* seconds (never for a zero wait; recorded in instant mode)."""
         inst = _instant[0]
         if inst is not None:
-            inst.record(delay)
+            inst.waits.append(delay)  # inst.record(delay), inlined
+            inst.offset += delay
         elif delay > 0:
             self.sleep(delay)
 
@@ -215,17 +216,23 @@ class Retrier:
         wrapper: no extra frame on the success path.
         """
         run = Run(self)
+        delay: float | None
         while True:
             try:
-                delay = run.returned(fn(*args, **kwargs))
+                value = fn(*args, **kwargs)
             except NEVER_RETRIED:
                 raise
             except BaseException as exc:  # noqa: BLE001 - classified, re-raised unchanged
                 delay = run.raised(exc)
-            if delay is None:
-                return run.value
+            else:
+                if run.plain and type(value) in _NOT_RESPONSES:
+                    return value  # the common case: a first try returned a plain value
+                delay = run.returned(value)
+                if delay is None:
+                    return value
             self.wait(delay)
-            run.next()
+            if self.before_attempt is not None:
+                run.next()
 
     async def acall(
         self,
@@ -236,17 +243,23 @@ class Retrier:
     ) -> Any:
         """The async driver: :meth:`call` for coroutine functions."""
         run = Run(self)
+        delay: float | None
         while True:
             try:
-                delay = run.returned(await fn(*args, **kwargs))
+                value = await fn(*args, **kwargs)
             except NEVER_RETRIED:
                 raise
             except BaseException as exc:  # noqa: BLE001
                 delay = run.raised(exc)
-            if delay is None:
-                return run.value
+            else:
+                if run.plain and type(value) in _NOT_RESPONSES:
+                    return value
+                delay = run.returned(value)
+                if delay is None:
+                    return value
             await self.await_wait(delay)
-            run.next()
+            if self.before_attempt is not None:
+                run.next()
 
 
 class Run:
@@ -256,13 +269,17 @@ class Run:
     failure.
     """
 
-    __slots__ = ("loop", "retrier", "started", "value")
+    __slots__ = ("loop", "plain", "retrier", "started", "value")
 
     def __init__(self, retrier: Retrier) -> None:
         self.retrier = retrier
-        self.started = started = retrier.now()
+        inst = _instant[0]  # retrier.now(), inlined: this runs on every call
+        self.started = started = retrier.clock() if inst is None else retrier.clock() + inst.offset
         self.loop: Loop | None = None
         self.value: Any = None
+        self.plain = retrier.extract is None
+        """True while a plain value (see ``_extract``) may be handed back unexamined: no
+        custom extractor, no failure yet (a success after one must be reported)."""
         if retrier.before_attempt is not None:
             retrier.announce(1, started)
 
@@ -281,7 +298,12 @@ class Run:
 
     def raised(self, exc: BaseException) -> float:
         """After an attempt raised *exc*: the wait before the next; re-raises it on give-up."""
-        delay = self._failed(self.retrier.outcome_of_exception(exc))
+        r = self.retrier
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = Loop(r, self.started)
+            self.plain = False
+        delay = loop.failed(outcome_of_exception(exc, wall=r.wall_clock))
         if delay is None:
             raise exc
         return delay
@@ -290,6 +312,7 @@ class Run:
         loop = self.loop
         if loop is None:
             loop = self.loop = Loop(self.retrier, self.started)
+            self.plain = False
         return loop.failed(outcome)
 
     def next(self) -> None:
@@ -324,20 +347,24 @@ class Loop:
     def failed(self, outcome: Outcome) -> float | None:
         """Record a failed attempt; the wait before the next one, or None to give up."""
         r = self.retrier
-        decision = r.policy.decide(outcome, self.state, now=r.now(), rng=r.rng)
+        inst = _instant[0]  # r.now(), inlined
+        now = r.clock() if inst is None else r.clock() + inst.offset
+        decision = r.policy.decide(outcome, self.state, now=now, rng=r.rng)
         self.last = outcome
         self.decision = decision
         if decision.action != "retry":
             # "give_up", or "succeed" for an error the policy does not count as a
             # failure (an exception carrying a 2xx): either way it goes back as it is
-            r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
+            if r.on_give_up is not None or get_hooks():
+                r.emit(lambda: self._event(GAVE_UP, outcome, decision), r.on_give_up)
             if decision.classification.retryable:
                 # an outer layer must not retry it again: the exception, or the response
                 failed = outcome.exception if outcome.exception is not None else outcome.value
                 if failed is not None:
                     mark_exhausted(failed)
             return None
-        r.emit(lambda: self._event(SCHEDULED, outcome, decision), r.on_retry)
+        if r.on_retry is not None or get_hooks():  # no closure when nobody listens
+            r.emit(lambda: self._event(SCHEDULED, outcome, decision), r.on_retry)
         self.state = decision.state
         return decision.delay
 
@@ -345,7 +372,8 @@ class Loop:
         """Record the successful attempt after at least one retry."""
         self.last = None
         r = self.retrier
-        r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
+        if r.on_success is not None or get_hooks():
+            r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
 
     def give_up(self) -> Any:
         """Hand the last failure to the caller: re-raise it unchanged, or return the value."""

@@ -19,7 +19,7 @@ from ._envelope import MAX_PARSE_BYTES, parse_error
 from ._errors import APIError
 from ._outcome import EXHAUSTED, Outcome
 from ._policy import Policy
-from ._rules import Kind, failure_of, failure_of_kind
+from ._rules import Failure, Kind, _failure_cache, failure_of, failure_of_kind
 
 __all__ = [
     "never_a_response",
@@ -139,8 +139,9 @@ def outcome_of_value(value: object, policy: Policy, *, wall: Callable[[], float]
 _CLASS_HAS_RESPONSE: dict[type, bool] = {}
 
 
-def _response_of(exc: BaseException) -> Any:
-    """``exc.response`` (requests, httpx HTTP errors) without a raising getattr per failure."""
+def _response_of(exc: BaseException, own: dict[str, Any]) -> Any:
+    """``exc.response`` (requests, httpx HTTP errors) without a raising getattr per failure;
+    *own* is ``exc.__dict__``."""
     tp = type(exc)
     on_class = _CLASS_HAS_RESPONSE.get(tp)
     if on_class is None:
@@ -149,19 +150,14 @@ def _response_of(exc: BaseException) -> Any:
             _CLASS_HAS_RESPONSE[tp] = on_class
     if on_class:
         return getattr(exc, "response", None)
-    return exc.__dict__.get("response") if exc.__dict__ else None
+    return own.get("response") if own else None
 
 
-def _exhausted(exc: BaseException) -> bool:
-    """True if *exc*, or an exception in its ``__cause__`` / ``__context__`` chain (at most
-    :data:`_MAX_CHAIN` of them, cycles ignored), carries the exhausted marker: a library
+def _chain_exhausted(exc: BaseException) -> bool:
+    """True if an exception in the ``__cause__`` / ``__context__`` chain of *exc* (at most
+    :data:`_MAX_CHAIN` of them, cycles ignored) carries the exhausted marker: a library
     may wrap an exhausted error while handling it (requests raises its ConnectionError
     inside ``except MaxRetryError``). Reads instance dicts only, so no getattr raises."""
-    own = exc.__dict__
-    if own and own.get(EXHAUSTED) is True:
-        return True
-    if exc.__cause__ is None and exc.__context__ is None:
-        return False  # the common case: a lone exception
     seen = {id(exc)}
     todo = [c for c in (exc.__cause__, exc.__context__) if c is not None]
     while todo and len(seen) < _MAX_CHAIN:
@@ -179,10 +175,15 @@ def _exhausted(exc: BaseException) -> bool:
 def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Outcome:
     """The outcome of a raised exception: an API error, an HTTP error, or a transport failure.
 
-    Runs on every failed attempt: attributes are read from the instance dict, so no
-    ``getattr`` raises (and is caught) for the common exception without them.
+    An exception counts as exhausted when it, or one of its cause/context chain, carries
+    the marker. Runs on every failed attempt: attributes are read from the instance dict,
+    so no ``getattr`` raises (and is caught) for the common exception without them, and
+    the chain is walked only when there is one.
     """
-    exhausted = _exhausted(exc)
+    own = exc.__dict__
+    exhausted = own.get(EXHAUSTED) is True if own else False
+    if not exhausted and (exc.__cause__ is not None or exc.__context__ is not None):
+        exhausted = _chain_exhausted(exc)
     if isinstance(exc, APIError):
         return Outcome(
             status=exc.status,
@@ -192,7 +193,15 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
             retry_after=exc.retry_after,
             exhausted=exhausted,
         )
-    response = _response_of(exc)
+    if _CLASS_HAS_RESPONSE.get(type(exc)) is False:  # known type: no response on the class
+        response = own.get("response") if own else None
+        if response is None:  # a transport failure: the common case
+            failure = _failure_cache.get(type(exc))  # failure_of's cache, when it is per type
+            if failure is None or not isinstance(failure, Failure):
+                failure = failure_of(exc)
+            return Outcome(failure=failure, exception=exc, exhausted=exhausted)
+    else:
+        response = _response_of(exc, own)
     if response is not None:
         status = getattr(response, "status_code", None)
         if not isinstance(status, int):

@@ -26,9 +26,13 @@ def mark_exhausted(obj: object) -> None:
         setattr(obj, EXHAUSTED, True)
 
 
-# dict classes (slots=False): attrs' frozen __init__ is markedly faster without slots,
-# and these are built on every failed attempt
-@attrs.frozen(kw_only=True, slots=False)
+# Built on every failed attempt, so built fast: dict classes (slots=False; a frozen slotted
+# class sets each field through object.__setattr__) with a hand-written __init__ that
+# stores into the instance dict (attrs' generated one also builds an unused bound
+# setattr). attrs still provides eq, hash, repr and evolve; none of these fields has a
+# validator or converter, so the hand-written __init__ skips nothing. Keep each __init__'s
+# parameters (names, order, defaults) exactly the attrs fields: evolve calls it.
+@attrs.frozen(kw_only=True, slots=False, init=False)
 class Outcome:
     """What one attempt produced, in transport-neutral terms.
 
@@ -49,8 +53,30 @@ class Outcome:
     """An inner retry layer (an adapter, an inner ``@rp.retry``) already retried this failure
     until its policy gave up: retrying it again would multiply the attempts."""
 
+    def __init__(
+        self,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        failure: Failure | None = None,
+        exception: BaseException | None = None,
+        retry_after: float | None = None,
+        error: ErrorInfo | None = None,
+        value: Any = None,
+        exhausted: bool = False,
+    ) -> None:
+        d = self.__dict__
+        d["status"] = status
+        d["code"] = code
+        d["failure"] = failure
+        d["exception"] = exception
+        d["retry_after"] = retry_after
+        d["error"] = error
+        d["value"] = value
+        d["exhausted"] = exhausted
 
-@attrs.frozen(slots=False)
+
+@attrs.frozen(slots=False, init=False)
 class AttemptState:
     """Where a call stands: attempts made, retries used per kind, when it started.
 
@@ -63,6 +89,19 @@ class AttemptState:
     retries: tuple[tuple[str, int], ...] = ()
     """Retries used so far, per kind."""
     last_delay: float | None = None
+
+    def __init__(
+        self,
+        started: float = 0.0,
+        attempt: int = 1,
+        retries: tuple[tuple[str, int], ...] = (),
+        last_delay: float | None = None,
+    ) -> None:
+        d = self.__dict__
+        d["started"] = started
+        d["attempt"] = attempt
+        d["retries"] = retries
+        d["last_delay"] = last_delay
 
     def retries_of(self, kind: str) -> int:
         """Retries already spent on *kind*."""
@@ -90,7 +129,7 @@ class AttemptState:
         return AttemptState(self.started, self.attempt + 1, retries, delay)
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen(slots=False, init=False)
 class Decision:
     """What to do after an outcome: ``"succeed"``, ``"retry"`` after ``delay``, or ``"give_up"``."""
 
@@ -100,6 +139,23 @@ class Decision:
     state: AttemptState
     delay: float = 0.0
     retry_after: float | None = None
+
+    def __init__(  # noqa: PLR0917 - the attrs fields, positional as attrs made them
+        self,
+        action: Literal["succeed", "retry", "give_up"],
+        classification: Classification,
+        reason: str,
+        state: AttemptState,
+        delay: float = 0.0,
+        retry_after: float | None = None,
+    ) -> None:
+        d = self.__dict__
+        d["action"] = action
+        d["classification"] = classification
+        d["reason"] = reason
+        d["state"] = state
+        d["delay"] = delay
+        d["retry_after"] = retry_after
 
     @property
     def retry(self) -> bool:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 
 import attrs
 
-from ._backoff import Backoff
+from ._backoff import Backoff, _default_rng
 from ._envelope import ErrorInfo
 from ._errors import APIError, api_error
 from ._outcome import AttemptState, Decision, Outcome
@@ -166,32 +166,37 @@ class Policy:
         """
         if state is None:
             state = AttemptState(started=now)
-        status, code, failure = outcome.status, outcome.code, outcome.failure
-        if outcome.exception is not None and status is None and failure is None:
+        status, failure = outcome.status, outcome.failure
+        if status is None and failure is None and outcome.exception is not None:
             c = self.classify(exception=outcome.exception)
         else:
             # the cache first: this runs on every failed attempt
+            code = outcome.code
             found = self._cache.get((status, code, failure))
             c = found if found is not None else self.classify(status, code, failure=failure)
-        if c is _SUCCESS or c.kind == _SUCCESS_KIND:
+        kind = c.kind
+        if c is _SUCCESS or kind == _SUCCESS_KIND:
             return Decision(action="succeed", classification=c, reason="success", state=state)
         hint = outcome.retry_after
         if not c.retryable:
             return self._give_up(c, state, c.reason, hint)
         if outcome.exhausted:
             return self._give_up(
-                c, state, f"{c.kind}: already retried until an inner retry layer gave up", hint
+                c, state, f"{kind}: already retried until an inner retry layer gave up", hint
             )
-        used = state.retries_of(c.kind)
-        if used >= c.max_retries:
-            return self._give_up(
-                c, state, f"{c.kind}: {used} of {c.max_retries} retries used", hint
-            )
-        if self.max_attempts is not None and state.attempt >= self.max_attempts:
+        retries = state.retries
+        used = state.retries_of(kind) if retries else 0
+        max_retries = c.max_retries
+        if used >= max_retries:
+            return self._give_up(c, state, f"{kind}: {used} of {max_retries} retries used", hint)
+        attempt = state.attempt
+        if self.max_attempts is not None and attempt >= self.max_attempts:
             return self._give_up(c, state, f"max_attempts {self.max_attempts} reached", hint)
         rule = c.rule
         backoff = rule.backoff if rule is not None and rule.backoff is not None else self.backoff
-        if hint is not None and hint > backoff.max_retry_after:
+        if hint is None:  # the common case: no server hint, the jittered backoff alone
+            delay = backoff._jittered(used + 1, rng or _default_rng, state.last_delay)
+        elif hint > backoff.max_retry_after:
             return self._give_up(
                 c,
                 state,
@@ -199,7 +204,8 @@ class Policy:
                 f"{backoff.max_retry_after:g}s",
                 hint,
             )
-        delay = backoff.delay(used + 1, retry_after=hint, rng=rng, previous=state.last_delay)
+        else:
+            delay = backoff.delay(used + 1, retry_after=hint, rng=rng, previous=state.last_delay)
         if self.deadline is not None:
             elapsed = now - state.started
             if elapsed + delay > self.deadline:
@@ -213,9 +219,12 @@ class Policy:
         return Decision(
             "retry",
             c,
-            # concatenation, not an f-string: formatting a StrEnum is slow on 3.11
-            c.kind + ": retry " + str(used + 1) + " of " + str(c.max_retries),
-            state.after_retry(c.kind, delay),
+            _reasons.get((kind, used + 1, max_retries))
+            or _retry_reason(kind, used + 1, max_retries),
+            # the first retry of a call (the common case) inlines state.after_retry
+            AttemptState(state.started, attempt + 1, ((kind, 1),), delay)
+            if not retries
+            else state.after_retry(kind, delay),
             delay,
             hint,
         )
@@ -259,6 +268,21 @@ class Policy:
 
         decorator = cast("Callable[[F], F]", retry(self, **hooks))
         return decorator if fn is None else decorator(fn)
+
+
+_reasons: dict[tuple[str, int, int], str] = {}
+
+
+def _retry_reason(kind: str, n: int, of: int) -> str:
+    """``"<kind>: retry <n> of <of>"``, built once per (kind, n, of): every retry needs one."""
+    key = (kind, n, of)
+    reason = _reasons.get(key)
+    if reason is None:
+        # concatenation, not an f-string: formatting a StrEnum is slow on 3.11
+        reason = kind + ": retry " + str(n) + " of " + str(of)
+        if len(_reasons) < _CACHE_LIMIT:  # kinds come from rules: bounded in practice
+            _reasons[key] = reason
+    return reason
 
 
 def _describe(status: int | None, code: str | None, failure: Failure | None) -> str:

@@ -115,7 +115,17 @@ EUGPT: Final = Policy(
     backoff=Backoff(),
     max_attempts=10,
 )
-"""The EU GPT API's error contract (``spec/eugpt-errors.txt``): the default everywhere."""
+"""The EU GPT API's error contract (``spec/eugpt-errors.txt``): the default everywhere.
+
+One rule per documented outcome, each carrying the error page's advice: 400, 401, 403,
+404 and other 4xx are never retried; 429 up to 6 times (1 s doubling to 20 s, the
+server's ``Retry-After`` honoured); 500 and other 5xx twice; 502/503/504 five times; a
+connect failure five times, a read timeout twice; in a stream, ``upstream_timeout`` and
+``upstream_error`` three times, ``internal_error`` once, ``cancelled`` and undocumented
+codes never, an incomplete stream twice. At most 10 attempts in all; waits of 0.5 s
+doubling to 8 s with full jitter unless a rule has its own. The whole table, generated
+from this object: :doc:`/contract`.
+"""
 
 HTTP: Final = Policy(
     name="http",
@@ -138,7 +148,14 @@ HTTP: Final = Policy(
     backoff=Backoff(),
     max_attempts=8,
 )
-"""A conservative contract for any HTTP API: transient statuses and transport failures only."""
+"""A conservative contract for any HTTP API: transient statuses and transport failures only.
+
+429 and 502/503/504 are retried up to 5 times, 500 twice, a connect failure 3 times, a
+read timeout and an incomplete event stream twice; every other 4xx and 5xx, and a
+stream ``error`` event, never. Error codes in bodies play no part. At most 8 attempts in
+all; waits of 0.5 s doubling to 8 s with full jitter. Select it with ``extends = "http"``
+in a policy file, or ``RETRYPOLICY_PROFILE=http``.
+"""
 
 PROFILES: Final[dict[str, Policy]] = {"eugpt": EUGPT, "http": HTTP}
 """Built-in policies by the name a TOML ``extends`` uses."""

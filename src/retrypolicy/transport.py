@@ -124,8 +124,17 @@ MAX_ERROR_BODY: Final = 64 * 1024
 """Adapters read at most this much of an error body (decoded) to classify it."""
 MAX_PRIME_BYTES: Final = 64 * 1024
 """How far into a stream an adapter reads, looking for content, before handing it over."""
-PREAMBLE_TYPES: Final = frozenset({"response.created", "response.in_progress"})
-"""Event types that carry no content: a stream is not committed to the caller by them."""
+PREAMBLE_TYPES: Final = frozenset(
+    {
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    }
+)
+"""Event types that carry no content: a stream is not committed to the caller by them.
+OpenAI's Responses API sends the last two before the first text, so an error after them
+is still retried transparently."""
 ATTEMPTS_ATTRIBUTE: Final = "retry_attempts"
 """The attribute on a final response (where its type allows one) that says how many attempts
 it took; httpx responses carry it in ``extensions["retrypolicy.attempts"]`` instead."""
@@ -224,6 +233,9 @@ class AdapterOptions:
     async_sleep: AsyncSleeper = attrs.field(default=None, converter=_async_sleep)
     rng: random.Random | None = None
     _retrier: _Retrier = attrs.field(init=False, eq=False, repr=False)
+    _succeeds: dict[int, bool] = attrs.field(init=False, eq=False, repr=False, factory=dict)
+    """Whether a status alone is a success for the policy (the hot question, asked of
+    every response): filled on first sight, bounded by the statuses there are."""
 
     def __attrs_post_init__(self) -> None:
         retrier = _Retrier(
@@ -378,8 +390,13 @@ class AttemptLoop:
         from it). Pass *content_encoding* when *body* is still encoded as it came
         off the wire: it is decoded (bounded) before it is judged.
         """
-        policy = self.options.policy
-        if policy.classify(status).kind == Kind.SUCCESS:
+        options = self.options
+        ok = options._succeeds.get(status)
+        if ok is None:
+            ok = options.policy.classify(status).kind == Kind.SUCCESS
+            if 100 <= status <= 999:  # only real statuses are remembered: the dict stays small
+                options._succeeds[status] = ok
+        if ok:
             return None
         if body and content_encoding:
             body = ContentDecoder(content_encoding).decode_prefix(body, MAX_ERROR_BODY)

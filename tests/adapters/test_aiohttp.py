@@ -274,8 +274,11 @@ def test_connection_refused() -> None:
 def test_read_timeout(server: FakeEUGPT) -> None:
     """A read timeout is a timeout: 1 + 2 attempts, then aiohttp's timeout error."""
     server.script(*[Reply.ok(delay=2.0)] * 3)
-    result = call(server.responses_url, sock_read=0.1)
+    with rp.testing.instant():
+        result = call(server.responses_url, sock_read=0.1)
     assert isinstance(result.error, aiohttp.ServerTimeoutError), result
+    # the third request may still be on its way in when the client's timeout fires
+    assert server.wait_for_requests(3)
     assert server.request_count == 3
 
 

@@ -8,16 +8,21 @@ requests the server saw.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import httpx
 import pytest
 import requests
 import urllib3
 
 import retrypolicy as rp
+from retrypolicy_aiohttp import RetryMiddleware
+from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
 from retrypolicy_requests import RetryAdapter
 from retrypolicy_urllib3 import PolicyRetry, guard_stream
 
@@ -88,9 +93,68 @@ def _via_urllib3(url: str, call: Call) -> Result:
             return Result(error=e)
 
 
+def _httpx_content(call: Call) -> Any:
+    payload = json.dumps({"input": "hi"}).encode()
+    if call.one_shot:
+        return iter([payload])  # a one-shot body (httpx streams an iterator)
+    return payload
+
+
+def _via_httpx(url: str, call: Call) -> Result:
+    transport = RetryTransport(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
+    with httpx.Client(transport=transport, timeout=5) as c:
+        try:
+            with c.stream(call.method, url, content=_httpx_content(call)) as r:
+                return Result(r.status_code, b"".join(r.iter_bytes()))
+        except Exception as e:  # noqa: BLE001
+            return Result(error=e)
+
+
+def _via_httpx_async(url: str, call: Call) -> Result:
+    async def content() -> Any:
+        yield json.dumps({"input": "hi"}).encode()
+
+    async def main() -> Result:
+        transport = AsyncRetryTransport(
+            FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up
+        )
+        body = content() if call.one_shot else json.dumps({"input": "hi"}).encode()
+        async with httpx.AsyncClient(transport=transport, timeout=5) as c:
+            try:
+                async with c.stream(call.method, url, content=body) as r:
+                    return Result(r.status_code, b"".join([b async for b in r.aiter_bytes()]))
+            except Exception as e:  # noqa: BLE001
+                return Result(error=e)
+
+    return asyncio.run(main())
+
+
+def _via_aiohttp(url: str, call: Call) -> Result:
+    async def content() -> Any:
+        yield json.dumps({"input": "hi"}).encode()
+
+    async def main() -> Result:
+        middleware = RetryMiddleware(
+            FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up
+        )
+        body = content() if call.one_shot else json.dumps({"input": "hi"}).encode()
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(middlewares=(middleware,), timeout=timeout) as s:
+            try:
+                async with s.request(call.method, url, data=body) as r:
+                    return Result(r.status, await r.read())
+            except Exception as e:  # noqa: BLE001
+                return Result(error=e)
+
+    return asyncio.run(main())
+
+
 CLIENTS: dict[str, Callable[[str, Call], Result]] = {
     "requests": _via_requests,
     "urllib3": _via_urllib3,
+    "httpx": _via_httpx,
+    "httpx-async": _via_httpx_async,
+    "aiohttp": _via_aiohttp,
 }
 RESENDING = {k: v for k, v in CLIENTS.items() if k != "urllib3"}
 """Adapters that see the request body: urllib3's Retry never does, so a one-shot body there

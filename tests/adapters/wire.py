@@ -76,7 +76,9 @@ def stream(*chunks: bytes, end: End = "keep", headers: Sequence[tuple[str, str]]
     return Wire(200, (*SSE, *headers), chunks, end)
 
 
-def envelope(status: int, code: str, *, headers: Sequence[tuple[str, str]] = ()) -> bytes:
+def envelope(status: int, code: str) -> bytes:
+    """An error envelope with *code* (the status is the reply's; named for readability)."""
+    del status
     return json.dumps(
         {"detail": "x", "error": {"type": "t", "code": code, "message": "m"}}
     ).encode()
@@ -94,8 +96,8 @@ class WireServer:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1/responses"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/v1/responses"
 
     def __enter__(self) -> WireServer:
         owner = self
@@ -109,7 +111,7 @@ class WireServer:
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -24,16 +24,18 @@ from retrypolicy._redact import redact
 from ._wire import (
     EVENT_STREAM,
     FILLER,
-    FRAME_HEAD,
     JSON,
     LARGE_DELTA,
     TEXT,
     Wire,
+    delta_event,
+    delta_head,
     delta_text,
     dumps,
     frame,
     merge,
     phrase,
+    response_object,
     sequence_numbers,
 )
 
@@ -320,10 +322,16 @@ class Reply:
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         delay: float = 0.0,
     ) -> Reply:
-        """A 200 non-streamed response.
+        """A 200 non-streamed response: a full Responses API ``Response`` object.
 
-        The body is ``{"id": "resp_<n>", "object": "response", "status": "completed",
-        "output_text": TEXT}``.
+        ``{"id": "resp_<n>", "object": "response", "created_at": 1767225600, "status":
+        "completed", "model": "auto", "output": [MESSAGE], "parallel_tool_calls": true,
+        "tool_choice": "auto", "tools": [], ..., "output_text": TEXT}``, where MESSAGE is
+        one completed assistant message ``msg_0`` whose one ``output_text`` part holds
+        TEXT. Only the response id differs from one response to the next. The openai
+        SDK accepts it under strict validation, and its ``response.output_text`` is
+        TEXT; the top-level ``output_text`` is a convenience for raw-HTTP callers (the
+        SDK keeps it as an extra field).
         """
         return _OkReply(output_text=_check_str(text, "text"), **_common(headers, delay))
 
@@ -342,15 +350,21 @@ class Reply:
     ) -> Reply:
         """A 200 ``text/event-stream``, sent chunked with one chunk per event.
 
-        Events: ``response.created`` (``sequence_number`` 0), then *n_deltas*
-        ``response.output_text.delta`` events whose ``delta`` is ``"chunk <i>. "``,
-        then the ending chosen by *end*:
+        Every frame is ``event: message`` with the event as its ``data``, and every
+        event has the shape the openai SDK validates strictly, ``type`` first and
+        ``sequence_number`` second. Events: ``response.created`` (``sequence_number``
+        0; a full ``Response`` object, status ``in_progress``, empty ``output``), then
+        *n_deltas* ``response.output_text.delta`` events (``item_id`` ``msg_0``,
+        ``output_index`` and ``content_index`` 0, ``logprobs`` ``[]``) whose ``delta``
+        is ``"chunk <i>. "``, then the ending chosen by *end*:
 
-        * ``"completed"``: ``response.completed`` (its ``response.output_text`` is the
-          concatenated deltas), then the chunked body ends normally.
-        * ``"error"``: ``{"type": "error", "code": CODE, "message": MESSAGE}``, then
-          the body ends normally. *message* defaults to the contract's wording for
-          the documented codes.
+        * ``"completed"``: ``response.completed`` (a full ``Response`` object whose
+          one output message, and top-level ``output_text``, hold the concatenated
+          deltas), then the chunked body ends normally.
+        * ``"error"``: ``{"type": "error", "sequence_number": N, "code": CODE,
+          "message": MESSAGE}``, N continuing the sequence, then the body ends
+          normally. *message* defaults to the contract's wording for the documented
+          codes.
         * ``"cut"``: the connection is closed cleanly (FIN) with the body unfinished.
         * ``"cut_mid_frame"``: half of one more delta frame is sent, then as ``"cut"``.
         * ``"reset"``: the connection is reset (RST).
@@ -390,8 +404,10 @@ class Reply:
 
         The stream sends ``response.created``, then 64 KiB ``response.output_text.delta``
         frames until *total_bytes* of body were sent (the last delta is trimmed to land
-        close), then ``response.completed``, whose ``response.output_chars`` gives the
-        total delta length. Memory use stays constant whatever the size.
+        close), then ``response.completed``, all shaped as in :meth:`stream`. The text
+        is not sent twice: the completed response's ``output`` is empty and its
+        ``output_chars`` gives the total delta length. Memory use stays constant
+        whatever the size.
         """
         return _LargeStreamReply(
             total_bytes=_check_count(total_bytes, "total_bytes"), **_common(headers, delay)
@@ -587,12 +603,7 @@ class _OkReply(Reply):
         return {"text": self.output_text}
 
     def _play(self, out: Wire) -> None:
-        body = {
-            "id": out.response_id,
-            "object": "response",
-            "status": "completed",
-            "output_text": self.output_text,
-        }
+        body = response_object(out.response_id, status="completed", text=self.output_text)
         out.send_full(200, JSON, dumps(body).encode(), self._extra_headers())
 
 
@@ -619,7 +630,7 @@ class _StreamReply(Reply):
     def _play(self, out: Wire) -> None:
         out.start_stream(200, EVENT_STREAM, self._extra_headers())
         numbers = sequence_numbers(skip=self.skip_sequence)
-        response = {"id": out.response_id, "object": "response", "status": "in_progress"}
+        response = response_object(out.response_id, status="in_progress", text=None)
         out.send_event(
             {"type": "response.created", "sequence_number": next(numbers), "response": response}
         )
@@ -631,30 +642,26 @@ class _StreamReply(Reply):
             if index == self.n_deltas:
                 break
             deltas.append(delta_text(index))
-            out.send_event(
-                {
-                    "type": "response.output_text.delta",
-                    "sequence_number": next(numbers),
-                    "delta": deltas[-1],
-                }
-            )
+            out.send_event(delta_event(next(numbers), deltas[-1]))
         if self.end == "completed":
-            done = {**response, "status": "completed", "output_text": "".join(deltas)}
+            text = "".join(deltas)
+            done = response_object(out.response_id, status="completed", text=text)
             out.send_event(
                 {"type": "response.completed", "sequence_number": next(numbers), "response": done}
             )
             out.end_stream()
         elif self.end == "error":
-            out.send_event({"type": "error", "code": self.code, "message": self.message})
-            out.end_stream()
-        elif self.end == "cut_mid_frame":
-            cut = frame(
+            out.send_event(
                 {
-                    "type": "response.output_text.delta",
+                    "type": "error",
                     "sequence_number": next(numbers),
-                    "delta": delta_text(self.n_deltas),
+                    "code": self.code,
+                    "message": self.message,
                 }
             )
+            out.end_stream()
+        elif self.end == "cut_mid_frame":
+            cut = frame(delta_event(next(numbers), delta_text(self.n_deltas)))
             out.send_chunk(cut[: len(cut) // 2])
             out.hang_up()
         elif self.end == "reset":
@@ -676,11 +683,10 @@ class _LargeStreamReply(Reply):
 
     def _play(self, out: Wire) -> None:
         out.start_stream(200, EVENT_STREAM, self._extra_headers())
-        response = {"id": out.response_id, "object": "response", "status": "in_progress"}
+        response = response_object(out.response_id, status="in_progress", text=None)
         sent = out.send_event(
             {"type": "response.created", "sequence_number": 0, "response": response}
         )
-        prefix = FRAME_HEAD + b'{"type":"response.output_text.delta","sequence_number":'
         tail = b'"}\n\n'
         sequence = 1
         chars = 0
@@ -688,14 +694,15 @@ class _LargeStreamReply(Reply):
             if out.stopping:
                 out.hang_up()
                 return
-            head = prefix + str(sequence).encode() + b',"delta":"'
+            head = delta_head(sequence)
             size = max(1, min(LARGE_DELTA, self.total_bytes - sent - len(head) - len(tail)))
             frame = head + FILLER[:size] + tail
             out.send_chunk(frame)
             sent += len(frame)
             chars += size
             sequence += 1
-        done = {**response, "status": "completed", "output_chars": chars}
+        # the text is not sent twice: the output stays empty and output_chars counts it
+        done = response_object(out.response_id, status="completed", text=None, output_chars=chars)
         out.send_event(
             {"type": "response.completed", "sequence_number": sequence, "response": done}
         )

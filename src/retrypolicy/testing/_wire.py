@@ -21,6 +21,15 @@ TEXT: Final = "text/plain; charset=utf-8"
 FRAME_HEAD: Final = b"event: message\ndata: "
 LARGE_DELTA: Final = 64 * 1024
 FILLER: Final = (b"lorem ipsum dolor sit amet " * (LARGE_DELTA // 27 + 1))[:LARGE_DELTA]
+MODEL: Final = "auto"
+"""The ``model`` every response object names."""
+MESSAGE_ID: Final = "msg_0"
+"""The id of a response's one output message, the ``item_id`` of its deltas."""
+CREATED_AT: Final = 1_767_225_600
+"""Every response's ``created_at`` (2026-01-01T00:00:00Z)."""
+# The message id and created_at are the same in every response, as the text is: two
+# replies of one kind differ only in their response ids (resp_<n>), so tests can compare
+# bodies byte for byte once those are blanked.
 
 
 class Wire(Protocol):
@@ -101,3 +110,70 @@ def delta_text(index: int) -> str:
 def sequence_numbers(*, skip: bool) -> Iterator[int]:
     yield 0
     yield from itertools.count(2 if skip else 1)
+
+
+def response_object(
+    response_id: str,
+    *,
+    status: str,
+    text: str | None,
+    **extra: object,
+) -> dict[str, object]:
+    """A full Responses API ``Response`` object, as the openai SDK validates it strictly.
+
+    *text* ``None`` gives an empty ``output`` (a response still in progress); a string
+    gives one completed assistant message holding it as an ``output_text`` part. The
+    top-level ``output_text`` (the SDK computes it from ``output``; raw-HTTP callers read
+    it here) and *extra* are additions the SDK keeps as extra fields.
+    """
+    output: list[object] = []
+    if text is not None:
+        part = {"type": "output_text", "text": text, "annotations": []}
+        output.append(
+            {
+                "type": "message",
+                "id": MESSAGE_ID,
+                "status": "completed",
+                "role": "assistant",
+                "content": [part],
+            }
+        )
+    body: dict[str, object] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": CREATED_AT,
+        "status": status,
+        "model": MODEL,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+    }
+    if text is not None:
+        body["output_text"] = text
+    body.update(extra)
+    return body
+
+
+def delta_event(sequence_number: int, delta: str) -> dict[str, object]:
+    """A ``response.output_text.delta`` event: ``type`` and ``sequence_number`` first,
+    the layout the stream monitor reads cheaply."""
+    return {
+        "type": "response.output_text.delta",
+        "sequence_number": sequence_number,
+        "item_id": MESSAGE_ID,
+        "output_index": 0,
+        "content_index": 0,
+        "logprobs": [],
+        "delta": delta,
+    }
+
+
+def delta_head(sequence_number: int) -> bytes:
+    """A :func:`delta_event` frame up to the opening quote of its ``delta`` value."""
+    event = delta_event(sequence_number, "")
+    return frame(event)[: -len(b'""}\n\n')] + b'"'
