@@ -86,7 +86,7 @@ def build_stream(target_bytes: int, seed: int = 1) -> tuple[bytes, int]:
     return b"".join(frames), len(frames)
 
 
-# The shape of ``Reply.large_stream`` (retrypolicy.testing._fake._LargeStreamReply),
+# The shape of ``Reply.large_stream`` (retrypolicy.testing._replies._LargeStreamReply),
 # rebuilt here so the bench measures the decoder, not the fake server.
 LARGE_DELTA = 64 * 1024
 LARGE_FILLER = (b"lorem ipsum dolor sit amet " * (LARGE_DELTA // 27 + 1))[:LARGE_DELTA]

@@ -1154,3 +1154,205 @@ def test_error_event_without_usable_code_is_a_failure(frame: bytes, policy: rp.P
     assert not monitor.completed
     c = policy.classify(200, problem.code, failure=problem.failure)
     assert (c.kind, c.retryable) == (rp.Kind.STREAM_ERROR, False)
+
+
+# -- the monitor's bytes-level path for long lines ---------------------------------------
+#
+# StreamMonitor keeps a long line as the raw chunks it arrives in and reads only a window
+# at each end of a long data line (SSEDecoder._feed_lazy); with ``_fast`` off it decodes
+# everything (SSEDecoder._feed_pairs). Both must judge every stream alike, feed by feed.
+
+
+def _json_frame(text: str, eols: Sequence[str], event: str = "message") -> bytes:
+    return f"event: {event}{eols[0]}data: {text}{eols[1]}{eols[2]}".encode()
+
+
+@st.composite
+def _verdict_frames(draw: st.DrawFn, seq: int) -> bytes:
+    """One frame, mostly with a long data field, in the layouts the monitor reads."""
+    eols = draw(st.lists(_eols, min_size=4, max_size=4) | _eols.map(lambda e: [e] * 4))
+    if draw(st.integers(0, 7)) == 0:
+        eols[2] = ""  # no blank line: the next frame's lines join this event
+    eol = eols[0]
+    kind = draw(
+        st.sampled_from(
+            [
+                *["delta"] * 4,
+                *("seq_last", "spaced", "no_seq", "long_type", "bad_bytes", "error"),
+                *("event_error", "created", "completed", "multi_data", "short", "garbage"),
+                *("error_compact", "binary"),
+            ]
+        )
+    )
+    size = draw(st.sampled_from([0, 100, 1_000, 1_030, 1_500, 4_000, 5_000, 40_000, 70_000]))
+    text = json.dumps(_long(draw(st.sampled_from(_UNITS)), size), ensure_ascii=draw(st.booleans()))
+    if kind == "delta":
+        body = f'{{"type":"response.output_text.delta","sequence_number":{seq},"delta":{text}}}'
+    elif kind == "seq_last":
+        body = f'{{"type":"response.output_text.delta","delta":{text},"sequence_number":{seq}}}'
+    elif kind == "spaced":
+        body = (
+            f'{{ "type" : "response.output_text.delta" ,\t"sequence_number" : {seq} , "d":{text}}}'
+        )
+    elif kind == "no_seq":
+        body = f'{{"type":"response.output_text.delta","delta":{text}}}'
+    elif kind == "long_type":
+        body = f'{{"type":"{"t" * 300}","sequence_number":{seq},"delta":{text}}}'
+    elif kind == "bad_bytes":
+        raw = _json_frame(
+            f'{{"type":"response.output_text.delta","sequence_number":{seq},"delta":{text}}}', eols
+        )
+        at = draw(st.integers(0, len(raw)))
+        return raw[:at] + draw(st.sampled_from([b"\xff", b"\xe6\x9d", b"\xf0\x9f\x98"])) + raw[at:]
+    elif kind == "error":
+        code = draw(st.sampled_from(["server_error", "x" * 3000]))
+        body = json.dumps({"type": "error", "code": code, "message": _long("m ", size)})
+    elif kind == "error_compact":
+        body = f'{{"type":"error","sequence_number":{seq},"code":"server_error","m":{text}}}'
+    elif kind == "binary":  # invalid UTF-8, up to three times as long once decoded
+        junk = draw(st.sampled_from([b"\xff", b"\xe6\x9d", b"\xc3", b"a\xf0\x9f\x98"]))
+        more = draw(st.sampled_from(["", f"data: x{eol}", f"data: {text}{eol}"])).encode()
+        return b"data: " + junk * (size // len(junk)) + eol.encode() + more + eols[2].encode()
+    elif kind == "event_error":
+        return _json_frame(_long("the model fell over ", size), eols, event="error")
+    elif kind == "created":
+        body = f'{{"type":"response.created","sequence_number":{seq},"r":{text}}}'
+    elif kind == "completed":
+        body = f'{{"type":"response.completed","sequence_number":{seq},"r":{text}}}'
+    elif kind == "multi_data":
+        head = f'{{"type":"response.output_text.delta","sequence_number":{seq},'
+        return f"data: {head}{eol}data: {text}{eols[1]}data: }}{eols[2]}{eols[3]}".encode()
+    elif kind == "short":
+        return draw(_lines())
+    else:
+        return draw(st.binary(max_size=6))
+    return _json_frame(body, eols)
+
+
+@st.composite
+def verdict_streams(draw: st.DrawFn) -> bytes:
+    """Streams of real frames with large data fields, sequence numbers mostly in order."""
+    parts: list[bytes] = [draw(st.sampled_from([b"", b"\xef\xbb\xbf"]))]
+    seq = draw(st.integers(0, 3))
+    for _ in range(draw(st.integers(1, 8))):
+        parts.append(draw(_verdict_frames(seq)))
+        seq += 1 if draw(st.integers(0, 9)) else draw(st.integers(-2, 3))
+    if draw(st.booleans()):  # end mid-line, or mid-character
+        parts.append(draw(st.sampled_from([b"data: " + b"z" * 20_000, b"data: \xf0\x9f"])))
+    return b"".join(parts)
+
+
+def _verdicts(chunks: list[bytes], fast: bool, max_line: int) -> tuple[object, ...]:
+    monitor = StreamMonitor(max_line_bytes=max_line)
+    monitor._fast = fast
+    said, final, _ = monitor_run(chunks, monitor)
+    return said, final, monitor.events_seen, monitor.last_type, monitor.completed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    verdict_streams() | long_streams(),
+    st.randoms(use_true_random=False),
+    _READ_SIZES | st.sampled_from([(16_384, 40_000), (32_768, 32_768)]),
+    st.sampled_from([_sse.DEFAULT_MAX_LINE_BYTES, 150_000, 60_000, 9_000, 3_100]),
+)
+def test_lazy_path_gives_the_verdicts_of_the_exact_path(
+    stream: bytes, rnd: random.Random, reads: tuple[int, int], max_line: int
+) -> None:
+    """Long lines held as bytes: the same problem, at the same feed, and the same state."""
+    chunks = network_reads(stream, rnd, *reads)
+    assert _verdicts(chunks, True, max_line) == _verdicts(chunks, False, max_line)
+
+
+@settings(max_examples=100, deadline=None)
+@given(verdict_streams(), st.data())
+def test_lazy_path_any_cuts(stream: bytes, data: st.DataObject) -> None:
+    """The same, for arbitrary cuts (ends of lines, CRLFs and characters split anyhow)."""
+    chunks = pieces(stream, data.draw(_cuts(stream)))
+    assert _verdicts(chunks, True, 200_000) == _verdicts(chunks, False, 200_000)
+
+
+def test_lazy_path_reads_large_frames_as_bytes() -> None:
+    """The point of it: a 64 KiB data line read in pieces is never decoded whole."""
+    stream = created(0) + b"".join(large_delta(i, 65_536) for i in range(1, 20)) + completed(20)
+    chunks = network_reads(stream, random.Random(3), 1_024, 32_768)
+    monitor = StreamMonitor()
+    decoded: list[int] = []
+    real = monitor._decoder._decoder
+
+    class Counting:
+        def decode(self, data: bytes, final: bool = False) -> str:
+            decoded.append(len(data))
+            return real.decode(data, final)
+
+        def getstate(self) -> tuple[bytes, int]:
+            return real.getstate()
+
+    monitor._decoder._decoder = Counting()  # type: ignore[assignment]
+    _, final, _ = monitor_run(chunks, monitor)
+    assert final is None
+    assert monitor.events_seen == 21
+    assert sum(decoded) < len(stream) // 10
+
+
+def _lazy_edge_cases() -> list[tuple[bytes, int]]:
+    head = created(0) + b"event: message\ndata: "
+    long_json = large_delta(1, 40_000).split(b"data: ", 1)[1].rstrip(b"\n")
+    return [
+        # a CRLF ending a long data line, straight into the next frame's event line
+        (head + long_json + b"\r\nevent: message\ndata: " + long_json + b"\n\n", 1 << 20),
+        # invalid UTF-8 decodes three times as long: over the line limit
+        (created(0) + b"data: " + b"\xff" * 2_000 + b"\n\ndata: x\n\n" + completed(1), 5_000),
+        # ... and over the event limit, counted after the first (long) data line
+        (
+            created(0)
+            + b"data: "
+            + b"\xff" * 1_300
+            + b"\n"
+            + (b"data: " + b"x" * 2_500 + b"\n") * 5
+            + b"\n"
+            + completed(1),
+            4_000,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("stream", "max_line"), _lazy_edge_cases())
+def test_lazy_path_edge_cases(stream: bytes, max_line: int) -> None:
+    """Cases the generated streams rarely reach, cut at every offset near the line ends."""
+    for seed in range(40):
+        for reads in [(1_024, 4_096), (4_000, 40_000), (30_000, 70_000)]:
+            chunks = network_reads(stream, random.Random(seed), *reads)
+            assert _verdicts(chunks, True, max_line) == _verdicts(chunks, False, max_line)
+
+
+def test_lazy_path_copies_reused_buffers() -> None:
+    """A bytearray the caller refills after each feed is not kept (as a long line's piece)."""
+    stream = created(0) + large_delta(1, 40_000) + completed(2)
+    monitor = StreamMonitor()
+    buffer = bytearray()
+    for i in range(0, len(stream), 3_000):
+        buffer[:] = stream[i : i + 3_000]
+        assert monitor.feed(memoryview(buffer) if i % 2 else buffer) is None  # type: ignore[arg-type]
+        buffer[:] = b"\xff" * len(buffer)
+    assert monitor.finish() is None
+    assert monitor.events_seen == 3
+
+
+def test_lazy_path_event_line_shortcuts_need_a_fresh_line() -> None:
+    """``\\nevent: message\\n`` or ``event: message\\n`` at a chunk's start, before a long
+    partial line, is not a fresh line after a partial line, a CR or an undecoded byte."""
+    long_frame = large_delta(2, 1_500)
+    delta_1 = delta(1).rstrip(b"\n")
+    cases = [
+        (created(0) + b"data", long_frame),  # a partial line before it
+        (created(0) + b"data", b"\n" + long_frame),
+        (created(0) + delta_1 + b"\r", b"\n" + long_frame),  # a CR before it
+        (created(0) + b"event: error\n\xe6\x9d", long_frame),  # an undecoded character
+    ]
+    for before, after in cases:
+        cut = len(after) - 100  # inside the long data line
+        chunks = [before, after[:cut], after[cut:] + completed(3)]
+        assert _verdicts(chunks, True, _sse.DEFAULT_MAX_LINE_BYTES) == _verdicts(
+            chunks, False, _sse.DEFAULT_MAX_LINE_BYTES
+        )

@@ -30,7 +30,10 @@ Two layers:
   frames are read by an anchored regular expression that only accepts them as
   top-level keys, and only error events (and frames the cheap path cannot read
   soundly) are parsed. It takes (event, data) pairs from the decoder rather than
-  :class:`SSEEvent` objects it would throw away.
+  :class:`SSEEvent` objects it would throw away, and it has the decoder keep a long
+  line (a 64 KiB ``data:`` line over many reads) as the raw chunks it arrives in,
+  searched only for its end: of a long data line it decodes a small window at each
+  end, and the whole only for an error event or data those windows cannot settle.
 
 Neither ever raises on remote data, and both keep memory bounded: a line longer
 than ``max_line_bytes`` (or an event whose data exceeds ``max_event_bytes``) is
@@ -111,11 +114,103 @@ _SEQ_LAST: Final = re.compile(
 )
 _SEQ_LAST_WINDOW: Final = 96
 _SEQ_KEY: Final = '"sequence_number"'
+_SEQ_KEY_BYTES: Final = _SEQ_KEY.encode()
+# Whether _HEAD, having matched a type without a sequence number in a window of the data,
+# would also find none in the whole data: the next non-whitespace character is not a comma,
+# or the comma is followed by a complete 17-character member name that is not
+# ``"sequence_number"`` (in the window, so the window's end cannot have cut it short).
+_NO_SEQ: Final = re.compile(rf"{_WS}(?:[^ \t\n\r,]|,{_WS}(?!{_SEQ_KEY})[^ \t\n\r].{{16}})", re.S)
+
+# The monitor's bytes-level path (SSEDecoder._feed_lazy): a partial line at least
+# _RAW_MIN bytes long after a chunk's last line end is held as the raw chunks it arrives
+# in, searched only for its line end, never decoded or joined; a long data line becomes a
+# _LazyData, of which the monitor decodes _HEAD_WINDOW bytes at the start and
+# _SEQ_LAST_WINDOW bytes at the end (and the whole only if those do not settle it).
+_RAW_MIN: Final = 1024
+_HEAD_WINDOW: Final = 256
+# What comes between two such lines in EU GPT frames: the blank line ending one frame and
+# the event line of the next (in one chunk, or the event line alone at a chunk's start).
+_NEXT_FRAME: Final = b"\nevent: message\n"
+_EVENT_LINE: Final = b"event: message\n"
+_SHORTCUTS: Final = (_NEXT_FRAME, _EVENT_LINE)
 
 
 def _utf8_len(text: str) -> int:
     """Length of *text* in UTF-8 (``isascii`` is O(1) in CPython, so ASCII costs nothing)."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _window(pieces: list[bytes], start: int, stop: int, lo: int, hi: int) -> bytes:
+    """Bytes *lo* to *hi* of ``pieces[0][start:] + pieces[1] + ... + pieces[-1][:stop]``."""
+    out = []
+    pos = 0  # where the current piece's part begins in the whole
+    last = len(pieces) - 1
+    for k, piece in enumerate(pieces):
+        a = start if k == 0 else 0
+        size = (stop if k == last else len(piece)) - a
+        if pos + size > lo:
+            out.append(piece[a + max(0, lo - pos) : a + min(size, hi - pos)])
+        pos += size
+        if pos >= hi:
+            break
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+class _LazyData:
+    """The value of one long ``data:`` line, still in the byte chunks it arrived in.
+
+    Made only by :meth:`SSEDecoder._feed_lazy`, whose raw chunks are valid UTF-8 (ASCII,
+    or text the decoder had already decoded, encoded back), so the bytes decode to exactly
+    the text the decoder would have produced; ``str()`` gives that text.
+    """
+
+    __slots__ = ("_pieces", "_skip", "_start", "_stop", "size")
+
+    def __init__(self, pieces: list[bytes], start: int, stop: int, skip: int, size: int) -> None:
+        self._pieces = pieces
+        self._start = start  # the line begins at pieces[0][start]
+        self._stop = stop  # and ends at pieces[-1][stop]
+        self._skip = skip  # the value begins *skip* bytes into the line
+        self.size = size  # length of the value in bytes
+
+    def head(self) -> str:
+        """The first :data:`_HEAD_WINDOW` bytes, decoded (a cut character becomes U+FFFD)."""
+        skip = self._skip
+        piece = self._pieces[0]
+        at = self._start + skip
+        if len(self._pieces) > 1 and at + _HEAD_WINDOW <= len(piece):
+            raw = piece[at : at + _HEAD_WINDOW]
+        else:
+            raw = _window(self._pieces, self._start, self._stop, skip, skip + _HEAD_WINDOW)
+        return raw.decode("utf-8", "replace")
+
+    def tail(self) -> str:
+        """The last :data:`_SEQ_LAST_WINDOW` bytes, decoded (a cut character becomes U+FFFD)."""
+        end = self._skip + self.size
+        lo = max(self._skip, end - _SEQ_LAST_WINDOW)
+        return _window(self._pieces, self._start, self._stop, lo, end).decode("utf-8", "replace")
+
+    def contains(self, needle: bytes) -> bool:
+        """Whether the value contains *needle* (ASCII, at most 32 bytes)."""
+        pieces = self._pieces
+        last = len(pieces) - 1
+        pos = 0
+        skip = self._skip
+        for k, piece in enumerate(pieces):
+            a = self._start if k == 0 else 0
+            b = self._stop if k == last else len(piece)
+            if piece.find(needle, a + skip if k == 0 else a, b) >= 0:
+                return True
+            pos += b - a
+            if k < last:
+                lo = max(skip, pos - len(needle) + 1)
+                if needle in _window(pieces, self._start, self._stop, lo, pos + len(needle) - 1):
+                    return True
+        return False
+
+    def __str__(self) -> str:
+        whole = _window(self._pieces, self._start, self._stop, self._skip, self._skip + self.size)
+        return whole.decode("utf-8", "replace")
 
 
 @attrs.frozen
@@ -162,11 +257,18 @@ class SSEDecoder:
         "_dirty",
         "_event",
         "_last_id",
+        "_lazy_bytes",
+        "_lazy_error",
         "_max_event",
         "_max_line",
+        "_no_raw",
         "_overflowed",
         "_poisoned",
         "_quarter",
+        "_raw",
+        "_raw_len",
+        "_raw_max",
+        "_raw_start",
         "_reconnect",
         "_retry",
         "_skip_lf",
@@ -205,7 +307,7 @@ class SSEDecoder:
         self._tail: list[str] = []  # the partial line after the last line end
         self._tail_bytes = 0
         self._skipping = False  # inside an overlong line: drop text up to its line end
-        self._data: list[str] = []
+        self._data: list[str | _LazyData] = []  # _LazyData only via _feed_lazy
         self._data_bytes = 0
         self._event = ""
         self._retry: int | None = None
@@ -215,6 +317,16 @@ class SSEDecoder:
         self._poisoned = False  # the current event lost a line to the limits: drop it
         self._overflowed = False
         self._closed = False
+        # _feed_lazy only: the partial line as raw chunks, valid UTF-8, from
+        # _raw[0][_raw_start:] (the tail is then empty and the text decoder between
+        # characters); _no_raw: the current line went back to text, let it end as text.
+        self._raw: list[bytes] = []
+        self._raw_start = 0
+        self._raw_len = 0
+        self._no_raw = False
+        self._raw_max = max_line_bytes // 3  # a raw line this long decodes within the limit
+        self._lazy_bytes = False  # _data_bytes counts a _LazyData's bytes, not its UTF-8
+        self._lazy_error = "error"  # the monitor's error type, for _stand_in
 
     @property
     def overflowed(self) -> bool:
@@ -224,7 +336,9 @@ class SSEDecoder:
     @property
     def pending(self) -> bool:
         """True if the bytes received so far end inside an event (a cut stream, at EOF)."""
-        return bool(self._dirty or self._tail or self._skipping or self._decoder.getstate()[0])
+        return bool(
+            self._dirty or self._tail or self._raw or self._skipping or self._decoder.getstate()[0]
+        )
 
     @property
     def last_event_id(self) -> str | None:
@@ -266,6 +380,168 @@ class SSEDecoder:
         if not self._closed and chunk:
             self._feed_text(self._decoder.decode(chunk), out, pairs=True)
         return out
+
+    def _feed_lazy(self, chunk: bytes) -> list[tuple[str, str]]:
+        """:meth:`_feed_pairs`, except that a long line is handled as bytes.
+
+        A partial line of at least :data:`_RAW_MIN` bytes after a chunk's last line end is
+        kept as the raw chunks it arrives in, which are only searched for the line end,
+        as long as its decoded UTF-8 could not exceed the line limit (at most a third of
+        it: a byte decodes to at most three); a long ``data:`` line then becomes a
+        :class:`_LazyData`, dispatched as its :func:`_stand_in`, which the monitor reads
+        exactly as it would have read the data. Everything else (short lines, the text of
+        a chunk up to its last line end, a long line of another field, a line that grows
+        too long) goes the way of :meth:`_feed_pairs`, and the raw bytes of a line decode
+        as one to the text the incremental decoder would have made of them, so events,
+        limits and verdicts are those of _feed_pairs.
+        """
+        out: list[tuple[str, str]] = []
+        if self._closed or not chunk:
+            return out
+        if chunk.__class__ is not bytes:
+            chunk = bytes(chunk)  # a buffer the caller may reuse is not kept, but copied
+        has_cr = b"\r" in chunk
+        start = 0
+        if self._raw:
+            end = chunk.find(b"\n")
+            if has_cr:
+                cr = chunk.find(b"\r")
+                if end < 0 or cr < end:
+                    end = cr
+            if end < 0:
+                size = self._raw_len + len(chunk)
+                if size <= self._raw_max:
+                    # the line goes on (the common case: kept without a copy)
+                    self._raw.append(chunk)
+                    self._raw_len = size
+                    return out
+                self._unraw()
+            elif self._raw_len + end <= self._raw_max:
+                self._raw_end(chunk, end, out)
+                start = end + 1
+                if start >= len(chunk) - 1:
+                    if start < len(chunk):  # one more byte: a line end (a frame's last)?
+                        if chunk[start] != 10:  # not an LF
+                            self._lazy_rest(chunk, start, has_cr, out)
+                        elif self._skip_lf:  # the LF of a CRLF
+                            self._skip_lf = False
+                        else:  # a blank line: what _feed_text would do
+                            self._dispatch(out, pairs=True)
+                    return out
+            else:
+                self._unraw()
+        self._lazy_rest(chunk, start, has_cr, out)
+        return out
+
+    def _raw_end(self, chunk: bytes, end: int, out: list[Any]) -> None:
+        """The raw partial line ends at ``chunk[end]`` (a CR or LF): process it."""
+        pieces = self._raw
+        size = self._raw_len + end
+        self._raw = []
+        self._raw_len = 0
+        if end:
+            pieces.append(chunk)
+            stop = end
+        else:
+            stop = len(pieces[-1])
+        self._raw_line(pieces, self._raw_start, stop, size, out)
+        # the line end is a CR: an LF right after it belongs to it (see _feed_text)
+        self._skip_lf = chunk[end : end + 1] == b"\r"
+
+    def _unraw(self) -> None:
+        """Hand the raw partial line to the text path, for good (until its end).
+
+        The decoder then holds what it would hold had it decoded the bytes as they came,
+        and the tail is their text: nothing was lost to the limit meanwhile (a third).
+        """
+        text = self._decoder.decode(b"".join(self._raw)[self._raw_start :])
+        self._tail = [text] if text else []
+        self._tail_bytes = _utf8_len(text)
+        self._raw = []
+        self._raw_len = 0
+        self._no_raw = True
+
+    def _lazy_rest(self, chunk: bytes, start: int, has_cr: bool, out: list[Any]) -> None:
+        """_feed_lazy for ``chunk[start:]``, not inside a raw line."""
+        size = len(chunk)
+        last = chunk.rfind(b"\n", start)
+        if has_cr:
+            last = max(last, chunk.rfind(b"\r", start))
+        if last >= 0:
+            rest = size - last - 1
+            if _RAW_MIN <= rest <= self._raw_max:
+                head = chunk[start : last + 1]
+                if (
+                    head in _SHORTCUTS
+                    and not (self._tail or self._skipping or self._start or self._skip_lf)
+                    and not self._decoder.getstate()[0]
+                ):
+                    # a fresh line (no partial line, CR, BOM or undecoded byte before it):
+                    # what _feed_text would do for the lines of _NEXT_FRAME or _EVENT_LINE
+                    if head == _NEXT_FRAME:
+                        self._dispatch(out, pairs=True)
+                    self._event = "message"
+                    self._dirty = True
+                else:
+                    self._feed_text(self._decoder.decode(head), out, pairs=True)
+                # the text ended with a line end: the decoder holds nothing, the tail is
+                # empty and no line is being skipped
+                if not (self._tail or self._skipping or self._closed):
+                    self._raw = [chunk]
+                    self._raw_start = last + 1
+                    self._raw_len = rest
+                    self._skip_lf = False  # the next byte is not a line end
+                    self._no_raw = False
+                    return
+                start = last + 1
+        elif (
+            not (self._no_raw or self._start or self._skipping)
+            and self._tail_bytes + size - start <= self._raw_max
+            and not self._decoder.getstate()[0]
+        ):
+            # the line goes on: continue it as bytes (the text so far becomes bytes again:
+            # decoded text encodes back to bytes that decode to it, of its UTF-8 length)
+            if self._tail:
+                self._raw = ["".join(self._tail).encode("utf-8", "surrogatepass"), chunk]
+                self._raw_start = 0
+            else:
+                self._raw = [chunk]
+                self._raw_start = start
+            self._raw_len = self._tail_bytes + size - start
+            self._tail = []
+            self._tail_bytes = 0
+            self._skip_lf = False  # the chunk has no line end
+            return
+        self._feed_text(self._decoder.decode(chunk[start:] if start else chunk), out, pairs=True)
+        if last >= 0:
+            self._no_raw = False  # a new line began
+
+    def _raw_line(
+        self, pieces: list[bytes], start: int, stop: int, size: int, out: list[Any]
+    ) -> None:
+        """:meth:`_line` for a complete raw line of *size* bytes (at most max_line / 3)."""
+        first = pieces[0]
+        if len(pieces) > 1 and start + 6 <= len(first):
+            name = first[start : start + 6]
+        else:
+            name = _window(pieces, start, stop, 0, 6)
+        if name.startswith(b"data:") and not (self._data or self._poisoned):
+            # the event's first data line (others go the way of _line)
+            self._dirty = True
+            skip = 6 if name[5:6] == b" " else 5
+            data = _LazyData(pieces, start, stop, skip, size - skip)
+            if 3 * data.size <= self._max_event:
+                self._data_bytes = data.size  # at most its UTF-8 length: see _line
+                self._lazy_bytes = True
+            else:
+                self._data_bytes = _utf8_len(str(data))
+                if self._data_bytes > self._max_event:
+                    self._overflow()
+                    return
+            self._data.append(data)
+            return
+        line = _window(pieces, start, stop, 0, size).decode("utf-8", "replace")
+        self._line(line, out, pairs=True)
 
     def _close_pairs(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -347,6 +623,7 @@ class SSEDecoder:
         self._dirty = True
         self._data = []
         self._data_bytes = 0
+        self._lazy_bytes = False
 
     def _run(self, text: str, pos: int, end: int, out: list[Any], *, pairs: bool) -> None:
         """Process the complete lines of ``text[pos:end]`` (``text[end - 1]`` is a LF)."""
@@ -423,6 +700,9 @@ class SSEDecoder:
         if name == "data":
             if self._poisoned:
                 return
+            if self._lazy_bytes:  # the first data line was held as bytes: count its UTF-8
+                self._lazy_bytes = False
+                self._data_bytes = _utf8_len(str(self._data[0]))
             self._data_bytes += _utf8_len(value) + (1 if self._data else 0)
             if self._data_bytes > self._max_event:
                 self._overflow()
@@ -440,13 +720,16 @@ class SSEDecoder:
 
     def _dispatch(self, out: list[Any], *, pairs: bool) -> None:
         if self._data and not self._poisoned:
-            data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+            data = self._data[0] if len(self._data) == 1 else "\n".join(map(str, self._data))
             event = self._event or "message"
+            if not isinstance(data, str):  # one long data line held as bytes (_feed_lazy)
+                data = _stand_in(event, data, self._lazy_error) if pairs else str(data)
             out.append(
                 (event, data) if pairs else SSEEvent(event, data, self._last_id, self._retry)
             )
         self._data = []
         self._data_bytes = 0
+        self._lazy_bytes = False
         self._event = ""
         self._retry = None
         self._dirty = False
@@ -536,6 +819,7 @@ class StreamMonitor:
         "_decoder",
         "_error_type",
         "_events",
+        "_fast",
         "_finished",
         "_last_type",
         "_max_line",
@@ -553,6 +837,7 @@ class StreamMonitor:
         self._completed_type = completed_type
         self._error_type = error_type
         self._decoder = SSEDecoder(max_line_bytes)
+        self._decoder._lazy_error = error_type
         self._max_line = max_line_bytes
         self._completed = False
         self._events = 0
@@ -560,6 +845,7 @@ class StreamMonitor:
         self._seq: int | None = None
         self._problem: StreamProblem | None = None
         self._finished = False
+        self._fast = True  # long lines as bytes (_feed_lazy); False: as text (_feed_pairs)
 
     @property
     def completed(self) -> bool:
@@ -586,7 +872,7 @@ class StreamMonitor:
         if self._problem is not None or self._finished:
             return self._problem
         decoder = self._decoder
-        events = decoder._feed_pairs(chunk)
+        events = decoder._feed_lazy(chunk) if self._fast else decoder._feed_pairs(chunk)
         if events:
             self._inspect(events)
         if self._problem is None and decoder.overflowed and not self._completed:
@@ -726,6 +1012,38 @@ def _read_slow(data: str) -> tuple[str | None, int | None]:
         return None, None  # not a JSON object: no type, no sequence number
     etype = obj.get("type")
     return (etype if isinstance(etype, str) else None), _seq_of(obj)
+
+
+def _stand_in(name: str, data: _LazyData, error_type: str) -> str:
+    """What StreamMonitor._inspect is given for *data*: a short text it reads exactly as it
+    would read the data (same type, same sequence number, not an error), or, when a window
+    at the start (and one at the end) of the data cannot settle that, the data itself.
+
+    Sound by the same arguments as _read_slow: a match of _HEAD_COMPACT or _HEAD (with a
+    sequence number) inside the head window is the match on the whole data; _NO_SEQ makes
+    sure the window's end did not cut off a sequence number; _SEQ_LAST only ever matches
+    ASCII, so the last _SEQ_LAST_WINDOW bytes hold exactly the matches the last
+    _SEQ_LAST_WINDOW characters do.
+    """
+    if name != error_type:
+        head = data.head()
+        m = _HEAD_COMPACT.match(head)
+        if m is not None:
+            if m[1] != error_type:
+                return m[0] + "}"
+        else:
+            m = _HEAD.match(head)
+            if m is not None and m[1] != error_type:
+                etype, seq_text = m.groups()
+                if seq_text is None and _NO_SEQ.match(head, m.end()):
+                    if not data.contains(_SEQ_KEY_BYTES):
+                        return f'{{"type":"{etype}"}}'
+                    at_end = _SEQ_LAST.search(data.tail())
+                    if at_end is not None:
+                        seq_text = at_end[1]
+                if seq_text is not None:
+                    return f'{{"type":"{etype}","sequence_number":{seq_text}}}'
+    return str(data)
 
 
 def _seq_of(obj: Any) -> int | None:
