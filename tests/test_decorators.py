@@ -475,3 +475,31 @@ def test_functions_returning_iterators_are_fine(instant: rp.testing.Instant) -> 
     """A plain function that returns a list or an iterator is decorated as usual."""
     assert rp.retry(lambda: iter([1, 2]))() is not None
     assert rp.retry(lambda: [1, 2])() == [1, 2]
+
+
+class AsyncResp(Resp):
+    """An async response: released with ``await aclose()``, as httpx's async responses are."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(status_code)
+        self.aclosed = False
+
+    async def aclose(self) -> None:
+        self.aclosed = True
+
+
+def test_async_returned_responses_are_released_with_aclose(instant: rp.testing.Instant) -> None:
+    """An async function's retried-past responses are released by awaiting aclose(), before
+    the wait; the final one is handed back open."""
+    bad = [AsyncResp(503), AsyncResp(503)]
+    final = AsyncResp(200)
+    items: list[AsyncResp] = [*bad, final]
+
+    @rp.retry(FAST)
+    async def fetch() -> AsyncResp:
+        return items.pop(0)
+
+    assert asyncio.run(fetch()) is final
+    assert [r.aclosed for r in bad] == [True, True]
+    assert not final.aclosed
+    assert len(instant.waits) == 2

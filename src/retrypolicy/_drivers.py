@@ -230,6 +230,7 @@ class Retrier:
                 delay = run.returned(value)
                 if delay is None:
                     return value
+                discard(run.retried_past)  # its connection is free before we wait
             self.wait(delay)
             if self.before_attempt is not None:
                 run.next()
@@ -257,6 +258,7 @@ class Retrier:
                 delay = run.returned(value)
                 if delay is None:
                     return value
+                await adiscard(run.retried_past)  # awaits aclose() where there is one
             await self.await_wait(delay)
             if self.before_attempt is not None:
                 run.next()
@@ -269,7 +271,7 @@ class Run:
     failure.
     """
 
-    __slots__ = ("loop", "plain", "retrier", "started", "value")
+    __slots__ = ("loop", "plain", "retried_past", "retrier", "started", "value")
 
     def __init__(self, retrier: Retrier) -> None:
         self.retrier = retrier
@@ -277,6 +279,8 @@ class Run:
         self.started = started = retrier.clock() if inst is None else retrier.clock() + inst.offset
         self.loop: Loop | None = None
         self.value: Any = None
+        self.retried_past: Outcome | None = None
+        """A returned response the next attempt replaces: released before the wait."""
         self.plain = retrier.extract is None
         """True while a plain value (see ``_extract``) may be handed back unexamined: no
         custom extractor, no failure yet (a success after one must be reported)."""
@@ -293,7 +297,7 @@ class Run:
             return None
         delay = self._failed(outcome)
         if delay is not None:
-            discard(outcome)  # its connection is free before we wait
+            self.retried_past = outcome  # the shell releases it before it waits
         return delay
 
     def raised(self, exc: BaseException) -> float:
@@ -375,18 +379,10 @@ class Loop:
         if r.on_success is not None or get_hooks():
             r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
 
-    def give_up(self) -> Any:
-        """Hand the last failure to the caller: re-raise it unchanged, or return the value."""
-        last = self.last
-        assert last is not None  # noqa: S101 - give_up follows a failure
-        if last.exception is not None:
-            raise last.exception
-        return last.value
 
-
-def discard(outcome: Outcome) -> None:
+def discard(outcome: Outcome | None) -> None:
     """Release a response we retry past (its connection goes back to the pool)."""
-    if outcome.value is None or outcome.exception is not None:
+    if outcome is None or outcome.value is None or outcome.exception is not None:
         return
     close = getattr(outcome.value, "close", None)
     if close is not None:
@@ -394,9 +390,9 @@ def discard(outcome: Outcome) -> None:
             close()
 
 
-async def adiscard(outcome: Outcome) -> None:
+async def adiscard(outcome: Outcome | None) -> None:
     """:func:`discard` for async responses: awaits ``aclose()`` where there is one."""
-    if outcome.value is None or outcome.exception is not None:
+    if outcome is None or outcome.value is None or outcome.exception is not None:
         return
     aclose = getattr(outcome.value, "aclose", None)
     if aclose is None:
