@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 import retrypolicy as rp
 from retrypolicy.instrumentation import RetryEvent, get_hooks, set_hooks
+
+from .redis_server import RedisServer, running_redis
 
 
 @pytest.fixture
@@ -27,3 +30,24 @@ def events() -> Iterator[list[RetryEvent]]:
         yield seen
     finally:
         set_hooks(previous)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the session (tests/redis_server.py); fails loudly if absent."""
+    try:
+        with running_redis() as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(f"cannot start redis-server: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's server, on an empty database."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.close()
