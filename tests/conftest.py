@@ -13,6 +13,18 @@ from retrypolicy.instrumentation import RetryEvent, get_hooks, set_hooks
 from .redis_server import RedisServer, running_redis
 
 
+@pytest.fixture(autouse=True)
+def fresh_store() -> Iterator[rp.stores.InProcessStore]:
+    """Each test gets a fresh default store: budgets, limiters and breakers never leak."""
+    store = rp.stores.InProcessStore()
+    previous = rp.stores.get_default_store()
+    rp.stores.reset(store)
+    try:
+        yield store
+    finally:
+        rp.stores.reset(previous)
+
+
 @pytest.fixture
 def instant() -> Iterator[rp.testing.Instant]:
     """Every retry wait in the test is zero, and recorded."""

@@ -154,6 +154,26 @@ def test_explain(cli: Run, args: list[str], expected: list[str]) -> None:
         assert text in out
 
 
+def test_explain_shows_the_storm_settings(cli: Run, tmp_path: Path) -> None:
+    """explain shows the budget, limiter and breaker settings of the policy (docs/storm.md)."""
+    _, out, _ = cli("explain", "503")
+    assert "budget:  capacity 500 tokens; a retry costs 5 (10 after a timeout)" in out
+    assert "limiter: off" in out
+    assert "breaker: off" in out
+    path = tmp_path / "storm.toml"
+    path.write_text(
+        "[policies.s]\nbudget = false\nlimiter = true\n[policies.s.breaker]\nopen_for = 30\n",
+        encoding="utf-8",
+    )
+    code, out, err = cli("explain", "503", "--config", str(path))
+    assert code == 0, err
+    assert "budget:  off" in out
+    assert "limiter: after a 429: pace from the measured rate x0.5" in out
+    assert "breaker: per host: opens when >= 0.5 of >= 20 attempts in 30s fail" in out
+    assert "open 30s, then 1 probe" in out
+    assert "  breaker      on (policies.s.breaker)" in out
+
+
 def test_explain_waits_are_the_backoffs_bounds(cli: Run) -> None:
     """The ranges explain prints are Backoff.bounds of the rule's backoff, and hold its draws."""
     _, out, _ = cli("explain", "429")
@@ -369,6 +389,9 @@ def test_explain_shows_where_each_value_came_from(
         'jitter "full", max_retry_after 60.0 (inherited from eugpt)',
         "  max_attempts 8 (policies.batch)",
         "  deadline     none (inherited from eugpt)",
+        "  budget       on (inherited from eugpt)",
+        "  limiter      off (inherited from eugpt)",
+        "  breaker      off (inherited from eugpt)",
     ]
     _, out, _ = cli("explain", "401", "--config", str(path))
     assert "sources: rule inherited from eugpt" in out

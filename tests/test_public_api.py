@@ -49,12 +49,17 @@ def test_design_methods_exist() -> None:
         "retrypolicy",
         "retrypolicy.testing",
         "retrypolicy.instrumentation",
+        "retrypolicy.instrumentation.prometheus",
         "retrypolicy.typing",
         "retrypolicy.transport",
+        "retrypolicy.stores",
+        "retrypolicy.batch",
         "retrypolicy_requests",
         "retrypolicy_httpx",
+        "retrypolicy_httpx.httpx2",
         "retrypolicy_urllib3",
         "retrypolicy_aiohttp",
+        "retrypolicy_openai",
     ],
 )
 def test_all_is_sorted_and_complete(module: str) -> None:
@@ -71,6 +76,7 @@ def test_all_is_sorted_and_complete(module: str) -> None:
         "retrypolicy_httpx",
         "retrypolicy_urllib3",
         "retrypolicy_aiohttp",
+        "retrypolicy_openai",
     )
 
     def is_ours(value: object) -> bool:
@@ -100,6 +106,7 @@ def test_all_is_sorted_and_complete(module: str) -> None:
         ("retrypolicy_httpx", ["AsyncRetryTransport", "RetryTransport"]),
         ("retrypolicy_urllib3", ["PolicyRetry"]),
         ("retrypolicy_aiohttp", ["RetryMiddleware"]),
+        ("retrypolicy_openai", ["api_error", "async_client", "classify", "client", "wrap"]),
     ],
 )
 def test_adapter_names(adapter: str, names: list[str]) -> None:
@@ -131,6 +138,12 @@ FRONT_DOOR = {
     "PermissionDeniedError",
     "RateLimitError",
     "ServiceUnavailableError",
+    # storm protection (docs/storm.md)
+    "RetryBudget",
+    "AdaptiveLimiter",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "stores",
 }
 
 

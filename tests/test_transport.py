@@ -7,6 +7,7 @@ by feeding it what an adapter would have read.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import zlib
 from typing import Any
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import retrypolicy as rp
+from retrypolicy._sse import SSEDecoder, bytes_before_event
 from retrypolicy.transport import (
     EXHAUSTED,
     MAX_ERROR_BODY,
@@ -483,3 +485,70 @@ def test_judge_never_raises(
     )
     if outcome is not None:
         assert FAST.classify(outcome.status, outcome.code).kind != rp.Kind.SUCCESS
+
+
+# -- the guard raises in place of the failing event -----------------------------------------
+
+
+def _frame(obj: dict[str, Any], newline: bytes = b"\n") -> bytes:
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return b"event: message" + newline + b"data: " + data + newline + newline
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n_deltas=st.integers(0, 6),
+    newline=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    cuts=st.lists(st.integers(0, 2000), max_size=8),
+    error_kind=st.sampled_from(["error", "gap"]),
+)
+def test_guard_hands_over_every_event_before_the_failure_and_never_it(
+    n_deltas: int, newline: bytes, cuts: list[int], error_kind: str
+) -> None:
+    """However the stream falls into chunks, the guard yields a prefix of it that holds
+    every complete event before the failing one and no complete failing frame."""
+    good = [{"type": "response.created", "sequence_number": 0}] + [
+        {"type": "response.output_text.delta", "sequence_number": i, "delta": f"d{i}"}
+        for i in range(1, n_deltas + 1)
+    ]
+    bad: dict[str, Any] = (
+        {"type": "error", "sequence_number": n_deltas + 1, "code": "upstream_error"}
+        if error_kind == "error"
+        else {"type": "response.output_text.delta", "sequence_number": n_deltas + 5}
+    )
+    wire = b"".join(_frame(e, newline) for e in good)
+    full = wire + _frame(bad, newline)
+    points = sorted({c % (len(full) + 1) for c in cuts} | {0, len(full)})
+    chunks = [full[a:b] for a, b in itertools.pairwise(points) if b > a]
+    check = StreamCheck(rp.EUGPT)
+    got = bytearray()
+    with pytest.raises(rp.StreamError):
+        for piece in check.guard(iter(chunks)):
+            got += piece
+    assert full.startswith(bytes(got))
+    assert len(got) >= len(wire) - len(newline)  # at most a line end of the last frame is held
+    decoder = SSEDecoder()
+    seen = [json.loads(e.data) for e in decoder.feed(bytes(got))]
+    if len(got) >= len(wire):
+        assert seen == good
+    assert bad not in seen
+
+
+@pytest.mark.parametrize(
+    ("chunk", "previous", "expected"),
+    [
+        (b'event: message\ndata: {"a":1}\n\nevent: message\ndata: ERR\n\n', b"", 30),
+        (b"data: ERR\n\n", b'data: {"a":1}\n\n', 0),
+        (b"\nevent: message\ndata: ERR\n\n", b'data: {"a":1}\n', 1),
+        (b"\r\nevent: message\r\ndata: ERR\r\n\r\n", b'data: {"a":1}\r', 2),
+        (b'data: {"a":1}\r\n\r\ndata:ERR\r\n\r\n', b"", 17),
+        (b"RR\n\n", b"data: E", 0),  # the frame began in the chunk before
+        (b'data: {"x":"ERR"}\n\ndata: ERR\n\n', b"", 19),  # the needle inside another frame
+    ],
+    ids=["two-frames", "frame-first", "straddle-lf", "straddle-crlf", "crlf", "split", "decoy"],
+)
+def test_bytes_before_event_cuts_at_the_failing_frame(
+    chunk: bytes, previous: bytes, expected: int
+) -> None:
+    """The cut lands at the start of the failing frame, wherever its boundary falls."""
+    assert bytes_before_event(chunk, "ERR", previous) == chunk[:expected]

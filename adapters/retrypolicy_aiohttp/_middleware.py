@@ -53,7 +53,9 @@ class RetryMiddleware:
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Send *request* through *handler* until the policy is satisfied or gives up."""
         one_shot = isinstance(request.body, AsyncIterablePayload)
-        loop = self.options.loop(request.method, resendable=not one_shot)
+        loop = self.options.loop(
+            request.method, resendable=not one_shot, host=request.url.host or ""
+        )
 
         async def attempt() -> Exchange:
             response = await handler(request)
@@ -78,7 +80,9 @@ class RetryMiddleware:
         elif is_event_stream(headers):
             ex.check = check = self.options.stream_check()
             read, problem = await check.aprime(rest)
-            ex.outcome = None if problem is None else check.outcome(problem, status)
+            if problem is not None:  # handed over only on give-up: never its failing event
+                ex.outcome = check.outcome(problem, status)
+                read = check.trimmed(read)
             rest = check.aguard(rest)  # what was read is checked already
         else:
             return ex  # a plain success: the response is aiohttp's, untouched

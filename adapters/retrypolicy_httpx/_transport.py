@@ -1,440 +1,29 @@
-"""``RetryTransport`` and ``AsyncRetryTransport``: a policy's retries inside an httpx client.
-
-Why a transport: mounted once, it covers every request the client sends,
-streaming ones included, and the calling code stays plain httpx — the final
-response is the inner transport's own ``httpx.Response``, whose
-``raise_for_status()`` works as before.
-
-The adapter only reads and hands over; the seam (:mod:`retrypolicy.transport`)
-decides. One attempt is one call of the inner transport. Of its response only
-what the policy needs is read: a bounded prefix of an error body (for the
-envelope's code), or an event stream up to its first content event — a stream
-that fails before then is retried transparently, since nothing of it has
-reached the caller. The final response replays those bytes and then the rest
-of the inner stream, so the caller reads exactly what the bare transport would
-have given it. An httpx transport hands over the bytes off the wire, before
-httpx undoes ``Content-Encoding``: the seam judges a decoded *copy*.
-
-The attempt logic is written once, as a coroutine over a small I/O object:
-:class:`_AsyncIO` awaits the inner transport; :class:`_SyncIO` calls it, never
-suspends, and :class:`RetryTransport` runs the coroutine to its end with one
-``send(None)``. The two differ only in the lines that do I/O. The common case —
-a success with nothing to read — the sync shell settles before any coroutine
-exists, which keeps the transport's cost per request near httpx-retries'.
-
-Connections: a response retried past is closed before the wait (a pool of one
-connection must not deadlock on it); an error body or a stream opening read to
-its end is closed at once.
-"""
+"""``RetryTransport`` and ``AsyncRetryTransport`` for httpx (the logic is in ``_core``)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, Final, NamedTuple, TypeVar, Unpack
+from typing import Unpack
 
 try:
     import httpx
 except ImportError as exc:
     _MISSING = (
         "retrypolicy_httpx needs httpx, which is not installed: pip install 'retrypolicy[httpx]'"
+        " (for httpx2, the library of the openai SDK: retrypolicy_httpx.httpx2)"
     )
     raise ModuleNotFoundError(_MISSING, name="httpx") from exc
 
 from retrypolicy import Policy
-from retrypolicy.transport import (
-    MAX_ERROR_BODY,
-    AdapterKeywords,
-    AdapterOptions,
-    AttemptLoop,
-    Outcome,
-    StreamCheck,
-    StreamProblem,
-    is_event_stream,
-)
+from retrypolicy.transport import AdapterKeywords
 
-__all__ = ["ATTEMPTS_EXTENSION", "AsyncRetryTransport", "RetryTransport"]
+from ._core import ATTEMPTS_EXTENSION, AsyncTransport, Library, SyncTransport
 
-ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
-"""The ``response.extensions`` key that says how many attempts a final response took."""
+__all__ = ["ATTEMPTS_EXTENSION", "HTTPX", "AsyncRetryTransport", "RetryTransport"]
 
-Failure = Callable[[], BaseException]
-"""Builds the exception a replayed body ends with (late: the attempts are known then)."""
-T = TypeVar("T", httpx.BaseTransport, httpx.AsyncBaseTransport)
+HTTPX = Library.of(httpx, other="httpx2")
 
 
-# --------------------------------------------------------------------------- replayed bodies
-
-
-class _Body:
-    """A final body: the chunks the adapter read, then the rest, or the error it ends with."""
-
-    def __init__(
-        self, inner: Any, chunks: Any, read: list[bytes], rest: Any, failure: Failure | None
-    ) -> None:
-        self._inner = inner  # the inner transport's stream
-        self._chunks = chunks  # its chunk iterator, which *rest* (if any) continues
-        self._read = read
-        self._rest = rest
-        self._failure = failure
-        self._closed = False
-
-
-class _Replay(_Body, httpx.SyncByteStream):
-    """The final body of a sync response."""
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._read
-        if self._failure is not None:
-            raise self._failure()
-        if self._rest is not None:
-            yield from self._rest
-
-    def close(self) -> None:
-        if not self._closed:  # the inner stream may have been closed early: once is enough
-            self._closed = True
-            self._inner.close()
-
-
-class _AsyncReplay(_Body, httpx.AsyncByteStream):
-    """The final body of an async response; closing it closes the generators too."""
-
-    _open: AsyncIterator[bytes] | None = None
-
-    async def _body(self) -> AsyncIterator[bytes]:
-        for chunk in self._read:
-            yield chunk
-        if self._failure is not None:
-            raise self._failure()
-        if self._rest is not None:
-            async for chunk in self._rest:
-                yield chunk
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        body = self._body()
-        self._open = body
-        return body
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # left to the garbage collector, an async generator is finalised on whatever
-        # event loop is still around, if any: close ours, the guard's and the inner one now
-        for it in (self._open, self._rest, self._chunks):
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        await self._inner.aclose()
-
-
-# --------------------------------------------------------------------------- the I/O
-
-
-class _Wiring(NamedTuple):
-    """The non-I/O parts where sync and async differ: which stream, iterator, guard, body."""
-
-    stream: type[httpx.SyncByteStream | httpx.AsyncByteStream]
-    open: Callable[[Any], Any]  # iter or aiter
-    guard: Callable[[StreamCheck, Any], Any]  # StreamCheck.guard or .aguard
-    replay: Callable[..., httpx.SyncByteStream | httpx.AsyncByteStream]  # the final body
-
-
-class _Shell:
-    """What the sync and async I/O share: the inner transport, the sleeper, the wiring."""
-
-    __slots__ = ("sleep", "transport")
-    wiring: _Wiring
-
-    def __init__(self, transport: Any, sleep: Any) -> None:
-        self.transport = transport
-        self.sleep = sleep
-
-    def chunks(self, stream: object) -> Any:
-        """The chunk iterator of a response *stream* (checked: an inner transport may lie)."""
-        wiring = self.wiring
-        if not isinstance(stream, wiring.stream):
-            msg = f"{self.transport!r} returned a {type(stream).__name__}, not {wiring.stream}"
-            raise TypeError(msg)
-        return wiring.open(stream)
-
-
-class _SyncIO(_Shell):
-    """The inner transport's I/O for the shared coroutine, done at once (never suspends)."""
-
-    __slots__ = ()
-    wiring = _Wiring(httpx.SyncByteStream, iter, StreamCheck.guard, _Replay)
-
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        return self.transport.handle_request(request)  # type: ignore[no-any-return]
-
-    async def next(self, chunks: Iterator[bytes]) -> bytes | None:
-        return next(chunks, None)
-
-    async def end(self, stream: Any) -> None:
-        stream.close()
-
-    async def close(self, response: httpx.Response) -> None:
-        response.close()
-
-    async def pause(self, seconds: float) -> None:
-        self.sleep(seconds)
-
-
-class _AsyncIO(_Shell):
-    """:class:`_SyncIO` for an async inner transport."""
-
-    __slots__ = ()
-    wiring = _Wiring(httpx.AsyncByteStream, aiter, StreamCheck.aguard, _AsyncReplay)
-
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        return await self.transport.handle_async_request(request)  # type: ignore[no-any-return]
-
-    async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
-        return await anext(chunks, None)
-
-    async def end(self, stream: Any) -> None:
-        await stream.aclose()
-
-    async def close(self, response: httpx.Response) -> None:
-        await response.aclose()
-
-    async def pause(self, seconds: float) -> None:
-        await self.sleep(seconds)
-
-
-IO = _SyncIO | _AsyncIO
-"""What the shared coroutine does its I/O with."""
-
-
-# --------------------------------------------------------------------------- the attempts
-
-
-async def _take(
-    io: IO, chunks: Any, more: Callable[[bytes], bool]
-) -> tuple[list[bytes], bool, Exception | None]:
-    """Read while *more(chunk)*: (the chunks read, whether the body ended, the read error)."""
-    read: list[bytes] = []
-    while True:
-        try:
-            chunk = await io.next(chunks)
-        except Exception as exc:  # noqa: BLE001 - judged by the caller; the reader meets it later
-            return read, True, exc
-        if chunk is None:
-            return read, True, None
-        read.append(chunk)
-        if not more(chunk):
-            return read, False, None
-
-
-async def _send(io: IO, request: httpx.Request) -> httpx.Response | Exception:
-    """One attempt: the inner transport's response, or the exception it raised."""
-    try:
-        return await io.send(request)
-    except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
-        return exc
-
-
-async def _release(io: IO, response: httpx.Response) -> None:
-    """Close a response we hand nobody (best effort: it is discarded anyway)."""
-    with contextlib.suppress(Exception):
-        await io.close(response)
-
-
-class _Retrying:
-    """What both transports share: the options, and the attempt loop written once."""
-
-    __slots__ = ("inner", "options")
-
-    def __init__(self, options: AdapterOptions, inner: object) -> None:
-        self.options = options
-        self.inner = inner
-
-    def __repr__(self) -> str:
-        return f"policy={self.options.policy.name!r} transport={self.inner!r}"
-
-    def first(self, request: httpx.Request) -> AttemptLoop:
-        """The attempt loop of *request*, its first attempt begun."""
-        # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
-        resendable = isinstance(request.stream, httpx.ByteStream)
-        loop = self.options.loop(request.method, resendable=resendable)
-        loop.begin()
-        return loop
-
-    async def handle(
-        self,
-        request: httpx.Request,
-        io: IO,
-        loop: AttemptLoop | None = None,
-        sent: httpx.Response | Exception | None = None,
-    ) -> httpx.Response:
-        """Send *request* until the policy is satisfied or gives up; the final response.
-
-        *loop* and *sent* (the response, or the exception raised) are the first
-        attempt's, when the shell made it itself.
-        """
-        if loop is None:
-            loop = self.first(request)
-            sent = await _send(io, request)
-        while True:
-            if isinstance(sent, httpx.Response):
-                final, wait = await self._judge(loop, request, sent, io)
-                if final is not None:
-                    return final
-            else:
-                assert sent is not None  # noqa: S101 - an attempt was made
-                wait = loop.failed(loop.judge_exception(sent))
-                if wait is None:
-                    raise sent  # unchanged
-            if wait:
-                await io.pause(wait)
-            loop.begin()
-            sent = await _send(io, request)
-
-    async def _judge(
-        self, loop: AttemptLoop, request: httpx.Request, response: httpx.Response, io: IO
-    ) -> tuple[httpx.Response | None, float | None]:
-        """(the final response, or None and the seconds to wait) after *response*."""
-        check: StreamCheck | None = None
-        status = response.status_code
-        try:
-            if status >= 400:
-                outcome = await self._error_body(loop, response, io)
-            elif 200 <= status < 300 and _is_stream(request, response):
-                outcome, check = await self._event_stream(response, io)
-            else:
-                outcome = loop.judge(status, response.headers)
-        except BaseException:
-            await _release(io, response)
-            raise
-        if outcome is None:
-            loop.succeeded()
-            return _hand_over(loop, response, None, check), None
-        wait = loop.failed(outcome)
-        if wait is None:
-            try:
-                return _hand_over(loop, response, outcome, check), None
-            except Exception:  # raise_on_give_up: the response goes nowhere
-                await _release(io, response)
-                raise
-        await _release(io, response)  # before the wait: a pool of one must not deadlock
-        return None, wait
-
-    async def _error_body(
-        self, loop: AttemptLoop, response: httpx.Response, io: IO
-    ) -> Outcome | None:
-        """Judge an error response by a bounded prefix of its body, replayed to the caller."""
-        stream = response.stream
-        chunks = io.chunks(stream)
-        size = [0]
-
-        def more(chunk: bytes) -> bool:
-            size[0] += len(chunk)
-            return size[0] < MAX_ERROR_BODY
-
-        read, ended, error = await _take(io, chunks, more)
-        if ended:
-            await io.end(stream)  # the whole body is in hand: free the connection now
-        failure = None if error is None else (lambda: error)
-        response.stream = io.wiring.replay(stream, chunks, read, None if ended else chunks, failure)
-        encoding = response.headers.get("content-encoding")
-        return loop.judge(
-            response.status_code, response.headers, b"".join(read), content_encoding=encoding
-        )
-
-    async def _event_stream(
-        self, response: httpx.Response, io: IO
-    ) -> tuple[Outcome | None, StreamCheck]:
-        """Read an event stream up to its first content; the rest is checked as it is read."""
-        stream = response.stream
-        chunks = io.chunks(stream)
-        check = self.options.stream_check(content_encoding=response.headers.get("content-encoding"))
-        problems: list[StreamProblem] = []
-
-        def more(chunk: bytes) -> bool:
-            problem = check.feed(chunk)
-            if problem is not None:
-                problems.append(problem)
-            return problem is None and not check.committed
-
-        read, ended, error = await _take(io, chunks, more)
-        if not ended and not problems:  # committed: the caller gets it, checked to its end
-            response.stream = io.wiring.replay(
-                stream, chunks, read, io.wiring.guard(check, chunks), None
-            )
-            return None, check
-        await io.end(stream)  # ended or failed: nothing more is read
-        if problems:
-            problem: StreamProblem | None = problems[0]
-        else:  # a stream that completed is a success, whatever the connection did next
-            problem = check.close() if error is None else check.lost(error)
-        if problem is None:
-            response.stream = io.wiring.replay(stream, chunks, read, None, None)
-            return None, check
-        response.stream = io.wiring.replay(
-            stream, chunks, read, None, _stream_failure(check, problem, error)
-        )
-        return check.outcome(problem, response.status_code), check
-
-
-def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception | None) -> Failure:
-    def failure() -> BaseException:
-        error = check.error(problem)
-        error.__cause__ = cause
-        return error
-
-    return failure
-
-
-def _is_stream(request: httpx.Request, response: httpx.Response) -> bool:
-    """Whether *response* is an event stream to check to its last event."""
-    if request.method == "HEAD":
-        return False
-    # the seam decides; this scan (a third cheaper than httpx's own look-up, on every
-    # success) only spares it the common JSON response
-    for key, value in response.headers.raw:
-        if len(key) == 12 and key.lower() == b"content-type":
-            return b"event-stream" in value.lower() and is_event_stream(response.headers)
-    return False
-
-
-def _hand_over(
-    loop: AttemptLoop,
-    response: httpx.Response,
-    outcome: Outcome | None,
-    check: StreamCheck | None,
-) -> httpx.Response:
-    """The final response, marked with its attempts (or the error raised on give-up)."""
-    response.extensions[ATTEMPTS_EXTENSION] = loop.attempts
-    final: httpx.Response = loop.finish(response, outcome, check)
-    return final
-
-
-def _inner(transport: T | None, base: type[T], default: Callable[[], T]) -> T:
-    """The inner transport: *transport*, checked, or a new default one."""
-    inner = default() if transport is None else transport
-    if isinstance(inner, base):
-        return inner
-    msg = f"transport {transport!r}: expected an {base.__module__}.{base.__qualname__}"
-    raise TypeError(msg)
-
-
-def _run(coro: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
-    """Run a coroutine that never suspends (its I/O is :class:`_SyncIO`) to its end."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        response: httpx.Response = done.value
-        return response
-    coro.close()  # pragma: no cover - _SyncIO never suspends
-    msg = "a sync RetryTransport attempt suspended"  # pragma: no cover
-    raise RuntimeError(msg)  # pragma: no cover
-
-
-# --------------------------------------------------------------------------- the transports
-
-
-class RetryTransport(httpx.BaseTransport):
+class RetryTransport(SyncTransport, httpx.BaseTransport):
     """An httpx transport that retries by *policy* (default ``rp.EUGPT``) around *transport*.
 
     ``httpx.Client(transport=RetryTransport())`` retries every request the
@@ -447,8 +36,12 @@ class RetryTransport(httpx.BaseTransport):
     transport is always re-raised unchanged). ``response.extensions
     ["retrypolicy.attempts"]`` says how many attempts were made. The keywords
     are those of :class:`retrypolicy.transport.AdapterOptions` (``sleep``, not
-    ``async_sleep``).
+    ``async_sleep``). For an ``httpx2.Client`` (the openai SDK's), use
+    :class:`retrypolicy_httpx.httpx2.RetryTransport`: mounted there, this one
+    raises a ``TypeError`` that says so.
     """
+
+    _library = HTTPX
 
     def __init__(
         self,
@@ -456,48 +49,13 @@ class RetryTransport(httpx.BaseTransport):
         transport: httpx.BaseTransport | None = None,
         **options: Unpack[AdapterKeywords],
     ) -> None:
-        inner = _inner(transport, httpx.BaseTransport, httpx.HTTPTransport)
-        self._core = _Retrying(
-            AdapterOptions(policy=policy, name="RetryTransport", **options), inner
-        )
-        self._io = _SyncIO(inner, self._core.options.sleep)
-        self._transport = inner
-
-    @property
-    def policy(self) -> Policy:
-        """The policy this transport retries by."""
-        return self._core.options.policy
-
-    def __repr__(self) -> str:
-        return f"<RetryTransport {self._core!r}>"
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Send *request* through the inner transport, retrying by the policy."""
-        core = self._core
-        loop = core.first(request)
-        sent: httpx.Response | Exception
-        try:
-            sent = self._transport.handle_request(request)
-        except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
-            sent = exc
-        else:  # the common case, settled without the coroutine: a success with nothing to read
-            status = sent.status_code
-            if (
-                status < 400
-                and not (200 <= status < 300 and _is_stream(request, sent))
-                and loop.judge(status, sent.headers) is None
-            ):
-                loop.succeeded()
-                return _hand_over(loop, sent, None, None)
-        return _run(core.handle(request, self._io, loop, sent))
-
-    def close(self) -> None:
-        """Close the inner transport."""
-        self._transport.close()
+        super().__init__(policy, transport, **options)
 
 
-class AsyncRetryTransport(httpx.AsyncBaseTransport):
+class AsyncRetryTransport(AsyncTransport, httpx.AsyncBaseTransport):
     """:class:`RetryTransport` for ``httpx.AsyncClient`` (``async_sleep``, not ``sleep``)."""
+
+    _library = HTTPX
 
     def __init__(
         self,
@@ -505,25 +63,4 @@ class AsyncRetryTransport(httpx.AsyncBaseTransport):
         transport: httpx.AsyncBaseTransport | None = None,
         **options: Unpack[AdapterKeywords],
     ) -> None:
-        inner = _inner(transport, httpx.AsyncBaseTransport, httpx.AsyncHTTPTransport)
-        self._core = _Retrying(
-            AdapterOptions(policy=policy, name="AsyncRetryTransport", **options), inner
-        )
-        self._io = _AsyncIO(inner, self._core.options.async_sleep)
-        self._transport = inner
-
-    @property
-    def policy(self) -> Policy:
-        """The policy this transport retries by."""
-        return self._core.options.policy
-
-    def __repr__(self) -> str:
-        return f"<AsyncRetryTransport {self._core!r}>"
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send *request* through the inner transport, retrying by the policy."""
-        return await self._core.handle(request, self._io)
-
-    async def aclose(self) -> None:
-        """Close the inner transport."""
-        await self._transport.aclose()
+        super().__init__(policy, transport, **options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
@@ -109,7 +110,10 @@ class RetryAdapter(HTTPAdapter):
     ) -> Response:
         """Send *request*, retrying by the policy; see the class docstring."""
         rewind = _rewinder(request.body)
-        loop = self.options.loop(request.method, resendable=rewind is not None)
+        host = ""  # the breaker's key: not even parsed without a breaker (it costs per request)
+        if self.options.policy.breaker is not None:
+            host = urlsplit(request.url or "").hostname or ""
+        loop = self.options.loop(request.method, resendable=rewind is not None, host=host)
 
         def attempt() -> Exchange:
             if rewind is not None:

@@ -209,8 +209,8 @@ class PolicyRetry(Retry):
                 return self._redirected(method, url, response.status, location, _pool)
         loop = self.loop
         if loop is None:  # the request's first failure: its attempt 1 is behind it
-            loop = AttemptLoop(self.options)
-            loop.begin()
+            loop = AttemptLoop(self.options, host=getattr(_pool, "host", None) or "")
+            loop.begin(sent=True)  # urllib3 sent it already: counted, neither paced nor refused
         status = None if response is None else response.status
         if error is not None:
             outcome = loop.judge_exception(error)
@@ -229,9 +229,9 @@ class PolicyRetry(Retry):
         wait = loop.failed(outcome)
         if wait is None:
             self._give_up(loop, outcome, url=url, response=response, error=error, pool=_pool)
-        loop.begin()
+        hold = loop.begin()  # the limiter's slot: urllib3 sleeps the longer of the two
         clone = self.new(history=(*self.history, RequestHistory(method, url, error, status, None)))
-        clone.loop, clone.state, clone.delay = loop, loop.state, wait
+        clone.loop, clone.state, clone.delay = loop, loop.state, max(wait or 0.0, hold)
         return clone
 
     def _give_up(

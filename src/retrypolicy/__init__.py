@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from . import instrumentation
 from ._backoff import Backoff
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
 from ._config import dump_policy, load_policy
 from ._decorators import Attempt, Attempts, attempts, retry
 from ._envelope import ErrorInfo, parse_error
@@ -28,6 +30,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    CircuitOpenError,
     ClientError,
     ConfigError,
     InternalServerError,
@@ -37,6 +40,7 @@ from ._errors import (
     ServiceUnavailableError,
     StreamError,
 )
+from ._limiter import AdaptiveLimiter
 from ._policy import Policy
 from ._profiles import EUGPT, HTTP
 from ._rules import Classification, Failure, Kind, Rule, register_exception
@@ -47,9 +51,9 @@ except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from . import testing, transport
+    from . import stores, testing, transport
 
-_LAZY = frozenset({"testing", "transport", "typing"})
+_LAZY = frozenset({"stores", "testing", "transport", "typing"})
 """Submodules loaded on first use: ``testing`` brings a whole HTTP server."""
 _MOVED = {
     "Outcome": "transport",
@@ -86,11 +90,14 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AdaptiveLimiter",
     "Attempt",
     "Attempts",
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "Classification",
     "ClientError",
     "ConfigError",
@@ -102,6 +109,7 @@ __all__ = [
     "PermissionDeniedError",
     "Policy",
     "RateLimitError",
+    "RetryBudget",
     "Rule",
     "ServiceUnavailableError",
     "StreamError",
@@ -112,6 +120,7 @@ __all__ = [
     "parse_error",
     "register_exception",
     "retry",
+    "stores",
     "testing",
     "transport",
 ]

@@ -212,7 +212,99 @@ def _build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no line per request and no summary on stderr"
     )
     serve.set_defaults(run=_serve_fake)
+    _add_batch(sub)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        msg = f"expected a number of seconds > 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+_BATCH_EPILOG = (
+    "exit codes: 0 every job done; 1 some jobs failed or input lines were bad; 2 bad usage "
+    f"or input (a missing file too). Without --config/--profile, {CONFIG_ENV} and "
+    f"{PROFILE_ENV} choose the policy, as in the library."
+)
+
+
+def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``batch run`` and ``batch status``: the logic is in :mod:`retrypolicy.batch`."""
+    batch = sub.add_parser(
+        "batch",
+        help="run a JSON Lines batch of requests at most once each, resumable",
+        description=(
+            "Batch jobs with a client-side dedupe ledger: `batch run` posts each line of a "
+            "JSON Lines file to /v1/responses at most once to success, and resumes where a "
+            "killed run stopped; `batch status` counts the jobs of a ledger."
+        ),
+        epilog=_BATCH_EPILOG,
+    )
+    group = batch.add_subparsers(dest="batch_command", metavar="SUBCOMMAND", required=True)
+    run = group.add_parser(
+        "run",
+        help="post every line of INPUT.jsonl once; rerun to resume",
+        description=(
+            'Post each line of INPUT (a JSON object: the request body plus an "id", the '
+            "job id, which is not sent) to /v1/responses, under the policy, recording each "
+            "job in the ledger; write one JSON line per finished job to --out. Run it again "
+            "to resume: only pending, retryable-failed and abandoned jobs run. Bad lines are "
+            "reported with their numbers and skipped. The API key is read from "
+            "EUGPT_API_KEY. Exit 0 when every job is done, 1 when some failed or lines "
+            "were bad."
+        ),
+        epilog=_BATCH_EPILOG,
+    )
+    run.add_argument("input", metavar="INPUT.jsonl", help="the requests, one JSON object a line")
+    run.add_argument(
+        "--ledger",
+        required=True,
+        metavar="LEDGER",
+        help="an SQLite file (created if missing), or redis://host:port/db",
+    )
+    run.add_argument(
+        "--out", required=True, metavar="FILE", help="results, one JSON line per job (appended)"
+    )
+    run.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="the API's base URL; default: a built-in fake EU GPT server, so it runs as is",
+    )
+    run.add_argument(
+        "--concurrency", type=_positive_int, default=8, metavar="N", help="parallel jobs (8)"
+    )
+    run.add_argument(
+        "--lease",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a crashed worker's jobs stay locked (30; renewed while running)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="read timeout of one request (300)",
+    )
+    _add_policy_options(run)
+    run.set_defaults(run=_batch_run)
+    status = group.add_parser(
+        "status",
+        help="count a ledger's jobs per state and failure kind",
+        description="Count the jobs of a ledger per state, and the failed ones per kind.",
+        epilog=_BATCH_EPILOG,
+    )
+    status.add_argument(
+        "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
+    )
+    status.set_defaults(run=_batch_status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,8 +462,44 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
         print(f"body:    code={info.code!r} type={info.type!r} message={info.message!r}", file=out)
     c = policy.classify(status, code, failure=failure)
     _print_classification(policy, c, out)
+    for line in _storm_lines(policy):
+        print(line, file=out)
     _print_sources(args, policy, c, out)
     return EXIT_OK
+
+
+def _storm_lines(policy: Policy) -> list[str]:
+    """The policy's budget, limiter and breaker settings (docs/storm.md), one line each."""
+    b, lim, br = policy.budget, policy.limiter, policy.breaker
+    budget = "off"
+    if b is not None:
+        budget = (
+            f"capacity {b.capacity:g} tokens; a retry costs {b.retry_cost:g} "
+            f"({b.timeout_cost:g} after a timeout), a success refunds {b.success_refund:g}, "
+            f"{b.refill_rate:g} token/s refill; empty: give up at once"
+        )
+    limiter = "off"
+    if lim is not None:
+        start = (
+            f"{lim.initial_rate:g} req/s"
+            if lim.initial_rate is not None
+            else f"the measured rate x{lim.decrease:g}"
+        )
+        limiter = (
+            f"after a 429: pace from {start}, x{lim.decrease:g} per 429 (once per "
+            f"{lim.cooldown:g}s), +{lim.increase:g} req/s each second, floor "
+            f"{lim.min_rate:g} req/s, unpaced after {lim.idle_reset:g}s without 429; "
+            f"persistent after {lim.persist_after} 429s in a row (reported every "
+            f"{lim.persist_window:g}s, not retried)"
+        )
+    breaker = "off"
+    if br is not None:
+        breaker = (
+            f"per host: opens when >= {br.failure_rate:g} of >= {br.min_calls} attempts in "
+            f"{br.window:g}s fail ({', '.join(sorted(br.kinds))}); open {br.open_for:g}s, "
+            f"then {br.half_open_probes} probe{'s' if br.half_open_probes != 1 else ''}"
+        )
+    return [f"budget:  {budget}", f"limiter: {limiter}", f"breaker: {breaker}"]
 
 
 def _print_sources(
@@ -519,3 +647,28 @@ def _serve_fake(args: argparse.Namespace, out: TextIO) -> int:
         require_key=args.require_key,
         quiet=args.quiet,
     )
+
+
+# -- batch ---------------------------------------------------------------------------
+
+
+def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
+    from .batch._command import run_command  # noqa: PLC0415 - loads requests and the adapter
+
+    return run_command(
+        input_path=args.input,
+        ledger_spec=args.ledger,
+        out_path=args.out,
+        base_url=args.base_url,
+        concurrency=args.concurrency,
+        lease=args.lease,
+        timeout=args.timeout,
+        policy=_policy_of(args),
+        out=out,
+    )
+
+
+def _batch_status(args: argparse.Namespace, out: TextIO) -> int:
+    from .batch._command import status_command  # noqa: PLC0415
+
+    return status_command(ledger_spec=args.ledger, out=out)

@@ -18,6 +18,7 @@ from ._defaults import default_policy
 from ._drivers import NEVER_RETRIED, Loop, Retrier, discard
 from ._outcome import Outcome
 from ._policy import Policy
+from ._storm import UNFULL
 from .typing import RetryOptions
 
 __all__ = ["Attempt", "Attempts", "attempts", "retry"]
@@ -56,7 +57,11 @@ def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Call
         )
         raise TypeError(msg)
     retrier = retrier_for(name)
-    wrapper: Any = retrier.acall if inspect.iscoroutinefunction(target) else retrier.call
+    wrapper: Any
+    if inspect.iscoroutinefunction(target):
+        wrapper = retrier.agated_call if retrier.gated else retrier.acall
+    else:
+        wrapper = retrier.gated_call if retrier.gated else retrier.call
     return wrapt.FunctionWrapper(fn, wrapper)
 
 
@@ -149,6 +154,12 @@ class _Session:
         self.delay: float | None = None
         self.done = False
 
+    def gate(self) -> float:
+        """The limiter's wait before the next attempt (``CircuitOpenError`` while open)."""
+        if not self.retrier.gated:
+            return 0.0
+        return self.retrier.gate("", 1 if self.loop is None else self.loop.attempt)
+
     def next_attempt(self) -> Attempt:
         number = 1 if self.loop is None else self.loop.attempt
         self.retrier.announce(number, self.started)
@@ -169,6 +180,8 @@ class _Session:
     def succeeded(self) -> None:
         if self.loop is not None:
             self.loop.succeeded()
+        elif UNFULL or self.retrier.gated:
+            self.retrier.storm_success()
         self.done = True
 
 
@@ -192,6 +205,8 @@ class Attempts:
     def __iter__(self) -> Iterator[Attempt]:
         session = _Session(self._retrier)
         while True:
+            if hold := session.gate():
+                self._retrier.wait(hold)
             yield session.next_attempt()
             if session.done or session.delay is None:
                 return
@@ -200,6 +215,8 @@ class Attempts:
     async def __aiter__(self) -> AsyncIterator[Attempt]:
         session = _Session(self._retrier)
         while True:
+            if hold := session.gate():
+                await self._retrier.await_wait(hold)
             yield session.next_attempt()
             if session.done or session.delay is None:
                 return

@@ -23,7 +23,11 @@ from ._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._redact import redact
 from ._rules import Kind
+from ._storm import UNFULL as _UNFULL
+from ._storm import Guard, guard_for
 from .instrumentation._hooks import get_hooks, internal_log
+from .stores._base import Store
+from .stores._base import _default as _default_store
 from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "instant_mode",
     "retry_event",
     "set_instant_mode",
+    "wall_time",
 ]
 
 MAX_ERROR_TEXT: Final = 500
@@ -78,6 +83,12 @@ def set_instant_mode(value: Instant | None) -> Instant | None:
     previous = _instant[0]
     _instant[0] = value
     return previous
+
+
+def wall_time() -> float:
+    """Wall-clock seconds, advanced by the waits instant mode skipped (storm state's clock)."""
+    inst = _instant[0]
+    return time.time() + (inst.offset if inst is not None else 0.0)
 
 
 def retry_event(
@@ -132,6 +143,54 @@ class Retrier:
     async_sleep: AsyncSleeper = asyncio.sleep
     rng: random.Random | None = None
     extract: OutcomeExtractor | None = None
+    store: Store | None = None
+    """Where the policy's budget, limiter and breaker live; None: the default store."""
+    storm: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when the policy has a budget, limiter or breaker."""
+    gated: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when an attempt must first ask the limiter or breaker."""
+    plain: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when a plain returned value may be handed back unexamined (see ``Run.plain``)."""
+    between: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when something must happen between a wait and the next attempt."""
+    _guard_cache: list[Any] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        p = self.policy
+        gated = p.limiter is not None or p.breaker is not None
+        setter = object.__setattr__
+        setter(self, "storm", gated or p.budget is not None)
+        setter(self, "gated", gated)
+        setter(self, "plain", self.extract is None and not gated)
+        setter(self, "between", gated or self.before_attempt is not None)
+        setter(self, "_guard_cache", [None, None])
+
+    def guard(self) -> Guard:
+        """The guard of this policy in the store in use (the default store unless given)."""
+        store = self.store if self.store is not None else _default_store[0]
+        cache = self._guard_cache
+        if cache[0] is store:
+            guard: Guard = cache[1]
+            return guard
+        guard = guard_for(store, self.policy)
+        self._guard_cache[:] = [store, guard]
+        return guard
+
+    def storm_now(self) -> float:
+        """The storm state's clock: wall-clock seconds (comparable across the machines that
+        share a store), advanced by the waits instant mode skipped."""
+        inst = _instant[0]
+        return self.wall_clock() + (inst.offset if inst is not None else 0.0)
+
+    def gate(self, host: str, attempt: int) -> float:
+        """Before attempt *attempt* to *host*: the limiter's wait (raises
+        ``CircuitOpenError`` while the breaker is open)."""
+        return self.guard().before(host, self.storm_now(), self.name, attempt)
+
+    def storm_success(self, host: str = "") -> None:
+        """An attempt succeeded: the budget's refund, the breaker's and limiter's news."""
+        if self.storm:
+            self.guard().succeeded(host, self.storm_now())
 
     def now(self) -> float:
         """The loop's clock, advanced by the waits instant mode skipped."""
@@ -226,14 +285,18 @@ class Retrier:
                 delay = run.raised(exc)
             else:
                 if run.plain and type(value) in _NOT_RESPONSES:
+                    if _UNFULL:  # a budget below capacity somewhere: refund (rarely true)
+                        self.storm_success()
                     return value  # the common case: a first try returned a plain value
                 delay = run.returned(value)
                 if delay is None:
                     return value
                 discard(run.retried_past)  # its connection is free before we wait
             self.wait(delay)
-            if self.before_attempt is not None:
-                run.next()
+            if self.between:
+                hold = run.next()
+                if hold:
+                    self.wait(hold)
 
     async def acall(
         self,
@@ -254,14 +317,45 @@ class Retrier:
                 delay = run.raised(exc)
             else:
                 if run.plain and type(value) in _NOT_RESPONSES:
+                    if _UNFULL:
+                        self.storm_success()
                     return value
                 delay = run.returned(value)
                 if delay is None:
                     return value
                 await adiscard(run.retried_past)  # awaits aclose() where there is one
             await self.await_wait(delay)
-            if self.before_attempt is not None:
-                run.next()
+            if self.between:
+                hold = run.next()
+                if hold:
+                    await self.await_wait(hold)
+
+    def gated_call(
+        self,
+        fn: Callable[..., Any],
+        _instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """:meth:`call` for a policy with a limiter or breaker: the first attempt asks first
+        (``CircuitOpenError`` while the breaker is open; the limiter's wait)."""
+        hold = self.gate("", 1)
+        if hold:
+            self.wait(hold)
+        return self.call(fn, _instance, args, kwargs)
+
+    async def agated_call(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        _instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """:meth:`gated_call` for coroutine functions."""
+        hold = self.gate("", 1)
+        if hold:
+            await self.await_wait(hold)
+        return await self.acall(fn, _instance, args, kwargs)
 
 
 class Run:
@@ -281,7 +375,7 @@ class Run:
         self.value: Any = None
         self.retried_past: Outcome | None = None
         """A returned response the next attempt replaces: released before the wait."""
-        self.plain = retrier.extract is None
+        self.plain = retrier.plain
         """True while a plain value (see ``_extract``) may be handed back unexamined: no
         custom extractor, no failure yet (a success after one must be reported)."""
         if retrier.before_attempt is not None:
@@ -294,6 +388,8 @@ class Run:
         if outcome is None:
             if self.loop is not None:
                 self.loop.succeeded()
+            elif _UNFULL or self.retrier.gated:
+                self.retrier.storm_success()
             return None
         delay = self._failed(outcome)
         if delay is not None:
@@ -319,21 +415,27 @@ class Run:
             self.plain = False
         return loop.failed(outcome)
 
-    def next(self) -> None:
-        """The next attempt starts (tells ``before_attempt``)."""
+    def next(self) -> float:
+        """The next attempt starts (tells ``before_attempt``): the limiter's wait before it."""
         r = self.retrier
-        if r.before_attempt is not None and self.loop is not None:
-            r.announce(self.loop.attempt, self.started)
+        loop = self.loop
+        if loop is None:
+            return 0.0
+        if r.before_attempt is not None:
+            r.announce(loop.attempt, self.started)
+        return r.gate(loop.host, loop.attempt) if r.gated else 0.0
 
 
 class Loop:
     """One call's progress: state, last failure, and the events it reports."""
 
-    __slots__ = ("decision", "last", "retrier", "started", "state")
+    __slots__ = ("decision", "host", "last", "retrier", "started", "state")
 
-    def __init__(self, retrier: Retrier, started: float) -> None:
+    def __init__(self, retrier: Retrier, started: float, host: str = "") -> None:
         self.retrier = retrier
         self.started = started
+        self.host = host
+        """The host the breaker is kept for ("" for the decorator: one per policy)."""
         self.state = AttemptState(started=started)
         self.last: Outcome | None = None
         self.decision: Decision | None = None
@@ -354,6 +456,8 @@ class Loop:
         inst = _instant[0]  # r.now(), inlined
         now = r.clock() if inst is None else r.clock() + inst.offset
         decision = r.policy.decide(outcome, self.state, now=now, rng=r.rng)
+        if r.storm and not outcome.exhausted and decision.action != "succeed":
+            decision = self._storm(decision)
         self.last = outcome
         self.decision = decision
         if decision.action != "retry":
@@ -372,10 +476,53 @@ class Loop:
         self.state = decision.state
         return decision.delay
 
+    def _storm(self, decision: Decision) -> Decision:
+        """The guard's say on a failure: the breaker and limiter are told; a retry goes ahead
+        only if the breaker is not open past the wait, 429s are not persistent, and the
+        budget pays for it. Otherwise: give up now, saying why (the failure keeps its kind)."""
+        r = self.retrier
+        guard = r.guard()
+        inst = _instant[0]  # r.storm_now(), inlined: this runs on every retry
+        now = r.wall_clock() if inst is None else r.wall_clock() + inst.offset
+        c = decision.classification
+        kind = c.kind
+        retrying = decision.action == "retry"
+        why = ""
+        if guard.gated:
+            why = guard.failed(
+                self.host,
+                kind,
+                now,
+                r.name,
+                self.state.attempt,
+                retrying=retrying,
+                delay=decision.delay,
+            )
+        if not retrying:
+            return decision
+        if not why:
+            paid = guard.spend(kind, now, r.name, self.state.attempt)
+            if paid is None or paid.ok:
+                return decision
+            cost = guard.budget.cost_of(kind) if guard.budget is not None else 0.0
+            why = (
+                f"{kind}: retry budget exhausted ({paid.level:.4g} of {paid.capacity:g} tokens "
+                f"left; a retry costs {cost:g})"
+            )
+        return Decision(
+            action="give_up",
+            classification=c,
+            reason=why,
+            state=self.state,
+            retry_after=decision.retry_after,
+        )
+
     def succeeded(self) -> None:
         """Record the successful attempt after at least one retry."""
         self.last = None
         r = self.retrier
+        if r.storm:
+            r.guard().succeeded(self.host, r.storm_now())
         if r.on_success is not None or get_hooks():
             r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
 

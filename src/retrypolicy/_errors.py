@@ -15,6 +15,7 @@
      |    +-- APIConnectionError       (also a ConnectionError) the request never left
      |    +-- APITimeoutError          (also a TimeoutError) sent, no complete response
      |    +-- StreamError              an event stream ended in an error or incompletely
+     |    +-- CircuitOpenError         the breaker for the host is open: nothing was sent
     ValueError
      +-- ConfigError                   a policy file or value is wrong
 
@@ -40,6 +41,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "CircuitOpenError",
     "ClientError",
     "ConfigError",
     "InternalServerError",
@@ -144,6 +146,51 @@ class APITimeoutError(APIError, TimeoutError):
 
 class StreamError(APIError):
     """An event stream ended with an ``error`` event or without its completion event."""
+
+
+class CircuitOpenError(APIError):
+    """The circuit breaker of the policy for this host is open: the request was not sent.
+
+    ``retry_in`` (and ``retry_after``, the same) is the number of seconds until
+    the breaker lets the next probe through, so an outer retry layer waits for
+    it; ``retryable`` is True, and a policy classifies it as it would a 503
+    (the service is unavailable, as judged here). ``host`` names the breaker.
+    """
+
+    retry_in: float
+    host: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_in: float,
+        host: str = "",
+        attempts: int = 0,
+        advice: str = "",
+    ) -> None:
+        super().__init__(
+            message,
+            kind=Kind.UNAVAILABLE,
+            retryable=True,
+            attempts=attempts,
+            advice=advice,
+            retry_after=retry_in,
+        )
+        self.retry_in = retry_in
+        self.host = host
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_circuit_open,
+            (self.message, self.retry_in, self.host, self.attempts, self.advice),
+        )
+
+
+def _rebuild_circuit_open(
+    message: str, retry_in: float, host: str, attempts: int, advice: str
+) -> CircuitOpenError:
+    return CircuitOpenError(message, retry_in=retry_in, host=host, attempts=attempts, advice=advice)
 
 
 class ConfigError(ValueError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -10,7 +12,22 @@ if TYPE_CHECKING:
     from ._outcome import Outcome
     from ._policy import Policy
 
-__all__ = ["ATTEMPT", "GAVE_UP", "SCHEDULED", "SUCCEEDED", "RetryEvent"]
+__all__ = [
+    "ATTEMPT",
+    "BREAKER_CLOSED",
+    "BREAKER_HALF_OPEN",
+    "BREAKER_OPENED",
+    "BUDGET_EXHAUSTED",
+    "BUDGET_RECOVERED",
+    "GAVE_UP",
+    "LIMITER_RATE_CHANGED",
+    "RATE_LIMIT_PERSISTENT",
+    "SCHEDULED",
+    "STORE_RECOVERED",
+    "STORE_UNAVAILABLE",
+    "SUCCEEDED",
+    "RetryEvent",
+]
 
 SCHEDULED: Final = "retry.scheduled"
 """An attempt failed and another one is scheduled after ``delay`` seconds."""
@@ -20,6 +37,31 @@ SUCCEEDED: Final = "retry.succeeded"
 """An attempt after at least one retry succeeded."""
 ATTEMPT: Final = "retry.attempt"
 """An attempt is about to start (only for ``before_attempt`` hooks, never logged)."""
+
+# Storm protection (docs/storm.md): state changes of budgets, limiters, breakers and stores.
+# ``call`` is "" and ``attempt`` 0 when a change is not tied to one call; ``extra`` holds the
+# keys of each (flattened into ``to_log()``).
+BUDGET_EXHAUSTED: Final = "budget.exhausted"
+"""A retry found the budget too low: retries give up until it refills. ``level``, ``capacity``."""
+BUDGET_RECOVERED: Final = "budget.recovered"
+"""An exhausted budget is back at half its capacity. ``level``, ``capacity``."""
+BREAKER_OPENED: Final = "breaker.opened"
+"""A host's breaker opened: calls fail fast. ``host``, ``state``, ``retry_in``."""
+BREAKER_HALF_OPEN: Final = "breaker.half_open"
+"""An open breaker lets probes through. ``host``, ``state``."""
+BREAKER_CLOSED: Final = "breaker.closed"
+"""A probe succeeded: the breaker closed. ``host``, ``state``."""
+LIMITER_RATE_CHANGED: Final = "limiter.rate_changed"
+"""Pacing started, was cut by a 429, or stopped (``rate`` 0). ``rate``, ``previous``."""
+RATE_LIMIT_PERSISTENT: Final = "retry.rate_limit_persistent"
+"""429s keep coming: reported once per window, with the advice. ``consecutive``, ``window``,
+``advice``."""
+STORE_UNAVAILABLE: Final = "store.unavailable"
+"""A shared store failed: a local fallback answers meanwhile. ``store``, ``error``."""
+STORE_RECOVERED: Final = "store.recovered"
+"""A shared store answers again: shared state resumes. ``store``."""
+
+_NO_EXTRA: Final[Mapping[str, object]] = MappingProxyType({})
 
 
 @attrs.frozen(kw_only=True, slots=False)  # no slots: faster frozen __init__
@@ -44,6 +86,8 @@ class RetryEvent:
     error: str | None = None
     """``Type: message`` of the exception, redacted; None when a response came back."""
     outcome: Outcome | None = attrs.field(default=None, repr=False)
+    extra: Mapping[str, object] = _NO_EXTRA
+    """Keys of a storm event (read-only); empty for the ``retry.*`` decision events."""
 
     def to_log(self) -> dict[str, Any]:
         """The flat key/value pairs of the log line (the documented, tested contract)."""
@@ -61,4 +105,6 @@ class RetryEvent:
             out["reason"] = self.reason
         if self.error is not None:
             out["error"] = self.error
+        if self.extra:
+            out.update(self.extra)
         return out

@@ -1,12 +1,21 @@
 """Well-known transport exceptions, registered by name so nothing is imported.
 
-With these, ``@rp.retry`` around code that uses requests, httpx or urllib3
-directly classifies their errors correctly even when no adapter is imported.
-Names are ``top_package.QualName``: re-exports from private modules match.
+With these, ``@rp.retry`` around code that uses requests, httpx, httpx2,
+urllib3 or the openai SDK directly classifies their errors correctly even when
+no adapter is imported. Names are ``top_package.QualName``: re-exports from
+private modules match.
+
+The openai SDK wraps what its HTTP library (httpx2) raised: a timeout in
+``openai.APITimeoutError``, anything else in ``openai.APIConnectionError``, the
+original as ``__cause__``. Those two are judged by their cause (a read error
+after sending is a timeout, as for httpx2 itself; a connect timeout never left);
+a status error (``openai.APIStatusError``) is judged by its ``.response``, like
+``httpx.HTTPStatusError``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from ._rules import Failure, failure_of, register_exception
@@ -37,6 +46,20 @@ KNOWN_EXCEPTIONS: Final[dict[str, Failure | None]] = {
     "httpx.ReadError": T,
     "httpx.WriteError": T,
     "httpx.RemoteProtocolError": T,
+    # httpx2 (the fork of httpx the openai SDK is built on): the same classes, the same meanings
+    "httpx2.HTTPError": None,
+    "httpx2.ConnectError": C,
+    "httpx2.ConnectTimeout": C,
+    "httpx2.PoolTimeout": C,
+    "httpx2.ProxyError": C,
+    "httpx2.ReadTimeout": T,
+    "httpx2.WriteTimeout": T,
+    "httpx2.ReadError": T,
+    "httpx2.WriteError": T,
+    "httpx2.RemoteProtocolError": T,
+    # openai: its own errors are no transport failures, but for the two below
+    "openai.OpenAIError": None,  # e.g. APIResponseValidationError: a 200 the SDK refused
+    "openai.APIStatusError": None,  # classified by its response's status (and body's code)
     # urllib3
     "urllib3.HTTPError": None,
     "urllib3.NewConnectionError": C,
@@ -62,8 +85,22 @@ def _requests_connection_error(exc: BaseException) -> Failure | None:
     return Failure.CONNECTION
 
 
+def _openai_wrapped(default: Failure) -> Callable[[BaseException], Failure | None]:
+    """openai's ``APIConnectionError`` / ``APITimeoutError``: the failure of the httpx2
+    error they wrap (``__cause__``), else *default*."""
+
+    def resolve(exc: BaseException) -> Failure | None:
+        cause = exc.__cause__
+        found = failure_of(cause) if cause is not None else None
+        return default if found is None else found
+
+    return resolve
+
+
 def register_known_exceptions() -> None:
     """Register :data:`KNOWN_EXCEPTIONS` (done once when ``retrypolicy`` is imported)."""
     for name, failure in KNOWN_EXCEPTIONS.items():
         register_exception(name, failure)
     register_exception("requests.ConnectionError", _requests_connection_error)
+    register_exception("openai.APIConnectionError", _openai_wrapped(Failure.CONNECTION))
+    register_exception("openai.APITimeoutError", _openai_wrapped(Failure.TIMEOUT))

@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
 import attrs
 
 from ._backoff import Backoff, _default_rng
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
 from ._envelope import ErrorInfo
-from ._errors import APIError, api_error
+from ._errors import APIError, CircuitOpenError, api_error
+from ._limiter import AdaptiveLimiter
 from ._outcome import AttemptState, Decision, Outcome
 from ._rules import Classification, Failure, Kind, Rule, failure_of, failure_of_kind
 
 if TYPE_CHECKING:
+    from ._storm import StormStats
+    from .stores import Store
     from .typing import RetryHook
 
 __all__ = ["Policy"]
@@ -71,6 +76,20 @@ class Policy:
     """Attempts in all, first try included; None: only the per-kind limits apply."""
     deadline: float | None = attrs.field(default=None, validator=_opt_positive)
     """Seconds across all attempts; no wait is scheduled that would end past it."""
+    budget: RetryBudget | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryBudget))
+    )
+    """The retry budget shared by every call of this policy (``rp.EUGPT``: on); None: none."""
+    limiter: AdaptiveLimiter | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(AdaptiveLimiter)),
+    )
+    """Adaptive pacing after 429s, and persistent-limit detection; None (the default): off."""
+    breaker: CircuitBreaker | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(CircuitBreaker)),
+    )
+    """A circuit breaker per host; None (the default, ``rp.EUGPT`` too): off."""
     _cache: dict[tuple[int | None, str | None, Failure | None], Classification] = attrs.field(
         init=False, factory=dict, eq=False, repr=False, hash=False
     )
@@ -96,7 +115,10 @@ class Policy:
         do not cover is ``unknown`` and not retried.
         """
         if exception is not None:
-            if isinstance(exception, APIError):
+            if isinstance(exception, CircuitOpenError):
+                # nothing was sent: judged as the service unavailable, the breaker's view of it
+                status, code, failure = 503, None, None
+            elif isinstance(exception, APIError):
                 # a StreamError for a cut stream carries status 200 and no code: its kind
                 # (incomplete_stream, connection, timeout) is what failed
                 status, code = exception.status, exception.code
@@ -257,6 +279,13 @@ class Policy:
         return dump_policy(self)
 
     # -- applying ------------------------------------------------------------
+
+    def stats(self, *, store: Store | None = None) -> StormStats:
+        """A frozen snapshot of this policy's budget, limiter and breakers, and this process's
+        counters (:func:`retrypolicy.stores.stats`; *store*: the default store unless given)."""
+        from .stores import stats  # noqa: PLC0415 - the core delegates at call time only
+
+        return stats(self, store=store)
 
     @overload
     def retry(self, fn: F, /) -> F: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Final
 
 from ._backoff import Backoff
+from ._budget import RetryBudget
 from ._policy import Policy
 from ._rules import ANY_CODE, Failure, Kind, Rule
 
@@ -114,6 +115,7 @@ EUGPT: Final = Policy(
     ),
     backoff=Backoff(),
     max_attempts=10,
+    budget=RetryBudget(),
 )
 """The EU GPT API's error contract (``spec/eugpt-errors.txt``): the default everywhere.
 
@@ -123,7 +125,9 @@ server's ``Retry-After`` honoured); 500 and other 5xx twice; 502/503/504 five ti
 connect failure five times, a read timeout twice; in a stream, ``upstream_timeout`` and
 ``upstream_error`` three times, ``internal_error`` once, ``cancelled`` and undocumented
 codes never, an incomplete stream twice. At most 10 attempts in all; waits of 0.5 s
-doubling to 8 s with full jitter unless a rule has its own. The whole table, generated
+doubling to 8 s with full jitter unless a rule has its own. A retry budget (500 tokens, a
+retry costs 5, 10 after a timeout, a success refunds 1) bounds retries across calls; no
+limiter and no breaker unless configured (:doc:`/storm`). The whole table, generated
 from this object: :doc:`/contract`.
 """
 

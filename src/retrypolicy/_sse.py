@@ -60,6 +60,7 @@ __all__ = [
     "SSEEvent",
     "StreamMonitor",
     "StreamProblem",
+    "bytes_before_event",
 ]
 
 DEFAULT_MAX_LINE_BYTES: Final = 1024 * 1024
@@ -736,6 +737,41 @@ class SSEDecoder:
         self._poisoned = False
 
 
+_BLANK_LINE: Final = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+"""A line end followed by another: the end of a frame (CRLF is one line end)."""
+
+
+def bytes_before_event(chunk: bytes, data: str, previous: bytes = b"") -> bytes:
+    """The bytes of *chunk* that come before the frame whose data is *data*.
+
+    Why: a guard must hand its caller everything up to a failing event, and never the
+    event itself (the caller's own parser would act on it). *chunk* is the chunk in
+    which the event was dispatched, *previous* the chunk before it (a frame boundary
+    may straddle the two). When the frame cannot be found in *chunk* — it began in an
+    earlier chunk, or its data spans several lines — no event before it ends in
+    *chunk* either, except in that rare multi-line case, so the answer is ``b""``:
+    never part of the failing frame. Bounded: one search and one scan of *chunk*.
+    """
+    needle = data.encode("utf-8", "surrogatepass")
+    pos = chunk.find(needle) if needle else -1
+    while pos >= 0:
+        for prefix in (b"data: ", b"data:"):
+            start = pos - len(prefix)
+            if (
+                start >= 0
+                and chunk.startswith(prefix, start)
+                and (start == 0 or chunk[start - 1] in b"\r\n")
+            ):
+                tail = previous[-2:]
+                head = tail + chunk[:start]
+                end = -1
+                for m in _BLANK_LINE.finditer(head):
+                    end = m.end()
+                return chunk[: end - len(tail)] if end > len(tail) else b""
+        pos = chunk.find(needle, pos + 1)
+    return b""
+
+
 def _redacted_code(value: str | None) -> str | None:
     return None if value is None else redact(value)
 
@@ -824,6 +860,7 @@ class StreamMonitor:
         "_last_type",
         "_max_line",
         "_problem",
+        "_problem_data",
         "_seq",
     )
 
@@ -844,6 +881,7 @@ class StreamMonitor:
         self._last_type: str | None = None
         self._seq: int | None = None
         self._problem: StreamProblem | None = None
+        self._problem_data: str | None = None
         self._finished = False
         self._fast = True  # long lines as bytes (_feed_lazy); False: as text (_feed_pairs)
 
@@ -866,6 +904,12 @@ class StreamMonitor:
     def problem(self) -> StreamProblem | None:
         """The problem found so far, if any."""
         return self._problem
+
+    @property
+    def problem_data(self) -> str | None:
+        """The ``data`` of the event that was the problem (an error event, a sequence gap);
+        None when the problem is not one event (an overlong line, the end of the stream)."""
+        return self._problem_data
 
     def feed(self, chunk: bytes) -> StreamProblem | None:
         """Decode *chunk*; return the stream's problem as soon as there is one."""
@@ -934,6 +978,7 @@ class StreamMonitor:
             if error_type in (etype, name):
                 last_type = error_type
                 problem = self._error(data, seen)
+                self._problem_data = data
                 break
             if completed:
                 continue  # after completion only an error counts
@@ -945,6 +990,7 @@ class StreamMonitor:
                         failure=Failure.INCOMPLETE_STREAM,
                         events_seen=seen,
                     )
+                    self._problem_data = data
                     break
                 prev = seq
             if etype is not None:

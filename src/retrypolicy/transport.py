@@ -39,9 +39,10 @@ The pieces, in the order an adapter meets them:
 The smallest complete adapter is a loop like this (sync; the async one awaits
 ``send`` and the sleep)::
 
-    loop = options.loop(method)
+    loop = options.loop(method, host=host)
     while True:
-        loop.begin()
+        if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
+            options.sleep(hold)
         try:
             response = send()
         except TransportError as exc:
@@ -90,6 +91,9 @@ from ._redact import redact
 from ._rules import Failure, Kind
 from ._sse import StreamMonitor as _StreamMonitor
 from ._sse import StreamProblem
+from ._sse import bytes_before_event as _bytes_before_event
+from ._storm import UNFULL as _UNFULL
+from .stores import Store as _Store
 from .typing import AsyncSleeper, Clock, LoopOptions, RetryHook, Sleeper
 
 __all__ = [
@@ -232,6 +236,8 @@ class AdapterOptions:
     sleep: Sleeper = attrs.field(default=None, converter=_sleep)
     async_sleep: AsyncSleeper = attrs.field(default=None, converter=_async_sleep)
     rng: random.Random | None = None
+    store: _Store | None = None
+    """Where the policy's budget, limiter and breaker live; None: the default store."""
     _retrier: _Retrier = attrs.field(init=False, eq=False, repr=False)
     _succeeds: dict[int, bool] = attrs.field(init=False, eq=False, repr=False, factory=dict)
     """Whether a status alone is a success for the policy (the hot question, asked of
@@ -250,6 +256,7 @@ class AdapterOptions:
             sleep=self.sleep,
             async_sleep=self.async_sleep,
             rng=self.rng,
+            store=self.store,
         )
         object.__setattr__(self, "_retrier", retrier)
 
@@ -262,14 +269,17 @@ class AdapterOptions:
         methods = self.methods
         return methods is None or (method is not None and method.upper() in methods)
 
-    def loop(self, method: str | None = None, *, resendable: bool = True) -> AttemptLoop:
-        """A new attempt loop for one request.
+    def loop(
+        self, method: str | None = None, *, resendable: bool = True, host: str = ""
+    ) -> AttemptLoop:
+        """A new attempt loop for one request to *host* (its breaker's key: ``api.example.com``).
 
         A request whose method is outside ``methods``, or whose body cannot be
         sent twice (a generator), gets a loop that never retries: it is sent
-        once, and its response (its event stream too) is still judged.
+        once, and its response (its event stream too) is still judged; the
+        policy's limiter and breaker are not asked for it.
         """
-        return AttemptLoop(self, retrying=resendable and self.retries(method))
+        return AttemptLoop(self, retrying=resendable and self.retries(method), host=host)
 
     def stream_check(self, *, content_encoding: str | None = None) -> StreamCheck:
         """A :class:`StreamCheck` for one event stream, with these options' policy and preamble."""
@@ -343,11 +353,13 @@ class AttemptLoop:
     not the policy's to retry.
     """
 
-    __slots__ = ("_loop", "_started", "attempts", "options", "retrying")
+    __slots__ = ("_loop", "_started", "attempts", "host", "options", "retrying")
 
-    def __init__(self, options: AdapterOptions, *, retrying: bool = True) -> None:
+    def __init__(self, options: AdapterOptions, *, retrying: bool = True, host: str = "") -> None:
         self.options = options
         self.retrying = retrying
+        self.host = host
+        """The host whose breaker is asked ("" for one breaker per policy)."""
         self.attempts = 0
         """Attempts begun so far."""
         self._started = options._retrier.now()
@@ -368,11 +380,24 @@ class AttemptLoop:
         """The last decision taken; None before the first failure."""
         return None if self._loop is None else self._loop.decision
 
-    def begin(self) -> None:
-        """An attempt is about to be sent (tells ``before_attempt``)."""
+    def begin(self, *, sent: bool = False) -> float:
+        """An attempt is about to be sent (tells ``before_attempt``): the seconds to wait
+        before sending it (0.0 but for the policy's limiter; 0 under ``rp.testing.instant()``).
+
+        With a breaker, raises :class:`~retrypolicy.CircuitOpenError` while the host's
+        breaker is open: nothing must be sent. *sent*: the attempt went out already (a
+        transport that reports only after the fact, like urllib3's ``Retry`` on the
+        first attempt): it is counted and announced, and neither paced nor refused.
+        """
         self.attempts += 1
-        if self.retrying:
-            self.options._retrier.announce(self.attempts, self._started)
+        if not self.retrying:
+            return 0.0
+        retrier = self.options._retrier
+        retrier.announce(self.attempts, self._started)
+        if not retrier.gated or sent:
+            return 0.0
+        hold = retrier.gate(self.host, self.attempts)
+        return retrier.pause(hold) if hold else 0.0
 
     # -- judging -------------------------------------------------------------------
 
@@ -415,18 +440,33 @@ class AttemptLoop:
     # -- deciding ------------------------------------------------------------------
 
     def failed(self, outcome: Outcome) -> float | None:
-        """Record a failed attempt: the seconds to sleep before the next one, or None."""
-        if not self.retrying:
-            return None
-        if self._loop is None:
-            self._loop = _Loop(self.options._retrier, self._started)
-        delay = self._loop.failed(outcome)
-        return None if delay is None else self.options._retrier.pause(delay)
+        """Record a failed attempt: the seconds to sleep before the next one, or None.
+
+        On give-up, an exception behind *outcome* (re-raised unchanged by the adapter)
+        learns the attempts it took, as a final response does (:meth:`finish`): what
+        wraps it (the openai SDK's ``APIConnectionError``) can still tell.
+        """
+        delay = None
+        if self.retrying:
+            if self._loop is None:
+                self._loop = _Loop(self.options._retrier, self._started, self.host)
+            delay = self._loop.failed(outcome)
+        if delay is not None:
+            return self.options._retrier.pause(delay)
+        if outcome.exception is not None:
+            try:  # noqa: SIM105 - see finish()
+                setattr(outcome.exception, ATTEMPTS_ATTRIBUTE, self.attempts)
+            except (AttributeError, TypeError):
+                pass
+        return None
 
     def succeeded(self) -> None:
-        """Record the successful attempt (an event, when it followed a retry)."""
+        """Record the successful attempt (an event, when it followed a retry; the budget's
+        refund and the breaker's count, when the policy has them)."""
         if self._loop is not None:
             self._loop.succeeded()
+        elif (_UNFULL or self.options._retrier.gated) and self.retrying:
+            self.options._retrier.storm_success(self.host)
 
     def finish(
         self, response: Any, outcome: Outcome | None = None, check: StreamCheck | None = None
@@ -497,7 +537,8 @@ class AttemptLoop:
         """
         wait: float | None
         while True:
-            self.begin()
+            if hold := self.begin():
+                self.options.sleep(hold)
             try:
                 ex = attempt()
             except Exception as exc:  # noqa: BLE001 - judged; re-raised on give-up
@@ -513,7 +554,8 @@ class AttemptLoop:
         """:meth:`run` for an async attempt."""
         wait: float | None
         while True:
-            self.begin()
+            if hold := self.begin():
+                await self.options.async_sleep(hold)
             try:
                 ex = await attempt()
             except Exception as exc:  # noqa: BLE001
@@ -790,17 +832,23 @@ class StreamCheck:
     def guard(self, chunks: Iterable[bytes], primed: Iterable[bytes] = ()) -> Iterator[bytes]:
         """Yield *chunks* unchanged, raising ``rp.StreamError`` when the stream fails.
 
+        The error is raised *in place of* the failing event: the bytes before its
+        frame are yielded, the frame itself never is, so a caller's SSE parser (the
+        openai SDK's, say) never sees an ``error`` event it would act on first.
         *primed* are chunks already fed to this check (while the adapter looked
         for the first content event): they are yielded first, not judged again,
-        and a problem they showed is raised right after them.
+        and a problem they showed is raised right after them (see :meth:`trimmed`).
         """
-        yield from primed
+        yield from self.trimmed(primed) if self.problem is not None else primed
+        previous = b""
         try:
             for chunk in chunks if self.problem is None else ():
-                problem = self.feed(chunk)
-                yield chunk
-                if problem is not None:
+                if self.feed(chunk) is not None:
+                    if head := self.before_problem(chunk, previous):
+                        yield head
                     break
+                yield chunk
+                previous = chunk
         except Exception as exc:  # noqa: BLE001 - the transport broke: lost() judges it
             self._broken(exc)
         self._ended()
@@ -809,17 +857,48 @@ class StreamCheck:
         self, chunks: AsyncIterable[bytes], primed: Iterable[bytes] = ()
     ) -> AsyncIterator[bytes]:
         """:meth:`guard` for an async byte stream."""
-        for chunk in primed:
+        for chunk in self.trimmed(primed) if self.problem is not None else primed:
             yield chunk
+        previous = b""
         try:
             async for chunk in chunks if self.problem is None else _nothing():
-                problem = self.feed(chunk)
-                yield chunk
-                if problem is not None:
+                if self.feed(chunk) is not None:
+                    if head := self.before_problem(chunk, previous):
+                        yield head
                     break
+                yield chunk
+                previous = chunk
         except Exception as exc:  # noqa: BLE001
             self._broken(exc)
         self._ended()
+
+    def before_problem(self, chunk: bytes, previous: bytes = b"") -> bytes:
+        """What of *chunk* — the chunk whose :meth:`feed` found the problem — the caller gets.
+
+        The bytes before the failing event's frame (*previous* is the chunk before,
+        as a frame boundary may straddle the two). A problem that is no single
+        event (an overlong line, an undecodable body) leaves *chunk* whole; an
+        encoded (gzip…) chunk cannot be cut, so none of it is handed over.
+        """
+        data = self._monitor.problem_data
+        if data is None or self._ended_by is not None:
+            return chunk
+        if self._decoder is not None:
+            return b""
+        return _bytes_before_event(chunk, data, previous)
+
+    def trimmed(self, read: Iterable[bytes]) -> list[bytes]:
+        """*read* — chunks fed to this check, the last of which showed its problem —
+        as the caller may see them: up to the failing event's frame (:meth:`before_problem`).
+
+        For an adapter that hands over what it read while priming, then raises.
+        """
+        chunks = list(read)
+        if chunks and self.problem is not None:
+            previous = chunks[-2] if len(chunks) > 1 else b""
+            head = self.before_problem(chunks[-1], previous)
+            chunks[-1:] = [head] if head else []
+        return chunks
 
     async def aprime(
         self, chunks: AsyncIterator[bytes]

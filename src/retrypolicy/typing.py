@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 if TYPE_CHECKING:
     from ._events import RetryEvent
     from ._outcome import Outcome
+    from .stores import Store
 
 __all__ = [
     "AsyncSleeper",
@@ -60,7 +61,9 @@ class LoopOptions(TypedDict, total=False):
 
     Hooks receive every event of their kind; ``clock``/``wall_clock``/``sleep``/
     ``async_sleep`` replace :func:`time.monotonic`, :func:`time.time`,
-    :func:`time.sleep` and :func:`asyncio.sleep`; ``rng`` draws the jitter.
+    :func:`time.sleep` and :func:`asyncio.sleep`; ``rng`` draws the jitter;
+    ``store`` keeps the policy's budget, limiter and breaker (default: the
+    process's default store, :func:`retrypolicy.stores.set_default_store`).
     """
 
     on_retry: RetryHook | None
@@ -72,6 +75,7 @@ class LoopOptions(TypedDict, total=False):
     sleep: Sleeper | None
     async_sleep: AsyncSleeper | None
     rng: random.Random | None
+    store: Store | None
 
 
 class RetryOptions(LoopOptions, total=False):

@@ -1,5 +1,6 @@
 """One suite, every transport: each row of the DESIGN.md table through requests, httpx (sync
-and async), urllib3 and aiohttp, against the fake EU GPT server, counting what the server saw."""
+and async), urllib3, aiohttp and the openai SDK (sync and async), against the fake EU GPT
+server, counting what the server saw."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from dataclasses import dataclass
 
 import aiohttp
 import httpx
+import httpx2
+import openai
 import pytest
 import requests
 import urllib3
 
 import retrypolicy as rp
+import retrypolicy_openai
 from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.testing import FakeEUGPT, Reply
 from retrypolicy_aiohttp import RetryMiddleware
@@ -104,12 +108,51 @@ def _call_aiohttp(url: str, timeout: float) -> Result:
     return asyncio.run(main())
 
 
+def _openai_options(url: str, timeout: float) -> dict[str, object]:
+    return {
+        "base_url": url.removesuffix("/responses"),
+        "api_key": "eugpt_matrix",
+        "timeout": httpx2.Timeout(2.0, read=timeout),
+        "_strict_response_validation": True,
+    }
+
+
+def _call_openai(url: str, timeout: float) -> Result:
+    with retrypolicy_openai.client(FAST, **_openai_options(url, timeout)) as c:
+        try:
+            for _ in c.responses.create(model="auto", input="hi", stream=True):
+                pass
+        except openai.APIStatusError as e:  # the SDK raises for the final status
+            return Result(status=e.status_code)
+        except Exception as e:  # noqa: BLE001
+            return Result(error=e)
+        return Result(status=200)
+
+
+def _call_openai_async(url: str, timeout: float) -> Result:
+    async def main() -> Result:
+        options = _openai_options(url, timeout)
+        async with retrypolicy_openai.async_client(FAST, **options) as c:
+            try:
+                async for _ in await c.responses.create(model="auto", input="hi", stream=True):
+                    pass
+            except openai.APIStatusError as e:
+                return Result(status=e.status_code)
+            except Exception as e:  # noqa: BLE001
+                return Result(error=e)
+            return Result(status=200)
+
+    return asyncio.run(main())
+
+
 TRANSPORTS: dict[str, Callable[[str, float], Result]] = {
     "requests": _call_requests,
     "httpx": _call_httpx,
     "httpx-async": _call_httpx_async,
     "urllib3": _call_urllib3,
     "aiohttp": _call_aiohttp,
+    "openai": _call_openai,
+    "openai-async": _call_openai_async,
 }
 
 

@@ -278,7 +278,7 @@ def test_error_event_after_deltas_raises_while_reading(
     assert result.status == 200
     assert b'"delta":"chunk 0. "' in result.body
     assert b'"delta":"chunk 1. "' in result.body
-    assert b'"type":"error"' in result.body  # the error event itself is delivered too
+    assert b'"type":"error"' not in result.body  # raised in place of the error event
     error = result.error
     assert isinstance(error, rp.StreamError)
     assert error.code == code
@@ -1080,13 +1080,11 @@ def test_context_managers_close_the_inner_transport() -> None:
 
 def test_all_is_sorted_and_complete() -> None:
     """``__all__`` lists exactly the package's public names, sorted."""
-    public = {
-        name
-        for name, value in vars(retrypolicy_httpx).items()
-        if not name.startswith("_") and isinstance(value, type)
-    }
     assert retrypolicy_httpx.__all__ == sorted(retrypolicy_httpx.__all__)
-    assert set(retrypolicy_httpx.__all__) == public == {"AsyncRetryTransport", "RetryTransport"}
+    assert set(retrypolicy_httpx.__all__) == {"AsyncRetryTransport", "RetryTransport"}
+    assert all(isinstance(getattr(retrypolicy_httpx, n), type) for n in retrypolicy_httpx.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = retrypolicy_httpx.Nope
     assert retrypolicy_httpx._transport.ATTEMPTS_EXTENSION == ATTEMPTS
 
 
@@ -1095,8 +1093,20 @@ def test_import_without_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "httpx", None)
     for name in [n for n in sys.modules if n.startswith("retrypolicy_httpx")]:
         monkeypatch.delitem(sys.modules, name)
+    package = importlib.import_module("retrypolicy_httpx")  # httpx is needed on first use
     with pytest.raises(ImportError, match=re.escape("pip install 'retrypolicy[httpx]'")):
-        importlib.import_module("retrypolicy_httpx")
+        _ = package.RetryTransport
+    # the httpx2 transports (the openai SDK's library) need httpx2 only
+    on_httpx2 = importlib.import_module("retrypolicy_httpx.httpx2")
+    assert issubclass(on_httpx2.RetryTransport, importlib.import_module("httpx2").BaseTransport)
+
+
+def test_import_without_httpx2_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without httpx2, importing ``retrypolicy_httpx.httpx2`` says what to install."""
+    monkeypatch.setitem(sys.modules, "httpx2", None)
+    monkeypatch.delitem(sys.modules, "retrypolicy_httpx.httpx2", raising=False)
+    with pytest.raises(ImportError, match=re.escape("pip install httpx2")):
+        importlib.import_module("retrypolicy_httpx.httpx2")
 
 
 # --------------------------------------------------------------------------- memory

@@ -9,13 +9,16 @@ requests the server saw.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import aiohttp
 import httpx
+import httpx2
 import pytest
 import requests
 import urllib3
@@ -23,6 +26,7 @@ import urllib3
 import retrypolicy as rp
 from retrypolicy_aiohttp import RetryMiddleware
 from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
+from retrypolicy_httpx import httpx2 as on_httpx2
 from retrypolicy_requests import RetryAdapter
 from retrypolicy_urllib3 import PolicyRetry, guard_stream
 
@@ -72,25 +76,33 @@ def _via_requests(url: str, call: Call) -> Result:
     adapter = RetryAdapter(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
     with requests.Session() as s:
         s.mount("http://", adapter)
+        got = Result()
         try:
             r = s.request(call.method, url, data=_body(call), stream=True, timeout=5)
-            return Result(r.status_code, r.content)
+            got.status = r.status_code
+            for chunk in r.iter_content(None):
+                got.body += chunk
         except Exception as e:  # noqa: BLE001 - the row checks what the caller got
-            return Result(error=e)
+            got.error = e
+        return got
 
 
 def _via_urllib3(url: str, call: Call) -> Result:
     retries = PolicyRetry(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
     with urllib3.PoolManager(retries=retries) as http:
+        got = Result()
         try:
             r = http.request(call.method, url, body=_body(call), preload_content=False, timeout=5)
+            got.status = r.status
             if r.status >= 400 and not call.raise_on_give_up:
-                data = r.read()
+                got.body = r.read()
                 r.release_conn()
-                return Result(r.status, data)
-            return Result(r.status, b"".join(guard_stream(r)))
+                return got
+            for chunk in guard_stream(r):
+                got.body += chunk
         except Exception as e:  # noqa: BLE001
-            return Result(error=e)
+            got.error = e
+        return got
 
 
 def _httpx_content(call: Call) -> Any:
@@ -100,31 +112,43 @@ def _httpx_content(call: Call) -> Any:
     return payload
 
 
-def _via_httpx(url: str, call: Call) -> Result:
-    transport = RetryTransport(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
-    with httpx.Client(transport=transport, timeout=5) as c:
+def _via_httpx(
+    url: str, call: Call, lib: ModuleType = httpx, transport_cls: Any = RetryTransport
+) -> Result:
+    transport = transport_cls(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
+    with lib.Client(transport=transport, timeout=5) as c:
+        got = Result()
         try:
             with c.stream(call.method, url, content=_httpx_content(call)) as r:
-                return Result(r.status_code, b"".join(r.iter_bytes()))
+                got.status = r.status_code
+                for chunk in r.iter_bytes():
+                    got.body += chunk
         except Exception as e:  # noqa: BLE001
-            return Result(error=e)
+            got.error = e
+        return got
 
 
-def _via_httpx_async(url: str, call: Call) -> Result:
+def _via_httpx_async(
+    url: str, call: Call, lib: ModuleType = httpx, transport_cls: Any = AsyncRetryTransport
+) -> Result:
     async def content() -> Any:
         yield json.dumps({"input": "hi"}).encode()
 
     async def main() -> Result:
-        transport = AsyncRetryTransport(
+        transport = transport_cls(
             FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up
         )
         body = content() if call.one_shot else json.dumps({"input": "hi"}).encode()
-        async with httpx.AsyncClient(transport=transport, timeout=5) as c:
+        async with lib.AsyncClient(transport=transport, timeout=5) as c:
+            got = Result()
             try:
                 async with c.stream(call.method, url, content=body) as r:
-                    return Result(r.status_code, b"".join([b async for b in r.aiter_bytes()]))
+                    got.status = r.status_code
+                    async for chunk in r.aiter_bytes():
+                        got.body += chunk
             except Exception as e:  # noqa: BLE001
-                return Result(error=e)
+                got.error = e
+            return got
 
     return asyncio.run(main())
 
@@ -140,11 +164,15 @@ def _via_aiohttp(url: str, call: Call) -> Result:
         body = content() if call.one_shot else json.dumps({"input": "hi"}).encode()
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(middlewares=(middleware,), timeout=timeout) as s:
+            got = Result()
             try:
                 async with s.request(call.method, url, data=body) as r:
-                    return Result(r.status, await r.read())
+                    got.status = r.status
+                    async for chunk in r.content.iter_any():
+                        got.body += chunk
             except Exception as e:  # noqa: BLE001
-                return Result(error=e)
+                got.error = e
+            return got
 
     return asyncio.run(main())
 
@@ -154,6 +182,10 @@ CLIENTS: dict[str, Callable[[str, Call], Result]] = {
     "urllib3": _via_urllib3,
     "httpx": _via_httpx,
     "httpx-async": _via_httpx_async,
+    "httpx2": functools.partial(_via_httpx, lib=httpx2, transport_cls=on_httpx2.RetryTransport),
+    "httpx2-async": functools.partial(
+        _via_httpx_async, lib=httpx2, transport_cls=on_httpx2.AsyncRetryTransport
+    ),
     "aiohttp": _via_aiohttp,
 }
 RESENDING = {k: v for k, v in CLIENTS.items() if k != "urllib3"}
@@ -265,6 +297,61 @@ def test_error_event_without_usable_code_is_a_stream_failure(
     err = _stream_error(result)
     assert err.kind == rp.Kind.STREAM_ERROR
     assert not err.retryable
+    assert server.hits == 1
+
+
+# -- the error is raised in place of the error event ----------------------------------------
+
+DELTA2 = {"type": "response.output_text.delta", "sequence_number": 2, "delta": "lo"}
+FAILED = {"type": "error", "sequence_number": 3, "code": "upstream_error", "message": "x"}
+OPENING = events(CREATED, DELTA)  # one chunk that commits the stream: the caller has it
+
+
+def _crlf(data: bytes) -> bytes:
+    return data.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        (OPENING, events(DELTA2), events(FAILED)),
+        (OPENING, events(DELTA2, FAILED)),
+        (OPENING, events(DELTA2) + events(FAILED)[:9], events(FAILED)[9:]),
+        (OPENING, events(DELTA2)[:-1], b"\n" + events(FAILED)),
+        (_crlf(OPENING), _crlf(events(DELTA2, FAILED))),
+    ],
+    ids=["own-chunk", "same-chunk", "split-frame", "straddling-blank-line", "crlf"],
+)
+def test_stream_error_replaces_the_error_event(
+    client: Callable[[str, Call], Result], chunks: tuple[bytes, ...]
+) -> None:
+    """The caller gets every event before the error event, never the error event itself
+    (at most the start of its frame, which no parser dispatches), then rp.StreamError —
+    however the frames fall into chunks."""
+    result, server = run(client, stream(*chunks, pause=0.02))
+    err = _stream_error(result)
+    assert (err.code, err.kind, err.attempts) == ("upstream_error", rp.Kind.UPSTREAM_ERROR, 1)
+    before = events(CREATED, DELTA, DELTA2)
+    if b"\r\n" in chunks[0]:
+        before = _crlf(before)
+    assert result.body.startswith(before), result.body
+    rest = result.body[len(before) :]
+    assert b"\n\n" not in rest, rest  # no frame of it is complete
+    assert b"\r\n\r\n" not in rest, rest
+    assert b"error" not in rest, rest
+    assert server.hits == 1
+
+
+def test_stream_error_before_content_on_give_up_withholds_the_event(
+    client: Callable[[str, Call], Result],
+) -> None:
+    """A stream that fails before content with a code never retried (cancelled): the
+    caller reads the preamble, not the error event, then gets rp.StreamError."""
+    cancelled = {"type": "error", "sequence_number": 1, "code": "cancelled", "message": "x"}
+    result, server = run(client, stream(events(CREATED, cancelled)))
+    err = _stream_error(result)
+    assert (err.code, err.kind) == ("cancelled", rp.Kind.CANCELLED)
+    assert result.body == events(CREATED)
     assert server.hits == 1
 
 

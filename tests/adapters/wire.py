@@ -14,6 +14,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,6 +31,9 @@ class Wire:
     chunks: tuple[bytes, ...] = ()
     end: End = "keep"
     chunked: bool = True
+    pause: float = 0.0
+    """Seconds the server waits between chunks, so that a client reads them apart (a
+    client that reads whatever is buffered, like aiohttp's, would otherwise merge them)."""
 
     def render(self) -> Iterator[bytes]:
         """The bytes on the wire, a piece per chunk (each flushed on its own)."""
@@ -72,8 +76,13 @@ def gzipped(data: bytes) -> bytes:
     return gzip.compress(data)
 
 
-def stream(*chunks: bytes, end: End = "keep", headers: Sequence[tuple[str, str]] = ()) -> Wire:
-    return Wire(200, (*SSE, *headers), chunks, end)
+def stream(
+    *chunks: bytes,
+    end: End = "keep",
+    headers: Sequence[tuple[str, str]] = (),
+    pause: float = 0.0,
+) -> Wire:
+    return Wire(200, (*SSE, *headers), chunks, end, pause=pause)
 
 
 def envelope(status: int, code: str) -> bytes:
@@ -151,7 +160,9 @@ class WireServer:
         reply = self.script[min(self.hits, len(self.script) - 1)]
         self.hits += 1
         try:
-            for piece in reply.render():
+            for i, piece in enumerate(reply.render()):
+                if reply.pause and i > 1:  # after the head and the first chunk
+                    time.sleep(reply.pause)  # the network's pacing, on the server's thread
                 conn.sendall(piece)
         except OSError:
             return False

@@ -6,12 +6,25 @@ import random
 from typing import assert_type
 
 import httpx
+import httpx2
+import openai
 import requests
 import urllib3
 
 import retrypolicy as rp
+from retrypolicy.batch import (
+    BatchReport,
+    JobRecord,
+    Ledger,
+    RedisLedger,
+    SQLiteLedger,
+    arun_batch,
+    run_batch,
+)
 from retrypolicy.instrumentation import RetryEvent
 from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
+from retrypolicy_httpx import httpx2 as on_httpx2
+from retrypolicy_openai import api_error, async_client, classify, client, wrap
 from retrypolicy_requests import RetryAdapter
 from retrypolicy_urllib3 import PolicyRetry, guard_stream
 
@@ -76,7 +89,74 @@ def mount() -> None:
     response = pool.request("POST", "http://127.0.0.1/v1/responses", preload_content=False)
     for chunk in guard_stream(response):
         assert_type(chunk, bytes)
-    del client, aclient
+    # httpx2, the openai SDK's library: the same classes, typed for its clients
+    client2 = openai.DefaultHttpxClient(transport=on_httpx2.RetryTransport(rp.EUGPT))
+    aclient2 = httpx2.AsyncClient(transport=on_httpx2.AsyncRetryTransport(methods="POST"))
+    del client, aclient, client2, aclient2
+
+
+def sdk() -> None:
+    # the openai SDK: clients that keep their types, errors read back as ours
+    sync = client(rp.EUGPT, base_url="http://127.0.0.1/v1", api_key="eugpt_x", timeout=5.0)
+    assert_type(sync, openai.OpenAI)
+    aio = async_client(raise_on_give_up=True, _strict_response_validation=True)
+    assert_type(aio, openai.AsyncOpenAI)
+    assert_type(wrap(sync, rp.EUGPT, methods="POST"), openai.OpenAI)
+    assert_type(wrap(aio), openai.AsyncOpenAI)
+    wrap(sync, timeout=3)  # type: ignore[call-overload]
+    client(max_retries=2)  # type: ignore[call-arg]
+    try:
+        sync.responses.create(model="auto", input="hi")
+    except openai.APIError as exc:
+        assert_type(api_error(exc).attempts, int)
+        assert_type(classify(exc, rp.EUGPT), rp.Classification)
+
+
+def batch_jobs(redis_client: object) -> None:
+    # retrypolicy.batch: ledgers are Ledgers, run_once keeps fn's result type
+    sqlite = SQLiteLedger("jobs.db", policy=rp.EUGPT, lease=10.0)
+    shared: Ledger = RedisLedger(redis_client, prefix="jobs")
+
+    def work(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    async def awork(n: int) -> int:
+        return n
+
+    assert_type(sqlite.run_once("job-1", work, 1), dict[str, int])
+    seen: list[JobRecord] = []
+    report = run_batch({"a": 1}, work, ledger=shared, concurrency=4, on_finish=seen.append)
+    assert_type(report, BatchReport)
+    assert_type(report.ok, bool)
+    coro = arun_batch([("a", 1)], awork, ledger=sqlite, progress=False)
+    del coro
+    run_batch({"a": 1}, work, ledger=sqlite, concurency=2)  # type: ignore[call-arg]
+
+
+def storm_protection(redis_client: object) -> None:
+    # docs/storm.md: config classes on a policy, a store per call path or per process
+    policy = rp.EUGPT.evolve(
+        budget=rp.RetryBudget(capacity=100),
+        limiter=rp.AdaptiveLimiter(initial_rate=5.0),
+        breaker=rp.CircuitBreaker(open_for=30.0),
+    )
+    shared: rp.stores.Store = rp.stores.RedisStore(redis_client, prefix="app")
+    previous: rp.stores.Store = rp.stores.set_default_store(rp.stores.InProcessStore())
+    del previous
+
+    @rp.retry(policy, store=shared)
+    def fetch(n: int) -> int:
+        return n
+
+    assert_type(fetch(1), int)
+    RetryAdapter(policy, store=shared)
+    stats = policy.stats()
+    assert stats.budget_level is None or isinstance(stats.budget_level, float)
+    try:
+        fetch(2)
+    except rp.CircuitOpenError as exc:
+        assert_type(exc.retry_in, float)
+    rp.RetryBudget(capacity="lots")  # type: ignore[arg-type]
 
 
 rp.retry(rp.EUGPT, on_retyr=hook)  # type: ignore[call-overload]

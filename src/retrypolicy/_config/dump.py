@@ -15,6 +15,26 @@ def _backoff_lines(backoff: Backoff) -> list[str]:
     return [f"{k.name} = {toml_value(getattr(backoff, k.name))}" for k in SCHEMA["backoff"]]
 
 
+def _storm_lines(head: str, policy: Policy) -> tuple[list[str], list[str]]:
+    """``<key> = false`` lines for the storm settings that are off, and a table for each on."""
+    off: list[str] = []
+    tables: list[str] = []
+    for section in ("budget", "limiter", "breaker"):
+        value = getattr(policy, section)
+        if value is None:
+            off.append(f"{section} = false")
+            continue
+        tables += ["", f"[{head}.{section}]"]
+        for k in SCHEMA[section]:
+            if k.name == "enabled":
+                continue
+            v = getattr(value, k.name)
+            if isinstance(v, frozenset):
+                v = sorted(str(x) for x in v)
+            tables.append(f"{k.name} = " + ("false" if v is None else toml_value(v)))
+    return off, tables
+
+
 def dump_policy(policy: Policy) -> str:
     """*policy* as a self-contained TOML file that :func:`load_policy` reads back equal.
 
@@ -30,6 +50,7 @@ def dump_policy(policy: Policy) -> str:
         msg = "policy name '': expected a non-empty name to write as [policies.<name>]"
         raise ConfigError(msg)
     head = f"policies.{toml_key(policy.name)}"
+    storm_off, storm_tables = _storm_lines(head, policy)
     lines = [
         f"# The retrypolicy policy {toml_string(policy.name)}, self-contained: "
         "it inherits nothing.",
@@ -38,9 +59,11 @@ def dump_policy(policy: Policy) -> str:
         "max_attempts = "
         + (toml_value(policy.max_attempts) if policy.max_attempts is not None else "false"),
         "deadline = " + (toml_value(policy.deadline) if policy.deadline is not None else "false"),
+        *storm_off,
         "",
         f"[{head}.backoff]",
         *_backoff_lines(policy.backoff),
+        *storm_tables,
     ]
     for rule in policy.rules:
         lines += ["", f"[[{head}.rules]]"]

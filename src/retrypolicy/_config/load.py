@@ -44,7 +44,10 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 
 from .._backoff import JITTERS, Backoff
+from .._breaker import CircuitBreaker
+from .._budget import RetryBudget
 from .._errors import ConfigError
+from .._limiter import AdaptiveLimiter
 from .._policy import Policy
 from .._profiles import PROFILES
 from .._rules import Failure, Rule
@@ -120,6 +123,9 @@ _PROBES: Final[Mapping[str, Any]] = {
     "policy": Policy(name="probe", rules=()),
     "backoff": Backoff(),
     "rule": Rule(kind="custom", retry=False, status=200),
+    "budget": RetryBudget(),
+    "limiter": AdaptiveLimiter(),
+    "breaker": CircuitBreaker(),
 }
 """A valid object of each kind of table: each value of the file is tried on it alone."""
 
@@ -128,19 +134,51 @@ _UNDERIVED: Final = "custom"
 
 _SUBTABLES: Final[Mapping[str, tuple[str, ...]]] = {
     "file": ("policies",),
-    "policy": ("backoff", "rules"),
+    "policy": ("backoff", "rules", "budget", "limiter", "breaker"),
     "backoff": (),
     "rule": ("backoff",),
+    "budget": (),
+    "limiter": (),
+    "breaker": (),
 }
 """The keys the reader walks into rather than hands to the core."""
 
-_OWN: Final[Mapping[str, tuple[str, ...]]] = {"policy": ("extends",)}
+_OWN: Final[Mapping[str, tuple[str, ...]]] = {
+    "policy": ("extends",),
+    "budget": ("enabled",),
+    "limiter": ("enabled",),
+    "breaker": ("enabled",),
+}
 """The keys only the reader gives a meaning to: the core has no field for them."""
 
-_FALSE_IS_NONE: Final = frozenset({"max_attempts", "deadline"})
+_FALSE_IS_NONE: Final = frozenset({"max_attempts", "deadline", "initial_rate"})
 """TOML has no null: ``false`` removes a limit."""
 
-_NUMBERS: Final = frozenset({"initial", "multiplier", "max_delay", "max_retry_after", "deadline"})
+_NUMBERS: Final = frozenset(
+    {
+        "initial",
+        "multiplier",
+        "max_delay",
+        "max_retry_after",
+        "deadline",
+        # storm protection
+        "capacity",
+        "retry_cost",
+        "timeout_cost",
+        "success_refund",
+        "refill_rate",
+        "decrease",
+        "increase",
+        "min_rate",
+        "initial_rate",
+        "cooldown",
+        "idle_reset",
+        "persist_window",
+        "failure_rate",
+        "window",
+        "open_for",
+    }
+)
 """Keys the core holds as floats: a TOML integer there is read as one."""
 
 _ARRAYS: Final = frozenset({"status"})
@@ -233,6 +271,39 @@ def _subtable(
     return value
 
 
+STORM: Final[Mapping[str, type]] = {
+    "budget": RetryBudget,
+    "limiter": AdaptiveLimiter,
+    "breaker": CircuitBreaker,
+}
+"""The storm-protection tables of a policy and the core class each one builds."""
+
+
+def _storm_changes(
+    table: Mapping[str, object], path: str, problems: _Problems
+) -> dict[str, dict[str, Any] | None]:
+    """For each storm table *table* sets: None (turned off), or the checked keys (on)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for key in STORM:
+        if key not in table:
+            continue
+        value = table[key]
+        where = join_key(path, key)
+        if isinstance(value, bool):
+            out[key] = {} if value else None
+            continue
+        if not isinstance(value, dict):
+            _expected(problems, where, _type_of("policy", key), value)
+            continue
+        checked = _checked(value, key, where, problems)
+        enabled = value.get("enabled", True)
+        if not isinstance(enabled, bool):
+            _expected(problems, join_key(where, "enabled"), "boolean", enabled)
+            continue
+        out[key] = checked if enabled else None
+    return out
+
+
 def _backoff_changes(
     table: Mapping[str, object], path: str, problems: _Problems
 ) -> dict[str, Any] | None:
@@ -267,6 +338,8 @@ class _PolicySpec:
     backoff: dict[str, Any]
     rules: list[_RuleSpec]
     valid: bool
+    storm: dict[str, dict[str, Any] | None] = attrs.field(factory=dict)
+    """Per storm table given: None (off) or the keys that change the parent's (or default)."""
     """False when any of this policy's own values were rejected: it is then not built."""
 
 
@@ -302,6 +375,7 @@ def _policy_spec(
     limits = _checked(table, "policy", path, problems)
     extends = _extends(table, path, problems)
     backoff = _backoff_changes(table, path, problems) or {}
+    storm = _storm_changes(table, path, problems)
     rules: list[_RuleSpec] = []
     raw_rules = table.get("rules", [])
     rules_path = join_key(path, "rules")
@@ -325,6 +399,7 @@ def _policy_spec(
         backoff=backoff,
         rules=rules,
         valid=len(problems) == before,
+        storm=storm,
     )
 
 
@@ -457,11 +532,24 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     limits: dict[str, Any] = {}
     if p_policy is not None:
         limits = {"max_attempts": p_policy.max_attempts, "deadline": p_policy.deadline}
+    storm: dict[str, Any] = {}
+    for key, cls in STORM.items():
+        inherited_value = getattr(p_policy, key) if p_policy is not None else None
+        if key in spec.storm:
+            changes = spec.storm[key]
+            storm[key] = (
+                None if changes is None else attrs.evolve(inherited_value or cls(), **changes)
+            )
+            values[key] = Origin(spec.path, join_key(spec.path, key))
+        else:
+            storm[key] = inherited_value
+            values[key] = _origin(p_sources, key)
     policy = Policy(
         name=spec.name,
         rules=[r for r, _ in built],
         backoff=backoff,
         **{**limits, **spec.limits},
+        **storm,
     )
     sources = PolicySources(
         policy=spec.path,

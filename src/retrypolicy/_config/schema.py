@@ -15,6 +15,9 @@ from typing import Final
 import attrs
 
 from .._backoff import JITTERS, Backoff
+from .._breaker import CircuitBreaker
+from .._budget import RetryBudget
+from .._limiter import AdaptiveLimiter
 from .._profiles import PROFILES
 from .._rules import ANY_CODE, Failure
 from .literals import either, toml_value
@@ -47,7 +50,23 @@ def _backoff_default(name: str) -> str:
     return f"the parent's; `{toml_value(value)}` without one"
 
 
-SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
+def _storm_default(cls: type, name: str) -> str:
+    value = attrs.fields_dict(cls)[name].default
+    if isinstance(value, frozenset):
+        return "`[" + ", ".join(toml_value(v) for v in sorted(value)) + "]`"
+    return "`false`" if value is None else f"`{toml_value(value)}`"
+
+
+def _enabled(what: str) -> Key:
+    return Key(
+        "enabled",
+        "boolean",
+        "`true`",
+        f"`false` turns the {what} off (as `{what} = false` does).",
+    )
+
+
+_CORE_TABLES: Final[Mapping[str, tuple[Key, ...]]] = {
     "file": (
         Key(
             "policies",
@@ -83,6 +102,26 @@ SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
             "table",
             "the parent's backoff",
             "The policy's backoff; the keys given replace the parent's one by one.",
+        ),
+        Key(
+            "budget",
+            "table, or true/false",
+            "the parent's; on in `eugpt`, off with `extends = false`",
+            "The retry budget shared by the policy's calls (docs/storm.md); `false` turns it "
+            "off, `true` or a table turns it on (the keys given replace the parent's).",
+        ),
+        Key(
+            "limiter",
+            "table, or true/false",
+            "the parent's; off in the built-ins",
+            "Adaptive pacing after 429s and persistent-limit detection; `true` or a table "
+            "turns it on.",
+        ),
+        Key(
+            "breaker",
+            "table, or true/false",
+            "the parent's; off in the built-ins",
+            "A circuit breaker per host; `true` or a table turns it on.",
         ),
         Key(
             "rules",
@@ -178,5 +217,134 @@ SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
         ),
     ),
 }
+SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
+    **_CORE_TABLES,
+    "budget": (
+        _enabled("budget"),
+        Key(
+            "capacity",
+            "number > 0",
+            _storm_default(RetryBudget, "capacity"),
+            "Tokens in a full bucket; the bucket starts full.",
+        ),
+        Key(
+            "retry_cost",
+            "number >= 0",
+            _storm_default(RetryBudget, "retry_cost"),
+            "Tokens a retry costs; a retry the bucket cannot pay for gives up at once.",
+        ),
+        Key(
+            "timeout_cost",
+            "number >= 0",
+            _storm_default(RetryBudget, "timeout_cost"),
+            "Tokens a retry after a timeout (`timeout`, `upstream_timeout`) costs.",
+        ),
+        Key(
+            "success_refund",
+            "number >= 0",
+            _storm_default(RetryBudget, "success_refund"),
+            "Tokens a success puts back, up to `capacity`.",
+        ),
+        Key(
+            "refill_rate",
+            "number >= 0 (tokens/s)",
+            _storm_default(RetryBudget, "refill_rate"),
+            "Tokens per second that flow back with time alone; `0` for none.",
+        ),
+    ),
+    "limiter": (
+        _enabled("limiter"),
+        Key(
+            "decrease",
+            "number > 0 and < 1",
+            _storm_default(AdaptiveLimiter, "decrease"),
+            "The factor a 429 multiplies the sending rate by.",
+        ),
+        Key(
+            "increase",
+            "number >= 0 (requests/s per second)",
+            _storm_default(AdaptiveLimiter, "increase"),
+            "What the rate grows by for every second without a 429.",
+        ),
+        Key(
+            "min_rate",
+            "number > 0 (requests/s)",
+            _storm_default(AdaptiveLimiter, "min_rate"),
+            "The floor of the rate.",
+        ),
+        Key(
+            "initial_rate",
+            "number > 0 (requests/s), or false",
+            _storm_default(AdaptiveLimiter, "initial_rate"),
+            "The rate pacing starts at after the first 429; `false`: the measured sending "
+            "rate times `decrease`.",
+        ),
+        Key(
+            "cooldown",
+            "number >= 0 (seconds)",
+            _storm_default(AdaptiveLimiter, "cooldown"),
+            "After a cut, 429s within this many seconds do not cut again.",
+        ),
+        Key(
+            "idle_reset",
+            "number > 0 (seconds)",
+            _storm_default(AdaptiveLimiter, "idle_reset"),
+            "Seconds without a 429 after which pacing stops.",
+        ),
+        Key(
+            "persist_after",
+            "integer >= 1",
+            _storm_default(AdaptiveLimiter, "persist_after"),
+            "429s in a row that make a limit persistent: reported, and 429s not retried "
+            "until another answer comes.",
+        ),
+        Key(
+            "persist_window",
+            "number > 0 (seconds)",
+            _storm_default(AdaptiveLimiter, "persist_window"),
+            "Seconds between two `retry.rate_limit_persistent` reports.",
+        ),
+    ),
+    "breaker": (
+        _enabled("breaker"),
+        Key(
+            "failure_rate",
+            "number > 0 and <= 1",
+            _storm_default(CircuitBreaker, "failure_rate"),
+            "The fraction of failed attempts in the window that opens the breaker.",
+        ),
+        Key(
+            "min_calls",
+            "integer >= 1",
+            _storm_default(CircuitBreaker, "min_calls"),
+            "Attempts in the window before the failure rate counts.",
+        ),
+        Key(
+            "window",
+            "number > 0 (seconds)",
+            _storm_default(CircuitBreaker, "window"),
+            "The window the failure rate is computed over (counts reset after it).",
+        ),
+        Key(
+            "open_for",
+            "number > 0 (seconds)",
+            _storm_default(CircuitBreaker, "open_for"),
+            "Seconds the breaker stays open before a probe goes through.",
+        ),
+        Key(
+            "half_open_probes",
+            "integer >= 1",
+            _storm_default(CircuitBreaker, "half_open_probes"),
+            "Attempts let through while half-open.",
+        ),
+        Key(
+            "kinds",
+            "array of non-empty strings",
+            _storm_default(CircuitBreaker, "kinds"),
+            "The failure kinds that count as failures.",
+        ),
+    ),
+}
 """Every key of the file format by table: ``file`` (the top level, or ``[tool.retrypolicy]``),
-``policy``, ``backoff`` (a policy's or a rule's) and ``rule``."""
+``policy``, ``backoff`` (a policy's or a rule's), ``rule``, and the storm-protection tables
+``budget``, ``limiter`` and ``breaker``."""

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT",
     "LIMITS",
     "RULE_VALUES",
+    "STORM_KEYS",
     "Origin",
     "PolicySources",
     "RuleSources",
@@ -43,6 +44,9 @@ RULE_VALUES: Final = ("kind", "retry", "max_retries", "advice")
 
 LIMITS: Final = ("max_attempts", "deadline")
 """The overall limits of a policy."""
+
+STORM_KEYS: Final = ("budget", "limiter", "breaker")
+"""The storm-protection settings of a policy: each has one origin (its table)."""
 
 
 @attrs.frozen
@@ -99,7 +103,7 @@ def builtin_sources(name: str, policy: Policy) -> PolicySources:
     return PolicySources(
         policy=name,
         parent=None,
-        values=dict.fromkeys([*LIMITS, *(f"backoff.{k}" for k in BACKOFF_KEYS)], here),
+        values=dict.fromkeys([*LIMITS, *STORM_KEYS, *(f"backoff.{k}" for k in BACKOFF_KEYS)], here),
         rules=tuple(
             RuleSources(
                 written=here,
@@ -175,5 +179,14 @@ def explain_sources(policy: Policy, sources: PolicySources, rule: Rule | None) -
     lines += [
         _line(k, f"{_limit(getattr(policy, k))} ({sources.values[k].describe(own)})")
         for k in LIMITS
+    ]
+    lines += [
+        _line(
+            k,
+            f"{'on' if getattr(policy, k) is not None else 'off'} "
+            f"({sources.values[k].describe(own)})",
+        )
+        for k in STORM_KEYS
+        if k in sources.values
     ]
     return lines

@@ -19,7 +19,21 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from .._events import GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
+from .._events import (
+    BREAKER_CLOSED,
+    BREAKER_HALF_OPEN,
+    BREAKER_OPENED,
+    BUDGET_EXHAUSTED,
+    BUDGET_RECOVERED,
+    GAVE_UP,
+    LIMITER_RATE_CHANGED,
+    RATE_LIMIT_PERSISTENT,
+    SCHEDULED,
+    STORE_RECOVERED,
+    STORE_UNAVAILABLE,
+    SUCCEEDED,
+    RetryEvent,
+)
 
 if TYPE_CHECKING:
     from ..typing import RetryHook
@@ -36,7 +50,20 @@ __all__ = [
 LOGGER_NAME: Final = "retrypolicy"
 """The name of the structlog and stdlib loggers events go to."""
 
-_LEVELS: Final = {SCHEDULED: logging.WARNING, GAVE_UP: logging.ERROR, SUCCEEDED: logging.INFO}
+_LEVELS: Final = {
+    SCHEDULED: logging.WARNING,
+    GAVE_UP: logging.ERROR,
+    SUCCEEDED: logging.INFO,
+    BUDGET_EXHAUSTED: logging.WARNING,
+    BUDGET_RECOVERED: logging.INFO,
+    BREAKER_OPENED: logging.WARNING,
+    BREAKER_HALF_OPEN: logging.INFO,
+    BREAKER_CLOSED: logging.INFO,
+    LIMITER_RATE_CHANGED: logging.INFO,
+    RATE_LIMIT_PERSISTENT: logging.ERROR,
+    STORE_UNAVAILABLE: logging.ERROR,
+    STORE_RECOVERED: logging.INFO,
+}
 
 
 def _text(event_name: str, fields: dict[str, Any]) -> str:

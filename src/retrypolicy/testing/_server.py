@@ -32,13 +32,29 @@ Wire behaviour, following the API's error contract:
   envelope before the script is consulted, and the scripted reply stays queued.
 * Every response carries ``x-request-id: req_<n>``. Stream frames are all
   ``event: message`` with a JSON ``data`` line, sent one HTTP chunk per event.
+
+Two modes play a whole fleet's weather rather than one request's reply (the storm
+benchmarks and tests use them; both are off by default):
+
+* :meth:`FakeEUGPT.outage` makes every request to the endpoint a 503 (or the reply
+  given) for a number of seconds, as a load balancer in front of a restarting backend
+  does, then lets the script and the default reply answer again.
+* ``rate_limit=(rate_per_s, burst)`` enforces a real token bucket: a request that
+  finds it empty gets the API's 429 envelope with ``Retry-After`` (whole seconds until
+  a token is back, at least 1) and takes no token.
+
+Both read the server's clock (``clock=``, :func:`time.monotonic` by default), so a
+test drives them without sleeping. :attr:`FakeEUGPT.status_counts` counts the requests
+by the status of the reply chosen.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json as _json
+import math
 import re
 import select
 import socket
@@ -47,7 +63,7 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
@@ -57,12 +73,12 @@ from urllib.parse import urlsplit
 
 from retrypolicy._redact import redact, redact_headers
 
-from ._replies import Reply, show
+from ._replies import Reply, _check_seconds, show
 from ._wire import frame, merge, phrase
 
 __all__ = ["FakeEUGPT", "OnRequest", "RecordedRequest", "RequestSource"]
 
-RequestSource = Literal["script", "default", "auth", "route"]
+RequestSource = Literal["script", "default", "auth", "route", "outage", "rate_limit"]
 """Where the reply to a recorded request came from."""
 
 OnRequest = Callable[["RecordedRequest", "int | None", str], None]
@@ -87,6 +103,27 @@ _LINGER_RESET: Final = struct.pack("HH" if sys.platform == "win32" else "ii", 1,
 
 _AUTO_STREAM: Final = Reply.stream()
 _AUTO_OK: Final = Reply.ok()
+_OUTAGE: Final = Reply.error(503)
+
+
+def _check_rate_limit(value: object) -> tuple[float, float] | None:
+    """``(rate_per_s, burst)``: a positive rate and a burst of at least one request."""
+    if value is None:
+        return None
+    if isinstance(value, tuple | list) and len(value) == 2:
+        rate, burst = value
+        if (
+            all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, burst))
+            and math.isfinite(rate)
+            and math.isfinite(burst)
+            and rate > 0
+            and burst >= 1
+        ):
+            return float(rate), float(burst)
+    raise ValueError(
+        "rate_limit: expected (rate_per_s, burst) with rate_per_s > 0 and burst >= 1, "
+        f"or None; got {show(value)}"
+    )
 
 
 # --------------------------------------------------------------------------- recording
@@ -163,6 +200,15 @@ class FakeEUGPT:
             was answered, as ``on_request(request, status, outcome)`` (see
             :data:`OnRequest`); the fake itself prints nothing. An exception it
             raises lands in :attr:`errors`.
+        rate_limit: ``(rate_per_s, burst)``: a token bucket holding at most *burst*
+            requests (full at the first request) and refilled at *rate_per_s*. A
+            request to the endpoint that passed ``require_key`` takes a token; when
+            none is left it gets a 429 envelope (``rate_limit_error`` /
+            ``rate_limit_exceeded``) with ``Retry-After`` in whole seconds (at least
+            1, as HTTP allows no fraction), and its scripted reply stays queued.
+        clock: the monotonic clock (seconds) that :meth:`outage` and *rate_limit*
+            read; :func:`time.monotonic` by default. A test passes its own to drive
+            both without sleeping.
     """
 
     def __init__(
@@ -173,7 +219,17 @@ class FakeEUGPT:
         valid_keys: Iterable[str] | None = None,
         port: int = 0,
         on_request: OnRequest | None = None,
+        rate_limit: tuple[float, float] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock: expected a callable returning seconds, got {show(clock)}")
+        self._clock: Callable[[], float] = time.monotonic if clock is None else clock
+        self._rate_limit = _check_rate_limit(rate_limit)
+        self._tokens = 0.0 if self._rate_limit is None else self._rate_limit[1]
+        self._refilled: float | None = None  # when the bucket was last topped up
+        self._outage: tuple[float, float, Reply] | None = None  # (start, end, reply)
+        self._status_counts: Counter[int] = Counter()
         if on_request is not None and not callable(on_request):
             raise TypeError(f"on_request: expected a callable or None, got {show(on_request)}")
         self._on_request = on_request
@@ -272,10 +328,44 @@ class FakeEUGPT:
             self._script.extend(replies)
 
     def clear(self) -> None:
-        """Forget the queued replies and the recorded requests (not the request-id count)."""
+        """Forget the queued replies, the recorded requests and the status counts.
+
+        The request-id count, an outage and the rate limit's bucket are kept.
+        """
         with self._cond:
             self._script.clear()
             self._records.clear()
+            self._status_counts.clear()
+
+    def outage(self, seconds: float, *, after: float = 0.0, reply: Reply | None = None) -> None:
+        """Answer every request to the endpoint with *reply* (a 503 envelope) for *seconds*.
+
+        The outage starts *after* seconds from now (on the server's clock) and ends on
+        its own; calling again replaces it, and ``outage(0)`` ends one at once. It
+        comes before ``require_key`` and the rate limit, as a load balancer answers
+        for a backend that is down, and scripted replies stay queued meanwhile.
+        """
+        seconds = _check_seconds(seconds, "seconds")
+        after = _check_seconds(after, "after")
+        if reply is not None and not isinstance(reply, Reply):
+            raise TypeError(f"reply: expected a Reply or None, got {show(reply)}")
+        with self._cond:
+            start = self._clock() + after
+            self._outage = (start, start + seconds, _OUTAGE if reply is None else reply)
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether a request arriving now would get the outage's reply."""
+        with self._cond:
+            return self._outage_reply(self._clock()) is not None
+
+    @property
+    def status_counts(self) -> dict[int, int]:
+        """How many recorded requests got each status (of the reply chosen), since
+        the start or :meth:`clear`; a reset or closed connection counts as its reply's
+        ``status`` field."""
+        with self._cond:
+            return dict(self._status_counts)
 
     @property
     def pending(self) -> int:
@@ -337,6 +427,23 @@ class FakeEUGPT:
         except Exception as exc:  # noqa: BLE001 - a broken callback must not break serving
             self._record_error(exc)
 
+    def _outage_reply(self, now: float) -> Reply | None:
+        outage = self._outage
+        if outage is None or not outage[0] <= now < outage[1]:
+            return None
+        return outage[2]
+
+    def _wait_for_token(self, now: float) -> float:
+        """Take a token from the bucket: 0.0, or the seconds until one is back (none taken)."""
+        rate, burst = cast("tuple[float, float]", self._rate_limit)
+        if self._refilled is not None:
+            self._tokens = min(burst, self._tokens + max(0.0, now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / rate
+
     def _dispatch(
         self,
         method: str,
@@ -359,12 +466,17 @@ class FakeEUGPT:
             elif method != "POST":
                 source = "route"
                 reply = Reply.error(405, detail="Method Not Allowed", headers={"Allow": "POST"})
+            elif self._outage is not None and (down := self._outage_reply(self._clock())):
+                source, reply = "outage", down
             elif (
                 self._require_key
                 and (problem := _auth_problem(headers, self._valid_keys)) is not None
             ):
                 source = "auth"
                 reply = Reply.error(401, detail="Invalid API key", message=problem)
+            elif self._rate_limit is not None and (wait := self._wait_for_token(self._clock())):
+                source = "rate_limit"
+                reply = _rate_limited(max(1, math.ceil(wait - 1e-9)))
             elif self._script:
                 source, reply = "script", self._script.popleft()
             elif self._default is not None:
@@ -384,8 +496,15 @@ class FakeEUGPT:
                 client=client,
             )
             self._records.append(record)
+            self._status_counts[reply.status] += 1
             self._cond.notify_all()
         return record, number
+
+
+@functools.lru_cache(maxsize=64)
+def _rate_limited(retry_after: int) -> Reply:
+    """The 429 the rate limit answers with (one per hint value: replies are frozen)."""
+    return Reply.error(429, retry_after=retry_after)
 
 
 class _Server(HTTPServer):

@@ -1,0 +1,153 @@
+"""The policy's verdict on what the openai SDK raised: its kind, whether to retry, attempts.
+
+A client built by :func:`~retrypolicy_openai.client` lets the SDK raise its
+own exceptions by default — ``openai.RateLimitError``, ``openai.APIConnectionError``
+— so existing ``except openai.APIError`` code keeps working. Those carry no
+``.kind``, ``.retryable`` or ``.attempts``: :func:`classify` and
+:func:`api_error` read them from the exception (its response's status and
+envelope, the wrapped httpx2 error, the transport's attempts extension).
+
+With ``raise_on_give_up=True`` the transport raises our errors itself for a
+failed response or stream; the SDK lets them through unchanged (it wraps only
+httpx2's own errors), and :func:`api_error` returns them as they are. So
+``api_error(exc)`` gives one shape, whichever mode and whichever layer raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+from retrypolicy import APIError, Classification, Policy, parse_error
+from retrypolicy.transport import (
+    ATTEMPTS_ATTRIBUTE,
+    EXHAUSTED,
+    MAX_ERROR_BODY,
+    AdapterOptions,
+    mark_exhausted,
+    retry_after_from_headers,
+)
+from retrypolicy.transport import api_error as _api_error
+
+__all__ = ["ATTEMPTS_EXTENSION", "api_error", "classify"]
+
+ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
+"""The ``response.extensions`` key in which the transport records a response's attempts."""
+_MAX_CHAIN: Final = 8
+"""How far down ``__cause__`` / ``__context__`` the attempts and the exhausted mark are sought."""
+
+
+def _policy(policy: Policy | None) -> Policy:
+    if policy is None or isinstance(policy, Policy):
+        return AdapterOptions(policy=policy).policy  # None: the default policy, as adapters do
+    msg = f"policy {policy!r}: expected a retrypolicy.Policy (e.g. rp.EUGPT) or None"
+    raise TypeError(msg)
+
+
+def _response(exc: BaseException) -> Any:
+    """The HTTP response an SDK exception carries (status errors, validation errors)."""
+    response = exc.__dict__.get("response")
+    status = getattr(response, "status_code", None)
+    return response if isinstance(status, int) and not isinstance(status, bool) else None
+
+
+def _body(response: Any) -> bytes | None:
+    """The start of a response's body, if it was read (the SDK reads an error's body)."""
+    try:
+        content = response.content
+    except Exception:  # noqa: BLE001 - never read (a stream): the status alone decides
+        return None
+    return content[:MAX_ERROR_BODY] if isinstance(content, bytes) else None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """*exc*, then what it was raised from (or while handling), a bounded way down."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < _MAX_CHAIN:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _attempts(exc: BaseException, response: Any) -> int:
+    """The attempts behind *exc*: its response's extension, or the count the transport
+    set on the exception it re-raised (the SDK wraps that one); 1 when neither says."""
+    if response is not None:
+        extensions = getattr(response, "extensions", None)
+        count = extensions.get(ATTEMPTS_EXTENSION) if isinstance(extensions, dict) else None
+        if type(count) is int:
+            return count
+    for e in _chain(exc):
+        count = e.__dict__.get(ATTEMPTS_ATTRIBUTE)
+        if type(count) is int:
+            return count
+    return 1
+
+
+def _exhausted(exc: BaseException, response: Any) -> bool:
+    """Whether the transport already retried this failure to the end."""
+    if response is not None and getattr(response, "__dict__", {}).get(EXHAUSTED) is True:
+        return True
+    return any(e.__dict__.get(EXHAUSTED) is True for e in _chain(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """``APIConnectionError: Connection error. (ConnectError: ...)``: what the caller saw."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        text += f" ({type(cause).__name__}: {cause})"
+    return text
+
+
+def classify(exc: BaseException, policy: Policy | None = None) -> Classification:
+    """What *policy* (default: the default policy) makes of *exc*, raised by the SDK.
+
+    An ``openai.APIStatusError`` is classified by its response's status and the
+    envelope's ``error.code`` (the bare-string form too); ``APIConnectionError`` and
+    ``APITimeoutError`` by the httpx2 error they wrap (a connect failure is
+    ``connection``, a read error after sending ``timeout``); our own errors by
+    their status and code; anything else as ``policy.classify(exception=exc)``.
+    """
+    policy = _policy(policy)
+    if isinstance(exc, APIError):
+        return policy.classify(exception=exc)
+    response = _response(exc)
+    if response is not None and response.status_code >= 400:
+        status = response.status_code
+        return policy.classify(status, parse_error(status, _body(response), response.headers).code)
+    return policy.classify(exception=exc)
+
+
+def api_error(exc: BaseException, policy: Policy | None = None) -> APIError:
+    """Our :class:`retrypolicy.APIError` for *exc*, raised by the SDK (or by us).
+
+    The subclass fits the failure (``rp.RateLimitError`` for a 429,
+    ``rp.APIConnectionError`` for a connect failure, ...); ``.kind`` and
+    ``.retryable`` are *policy*'s verdict, ``.attempts`` the transport's count
+    (``response.extensions["retrypolicy.attempts"]``), ``.status``, ``.code``,
+    ``.retry_after`` come from the response, and the message is redacted.
+    ``__cause__`` is *exc*. An ``rp.APIError`` (``raise_on_give_up=True``, a
+    stream's ``rp.StreamError``) is returned unchanged. Raising the result inside
+    ``@rp.retry`` is safe: a failure the transport already retried to the end is
+    marked so, and is not retried again.
+    """
+    if isinstance(exc, APIError):
+        return exc
+    policy = _policy(policy)
+    response = _response(exc)
+    attempts = _attempts(exc, response)
+    if response is not None and response.status_code >= 400:
+        status = response.status_code
+        info = parse_error(status, _body(response), response.headers)
+        verdict = policy.classify(status, info.code)
+        hint = retry_after_from_headers(response.headers)
+        error = _api_error(verdict, info, attempts=attempts, retry_after=hint)
+    else:
+        verdict = policy.classify(exception=exc)
+        error = _api_error(verdict, attempts=attempts, cause=_describe(exc))
+    error.__cause__ = exc
+    if verdict.retryable and _exhausted(exc, response):
+        mark_exhausted(error)
+    return error

@@ -1,0 +1,484 @@
+"""Storm protection applied: one :class:`Guard` per policy and store, asked by the attempt loop.
+
+The attempt loop (``_drivers.Loop``, so ``@rp.retry``, ``rp.attempts`` and every
+adapter through ``transport.AttemptLoop``) asks the guard of its policy:
+
+- before an attempt (:meth:`Guard.before`, only when a limiter or breaker is
+  configured): may it be sent (else :class:`~retrypolicy.CircuitOpenError`),
+  and after how long a wait (the limiter's pacing);
+- after a failure the policy would retry (:meth:`Guard.failed`): is the
+  breaker open past the wait, are 429s persistent, can the budget pay for the
+  retry — any "no" turns the retry into "give up now", with a reason;
+- after a success (:meth:`Guard.succeeded`): the refund, the breaker's and
+  the limiter's good news.
+
+What the success path costs is what the benchmarks measure, so it is kept to
+almost nothing: with a full budget (the normal case) a success does not touch
+the guard at all — the drivers test one process-wide set, :data:`UNFULL`, of
+the guards whose bucket is below capacity. With a shared store, refunds and the
+breaker's success counts are batched (one round trip per several successes),
+and an unpaced limiter is looked up at most once a second.
+
+State changes are reported as :class:`~retrypolicy.instrumentation.RetryEvent`
+to the process-wide hooks (``call`` is the call that caused them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from . import _events as ev
+from ._budget import _TIMEOUT_KINDS, BudgetResult
+from ._errors import CircuitOpenError
+from ._limiter import PERSISTENT_ADVICE, LimiterResult
+from ._rules import Kind
+from .instrumentation._hooks import get_hooks, internal_log
+
+if TYPE_CHECKING:
+    from ._breaker import BreakerResult
+    from ._policy import Policy
+    from .stores._base import Store
+
+__all__ = ["UNFULL", "Guard", "StormStats", "guard_for", "reset_guards"]
+
+UNFULL: Final[set[Guard]] = set()
+"""The guards whose budget this process last saw below capacity: successes refund only then."""
+
+_SHARED_FLUSH: Final = 16
+"""With a shared store, successes are reported in batches of this many (or once a second)."""
+_SHARED_FLUSH_SECONDS: Final = 1.0
+_RECHECK: Final = 1.0
+"""Seconds an unpaced shared limiter, or a closed shared breaker, is taken to stay so without
+asking the store (another worker's change is seen within this)."""
+
+CIRCUIT_ADVICE: Final = (
+    "The circuit breaker for this host is open after repeated server-side failures: calls "
+    "fail fast until a probe succeeds. Retry after retry_in seconds."
+)
+
+
+@attrs.frozen(kw_only=True)
+class StormStats:
+    """A snapshot of one policy's storm protection: the state in its store, and this
+    process's counters (for dashboards). Read with ``policy.stats()``.
+
+    ``budget_level``/``budget_capacity`` are None without a budget;
+    ``limiter_rate`` is the pacing rate in requests/s (0.0 while unpaced, None
+    without a limiter); ``breakers`` maps each host seen to its state
+    (``"closed"``, ``"open"``, ``"half_open"``; the decorator's host is ``""``).
+    ``counters`` (this process, since the guard was made): ``retries_allowed``,
+    ``retries_refused`` (budget), ``refunds``, ``throttled`` (429s seen),
+    ``persistent`` (reports), ``rate_changes``, ``circuit_rejected`` (calls failed
+    fast), ``breaker_opened``, ``store_unavailable``.
+    """
+
+    policy: str
+    store: str
+    budget_level: float | None
+    budget_capacity: float | None
+    budget_exhausted: bool
+    limiter_rate: float | None
+    limiter_consecutive_429: int
+    breakers: Mapping[str, str]
+    counters: Mapping[str, int]
+
+
+_COUNTERS: Final = (
+    "retries_allowed",
+    "retries_refused",
+    "refunds",
+    "throttled",
+    "persistent",
+    "rate_changes",
+    "circuit_rejected",
+    "breaker_opened",
+    "store_unavailable",
+)
+
+
+def _safe(hook: Any, event: ev.RetryEvent) -> None:
+    try:
+        hook(event)
+    except Exception as exc:  # noqa: BLE001 - a hook must never break the call it observes
+        internal_log.exception(
+            "retry.hook_failed", hook=repr(hook), retry_event=event.name, error=repr(exc)
+        )
+
+
+class Guard:
+    """The budget, limiter and breaker of one policy in one store, with local caches."""
+
+    def __init__(self, store: Store, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+        self.name = policy.name
+        self.budget = policy.budget
+        self.limiter = policy.limiter
+        self.breaker = policy.breaker
+        self.gated = self.limiter is not None or self.breaker is not None
+        self.shared = bool(getattr(store, "shared", False))
+        self._budget_key = f"{policy.name}:budget"
+        self._limiter_key = f"{policy.name}:limiter"
+        self._breaker_prefix = f"{policy.name}:breaker:"
+        self._lock = threading.Lock()
+        self.full = True
+        """False while this process last saw the bucket below capacity."""
+        self._pending_refund = 0.0
+        self._pending_ok: dict[str, int] = {}
+        self._flushed = 0.0
+        self._hosts: dict[str, str] = {}
+        """The last known state of each host's breaker."""
+        self._closed_until: dict[str, float] = {}
+        """With a shared store: until when a host's breaker is taken as closed unasked."""
+        self._paced_until = -1.0
+        """Until when a shared limiter is taken to be unpaced without asking."""
+        self._consecutive = 0
+        self._sent = 0
+        self._sent_since = 0.0
+        self._sent_rate = 0.0
+        self.counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+
+    def __repr__(self) -> str:
+        return f"<Guard policy={self.name!r} store={type(self.store).__name__}>"
+
+    # -- events ------------------------------------------------------------------------
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    def emit(self, name: str, call: str, attempt: int, **extra: object) -> None:
+        """Report a state change to the process-wide hooks."""
+        hooks = get_hooks()
+        if not hooks:
+            return
+        event = ev.RetryEvent(
+            name=name,
+            call=call,
+            attempt=attempt,
+            policy=self.policy,
+            extra=MappingProxyType(extra),
+        )
+        for hook in hooks:
+            _safe(hook, event)
+
+    def _notice(self, notice: tuple[str, str] | None, call: str, attempt: int) -> None:
+        if notice is None:
+            return
+        name, error = notice
+        store = type(self.store).__name__
+        if name == ev.STORE_UNAVAILABLE:
+            self._count("store_unavailable")
+            self.emit(name, call, attempt, store=store, error=error)
+        else:
+            self.emit(name, call, attempt, store=store)
+
+    # -- the budget ------------------------------------------------------------------------
+
+    def _budget_seen(self, result: BudgetResult, call: str, attempt: int) -> None:
+        self._notice(result.notice, call, attempt)
+        full = result.level >= result.capacity
+        if full != self.full:
+            self.full = full
+            if full:
+                UNFULL.discard(self)
+            else:
+                UNFULL.add(self)
+        if result.event == "exhausted":
+            self.emit(
+                ev.BUDGET_EXHAUSTED, call, attempt, level=result.level, capacity=result.capacity
+            )
+        elif result.event == "recovered":
+            self.emit(
+                ev.BUDGET_RECOVERED, call, attempt, level=result.level, capacity=result.capacity
+            )
+
+    def spend(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
+        """Pay for a retry after a failure of *kind*; None without a budget."""
+        budget = self.budget
+        if budget is None:
+            return None
+        cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
+        refund = 0.0
+        if self._pending_refund:
+            with self._lock:
+                refund, self._pending_refund = self._pending_refund, 0.0
+        result = self.store.budget(self._budget_key, budget, now, refund - cost)
+        with self._lock:
+            self.counters["retries_allowed" if result.ok else "retries_refused"] += 1
+        if not result.ok and refund:  # the refund was not spent with the refused retry
+            again = self.store.budget(self._budget_key, budget, now, refund)
+            result = attrs.evolve(
+                again,
+                ok=False,
+                event=result.event or again.event,
+                notice=result.notice or again.notice,
+            )
+        if result.event or result.notice or (result.level >= result.capacity) is not self.full:
+            self._budget_seen(result, call, attempt)
+        return result
+
+    def refund(self, now: float) -> None:
+        """A success: put ``success_refund`` back.
+
+        Batched: refunds add up here until they pay for a retry (``retry_cost``), or go
+        with the next spend, so a store is asked once per several successes — a round
+        trip saved with Redis, a step saved in-process. What is pending is in the stats.
+        """
+        budget = self.budget
+        if budget is None or self.full:
+            return
+        with self._lock:
+            self.counters["refunds"] += 1
+            self._pending_refund += budget.success_refund
+            pending = self._pending_refund
+            if pending < max(budget.retry_cost, 1.0):
+                return
+            self._pending_refund = 0.0
+        self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
+
+    # -- before an attempt -------------------------------------------------------------------
+
+    def before(self, host: str, now: float, call: str, attempt: int) -> float:
+        """May an attempt to *host* go now? The seconds to wait first; raises
+        :class:`~retrypolicy.CircuitOpenError` while the host's breaker is open."""
+        breaker = self.breaker
+        if breaker is not None and not (
+            self.shared
+            and now < self._closed_until.get(host, -1.0)
+            and self._hosts.get(host) == "closed"
+        ):
+            b = self.store.breaker(self._breaker_prefix + host, breaker, now, "allow")
+            self._breaker_seen(b, host, call, attempt)
+            if self.shared and b.state == "closed":  # taken as closed for a while: no round trip
+                self._closed_until[host] = now + _RECHECK
+            if not b.allowed:
+                self._count("circuit_rejected")
+                where = f" for {host}" if host else ""
+                msg = (
+                    f"circuit open{where} (policy {self.name}): {b.failures} of {b.total} "
+                    f"attempts failed; next probe in {b.retry_in:.3g}s"
+                )
+                raise CircuitOpenError(
+                    msg, retry_in=b.retry_in, host=host, attempts=attempt - 1, advice=CIRCUIT_ADVICE
+                )
+        limiter = self.limiter
+        if limiter is None:
+            return 0.0
+        with self._lock:  # this process's sending rate, for the limiter's first cut
+            if now - self._sent_since >= 1.0:
+                elapsed = now - self._sent_since
+                self._sent_rate = self._sent / elapsed if self._sent_since and elapsed else 0.0
+                self._sent, self._sent_since = 0, now
+            self._sent += 1
+        if self.shared and now < self._paced_until:
+            return 0.0
+        result = self.store.limiter(self._limiter_key, limiter, now, "acquire")
+        self._limiter_seen(result, call, attempt)
+        if self.shared and not result.active:
+            self._paced_until = now + _RECHECK
+        return result.wait
+
+    def measured_rate(self, now: float) -> float:
+        """This process's recent sending rate (requests/s)."""
+        elapsed = now - self._sent_since
+        current = self._sent / elapsed if elapsed >= 0.1 else 0.0  # shorter: too noisy to divide by
+        return max(self._sent_rate, current, float(self._sent))
+
+    # -- after an attempt ----------------------------------------------------------------
+
+    def failed(
+        self,
+        host: str,
+        kind: str,
+        now: float,
+        call: str,
+        attempt: int,
+        *,
+        retrying: bool,
+        delay: float,
+    ) -> str:
+        """A failure of *kind* from *host*; "" when a retry (if *retrying*) may go ahead,
+        else why not. Tells the breaker and the limiter; the budget is asked separately."""
+        reason = ""
+        limiter = self.limiter
+        if limiter is not None:
+            if kind == Kind.RATE_LIMITED:
+                self._count("throttled")
+                r = self.store.limiter(
+                    self._limiter_key, limiter, now, "throttled", self.measured_rate(now)
+                )
+                self._paced_until = -1.0
+                self._limiter_seen(r, call, attempt)
+                if r.report:
+                    self._count("persistent")
+                    self.emit(
+                        ev.RATE_LIMIT_PERSISTENT,
+                        call,
+                        attempt,
+                        consecutive=r.consecutive,
+                        window=limiter.persist_window,
+                        advice=PERSISTENT_ADVICE,
+                    )
+                if r.persistent:
+                    reason = (
+                        f"rate limit persistent: {r.consecutive} 429s in a row; {PERSISTENT_ADVICE}"
+                    )
+            elif self._consecutive:
+                self._answered(now, call, attempt)
+        breaker = self.breaker
+        if breaker is not None:
+            key = self._breaker_prefix + host
+            b: BreakerResult | None
+            if kind in breaker.kinds:
+                pending = self._take_ok(host)
+                b = self.store.breaker(key, breaker, now, "record", failures=1, successes=pending)
+            else:
+                b = self._record_ok(host, now, force=True)
+            if b is not None:
+                self._breaker_seen(b, host, call, attempt)
+            if retrying and not reason and b is not None and b.state != "closed":
+                state = b if b.state == "open" else self.store.breaker(key, breaker, now, "read")
+                if state.state == "open" and state.retry_in > delay:
+                    reason = (
+                        f"circuit open for {host or self.name}: the next probe is in "
+                        f"{state.retry_in:.3g}s, after the {delay:.3g}s wait"
+                    )
+        return reason
+
+    def succeeded(self, host: str, now: float) -> None:
+        """An attempt succeeded (or was answered with a failure the breaker does not count)."""
+        if self.breaker is not None:
+            b = self._record_ok(host, now, force=False)
+            if b is not None:
+                self._breaker_seen(b, host, "", 0)
+        if self._consecutive:
+            self._answered(now, "", 0)
+        if not self.full:
+            self.refund(now)
+
+    def _answered(self, now: float, call: str, attempt: int) -> None:
+        limiter = self.limiter
+        if limiter is not None:
+            self._consecutive = 0
+            r = self.store.limiter(self._limiter_key, limiter, now, "answered")
+            self._limiter_seen(r, call, attempt)
+
+    def _take_ok(self, host: str) -> int:
+        with self._lock:
+            return self._pending_ok.pop(host, 0)
+
+    def _record_ok(self, host: str, now: float, *, force: bool) -> BreakerResult | None:
+        """Count a success for *host*'s breaker: at once with a local store (or while the
+        breaker is not closed), else in batches."""
+        breaker = self.breaker
+        assert breaker is not None  # noqa: S101 - callers check
+        with self._lock:
+            n = self._pending_ok.get(host, 0) + 1
+            batch = (
+                self.shared
+                and not force
+                and self._hosts.get(host, "closed") == "closed"
+                and n < _SHARED_FLUSH
+                and now - self._flushed < _SHARED_FLUSH_SECONDS
+            )
+            if batch:
+                self._pending_ok[host] = n
+                return None
+            self._pending_ok.pop(host, None)
+            self._flushed = now
+        return self.store.breaker(self._breaker_prefix + host, breaker, now, "record", successes=n)
+
+    def _breaker_seen(self, b: BreakerResult, host: str, call: str, attempt: int) -> None:
+        self._notice(b.notice, call, attempt)
+        self._hosts[host] = b.state
+        if b.event == "opened":
+            self._count("breaker_opened")
+            self.emit(
+                ev.BREAKER_OPENED, call, attempt, host=host, state=b.state, retry_in=b.retry_in
+            )
+        elif b.event == "half_open":
+            self.emit(ev.BREAKER_HALF_OPEN, call, attempt, host=host, state=b.state)
+        elif b.event == "closed":
+            self.emit(ev.BREAKER_CLOSED, call, attempt, host=host, state=b.state)
+
+    def _limiter_seen(self, r: LimiterResult, call: str, attempt: int) -> None:
+        self._notice(r.notice, call, attempt)
+        self._consecutive = r.consecutive
+        if r.changed:
+            self._count("rate_changes")
+            self.emit(
+                ev.LIMITER_RATE_CHANGED,
+                call,
+                attempt,
+                rate=r.rate,
+                previous=r.previous,
+                active=r.active,
+            )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def stats(self, now: float) -> StormStats:
+        """The snapshot :func:`retrypolicy.stores.stats` returns."""
+        store = self.store
+        level = capacity = None
+        exhausted = False
+        if self.budget is not None:
+            with self._lock:
+                pending, self._pending_refund = self._pending_refund, 0.0
+            b = store.budget(self._budget_key, self.budget, now, pending)
+            level, capacity, exhausted = b.level, b.capacity, b.level < self.budget.retry_cost
+        rate: float | None = None
+        consecutive = 0
+        if self.limiter is not None:
+            r = store.limiter(self._limiter_key, self.limiter, now, "read")
+            rate, consecutive = r.rate, r.consecutive
+        breakers: dict[str, str] = {}
+        if self.breaker is not None:
+            lister = getattr(store, "breaker_keys", None)
+            keys = lister(self._breaker_prefix) if lister is not None else []
+            hosts = {k[len(self._breaker_prefix) :] for k in keys} | set(self._hosts)
+            for host in sorted(hosts):
+                br = store.breaker(self._breaker_prefix + host, self.breaker, now, "read")
+                breakers[host] = br.state
+        with self._lock:
+            counters = dict(self.counters)
+        return StormStats(
+            policy=self.name,
+            store=type(store).__name__,
+            budget_level=level,
+            budget_capacity=capacity,
+            budget_exhausted=exhausted,
+            limiter_rate=rate,
+            limiter_consecutive_429=consecutive,
+            breakers=MappingProxyType(breakers),
+            counters=MappingProxyType(counters),
+        )
+
+
+_guards: dict[tuple[int, str, object, object, object], Guard] = {}
+_guards_lock = threading.Lock()
+
+
+def guard_for(store: Store, policy: Policy) -> Guard:
+    """The one guard of *policy* (by name and storm settings) in *store*."""
+    key = (id(store), policy.name, policy.budget, policy.limiter, policy.breaker)
+    guard = _guards.get(key)
+    if guard is None:
+        with _guards_lock:
+            guard = _guards.get(key)
+            if guard is None or guard.store is not store:
+                guard = _guards[key] = Guard(store, policy)
+    return guard
+
+
+def reset_guards() -> None:
+    """Forget every guard (their caches and counters): tests start afresh."""
+    with _guards_lock:
+        _guards.clear()
+        UNFULL.clear()

@@ -1,0 +1,163 @@
+"""The store interface, the in-process store, and the process's default store."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from .._breaker import BreakerOp, BreakerResult, BreakerState, CircuitBreaker, breaker_step
+from .._budget import BudgetResult, BudgetState, RetryBudget, budget_step
+from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, LimiterState, limiter_step
+
+__all__ = [
+    "InProcessStore",
+    "Store",
+    "get_default_store",
+    "set_default_store",
+    "use_store",
+]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where budgets, limiters and breakers keep their state; each method is one atomic step.
+
+    ``key`` names one budget, limiter or breaker (policy name, and host for a
+    breaker); ``now`` is the caller's clock (wall-clock seconds, comparable
+    across machines). A step applies the pure transition of
+    :mod:`retrypolicy._budget` / ``_limiter`` / ``_breaker`` atomically and
+    returns its result. A step never raises for a store failure: a store that
+    cannot reach its backend answers from a local fallback and says so in the
+    result's ``notice``.
+
+    ``shared`` is True when other processes see the same state: callers then
+    batch what they can (success reports) instead of a round trip per call.
+    """
+
+    shared: bool
+
+    def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
+        """Spend (``delta < 0``), refund (``> 0``) or read (``0``) a budget."""
+        ...
+
+    def limiter(
+        self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
+    ) -> LimiterResult:
+        """One limiter step (``acquire``, ``throttled``, ``answered``, ``read``)."""
+        ...
+
+    def breaker(
+        self,
+        key: str,
+        config: CircuitBreaker,
+        now: float,
+        op: BreakerOp,
+        *,
+        failures: int = 0,
+        successes: int = 0,
+    ) -> BreakerResult:
+        """One breaker step (``allow``, ``record``, ``read``)."""
+        ...
+
+
+class InProcessStore:
+    """State in this process's memory, one lock around each step: thread-safe, exact.
+
+    The default store: one budget, limiter and breaker per policy (and host)
+    per process. Keys never expire (their number is bounded by the policies and
+    hosts in use); :meth:`clear` forgets everything.
+    """
+
+    shared = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._budgets: dict[str, BudgetState] = {}
+        self._limiters: dict[str, LimiterState] = {}
+        self._breakers: dict[str, BreakerState] = {}
+
+    def __repr__(self) -> str:
+        return f"<InProcessStore budgets={len(self._budgets)} breakers={len(self._breakers)}>"
+
+    def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
+        """See :meth:`Store.budget`."""
+        with self._lock:
+            state, result = budget_step(config, self._budgets.get(key), now, delta)
+            self._budgets[key] = state
+        return result
+
+    def limiter(
+        self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
+    ) -> LimiterResult:
+        """See :meth:`Store.limiter`."""
+        with self._lock:
+            state, result = limiter_step(config, self._limiters.get(key), now, op, measured)
+            self._limiters[key] = state
+        return result
+
+    def breaker(
+        self,
+        key: str,
+        config: CircuitBreaker,
+        now: float,
+        op: BreakerOp,
+        *,
+        failures: int = 0,
+        successes: int = 0,
+    ) -> BreakerResult:
+        """See :meth:`Store.breaker`."""
+        with self._lock:
+            state, result = breaker_step(
+                config, self._breakers.get(key), now, op, failures=failures, successes=successes
+            )
+            if state is not None:
+                self._breakers[key] = state
+        return result
+
+    def breaker_keys(self, prefix: str) -> list[str]:
+        """The keys of the breakers starting with *prefix* (for stats)."""
+        with self._lock:
+            return sorted(k for k in self._breakers if k.startswith(prefix))
+
+    def clear(self) -> None:
+        """Forget every budget, limiter and breaker: each starts afresh."""
+        with self._lock:
+            self._budgets.clear()
+            self._limiters.clear()
+            self._breakers.clear()
+
+
+_default: list[Store] = [InProcessStore()]
+_default_lock = threading.Lock()
+
+
+def get_default_store() -> Store:
+    """The store used by every call path that was not given one."""
+    return _default[0]
+
+
+def set_default_store(store: Store) -> Store:
+    """Make *store* the process's default; returns the previous one (to restore it).
+
+    Decorators and adapters built before the change use the new store from
+    their next call on.
+    """
+    if not isinstance(store, Store):
+        msg = f"store {store!r}: expected a retrypolicy.stores.Store (InProcessStore, RedisStore)"
+        raise TypeError(msg)
+    with _default_lock:
+        previous = _default[0]
+        _default[0] = store
+    return previous
+
+
+@contextlib.contextmanager
+def use_store(store: Store) -> Iterator[Store]:
+    """Within the block, *store* is the default store (process-wide); restored after."""
+    previous = set_default_store(store)
+    try:
+        yield store
+    finally:
+        set_default_store(previous)

@@ -1,0 +1,287 @@
+"""The stores: one suite, run on the in-process store and on a real Redis (tests start it).
+
+Every step a store applies must give what the pure transition gives: the Lua scripts
+of ``RedisStore`` are a second writing of ``_budget``/``_limiter``/``_breaker``, held
+to the same results here, step by step, with an injected clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import retrypolicy as rp
+from retrypolicy._breaker import BreakerState, breaker_step
+from retrypolicy._budget import BudgetState, budget_step
+from retrypolicy._limiter import LimiterState, limiter_step
+from retrypolicy.stores import InProcessStore, RedisStore, Store
+
+BUDGET = rp.RetryBudget(capacity=20, retry_cost=5, timeout_cost=10, success_refund=1, refill_rate=2)
+LIMITER = rp.AdaptiveLimiter(persist_after=3, persist_window=10.0, idle_reset=30.0)
+BREAKER = rp.CircuitBreaker(min_calls=4, failure_rate=0.5, window=10.0, open_for=5.0)
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """Each store kind: the in-process one, and a RedisStore on the session's real server."""
+    if request.param == "in-process":
+        yield InProcessStore()
+    else:
+        client: redis.Redis = request.getfixturevalue("redis_client")
+        yield RedisStore(client, prefix="test")
+
+
+def test_stores_are_stores(store: Store) -> None:
+    """Both implement the Store protocol; only Redis is shared between processes."""
+    assert isinstance(store, Store)
+    assert store.shared is isinstance(store, RedisStore)
+
+
+def test_budget_steps_match_the_pure_transition(store: Store) -> None:
+    """Spends, refusals, refunds and the time refill give what budget_step gives."""
+    ops = [
+        (0.0, -5.0),
+        (0.0, -10.0),
+        (0.5, -5.0),
+        (0.5, -5.0),  # refused: 1 token left
+        (0.6, -5.0),  # refused again: no second "exhausted"
+        (1.0, 1.0),
+        (3.0, 0.0),
+        (6.0, 1.0),  # back to half the capacity: recovered
+        (100.0, 0.0),  # full again
+    ]
+    state: BudgetState | None = None
+    for now, delta in ops:
+        state, expected = budget_step(BUDGET, state, now, delta)
+        got = store.budget("p:budget", BUDGET, now, delta)
+        assert (got.ok, got.level, got.event) == pytest.approx(
+            (expected.ok, expected.level, expected.event)
+        ), (now, delta)
+    events = [budget_step(BUDGET, None, 0.0, -25.0)[1].event]
+    assert events == ["exhausted"]
+
+
+def test_budget_by_hand(store: Store) -> None:
+    """A fresh bucket is full; a spend the level cannot pay is refused and reported once."""
+    assert store.budget("b", BUDGET, 0.0, 0.0).level == 20.0
+    assert store.budget("b", BUDGET, 0.0, -15.0).ok
+    refused = store.budget("b", BUDGET, 0.0, -10.0)
+    assert (refused.ok, refused.level, refused.event) == (False, 5.0, "exhausted")
+    assert store.budget("b", BUDGET, 0.0, -10.0).event == ""
+    back = store.budget("b", BUDGET, 2.5, 0.0)  # 5 tokens refilled in 2.5 s: half of 20
+    assert (back.level, back.event) == (10.0, "recovered")
+
+
+LIMITER_OPS: list[tuple[float, str, float]] = [
+    (0.0, "acquire", 0.0),
+    (0.0, "throttled", 8.0),  # pacing starts at 8 x 0.5 = 4/s
+    (0.1, "acquire", 0.0),
+    (0.1, "acquire", 0.0),
+    (0.1, "acquire", 0.0),
+    (0.2, "throttled", 0.0),  # within the cooldown: counted, not cut
+    (1.5, "throttled", 0.0),  # cut: the 3rd in a row is persistent, reported
+    (1.6, "throttled", 0.0),
+    (2.0, "answered", 0.0),
+    (2.1, "acquire", 0.0),
+    (5.0, "read", 0.0),
+    (9.0, "throttled", 0.0),
+    (9.1, "throttled", 0.0),
+    (9.2, "throttled", 0.0),  # persistent again, within the window: not reported again
+    (40.0, "acquire", 0.0),  # 30 s quiet: unpaced
+    (41.0, "acquire", 0.0),
+]
+
+
+def test_limiter_steps_match_the_pure_transition(store: Store) -> None:
+    """Every limiter step (acquire, throttled, answered, read) gives what limiter_step gives."""
+    state: LimiterState | None = None
+    for now, op, measured in LIMITER_OPS:
+        state, expected = limiter_step(LIMITER, state, now, op, measured)  # type: ignore[arg-type]
+        got = store.limiter("p:limiter", LIMITER, now, op, measured)  # type: ignore[arg-type]
+        fields = ("wait", "rate", "previous", "active", "changed", "consecutive", "persistent")
+        assert [getattr(got, f) for f in fields] == pytest.approx(
+            [getattr(expected, f) for f in fields]
+        ), (now, op)
+        assert got.report == expected.report, (now, op)
+
+
+BREAKER_OPS: list[tuple[float, str, int, int]] = [
+    (0.0, "allow", 0, 0),
+    (0.0, "record", 0, 2),
+    (1.0, "record", 1, 0),
+    (2.0, "record", 1, 0),  # 2 of 4 failed: opens
+    (3.0, "allow", 0, 0),  # refused, 4 s to the probe
+    (7.0, "allow", 0, 0),  # half-open: the probe goes
+    (7.1, "allow", 0, 0),  # refused: one probe at a time
+    (7.5, "record", 1, 0),  # the probe failed: open again
+    (12.5, "allow", 0, 0),  # half-open
+    (12.6, "record", 0, 1),  # the probe succeeded: closed
+    (13.0, "record", 1, 0),
+    (30.0, "record", 1, 0),  # the window rolled over: counts start again
+    (30.0, "read", 0, 0),
+]
+
+
+def test_breaker_steps_match_the_pure_transition(store: Store) -> None:
+    """Every breaker step gives what breaker_step gives: closed, open, half-open, closed."""
+    state: BreakerState | None = None
+    seen = []
+    for now, op, failures, successes in BREAKER_OPS:
+        new, expected = breaker_step(
+            BREAKER,
+            state,
+            now,
+            op,  # type: ignore[arg-type]
+            failures=failures,
+            successes=successes,
+        )
+        state = new if new is not None else state
+        got = store.breaker(
+            "p:breaker:h",
+            BREAKER,
+            now,
+            op,  # type: ignore[arg-type]
+            failures=failures,
+            successes=successes,
+        )
+        assert (got.state, got.allowed, got.event, got.failures, got.total) == (
+            expected.state,
+            expected.allowed,
+            expected.event,
+            expected.failures,
+            expected.total,
+        ), (now, op)
+        assert got.retry_in == pytest.approx(expected.retry_in)
+        seen.append(got.event)
+    assert [e for e in seen if e] == ["opened", "half_open", "opened", "half_open", "closed"]
+
+
+def test_keys_are_independent(store: Store) -> None:
+    """Two policies (keys) never share a bucket or a breaker."""
+    store.budget("a:budget", BUDGET, 0.0, -20.0)
+    assert store.budget("b:budget", BUDGET, 0.0, 0.0).level == 20.0
+    for _ in range(4):
+        store.breaker("a:breaker:h", BREAKER, 0.0, "record", failures=1)
+    assert store.breaker("a:breaker:h", BREAKER, 0.0, "read").state == "open"
+    assert store.breaker("a:breaker:other", BREAKER, 0.0, "read").state == "closed"
+
+
+def test_32_threads_keep_exact_counts(store: Store) -> None:
+    """32 threads spending and refunding at once: every step is atomic, no count is lost."""
+    big = rp.RetryBudget(capacity=100_000, retry_cost=3, success_refund=1, refill_rate=0)
+    per_thread = 25 if isinstance(store, RedisStore) else 200
+    start = threading.Barrier(32)
+    allowed: list[int] = []
+
+    def work() -> None:
+        start.wait()
+        ok = 0
+        for _ in range(per_thread):
+            ok += store.budget("t:budget", big, 0.0, -3.0).ok
+            store.budget("t:budget", big, 0.0, 1.0)
+            store.breaker(
+                "t:breaker:h", BREAKER.evolve(min_calls=10**9), 0.0, "record", successes=1
+            )
+        allowed.append(ok)
+
+    threads = [threading.Thread(target=work) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(allowed) == 32 * per_thread
+    level = store.budget("t:budget", big, 0.0, 0.0).level
+    assert level == 100_000 - 2 * 32 * per_thread
+    total = store.breaker("t:breaker:h", BREAKER.evolve(min_calls=10**9), 0.0, "read").total
+    assert total == 32 * per_thread
+
+
+def test_redis_keys_have_ttls(redis_client: redis.Redis) -> None:
+    """Every key a RedisStore writes carries a TTL, so stale state vanishes by itself."""
+    store = RedisStore(redis_client, prefix="ttl")
+    store.budget("p:budget", BUDGET, 0.0, -5.0)
+    store.limiter("p:limiter", LIMITER, 0.0, "throttled", 4.0)
+    store.breaker("p:breaker:h", BREAKER, 0.0, "record", failures=1)
+    keys = sorted(k.decode() for k in redis_client.keys("ttl:*"))
+    assert keys == ["ttl:p:breaker:h", "ttl:p:budget", "ttl:p:limiter"]
+    for key in keys:
+        assert 0 < redis_client.pttl(key) <= 24 * 3600 * 1000
+    assert store.breaker_keys("p:breaker:") == ["p:breaker:h"]
+
+
+def test_redis_store_checks_its_arguments(redis_client: redis.Redis) -> None:
+    """A bad prefix or something that is no Redis client is refused with a clear message."""
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(redis_client, prefix="")
+    with pytest.raises(TypeError, match=r"redis\.Redis"):
+        RedisStore(object())
+
+
+def test_default_store_is_switchable() -> None:
+    """set_default_store returns the previous store; use_store restores it; junk is refused."""
+    mine = InProcessStore()
+    before = rp.stores.get_default_store()
+    with rp.stores.use_store(mine):
+        assert rp.stores.get_default_store() is mine
+    assert rp.stores.get_default_store() is before
+    bad: Any = object()
+    with pytest.raises(TypeError, match="Store"):
+        rp.stores.set_default_store(bad)
+
+
+def test_a_shared_budget_between_two_stores_on_one_redis(redis_client: redis.Redis) -> None:
+    """Two RedisStores (two workers) with one prefix share one bucket; another prefix does not."""
+    one = RedisStore(redis_client, prefix="fleet")
+    two = RedisStore(redis.Redis(connection_pool=redis_client.connection_pool), prefix="fleet")
+    other = RedisStore(redis_client, prefix="elsewhere")
+    one.budget("p:budget", BUDGET, 0.0, -15.0)
+    assert two.budget("p:budget", BUDGET, 0.0, 0.0).level == 5.0
+    assert other.budget("p:budget", BUDGET, 0.0, 0.0).level == 20.0
+
+
+def _script_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(
+        int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
+    )
+
+
+def test_successes_cost_almost_no_round_trips(redis_client: redis.Redis) -> None:
+    """With a shared store, 200 successful calls (budget and breaker on) make a handful of
+    round trips, not one per call: closed breakers and full buckets are cached, counts
+    batched."""
+    now = [1_000.0]
+    store = RedisStore(redis_client, prefix="cheap")
+    policy = rp.EUGPT.evolve(name="cheap", breaker=rp.CircuitBreaker())
+
+    @rp.retry(policy, store=store, wall_clock=lambda: now[0])
+    def ok() -> int:
+        now[0] += 0.001
+        return 1
+
+    before = _script_calls(redis_client)
+    for _ in range(200):
+        ok()
+    assert _script_calls(redis_client) - before <= 20
+
+
+def test_a_breaker_opened_elsewhere_is_seen_within_a_second(redis_client: redis.Redis) -> None:
+    """Another worker opens the shared breaker: this worker fails fast within a second."""
+    now = [1_000.0]
+    mine = RedisStore(redis_client, prefix="seen")
+    theirs = RedisStore(redis_client, prefix="seen")
+    policy = rp.EUGPT.evolve(name="seen", breaker=rp.CircuitBreaker(min_calls=1))
+
+    @rp.retry(policy, store=mine, wall_clock=lambda: now[0])
+    def ok() -> int:
+        return 1
+
+    assert ok() == 1
+    theirs.breaker("seen:breaker:", policy.breaker, now[0], "record", failures=1)  # type: ignore[arg-type]
+    now[0] += 1.5
+    with pytest.raises(rp.CircuitOpenError):
+        ok()
