@@ -240,6 +240,18 @@ def test_runs_out_of_the_box_against_the_fake(
     assert len(results(tmp_path / "o.jsonl")) == 3
 
 
+def test_the_readme_example_file_runs(
+    batch: Batch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's `batch run examples/batch.jsonl` command runs as written: 20 jobs done."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "batch.jsonl"
+    monkeypatch.delenv("EUGPT_API_KEY")
+    code, _, _ = batch("run", str(example), "--ledger", "j.db", "--out", "o.jsonl", url=False)
+    assert code == 0
+    assert {r["status"] for r in results(tmp_path / "o.jsonl").values()} == {"done"}
+    assert len(results(tmp_path / "o.jsonl")) == 20
+
+
 def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     """200 jobs, 3 SIGKILLs of `retrypolicy batch run`, reruns to the end: every job done
     once in the ledger, one result line per id, and a job completed twice by the server
