@@ -168,7 +168,9 @@ def test_explain_shows_the_storm_settings(cli: Run, tmp_path: Path) -> None:
     code, out, err = cli("explain", "503", "--config", str(path))
     assert code == 0, err
     assert "budget:  off" in out
-    assert "limiter: after a 429: pace from the measured rate x0.5" in out
+    assert "limiter: after a 429: pace from the measured rate x0.7" in out
+    assert "cuts to x0.7 the rate let through since the last cut" in out
+    assert "cubic recovery: the limit x (1 + 0.03 t^3) t s past it" in out
     assert "breaker: per host: opens when >= 0.5 of >= 20 attempts in 30s fail" in out
     assert "open 30s, then 1 probe" in out
     assert "  breaker      on (policies.s.breaker)" in out

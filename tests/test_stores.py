@@ -78,17 +78,25 @@ def test_budget_by_hand(store: Store) -> None:
 
 LIMITER_OPS: list[tuple[float, str, float]] = [
     (0.0, "acquire", 0.0),
-    (0.0, "throttled", 8.0),  # pacing starts at 8 x 0.5 = 4/s
+    (0.0, "throttled", 8.0),  # pacing starts at 8 x 0.7 = 5.6/s
     (0.1, "acquire", 0.0),
     (0.1, "acquire", 0.0),
     (0.1, "acquire", 0.0),
-    (0.2, "throttled", 0.0),  # within the cooldown: counted, not cut
-    (1.5, "throttled", 0.0),  # cut: the 3rd in a row is persistent, reported
+    (0.1, "throttled", 0.0),  # before the first slot: an answer to an earlier request
+    (0.5, "throttled", 0.0),  # within the cooldown: counted, not cut; 3 in a row: reported
+    (1.5, "throttled", 0.0),  # the first cut: at most decrease² deep
     (1.6, "throttled", 0.0),
     (2.0, "answered", 0.0),
     (2.1, "acquire", 0.0),
+    (2.2, "acquire", 0.0),
+    (2.3, "acquire", 0.0),
+    (2.4, "acquire", 0.0),
+    (3.0, "throttled", 0.0),  # a cut to what was let through since the last: 3 in 1.5 s
+    (3.9, "throttled", 0.0),
+    (4.5, "acquire", 0.0),
+    (4.6, "answered", 0.0),
     (5.0, "read", 0.0),
-    (9.0, "throttled", 0.0),
+    (9.0, "throttled", 0.0),  # nothing let through since the last cut: to min_rate
     (9.1, "throttled", 0.0),
     (9.2, "throttled", 0.0),  # persistent again, within the window: not reported again
     (40.0, "acquire", 0.0),  # 30 s quiet: unpaced

@@ -1,4 +1,4 @@
-"""The adaptive limiter: AIMD pacing after 429s, and persistent rate limits."""
+"""The adaptive limiter: cubic pacing after 429s, cut to the measured limit; persistent limits."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from retrypolicy._limiter import PERSISTENT_ADVICE, LimiterState, limiter_step
 from retrypolicy.instrumentation import RetryEvent
 
 LIM = rp.AdaptiveLimiter(
-    decrease=0.5, increase=1.0, min_rate=0.5, cooldown=1.0, idle_reset=30.0, persist_after=3
+    decrease=0.5, increase=0.03, min_rate=0.5, cooldown=1.0, idle_reset=30.0, persist_after=3
 )
+K = (0.3 / 0.03) ** (1 / 3)  # seconds from 0.7 x w_max back to w_max at increase 0.03
 
 
 class Clock:
@@ -60,21 +61,92 @@ def test_pacing_spaces_requests_by_one_over_the_rate() -> None:
     assert waits == pytest.approx([0.25, 0.5, 0.75, 1.0])  # the throttled request took a slot
 
 
-def test_multiplicative_decrease_once_per_cooldown() -> None:
-    """429s within the cooldown count but do not cut again; after it, one cut halves the rate."""
+def test_one_cut_per_cooldown() -> None:
+    """429s within the cooldown are counted (not those before the first slot after the cut,
+    which answer earlier requests) but do not cut; after it, one does."""
     lim = LIM.evolve(increase=0.0, persist_after=100)
-    state, _ = limiter_step(lim, None, 0.0, "throttled", 8.0)  # 4/s
+    state, _ = limiter_step(lim, None, 0.0, "throttled", 8.0)  # 4/s: the first slot at 0.25
+    state, r = limiter_step(lim, state, 0.1, "throttled")
+    assert (r.rate, r.changed, r.consecutive, state.throttled) == (4.0, False, 2, 0)
     state, r = limiter_step(lim, state, 0.5, "throttled")
-    assert (r.rate, r.changed, r.consecutive) == (4.0, False, 2)
-    state, r = limiter_step(lim, state, 1.5, "throttled")
-    assert (r.rate, r.previous, r.changed) == (2.0, 4.0, True)
+    assert (r.rate, r.changed, r.consecutive, state.throttled) == (4.0, False, 3, 1)
+    state, r = limiter_step(lim, state, 1.5, "throttled")  # nothing let through: the floor
+    assert (r.rate, r.previous, r.changed, state.last_cut) == (0.5, 4.0, True, 1.5)
 
 
-def test_additive_increase_without_429s() -> None:
-    """Every second without a 429 adds ``increase`` requests per second."""
-    state, _ = limiter_step(LIM, None, 0.0, "throttled", 4.0)  # 2/s
-    _, r = limiter_step(LIM, state, 3.0, "acquire")
-    assert r.rate == pytest.approx(5.0)
+@pytest.mark.parametrize("scale", [1.0, 20.0, 1000.0])
+@pytest.mark.parametrize(
+    ("after", "times_w_max"),
+    [
+        (0.0, 0.7),  # right after a cut to 0.7 x the measured limit
+        (1.0, 1 + 0.03 * (1 - K) ** 3),  # most of the way back within a second
+        (K, 1.0),  # back to the limit
+        (K + 1, 1.03),  # then probing above it: +3% after 1 s
+        (K + 2, 1.24),  # +24% after 2 s
+        (K + (1 / 0.03) ** (1 / 3), 2.0),  # twice the limit after 3.2 s
+    ],
+)
+def test_cubic_growth_is_scale_free(scale: float, after: float, times_w_max: float) -> None:
+    """Without a 429 the rate follows w_max x (1 + increase x (t - K)^3): the same curve,
+    relative to the measured limit, at 1, 20 or 1000 requests/s."""
+    state = LimiterState(active=True, rate=0.7 * scale, w_max=scale, last_cut=10.0)
+    _, r = limiter_step(LIM, state, 10.0 + after, "read")
+    assert r.rate == pytest.approx(times_w_max * scale)
+    _, flat = limiter_step(LIM.evolve(increase=0.0), state, 10.0 + after, "read")
+    assert flat.rate == pytest.approx(0.7 * scale)  # increase 0: no growth
+
+
+CUTS: list[tuple[str, dict[str, Any], float, float, float]] = [
+    # what, the state (last cut at 0), when the cutting 429 comes, the rate after, w_max
+    (
+        "above the limit: cut to what was let through (20 in 2 s), x decrease",
+        {"rate": 20.0, "w_max": 20.0, "sent": 41, "throttled": 20},
+        2.0,
+        5.0,
+        10.0,
+    ),
+    (
+        "let through more than the rate at the 429: the rate is the limit",
+        {"rate": 5.0, "w_max": 10.0, "sent": 40},
+        3.0,
+        0.5 * 10 * (1 + 0.03 * (3 - (0.5 / 0.03) ** (1 / 3)) ** 3),
+        10 * (1 + 0.03 * (3 - (0.5 / 0.03) ** (1 / 3)) ** 3),
+    ),
+    (
+        "the first window, one 429: the bucket may have spilled, at most decrease^2 deep",
+        {"rate": 20.0, "sent": 5},
+        2.0,
+        0.5 * 0.5 * 24.8,
+        0.5 * 24.8,
+    ),
+    (
+        "the first window, 429s all along: what was let through (the floor here)",
+        {"rate": 20.0, "sent": 5, "throttled": 2},
+        2.0,
+        0.5,
+        1.0,
+    ),
+    (
+        "slots reserved but not reached (0.5 s at 12.4/s) are not counted as let through",
+        {"rate": 10.0, "w_max": 10.0, "sent": 30, "throttled": 5, "slot": 2.5},
+        2.0,
+        4.5,
+        9.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "fields", "now", "rate", "w_max"), CUTS, ids=[c[0] for c in CUTS])
+def test_a_cut_measures_the_limit(
+    what: str, fields: dict[str, Any], now: float, rate: float, w_max: float
+) -> None:
+    """A cut takes the limit to be (sent - pending - 429s) / seconds since the last cut,
+    capped by the rate at the 429, and paces at decrease x that."""
+    state = LimiterState(active=True, last_cut=0.0, last_seen=0.0, **fields)
+    after, r = limiter_step(LIM, state, now, "throttled")
+    assert (r.changed, r.rate, after.w_max) == (True, pytest.approx(rate), pytest.approx(w_max))
+    assert (after.last_cut, after.throttled) == (now, 0)
+    assert after.sent == int(max(0.0, state.slot - now) * r.previous)  # they go out after it
 
 
 def test_pacing_stops_after_idle_reset() -> None:

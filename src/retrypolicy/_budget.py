@@ -18,7 +18,8 @@ never reports successes, like urllib3's ``Retry``) is not starved for ever:
 one retry every five seconds once empty — no storm).
 
 Pure: the state and its transition take ``now`` as an argument; the stores
-(:mod:`retrypolicy.stores`) apply :func:`budget_step` atomically.
+(:mod:`retrypolicy.stores`) apply :func:`budget_step` atomically (the in-process
+store through :class:`Bucket`, its in-place twin).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Final
 
 import attrs
 
-__all__ = ["BudgetResult", "BudgetState", "RetryBudget", "budget_step", "budget_ttl"]
+__all__ = ["Bucket", "BudgetResult", "BudgetState", "RetryBudget", "budget_step", "budget_ttl"]
 
 
 def number_at_least(low: float, *, strict: bool = False) -> Any:
@@ -183,6 +184,57 @@ def budget_step(
             if not exhausted:
                 exhausted, event = True, "exhausted"
     return BudgetState(level, now, exhausted), BudgetResult(ok, level, cap, event)
+
+
+class Bucket:
+    """One budget's state in an in-process store, changed in place by :meth:`step`.
+
+    Why not :func:`budget_step` and its two new frozen values per step: a retry pays
+    on every failed attempt, and building those values cost as much as the policy's
+    whole decision. :meth:`step` is the same transition, written once more in the
+    same order of operations (so the same floats come out); tests hold it to
+    :func:`budget_step` step by step. Not thread-safe: the store's lock guards it.
+    """
+
+    __slots__ = ("exhausted", "level", "stamp")
+
+    def __init__(self, level: float, stamp: float, exhausted: bool = False) -> None:
+        self.level = level
+        self.stamp = stamp
+        self.exhausted = exhausted
+
+    def __repr__(self) -> str:
+        return f"<Bucket level={self.level!r} stamp={self.stamp!r} exhausted={self.exhausted}>"
+
+    def step(self, config: RetryBudget, now: float, delta: float) -> tuple[bool, float, str]:
+        """``budget_step(config, state, now, delta)`` applied in place: ``(ok, level, event)``
+        of its result. The caller holds the store's lock. A new bucket is
+        ``Bucket(config.capacity, now)``: what ``budget_step`` makes of a missing state."""
+        cap = config.capacity
+        level = self.level
+        elapsed = now - self.stamp
+        if elapsed > 0:
+            level += config.refill_rate * elapsed
+        if level > cap:  # noqa: PLR1730 - min(level, cap) without the call, NaN included
+            level = cap
+        exhausted = self.exhausted
+        ok = True
+        event = ""
+        if delta > 0:
+            level = level + delta if level + delta < cap else cap
+        if exhausted and level >= cap / 2:
+            exhausted, event = False, "recovered"
+        if delta < 0:
+            if level + delta >= 0:
+                level += delta
+            else:
+                ok = False
+                if not exhausted:
+                    exhausted, event = True, "exhausted"
+        self.level = level
+        self.stamp = now
+        self.exhausted = exhausted
+        return ok, level, event
 
 
 def budget_ttl(config: RetryBudget) -> float:

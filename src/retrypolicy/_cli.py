@@ -486,8 +486,9 @@ def _storm_lines(policy: Policy) -> list[str]:
             else f"the measured rate x{lim.decrease:g}"
         )
         limiter = (
-            f"after a 429: pace from {start}, x{lim.decrease:g} per 429 (once per "
-            f"{lim.cooldown:g}s), +{lim.increase:g} req/s each second, floor "
+            f"after a 429: pace from {start}; a 429 (once per {lim.cooldown:g}s) cuts to "
+            f"x{lim.decrease:g} the rate let through since the last cut, then cubic "
+            f"recovery: the limit x (1 + {lim.increase:g} t^3) t s past it, floor "
             f"{lim.min_rate:g} req/s, unpaced after {lim.idle_reset:g}s without 429; "
             f"persistent after {lim.persist_after} 429s in a row (reported every "
             f"{lim.persist_window:g}s, not retried)"

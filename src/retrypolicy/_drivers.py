@@ -429,7 +429,7 @@ class Run:
 class Loop:
     """One call's progress: state, last failure, and the events it reports."""
 
-    __slots__ = ("decision", "host", "last", "retrier", "started", "state")
+    __slots__ = ("decision", "guard", "host", "last", "retrier", "started", "state")
 
     def __init__(self, retrier: Retrier, started: float, host: str = "") -> None:
         self.retrier = retrier
@@ -440,6 +440,8 @@ class Loop:
         self.last: Outcome | None = None
         self.decision: Decision | None = None
         """The last decision taken (None before the first failure)."""
+        self.guard: Guard | None = None
+        """The policy's guard, looked up once per call (the store in use when first asked)."""
 
     @property
     def attempt(self) -> int:
@@ -481,7 +483,9 @@ class Loop:
         only if the breaker is not open past the wait, 429s are not persistent, and the
         budget pays for it. Otherwise: give up now, saying why (the failure keeps its kind)."""
         r = self.retrier
-        guard = r.guard()
+        guard = self.guard
+        if guard is None:
+            guard = self.guard = r.guard()
         inst = _instant[0]  # r.storm_now(), inlined: this runs on every retry
         now = r.wall_clock() if inst is None else r.wall_clock() + inst.offset
         c = decision.classification
@@ -501,8 +505,8 @@ class Loop:
         if not retrying:
             return decision
         if not why:
-            paid = guard.spend(kind, now, r.name, self.state.attempt)
-            if paid is None or paid.ok:
+            paid = guard.pay(kind, now, r.name, self.state.attempt)
+            if paid is None:
                 return decision
             cost = guard.budget.cost_of(kind) if guard.budget is not None else 0.0
             why = (
@@ -522,7 +526,16 @@ class Loop:
         self.last = None
         r = self.retrier
         if r.storm:
-            r.guard().succeeded(self.host, r.storm_now())
+            guard = self.guard
+            if guard is None:
+                guard = self.guard = r.guard()
+            if guard.gated or not guard.full:  # else nothing to tell: skip the clock too
+                inst = _instant[0]  # r.storm_now(), inlined
+                now = r.wall_clock() if inst is None else r.wall_clock() + inst.offset
+                if guard.gated:
+                    guard.succeeded(self.host, now)
+                else:  # a budget alone: Guard.succeeded comes down to its refund
+                    guard.refund(now)
         if r.on_success is not None or get_hooks():
             r.emit(lambda: self._event(SUCCEEDED, None, None), r.on_success)
 

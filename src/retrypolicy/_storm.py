@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from . import _events as ev
-from ._budget import _TIMEOUT_KINDS, BudgetResult
+from ._budget import _TIMEOUT_KINDS, Bucket, BudgetResult
 from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
 from ._rules import Kind
@@ -125,10 +125,23 @@ class Guard:
         self._budget_key = f"{policy.name}:budget"
         self._limiter_key = f"{policy.name}:limiter"
         self._breaker_prefix = f"{policy.name}:breaker:"
-        self._lock = threading.Lock()
+        local = getattr(store, "local_budgets", None)
+        buckets = local() if local is not None and self.budget is not None else None
+        self._buckets: dict[str, Bucket] | None = None
+        """An in-process store's buckets: a retry pays in place (:meth:`pay`)."""
+        self._lock: threading.Lock
+        """Guards the counters and the pending refund. With an in-process store it is the
+        store's own lock, so a retry's payment is one critical section: never call the store
+        while holding it."""
+        if buckets is not None:
+            self._lock, self._buckets = buckets
+        else:
+            self._lock = threading.Lock()
         self.full = True
         """False while this process last saw the bucket below capacity."""
         self._pending_refund = 0.0
+        self._flush_at = max(self.budget.retry_cost, 1.0) if self.budget is not None else 1.0
+        """Pending refunds go to the store once they reach this (they pay for a retry)."""
         self._pending_ok: dict[str, int] = {}
         self._flushed = 0.0
         self._hosts: dict[str, str] = {}
@@ -223,6 +236,43 @@ class Guard:
             self._budget_seen(result, call, attempt)
         return result
 
+    def pay(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
+        """:meth:`spend`, answering None when the retry is paid for (or there is no budget)
+        and the refusing result otherwise.
+
+        With an in-process store the step is applied here, in place, in the same critical
+        section as the pending refund and the counters: no result is built for a retry
+        that was paid for and changed nothing worth reporting (the common case).
+        """
+        buckets = self._buckets
+        if buckets is None:
+            result = self.spend(kind, now, call, attempt)
+            return None if result is None or result.ok else result
+        budget = self.budget
+        assert budget is not None  # noqa: S101 - buckets are taken only with a budget
+        cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
+        key = self._budget_key
+        lock = self._lock
+        lock.acquire()  # not ``with``: half the cost, and this runs on every retry
+        try:
+            refund = self._pending_refund
+            self._pending_refund = 0.0
+            bucket = buckets.get(key)
+            if bucket is None:
+                bucket = buckets[key] = Bucket(budget.capacity, now)
+            ok, level, event = bucket.step(budget, now, refund - cost)
+            if not ok and refund:  # the refund was not spent with the refused retry
+                _, level, again = bucket.step(budget, now, refund)
+                event = event or again
+            self.counters["retries_allowed" if ok else "retries_refused"] += 1
+        finally:
+            lock.release()
+        if ok and not event and (level >= budget.capacity) is self.full:
+            return None
+        result = BudgetResult(ok, level, budget.capacity, event)
+        self._budget_seen(result, call, attempt)
+        return None if ok else result
+
     def refund(self, now: float) -> None:
         """A success: put ``success_refund`` back.
 
@@ -233,13 +283,17 @@ class Guard:
         budget = self.budget
         if budget is None or self.full:
             return
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: half the cost, and this runs on every refund
+        try:
             self.counters["refunds"] += 1
             self._pending_refund += budget.success_refund
             pending = self._pending_refund
-            if pending < max(budget.retry_cost, 1.0):
+            if pending < self._flush_at:
                 return
             self._pending_refund = 0.0
+        finally:
+            lock.release()
         self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
 
     # -- before an attempt -------------------------------------------------------------------

@@ -258,13 +258,15 @@ SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
             "decrease",
             "number > 0 and < 1",
             _storm_default(AdaptiveLimiter, "decrease"),
-            "The factor a 429 multiplies the sending rate by.",
+            "A cut sets the rate to the limit measured since the last cut (requests let "
+            "through per second) times this.",
         ),
         Key(
             "increase",
-            "number >= 0 (requests/s per second)",
+            "number >= 0 (relative, per second cubed)",
             _storm_default(AdaptiveLimiter, "increase"),
-            "What the rate grows by for every second without a 429.",
+            "How fast the rate grows without a 429: `t` s past the measured limit it is that "
+            "limit x (1 + increase x t^3), the same at any scale; `0`: no growth.",
         ),
         Key(
             "min_rate",

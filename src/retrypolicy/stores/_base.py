@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from .._breaker import BreakerOp, BreakerResult, BreakerState, CircuitBreaker, breaker_step
-from .._budget import BudgetResult, BudgetState, RetryBudget, budget_step
+from .._budget import Bucket, BudgetResult, RetryBudget
 from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, LimiterState, limiter_step
 
 __all__ = [
@@ -74,7 +74,7 @@ class InProcessStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._budgets: dict[str, BudgetState] = {}
+        self._budgets: dict[str, Bucket] = {}
         self._limiters: dict[str, LimiterState] = {}
         self._breakers: dict[str, BreakerState] = {}
 
@@ -84,9 +84,18 @@ class InProcessStore:
     def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
         """See :meth:`Store.budget`."""
         with self._lock:
-            state, result = budget_step(config, self._budgets.get(key), now, delta)
-            self._budgets[key] = state
-        return result
+            bucket = self._budgets.get(key)
+            if bucket is None:
+                bucket = self._budgets[key] = Bucket(config.capacity, now)
+            ok, level, event = bucket.step(config, now, delta)
+        return BudgetResult(ok, level, config.capacity, event)
+
+    def local_budgets(self) -> tuple[threading.Lock, dict[str, Bucket]] | None:
+        """The lock and the buckets, for a guard to pay for retries in place (see
+        ``_storm.Guard.pay``); None for a subclass that changes :meth:`budget`."""
+        if type(self).budget is not InProcessStore.budget:
+            return None
+        return self._lock, self._budgets
 
     def limiter(
         self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0

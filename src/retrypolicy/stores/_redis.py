@@ -71,28 +71,34 @@ local decrease, increase, min_rate, initial = tonumber(ARGV[1]), tonumber(ARGV[2
 local cooldown, idle, persist_after, window = tonumber(ARGV[5]), tonumber(ARGV[6]),
   tonumber(ARGV[7]), tonumber(ARGV[8])
 local now, op, measured, ttl = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
-local names = {'active', 'rate', 'stamp', 'slot', 'last_cut', 'last_seen', 'consecutive',
-  'reported'}
+local names = {'active', 'rate', 'w_max', 'slot', 'last_cut', 'last_seen', 'consecutive',
+  'reported', 'sent', 'throttled'}
 local v = redis.call('HMGET', KEYS[1], unpack(names))
-local active, rate, stamp, slot, last_cut, last_seen, consecutive, reported =
-  0, 0, 0, 0, 0, 0, 0, -1e18
+local active, rate, w_max, slot, last_cut, last_seen, consecutive, reported, sent, throttled =
+  0, 0, 0, 0, 0, 0, 0, -1e18, 0, 0
 if v[1] then
-  active, rate, stamp, slot = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]), tonumber(v[4])
+  active, rate, w_max, slot = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]) or 0, tonumber(v[4])
   last_cut, last_seen = tonumber(v[5]), tonumber(v[6])
   consecutive, reported = tonumber(v[7]), tonumber(v[8])
+  sent, throttled = tonumber(v[9]) or 0, tonumber(v[10]) or 0
 end
 local f = '%.17g'
 local function save()
   redis.call('HSET', KEYS[1], 'active', active, 'rate', string.format(f, rate),
-    'stamp', string.format(f, stamp), 'slot', string.format(f, slot),
+    'w_max', string.format(f, w_max), 'slot', string.format(f, slot),
     'last_cut', string.format(f, last_cut), 'last_seen', string.format(f, last_seen),
-    'consecutive', consecutive, 'reported', string.format(f, reported))
+    'consecutive', consecutive, 'reported', string.format(f, reported),
+    'sent', sent, 'throttled', throttled)
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 local function grown()
-  local e = now - stamp
+  if increase <= 0 then return rate end
+  local top = math.max(w_max, rate)
+  local k = ((top - rate) / (increase * top)) ^ (1.0 / 3.0)
+  local e = now - last_cut
   if e < 0 then e = 0 end
-  return rate + increase * e
+  local d = e - k
+  return top * (1.0 + increase * d * d * d)
 end
 local function out(wait, r, previous, act, changed, cons, persistent, report)
   return {string.format(f, wait), string.format(f, r), string.format(f, previous), act, changed,
@@ -100,7 +106,7 @@ local function out(wait, r, previous, act, changed, cons, persistent, report)
 end
 if active == 1 and now - last_seen >= idle then
   local previous = grown()
-  active, rate, stamp, slot = 0, 0, now, 0
+  active, rate, w_max, slot, sent, throttled = 0, 0, 0, 0, 0, 0
   if op ~= 'throttled' then
     save()
     return out(0, 0, previous, 0, 1, consecutive, 0, 0)
@@ -110,11 +116,11 @@ local persistent = 0
 if consecutive >= persist_after then persistent = 1 end
 if op == 'acquire' then
   if active == 0 then return out(0, 0, 0, 0, 0, consecutive, persistent, 0) end
-  rate = grown()
+  local r = grown()
   local start = math.max(slot, now)
-  stamp, slot = now, start + 1.0 / rate
+  slot, sent = start + 1.0 / r, sent + 1
   save()
-  return out(start - now, rate, 0, 1, 0, consecutive, persistent, 0)
+  return out(start - now, r, 0, 1, 0, consecutive, persistent, 0)
 end
 if op == 'answered' then
   if consecutive ~= 0 then consecutive = 0; save() end
@@ -128,20 +134,33 @@ if op == 'read' then
   return out(0, r, 0, active, 0, consecutive, persistent, 0)
 end
 consecutive = consecutive + 1
-local changed, previous = 0, 0
+local changed, previous, r = 0, 0, 0
 if active == 1 then previous = grown() end
 if active == 0 then
   local start = measured * decrease
   if initial >= 0 then start = initial end
   rate = math.max(min_rate, start)
-  active, stamp, slot, last_cut = 1, now, now + 1.0 / rate, now
-  changed = 1
+  active, w_max, slot, last_cut, sent, throttled = 1, 0, now + 1.0 / rate, now, 0, 0
+  r, changed = rate, 1
 elseif now - last_cut >= cooldown then
-  rate = math.max(min_rate, previous * decrease)
-  stamp, last_cut, slot = now, now, math.max(slot, now + 1.0 / rate)
+  local pending = math.floor(math.max(0, slot - now) * previous)
+  local elapsed = now - last_cut
+  local accepted = math.max(0, sent - pending - throttled - 1)
+  local served = previous
+  if elapsed > 0 then served = accepted / elapsed end
+  local top
+  if w_max > 0 or throttled > 0 then
+    top = math.min(previous, served)
+  else
+    top = math.min(previous, math.max(served, previous * decrease))
+  end
+  rate = math.max(min_rate, top * decrease)
+  w_max, slot, last_cut, sent, throttled = top, math.max(slot, now + 1.0 / rate), now, pending, 0
+  r = rate
   if rate ~= previous then changed = 1 end
 else
-  rate, stamp = previous, now
+  r = previous
+  if now - last_cut >= 1.0 / rate then throttled = throttled + 1 end
 end
 persistent = 0
 if consecutive >= persist_after then persistent = 1 end
@@ -149,7 +168,7 @@ local report = 0
 if persistent == 1 and now - reported >= window then report = 1; reported = now end
 last_seen = now
 save()
-return out(0, rate, previous, 1, changed, consecutive, persistent, report)
+return out(0, r, previous, 1, changed, consecutive, persistent, report)
 """
 
 _BREAKER: Final = """
