@@ -99,25 +99,19 @@ def _not_ours(transport: object) -> None:
 def _sync_transport(
     policy: Policy | None, transport: httpx2.BaseTransport | None, options: dict[str, Any]
 ) -> RetryTransport:
-    _not_ours(transport)
-    inner = (
-        httpx2.HTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
-        if transport is None
-        else transport
-    )
-    return RetryTransport(policy, inner, **options)
+    return RetryTransport(policy, _inner(transport, httpx2.HTTPTransport), **options)
 
 
 def _async_transport(
     policy: Policy | None, transport: httpx2.AsyncBaseTransport | None, options: dict[str, Any]
 ) -> AsyncRetryTransport:
+    return AsyncRetryTransport(policy, _inner(transport, httpx2.AsyncHTTPTransport), **options)
+
+
+def _inner(transport: Any, default: Any) -> Any:
+    """*transport*, or the SDK's own default: *default* with the SDK's connection limits."""
     _not_ours(transport)
-    inner = (
-        httpx2.AsyncHTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS)
-        if transport is None
-        else transport
-    )
-    return AsyncRetryTransport(policy, inner, **options)
+    return default(limits=openai.DEFAULT_CONNECTION_LIMITS) if transport is None else transport
 
 
 def client(

@@ -162,38 +162,25 @@ def budget_step(
 
     A missing *state* is a full bucket: a key a store let expire comes back full.
     """
-    cap = config.capacity
-    if state is None:
-        level, exhausted = cap, False
-    else:  # conditionals, not min()/max(): this runs on every retry
-        elapsed = now - state.stamp
-        level = state.level + config.refill_rate * elapsed if elapsed > 0 else state.level
-        level = min(level, cap)
-        exhausted = state.exhausted
-    ok = True
-    event = ""
-    if delta > 0:
-        level = level + delta if level + delta < cap else cap
-    if exhausted and level >= cap / 2:  # judged before a spend: the level it found
-        exhausted, event = False, "recovered"
-    if delta < 0:
-        if level + delta >= 0:
-            level += delta
-        else:
-            ok = False
-            if not exhausted:
-                exhausted, event = True, "exhausted"
-    return BudgetState(level, now, exhausted), BudgetResult(ok, level, cap, event)
+    bucket = (
+        Bucket(config.capacity, now)
+        if state is None
+        else Bucket(state.level, state.stamp, state.exhausted)
+    )
+    ok, level, event = bucket.step(config, now, delta)
+    return BudgetState(level, now, bucket.exhausted), BudgetResult(
+        ok, level, config.capacity, event
+    )
 
 
 class Bucket:
     """One budget's state in an in-process store, changed in place by :meth:`step`.
 
-    Why not :func:`budget_step` and its two new frozen values per step: a retry pays
-    on every failed attempt, and building those values cost as much as the policy's
-    whole decision. :meth:`step` is the same transition, written once more in the
-    same order of operations (so the same floats come out); tests hold it to
-    :func:`budget_step` step by step. Not thread-safe: the store's lock guards it.
+    The transition itself: :func:`budget_step` (the pure form, which the Redis script
+    mirrors) runs it on a throwaway bucket. An in-process store keeps buckets and
+    steps them in place, because a retry pays on every failed attempt and building
+    two frozen values per step cost as much as the policy's whole decision. Not
+    thread-safe: the store's lock guards it.
     """
 
     __slots__ = ("exhausted", "level", "stamp")
@@ -207,9 +194,9 @@ class Bucket:
         return f"<Bucket level={self.level!r} stamp={self.stamp!r} exhausted={self.exhausted}>"
 
     def step(self, config: RetryBudget, now: float, delta: float) -> tuple[bool, float, str]:
-        """``budget_step(config, state, now, delta)`` applied in place: ``(ok, level, event)``
-        of its result. The caller holds the store's lock. A new bucket is
-        ``Bucket(config.capacity, now)``: what ``budget_step`` makes of a missing state."""
+        """Spend ``-delta`` tokens or refund ``delta`` after the time refill (see
+        :func:`budget_step`), in place: ``(ok, level, event)``. A new bucket is
+        ``Bucket(config.capacity, now)``: a full one."""
         cap = config.capacity
         level = self.level
         elapsed = now - self.stamp

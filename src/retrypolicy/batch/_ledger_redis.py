@@ -43,6 +43,9 @@ local function move(id, from, to)
   if from then redis.call('SREM', p .. ':state:' .. from, id) end
   redis.call('SADD', p .. ':state:' .. to, id)
 end
+local function held(key, owner)  -- running, under owner's lease
+  return redis.call('HGET', key, 'state') == 'running' and redis.call('HGET', key, 'owner') == owner
+end
 local FAILURE = {'kind', 'retryable', 'attempts', 'code', 'status', 'message'}
 """
 
@@ -100,9 +103,7 @@ _FAIL: Final = (
     + """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
-if redis.call('HGET', key, 'state') ~= 'running' or redis.call('HGET', key, 'owner') ~= owner then
-  return 0
-end
+if not held(key, owner) then return 0 end
 redis.call('SREM', p .. ':owner:' .. owner, id)
 move(id, 'running', 'failed')
 redis.call('HDEL', key, 'owner', 'expires', 'code', 'status')
@@ -120,9 +121,7 @@ _RELEASE: Final = (
     + """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
-if redis.call('HGET', key, 'state') ~= 'running' or redis.call('HGET', key, 'owner') ~= owner then
-  return 0
-end
+if not held(key, owner) then return 0 end
 redis.call('SREM', p .. ':owner:' .. owner, id)
 move(id, 'running', 'pending')
 redis.call('HDEL', key, 'owner', 'expires')

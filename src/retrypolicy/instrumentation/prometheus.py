@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 try:
     import prometheus_client
@@ -126,81 +126,70 @@ class PrometheusHook:
         """The policies seen in events, by name: whose budget and limiter a scrape reads."""
         self._last: dict[tuple[str, str], float] = {}
         """The level / rate each policy's last storm event reported (if a read fails)."""
-        r, ns = self.registry, namespace
+        r = self.registry
+        at: dict[str, Any] = {"namespace": namespace, "registry": r}  # every metric's home
         pk = ("policy", "kind")
         self.failed_attempts = Counter(
             "failed_attempts",
             "Attempts that failed, by failure kind.",
             pk,
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.retries = Counter(
             "retries",
             "Retries scheduled, by the kind of the failure retried.",
             pk,
-            namespace=ns,
-            registry=r,
+            **at,
         )
-        self.give_ups = Counter(
-            "give_ups", "Failures handed to the caller, by kind.", pk, namespace=ns, registry=r
-        )
+        self.give_ups = Counter("give_ups", "Failures handed to the caller, by kind.", pk, **at)
         self.successes_after_retry = Counter(
             "successes_after_retry",
             "Calls that succeeded after at least one retry.",
             ("policy",),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.attempts = Counter(
             "attempts",
             "Attempts started (needs the hook as before_attempt too).",
             ("policy",),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.waits = Histogram(
             "retry_wait_seconds",
             "Seconds waited before a retry.",
             pk,
-            namespace=ns,
-            registry=r,
+            **at,
             buckets=WAIT_BUCKETS,
         )
         self.budget_exhaustions = Counter(
             "budget_exhaustions",
             "Times the retry budget ran dry.",
             ("policy",),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.breaker_state = Gauge(
             "breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             ("policy", "host"),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.breaker_transitions = Counter(
             "breaker_transitions",
             "Circuit breaker state changes, by the state entered.",
             ("policy", "host", "state"),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.rate_limit_persistent = Counter(
             "rate_limit_persistent",
             "Times 429s were found persistent (slow down).",
             ("policy",),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.store_unavailable = Counter(
             "store_unavailable",
             "Times a shared store could not be reached.",
             ("policy", "store"),
-            namespace=ns,
-            registry=r,
+            **at,
         )
         self.live = _LiveState(self)
         r.register(self.live)
@@ -208,8 +197,7 @@ class PrometheusHook:
             "store_up",
             "1 while the store answers, 0 after it failed until it recovers.",
             ("policy", "store"),
-            namespace=ns,
-            registry=r,
+            **at,
         )
 
     def __repr__(self) -> str:
