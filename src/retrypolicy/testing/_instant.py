@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._drivers import Instant, set_instant_mode
+from .._clock import Instant, set_instant_mode
 
 __all__ = ["Instant", "instant", "set_instant"]
 
