@@ -46,6 +46,22 @@ class Runtime:
             self.guards.clear()
             self.unfull.clear()
 
+    def isolate(self) -> tuple[Any, ...]:
+        """A fresh in-process default store and no storm state, until :meth:`restore` is
+        given what this returns (what was in place)."""
+        with self.guards_lock:
+            saved = (_stores._default[0], self.guards, self.unfull)
+            self.guards, self.unfull = {}, set()
+        _stores.set_default_store(_stores.InProcessStore())
+        return saved
+
+    def restore(self, saved: tuple[Any, ...]) -> None:
+        """Put back what :meth:`isolate` replaced."""
+        store, guards, unfull = saved
+        _stores.set_default_store(store)
+        with self.guards_lock:
+            self.guards, self.unfull = guards, unfull
+
     def reset(self) -> None:
         """Back to a fresh process: a new in-process default store, no storm state, real
         waits, the default hooks, the exception cache emptied (registrations are kept)."""
