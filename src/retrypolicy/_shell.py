@@ -240,7 +240,7 @@ class Retrier:
         if type(step) is Gate:
             return guard.before(step.host, now, name, step.attempt)
         assert type(step) is Settle  # noqa: S101 - the three steps there are
-        guard.succeeded(step.host, now, step.refund)
+        guard.succeeded(step.host, now, step.refund, retried=step.retried)
         return None
 
     def resolve(self, m: AttemptMachine, answer: Answer) -> Answer:

@@ -294,7 +294,7 @@ class Guard:
         self._budget_seen(result, call, attempt)
         return None if ok else result
 
-    def refund(self, now: float, amount: float | None = None) -> None:
+    def refund(self, now: float, amount: float | None = None, *, paid: bool = False) -> None:
         """A success: put *amount* back (AWS standard mode: the last retry's cost after
         retries; ``success_refund``, the default, after a first try).
 
@@ -303,8 +303,8 @@ class Guard:
         trip saved with Redis, a step saved in-process. What is pending is in the stats.
         """
         budget = self.budget
-        if budget is None or self.full:
-            return
+        if budget is None or (self.full and not paid):
+            return  # a full bucket takes no more (*paid*: this process spent, so it is not)
         lock = self._lock
         lock.acquire()  # not ``with``: half the cost, and this runs on every refund
         try:
@@ -434,17 +434,20 @@ class Guard:
                     )
         return reason
 
-    def succeeded(self, host: str, now: float, refund: float | None = None) -> None:
+    def succeeded(
+        self, host: str, now: float, refund: float | None = None, *, retried: bool = False
+    ) -> None:
         """An attempt succeeded (or was answered with a failure the breaker does not count);
-        *refund*: what the budget gets back (default ``success_refund``)."""
+        *refund*: what the budget gets back (default ``success_refund``); *retried*: the
+        call paid for retries, so its refund is due whatever this process saw last."""
         if self.breaker is not None:
             b = self._record_ok(host, now, force=False)
             if b is not None:
                 self._breaker_seen(b, host, "", 0)
         if self._consecutive:
             self._answered(now, "", 0)
-        if not self.full:
-            self.refund(now, refund)
+        if retried or not self.full:
+            self.refund(now, refund, paid=retried)
 
     def _answered(self, now: float, call: str, attempt: int) -> None:
         limiter = self.limiter

@@ -137,7 +137,7 @@ class Report:
 class Settle:
     """The call succeeded: give the budget back ``refund`` tokens (AWS standard mode: the
     last retry's cost after retries, ``success_refund`` on a first try), and tell the
-    breaker and limiter. Answered with None."""
+    breaker and limiter. ``retried``: the call's retries were paid for. Answered with None."""
 
     __slots__ = ("host", "refund", "retried")
 
@@ -265,7 +265,7 @@ class AttemptMachine:
         # AWS standard mode: retries that fixed things are free (their last cost comes back)
         refund = self._cost or (budget.success_refund if budget is not None else 0.0)
         self._pending = _SETTLE
-        return Ask(Settle(self.host, refund, self.retried))
+        return Ask(Settle(self.host, refund, self._cost > 0))
 
     def answered(self, result: object) -> Answer:
         """The store step of the last :class:`Ask` answered *result*."""
