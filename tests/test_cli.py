@@ -520,7 +520,7 @@ def test_serve_fake_shows_its_work(
         '[[replies]]\nkind = "error"\nstatus = 503\n'
         '[[replies]]\nkind = "stream"\nn_deltas = 2\nend = "error"\ncode = "upstream_timeout"\n'
     )
-    monkeypatch.setattr("retrypolicy._demo._wait_forever", drive({}, {}, {"stream": False}))
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", drive({}, {}, {"stream": False}))
     code, out, err = cli("serve-fake", "--port", "0", "--script", str(script))
     assert code == 0, err
     assert out.splitlines()[1] == "2 scripted replies, then the default success; Ctrl-C stops"
@@ -540,7 +540,7 @@ def test_serve_fake_quiet_and_singular(
     """--quiet prints nothing per request; one reply is "1 scripted reply"."""
     script = tmp_path / "one.json"
     script.write_text('[{"kind": "error", "status": 429, "retry_after": 1}]')
-    monkeypatch.setattr("retrypolicy._demo._wait_forever", drive({}))
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", drive({}))
     code, out, err = cli("serve-fake", "--port", "0", "--script", str(script), "--quiet")
     assert (code, err) == (0, "")
     assert "1 scripted reply, then" in out
@@ -658,7 +658,7 @@ def test_matrix(
     monkeypatch.setenv("RETRYPOLICY_CONFIG", str(files["missing"]))  # demo ignores it
     if command != "demo":
         monkeypatch.delenv("RETRYPOLICY_CONFIG")
-    monkeypatch.setattr("retrypolicy._demo._wait_forever", drive({}))
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", drive({}))
     row = "good" if situation in ("broken_pipe", "no_httpx") else situation
     template, expected = MATRIX[command][row]
     argv = [arg.format(**{k: str(v) for k, v in files.items()}) for arg in template]
