@@ -907,3 +907,18 @@ def test_demo_points_to_the_project_urls(cli: Run, monkeypatch: pytest.MonkeyPat
     assert "docs: https://docs.example.org/retrypolicy/ (requests, httpx, decorating," in out
     assert "source: https://x.org/rp" in out
     assert "(in docs/)" not in out
+
+
+def test_ctrl_c_exit_codes_are_the_docs(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C ends a command with 130, and serve-fake (its normal stop) with 0: as cli.md says."""
+    page = " ".join((Path(__file__).parent.parent / "docs" / "cli.md").read_text().split())
+    assert "Ctrl-C with 130" in page
+    assert "Ctrl-C or SIGTERM ends it with 0" in page
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("retrypolicy._cli.schedule._print_schedule", interrupted)
+    assert cli("schedule")[0] == 130
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", interrupted)
+    assert cli("serve-fake", "--port", "0")[0] == 0
