@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -922,3 +923,54 @@ def test_ctrl_c_exit_codes_are_the_docs(cli: Run, monkeypatch: pytest.MonkeyPatc
     assert cli("schedule")[0] == 130
     monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", interrupted)
     assert cli("serve-fake", "--port", "0")[0] == 0
+
+
+# -- the application layer ------------------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "retrypolicy"
+# batch/_command.py wires the requests adapter and the fake server into `batch run`; it is
+# to move into _cli/batch.py, the command's module, and then this exception goes
+NOT_YET_MOVED = {"batch/_command.py"}
+
+
+def runtime_imports(file: Path) -> set[str]:
+    """The absolute names of the modules *file* imports, outside ``if TYPE_CHECKING:``."""
+    package = ["retrypolicy", *file.relative_to(SRC).parent.parts]
+    found: set[str] = set()
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    skip = {
+        id(node)
+        for top in ast.walk(tree)
+        if isinstance(top, ast.If) and "TYPE_CHECKING" in ast.unparse(top.test)
+        for node in ast.walk(top)
+    }
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_only_the_cli_imports_adapters_and_testing() -> None:
+    """Outside _cli/, no module of retrypolicy imports an adapter or retrypolicy.testing."""
+    offenders = {}
+    for file in sorted(SRC.rglob("*.py")):
+        where = file.relative_to(SRC).as_posix()
+        if where.startswith(("_cli/", "testing/")) or where in NOT_YET_MOVED:
+            continue
+        bad = {
+            m
+            for m in runtime_imports(file)
+            if m.startswith(("retrypolicy_", "retrypolicy.testing"))
+        }
+        if bad:
+            offenders[where] = sorted(bad)
+    assert offenders == {}
+    assert "retrypolicy.testing" in runtime_imports(SRC / "_cli" / "serve_fake.py")
+    assert "retrypolicy_requests" in runtime_imports(SRC / "_cli" / "demo.py")
