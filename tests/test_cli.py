@@ -20,7 +20,7 @@ import requests
 
 import retrypolicy as rp
 from retrypolicy._cli import main
-from retrypolicy._cli.demo import project_urls
+from retrypolicy._cli._demo import project_urls
 
 EXE = [sys.executable, "-m", "retrypolicy"]
 ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
@@ -903,7 +903,7 @@ def test_demo_points_to_the_project_urls(cli: Run, monkeypatch: pytest.MonkeyPat
     assert "docs: not published online yet" in out
     assert "retrypolicy.invalid" not in out
     real = {"Documentation": "https://docs.example.org/retrypolicy/", "Source": "https://x.org/rp"}
-    monkeypatch.setattr("retrypolicy._cli.demo.project_urls", lambda: real)
+    monkeypatch.setattr("retrypolicy._cli._demo.project_urls", lambda: real)
     out = cli("demo", "--instant")[1]
     assert "docs: https://docs.example.org/retrypolicy/ (requests, httpx, decorating," in out
     assert "source: https://x.org/rp" in out
@@ -973,4 +973,18 @@ def test_only_the_cli_imports_adapters_and_testing() -> None:
             offenders[where] = sorted(bad)
     assert offenders == {}
     assert "retrypolicy.testing" in runtime_imports(SRC / "_cli" / "serve_fake.py")
-    assert "retrypolicy_requests" in runtime_imports(SRC / "_cli" / "demo.py")
+    assert "retrypolicy_requests" in runtime_imports(SRC / "_cli" / "_demo.py")
+
+
+def test_commands_load_only_what_they_run() -> None:
+    """`explain` in a fresh interpreter loads neither requests nor the fake server: the demo
+    and serve-fake modules import them only when their command runs."""
+    code = (
+        "import sys, io; from retrypolicy._cli import main; main(['explain', '429']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('requests', 'retrypolicy.testing',"
+        " 'retrypolicy_', 'httpx'))), file=sys.stderr)"
+    )
+    result = subprocess.run(  # noqa: S603 - our own code, fixed arguments
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True
+    )
+    assert result.stderr.strip() == "[]"

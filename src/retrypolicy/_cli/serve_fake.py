@@ -3,7 +3,8 @@
 It serves until Ctrl-C or SIGTERM - both its normal way to stop, so both exit 0 after
 the summary (a test harness stops it with ``kill``). One line per request goes to
 standard error as it is answered: requests are answered on their own threads, so each
-line is written whole, under a lock, in one call, and lines never merge.
+line is written whole, under a lock, in one call, and lines never merge. The fake
+server is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import attrs
 
 from .._errors import ConfigError
 from .._redact import redact
-from ..testing import FakeEUGPT, RecordedRequest
-from ..testing._replies import load_script
 from ._common import EXIT_OK, Subparsers, tcp_port
+
+if TYPE_CHECKING:
+    from ..testing import FakeEUGPT, RecordedRequest
 
 __all__ = ["add_to", "run", "serve_fake"]
 
@@ -160,6 +162,8 @@ def serve_fake(
     Unless *quiet*, each request is reported on *err* (standard error) as it is
     answered, and a summary when the server stops.
     """
+    from ..testing._replies import load_script  # noqa: PLC0415 - only serve-fake needs it
+
     log = _Log(sys.stderr if err is None else err)
     replies = load_script(script) if script is not None else []  # ConfigError: main says 2
     tally = _Tally()
@@ -191,6 +195,8 @@ def serve_fake(
 def _start(
     port: int, require_key: bool, report: Callable[[RecordedRequest, int | None, str], None]
 ) -> FakeEUGPT:
+    from ..testing import FakeEUGPT  # noqa: PLC0415 - a whole HTTP server: load only here
+
     try:
         return FakeEUGPT(port=port, require_key=require_key, on_request=report).start()
     except OSError as e:
