@@ -43,9 +43,10 @@ KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {
     ("retrypolicy._policy", "retrypolicy._decorators"): f"Policy.retry: {_REFACTOR}",
     ("retrypolicy._policy", "retrypolicy._storm"): f"Policy.stats annotation: {_REFACTOR}",
     ("retrypolicy._policy", "retrypolicy.stores"): f"Policy.stats: {_REFACTOR}",
-    # core -> apply: LoopOptions.store's annotation; goes when the Store Protocol moves from
-    # stores/_base.py into retrypolicy.typing (or a core module) and stores re-exports it
-    ("retrypolicy.typing", "retrypolicy.stores"): f"LoopOptions.store annotation: {_REFACTOR}",
+    # core -> apply: LoopOptions.store's annotation (TYPE_CHECKING); goes when the Store
+    # Protocol moves from stores/_base.py (being rewritten with its asyncio path) into
+    # retrypolicy.typing, where the Protocols users implement live, and stores re-exports it
+    ("retrypolicy.typing", "retrypolicy.stores"): f"LoopOptions.store: {_REFACTOR}",
     # seam -> apply: AttemptLoop sleeps, reads clocks and reaches the store today
     ("retrypolicy.transport", "retrypolicy._drivers"): _REFACTOR,
     ("retrypolicy.transport", "retrypolicy._storm"): _REFACTOR,
@@ -285,8 +286,12 @@ def _without(graph: dict[str, list[Import]], skip: set[tuple[str, str]]) -> dict
 def test_the_graph_is_read() -> None:
     """The walk finds every package and every kind of import, so the rules below bite."""
     assert {"retrypolicy", "retrypolicy._sse", "retrypolicy_requests"} <= MODULES.keys()
-    hows = {imp.how for edges in GRAPH.values() for imp in edges}
-    assert hows == {"module level", "deferred", "TYPE_CHECKING"}
+    edges = {(imp.importer, imp.imported, imp.how) for edges in GRAPH.values() for imp in edges}
+    assert {
+        ("retrypolicy._known", "retrypolicy._failure", "module level"),
+        ("retrypolicy._rules", "retrypolicy._known", "deferred"),
+        ("retrypolicy._events", "retrypolicy._policy", "TYPE_CHECKING"),
+    } <= edges
 
 
 def test_no_import_cycle() -> None:
