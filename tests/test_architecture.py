@@ -471,3 +471,20 @@ def test_import_linter_layers_contract_matches() -> None:
     assert len(layered) == 1
     ignored = {tuple(e.replace(" ", "").split("->")) for e in layered[0]["ignore_imports"]}
     assert ignored == set(KNOWN_LAYER_VIOLATIONS)
+
+
+# Libraries of the transports and stores the adapters and shells wrap: core and seam
+# modules import none of them, at any depth, so the core imports without them installed.
+TRANSPORT_LIBRARIES = frozenset(
+    {"requests", "httpx", "httpx2", "urllib3", "aiohttp", "openai", "redis", "prometheus_client"}
+)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_core_and_seam_import_no_transport_library(module: str) -> None:
+    """Core and seam modules never import a transport, store or metrics library."""
+    found = [
+        str(imp) for imp in _imports(module) if imp.imported.split(".")[0] in TRANSPORT_LIBRARIES
+    ]
+    if found:
+        pytest.fail(f"{module} ({layer_of(module)}) imports:\n  " + "\n  ".join(found))
