@@ -16,7 +16,7 @@ import wrapt
 
 from ._defaults import default_policy
 from ._outcome import Outcome
-from ._policy import Policy
+from ._policy import APPLIED, Policy
 from ._shell import NEVER_RETRIED, Retrier, adiscard, discard
 from .transport._machine import SEND, Answer, Ask, Fail, Wait
 from .typing import RetryOptions
@@ -243,3 +243,6 @@ def attempts(
 ) -> Attempts:
     """The attempt loop for a block of code: same decisions and events as :func:`retry`."""
     return Attempts(_retrier(policy, name, **options))
+
+
+APPLIED["retry"] = retry  # policy.retry(fn) is rp.retry(policy)(fn)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +43,7 @@ from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
 from ._rules import Kind
 from ._runtime import RUNTIME
+from ._stats import StormStats
 from .instrumentation._hooks import get_hooks, internal_log
 
 if TYPE_CHECKING:
@@ -68,32 +69,6 @@ CIRCUIT_ADVICE: Final = (
     "The circuit breaker for this host is open after repeated server-side failures: calls "
     "fail fast until a probe succeeds. Retry after retry_in seconds."
 )
-
-
-@attrs.frozen(kw_only=True)
-class StormStats:
-    """A snapshot of one policy's storm protection: the state in its store, and this
-    process's counters (for dashboards). Read with ``policy.stats()``.
-
-    ``budget_level``/``budget_capacity`` are None without a budget;
-    ``limiter_rate`` is the pacing rate in requests/s (0.0 while unpaced, None
-    without a limiter); ``breakers`` maps each host seen to its state
-    (``"closed"``, ``"open"``, ``"half_open"``; the decorator's host is ``""``).
-    ``counters`` (this process, since the guard was made): ``retries_allowed``,
-    ``retries_refused`` (budget), ``refunds``, ``throttled`` (429s seen),
-    ``persistent`` (reports), ``rate_changes``, ``circuit_rejected`` (calls failed
-    fast), ``breaker_opened``, ``store_unavailable``.
-    """
-
-    policy: str
-    store: str
-    budget_level: float | None
-    budget_capacity: float | None
-    budget_exhausted: bool
-    limiter_rate: float | None
-    limiter_consecutive_429: int
-    breakers: Mapping[str, str]
-    counters: Mapping[str, int]
 
 
 _COUNTERS: Final = (
