@@ -281,6 +281,7 @@ class Guard:
         if budget is None or (self.full and not paid):
             return  # a full bucket takes no more (*paid*: this process spent, so it is not)
         lock = self._lock
+        buckets = self._buckets
         lock.acquire()  # not ``with``: half the cost, and this runs on every refund
         try:
             self.counters["refunds"] += 1
@@ -289,9 +290,17 @@ class Guard:
             if pending < self._flush_at:
                 return
             self._pending_refund = 0.0
+            if buckets is not None:  # in-process: stepped in place, in this critical section
+                bucket = buckets.get(self._budget_key)
+                if bucket is None:
+                    bucket = buckets[self._budget_key] = Bucket(budget.capacity, now)
+                _, level, event = bucket.step(budget, now, pending)
         finally:
             lock.release()
-        self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
+        if buckets is None:
+            self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
+        elif event or (level >= budget.capacity) is not self.full:
+            self._budget_seen(BudgetResult(True, level, budget.capacity, event), "", 0)
 
     # -- before an attempt -------------------------------------------------------------------
 
@@ -489,7 +498,7 @@ class Guard:
         """The storm clock of the call path that made this guard (instant mode included)."""
         inst = _instant[0]
         wall = self.clock() if self.clock is not None else WALL()
-        return wall + (inst.offset if inst is not None else 0.0)
+        return wall + (inst.local.offset if inst is not None else 0.0)
 
     def _read_budget(self, now: float) -> BudgetResult:
         """The budget's level at *now*, without changing it: a copy of an in-process
