@@ -95,7 +95,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
 
     bad = scenario.bad_period
     bad_start, bad_end = bad if bad is not None else (math.inf, math.inf)
-    span = int(math.ceil(duration)) + 1
+    span = math.ceil(duration) + 1
     requests_per_s = [0] * span
     ok_per_s = [0] * span
     hist = Histogram()

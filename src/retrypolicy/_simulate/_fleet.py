@@ -96,9 +96,7 @@ class Protection:
         self.counters = counters
         self.share = share
         """1 / the number of stores: this store's part of the fleet's average level."""
-        self.bucket = (
-            _budget.Bucket(self.budget.capacity, 0.0) if self.budget is not None else None
-        )
+        self.bucket = _budget.Bucket(self.budget.capacity, 0.0) if self.budget is not None else None
         self.full = True
         self.limiter_state: _limiter.LimiterState | None = None
         self.breaker_state: _breaker.BreakerState | None = None
@@ -113,7 +111,7 @@ class Protection:
         c = self.counters
         c.level_sum += (level - before) * self.share
         c.levels[int(now)] = c.level_sum
-        if level < c.budget_min:
+        if level < c.budget_min:  # noqa: PLR1730 - min() costs a call on every step
             c.budget_min = level
         budget = self.budget
         assert budget is not None  # noqa: S101 - only called with a budget

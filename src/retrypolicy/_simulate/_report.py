@@ -43,7 +43,7 @@ class Histogram:
         bins = self.bins
         bins[i] = bins.get(i, 0) + 1
         self.count += 1
-        if seconds > self.max:
+        if seconds > self.max:  # noqa: PLR1730 - max() costs a call on every call
             self.max = seconds
 
     def quantile(self, q: float) -> float:
@@ -57,7 +57,7 @@ class Histogram:
             if seen >= rank:
                 if i == 0:
                     return min(_LOW, self.max)
-                return min(_LOW * _RATIO ** (i - 0.5), self.max)
+                return min(_LOW * math.pow(_RATIO, i - 0.5), self.max)
         return self.max  # pragma: no cover - the last bin holds rank count
 
     def freeze(self) -> tuple[float, float, float, float]:
@@ -231,7 +231,9 @@ def _rows(
     ]
     if cost_per_request is not None:
         rows.append(("cost", each(lambda r: f"{r.paid * cost_per_request:,.2f}")))
-        rows.append(("  of which paid twice", each(lambda r: f"{r.paid_extra * cost_per_request:,.2f}")))
+        rows.append(
+            ("  of which paid twice", each(lambda r: f"{r.paid_extra * cost_per_request:,.2f}"))
+        )
     return rows
 
 
@@ -239,9 +241,7 @@ def _title(results: Sequence[Simulation]) -> str:
     r = results[0]
     load = f"{r.rate:g} calls/s" if r.think is None else f"closed loop, think {r.think:g} s"
     store = "one shared store" if r.shared else "a store per client"
-    return (
-        f"{r.clients} clients, {load}, {r.duration:g} s, seed {r.seed}, {store}\n{r.scenario}"
-    )
+    return f"{r.clients} clients, {load}, {r.duration:g} s, seed {r.seed}, {store}\n{r.scenario}"
 
 
 def format_table(

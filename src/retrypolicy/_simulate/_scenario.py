@@ -319,4 +319,3 @@ def _describe(e: Effect) -> str:
     if e.what == "errors":
         return f"{e.rate:.3g} {_what(e.answer)}{_when(e)}"
     return f"trace of {len(e.bins)} s{_when(e)}"
-
