@@ -98,6 +98,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     span = math.ceil(duration) + 1
     requests_per_s = [0] * span
     ok_per_s = [0] * span
+    failed_per_s = [0] * span
     hist = Histogram()
     record = hist.add
     gave_up: Counter[str] = Counter()
@@ -127,6 +128,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         extra = size - len(requests_per_s) + 60
         requests_per_s.extend([0] * extra)
         ok_per_s.extend([0] * extra)
+        failed_per_s.extend([0] * extra)
 
     while heap:
         now, _, op, item = pop(heap)
@@ -165,7 +167,11 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
             requests_per_s[second] += 1
             call.sent += 1
             answer = answer_of(now)
-            if answer is None or answer.paid:
+            if answer is not None:
+                failed_per_s[second] += 1
+                if answer.paid:
+                    call.paid += 1
+            else:
                 call.paid += 1
             call.answer = answer
             push(heap, (now + latency_of(answer), seq, _ANSWER, call))
@@ -294,5 +300,6 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         paid_extra=paid_extra,
         requests_per_s=tuple(requests_per_s[:end]),
         successes_per_s=tuple(ok_per_s[:end]),
+        failures_per_s=tuple(failed_per_s[:end]),
         budget_per_s=tuple(levels),
     )

@@ -79,8 +79,8 @@ class Simulation:
     in it and every request they sent. ``recovery``: seconds from the incident's end until
     every call it caught had returned and storm protection refused no more calls.
     ``paid``: requests that reached the model (billed); ``paid_extra``: those beyond the
-    first of each call. The ``*_per_s`` series (one number per second of the run) are what
-    ``--plot`` draws.
+    first of each call. The ``*_per_s`` series hold one number per second of the run, from
+    its start until the last call ended (``--plot`` draws them).
     """
 
     policy: str
@@ -110,6 +110,8 @@ class Simulation:
     paid_extra: int
     requests_per_s: tuple[int, ...] = attrs.field(repr=False)
     successes_per_s: tuple[int, ...] = attrs.field(repr=False)
+    failures_per_s: tuple[int, ...] = attrs.field(repr=False)
+    """Requests sent in each second that the service answered with a failure."""
     budget_per_s: tuple[float, ...] = attrs.field(repr=False)
 
     @property
