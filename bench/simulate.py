@@ -48,8 +48,9 @@ def scenario(duration: float, latency: tuple[float, float]) -> rp.Scenario:
 def timed(policy: rp.Policy, duration: float, latency: tuple[float, float]) -> None:
     gc.collect()
     started = time.perf_counter()
-    r = rp.simulate(policy, scenario(duration, latency), clients=CLIENTS, rate=RATE,
-                    duration=duration, seed=1)  # fmt: skip
+    r = rp.simulate(
+        policy, scenario(duration, latency), clients=CLIENTS, rate=RATE, duration=duration, seed=1
+    )
     took = time.perf_counter() - started
     print(
         f"  {policy.name:<12} latency {latency[0]:g}-{latency[1]:g} s: {took:6.2f} s for "
@@ -62,8 +63,14 @@ def timed(policy: rp.Policy, duration: float, latency: tuple[float, float]) -> N
 def memory(duration: float, rate: float = RATE) -> None:
     gc.collect()
     tracemalloc.start()
-    r = rp.simulate(rp.EUGPT, scenario(duration, (0.1, 1.0)), clients=CLIENTS, rate=rate,
-                    duration=duration, seed=1)  # fmt: skip
+    r = rp.simulate(
+        rp.EUGPT,
+        scenario(duration, (0.1, 1.0)),
+        clients=CLIENTS,
+        rate=rate,
+        duration=duration,
+        seed=1,
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     print(
@@ -78,13 +85,17 @@ def determinism(duration: float) -> None:
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run(  # noqa: S603 - our own interpreter, fixed code
             [sys.executable, "-c", _CHILD, str(duration)],
-            capture_output=True, check=True, env=env,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            check=True,
+            env=env,
+        ).stdout
         lines.append(out)
     same = lines[0] == lines[1]
     digest = hashlib.sha256(lines[0]).hexdigest()[:16]
-    print(f"  two interpreters, seed 42: {'byte-identical' if same else 'DIFFERENT'} "
-          f"({len(lines[0])} bytes, sha256 {digest}…)")  # fmt: skip
+    print(
+        f"  two interpreters, seed 42: {'byte-identical' if same else 'DIFFERENT'} "
+        f"({len(lines[0])} bytes, sha256 {digest}…)"
+    )
     assert same
     print(f"  {lines[0].decode()}")
 
@@ -94,10 +105,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="10 minutes instead of an hour")
     args = p.parse_args()
     duration = 600.0 if args.quick else 3600.0
-    print(f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")  # fmt: skip
-    print(f"\nspeed: {CLIENTS} clients, {RATE:g} calls/s, {duration / 60:g} min, "
-          f"{OUTAGE / 60:g}-min outage (503) in the middle")  # fmt: skip
+    print(
+        f"Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"\nspeed: {CLIENTS} clients, {RATE:g} calls/s, {duration / 60:g} min, "
+        f"{OUTAGE / 60:g}-min outage (503) in the middle"
+    )
     unprotected = rp.EUGPT.evolve(name="no budget", budget=None)
     for policy, latency in [
         (rp.EUGPT, (0.1, 0.1)),

@@ -269,8 +269,10 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     levels: list[float] = []
     if budgeted:
         level = capacity
+        refill = policy.budget.refill_rate if policy.budget is not None else 0.0
         for second in range(end):
-            level = counters.levels.get(second, level)
+            # a second without a step: the bucket refilled with time alone
+            level = counters.levels.get(second, min(capacity, level + refill))
             levels.append(level)
     return Simulation(
         policy=policy.name,
