@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import retrypolicy as rp
 from retrypolicy import _backoff, _breaker, _budget, _limiter
 from retrypolicy._simulate._command import add_parser
-from retrypolicy._simulate._report import json_line
+from retrypolicy._simulate._report import format_table, json_line
 
 UNPROTECTED = rp.EUGPT.evolve(name="unprotected", budget=None)
 OUTAGE = rp.Scenario.outage(10, at=5).with_latency(0.01)
@@ -220,6 +221,10 @@ def test_healthy_run_reports_no_incident() -> None:
         (lambda: rp.simulate(rp.EUGPT, rate=1, think=1), "rate and think: give one"),
         (lambda: rp.simulate(rp.EUGPT, duration=-1), "duration -1: expected a number > 0"),
         (lambda: rp.simulate("eugpt", clients=1), "expected a retrypolicy.Policy"),  # type: ignore[arg-type]
+        (
+            lambda: rp.simulate(rp.EUGPT, rp.Scenario().with_latency(0), think=0),
+            "think 0: expected think time > 0, or answers that take time",
+        ),
         (lambda: rp.Scenario.errors(1.5), "rate 1.5: expected a share"),
         (lambda: rp.Scenario.errors(0.1, "sometimes"), "kind 'sometimes': expected an HTTP"),
         (lambda: rp.Scenario.outage(5, answer=200), "expected a failure, not a success"),
@@ -353,3 +358,15 @@ def test_command_bad_input_is_a_config_error(argv: tuple[str, ...], message: str
     """Bad options raise ConfigError (the command line prints it and exits 2)."""
     with pytest.raises(rp.ConfigError, match=message):
         command(*argv)
+
+
+def test_table_on_a_terminal_is_a_rich_table() -> None:
+    """On a terminal the report is a rich table, one column per policy."""
+    pytest.importorskip("rich")
+    result = rp.simulate(rp.EUGPT, OUTAGE, clients=2, rate=4, duration=20)
+    out = io.StringIO()
+    format_table([result, attrs.evolve(result, policy="other")], out, rich=True)
+    text = out.getvalue()
+    assert "┃" in text
+    assert "other" in text
+    assert "in the incident (5-15 s)" in text

@@ -70,6 +70,14 @@ def simulate(
         if isinstance(think, bool) or not isinstance(think, int | float) or not think >= 0:
             msg = f"think {think!r}: expected a number of seconds >= 0"
             raise ValueError(msg)
+        latency = scenario.latency
+        if not think and not (latency.median > 0 and latency.fail_fast > 0):
+            # a call that takes no time, then the next at once: endless calls at one instant
+            msg = (
+                "think 0: expected think time > 0, or answers that take time (a latency and "
+                "a fail_fast > 0), for a closed loop"
+            )
+            raise ValueError(msg)
     elif rate is None:
         rate = float(clients)
     else:
