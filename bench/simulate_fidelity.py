@@ -79,9 +79,9 @@ def _late(r: rp.Simulation, duration: int) -> tuple[float, float, float | None]:
     return share, throughput, settled
 
 
-def sim_limit(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def sim_limit(mode: str, args: argparse.Namespace, latency: float = LATENCY) -> dict[str, Any]:
     scenario = rp.Scenario.rate_limit(args.rate, burst=args.burst).with_latency(
-        LATENCY, fail_fast=LATENCY
+        latency, fail_fast=latency
     )
     lates = [
         _late(
@@ -161,6 +161,13 @@ def main() -> None:
             show("429 share, 2nd half", sim["share_late"], real["share_late"])
             show("200/s, 2nd half", sim["throughput_late"], real["throughput_late"])
             show("429 < 5 % from", sim["settled"], real["settled"], " s")
+            if mode == "none":  # back to back, unpaced: the load hinges on request latency
+                for ms in (5, 8, 10, 15):
+                    other = sim_limit(mode, args, ms / 1000)
+                    print(
+                        f"    simulated with {ms:2d} ms requests: 429 share "
+                        f"{other['share_late']:.3f}, 200/s {other['throughput_late']:.1f}"
+                    )
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
