@@ -5,13 +5,14 @@ Run:
     python bench/simulate.py --quick      # 10 minutes of it
 
 Speed: one hour of a 100-client fleet at 100 calls/s in all (360,000 calls) with the
-default policy and a 5-minute outage in the middle; target <= 10 s. The same with no
-budget (every call caught by the outage retries to its limit: the most events), and
-with a lognormal latency. Memory: the peak traced allocation (tracemalloc) for runs of
-10, 30 and 60 minutes — flat means it does not grow with the number of calls (only the
-per-second series do: a few numbers per second of the run). Determinism: the --json
-line of the same seed from two separate interpreters (different hash seeds), compared
-byte for byte.
+default policy and a 5-minute outage in the middle; target <= 10 s. The same with a
+lognormal latency, with no budget (every call caught by the outage retries to its limit:
+the most events), and with the limiter and the breaker on (a step before every attempt).
+Memory: the peak traced allocation (tracemalloc) for runs of 10, 30 and 60 minutes, and
+for 10 minutes at 3x and 10x the rate — flat means it does not grow with the number of
+calls (it grows with the calls in flight, and a few numbers per second of the run).
+Determinism: the --json line of the same seed from two separate interpreters (different
+hash seeds), compared byte for byte.
 """
 
 from __future__ import annotations
@@ -114,10 +115,14 @@ def main() -> None:
         f"{OUTAGE / 60:g}-min outage (503) in the middle"
     )
     unprotected = rp.EUGPT.evolve(name="no budget", budget=None)
+    everything = rp.EUGPT.evolve(
+        name="all on", limiter=rp.AdaptiveLimiter(), breaker=rp.CircuitBreaker()
+    )
     for policy, latency in [
         (rp.EUGPT, (0.1, 0.1)),
         (rp.EUGPT, (0.1, 1.0)),
         (unprotected, (0.1, 1.0)),
+        (everything, (0.1, 1.0)),
     ]:
         timed(policy, duration, latency)
     print("\nmemory (default policy, latency 0.1-1 s):")
