@@ -19,6 +19,7 @@ import heapq
 import math
 import random
 from collections import Counter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from .. import _backoff
@@ -286,7 +287,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         calls=calls,
         requests=requests,
         succeeded=succeeded,
-        gave_up={str(k): v for k, v in sorted(gave_up.items())},
+        gave_up=MappingProxyType({str(k): v for k, v in sorted(gave_up.items())}),
         latency=hist.freeze(),
         bad_period=bad,
         bad_calls=bad_calls,
