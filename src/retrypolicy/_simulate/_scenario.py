@@ -318,4 +318,4 @@ def _describe(e: Effect) -> str:
         return f"rate limit {e.rate:g}/s (burst {e.burst:g}){_when(e)}"
     if e.what == "errors":
         return f"{e.rate:.3g} {_what(e.answer)}{_when(e)}"
-    return f"trace of {len(e.bins)} s{_when(e)}"
+    return f"trace of {len(e.bins)} s" + (f" from {e.start:g} s" if e.start else "")
