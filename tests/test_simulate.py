@@ -13,11 +13,14 @@ from typing import Any
 
 import attrs
 import pytest
+import requests
 
 import retrypolicy as rp
 from retrypolicy import _backoff, _breaker, _budget, _limiter
 from retrypolicy._simulate._command import add_parser
 from retrypolicy._simulate._report import format_table, json_line
+from retrypolicy.testing import FakeEUGPT
+from retrypolicy_requests import RetryAdapter
 
 UNPROTECTED = rp.EUGPT.evolve(name="unprotected", budget=None)
 OUTAGE = rp.Scenario.outage(10, at=5).with_latency(0.01)
@@ -89,6 +92,31 @@ def test_each_kind_is_retried_as_the_policy_says(
     assert result.calls == 1
     assert result.requests == 1 + limit
     assert result.gave_up == {kind: 1}
+
+
+@pytest.mark.parametrize("answer", ["unavailable", "connection"])
+def test_one_call_matches_the_real_adapter_against_the_fake_server(answer: str) -> None:
+    """One call in an outage: the simulator sends as many requests and waits as long, in
+    all, as RetryAdapter against FakeEUGPT does (jitter off, so both are exact)."""
+    policy = rp.EUGPT.evolve(name="steady", budget=None, backoff=rp.Backoff(jitter="none"))
+    with FakeEUGPT() as server, rp.testing.instant() as clock, requests.Session() as session:
+        session.mount("http://", RetryAdapter(policy))
+        if answer == "connection":
+            url = server.responses_url
+            server.stop()  # nothing listens any more: every attempt is refused
+            with pytest.raises(requests.ConnectionError):
+                session.post(url, json={"input": "hi", "stream": False}, timeout=5)
+            sent = len(clock.waits) + 1
+        else:
+            server.outage(3600)
+            reply = session.post(server.responses_url, json={"input": "hi"}, timeout=5)
+            assert reply.status_code == 503
+            sent = server.request_count
+    scenario = rp.Scenario.outage(60, answer=answer).with_latency(0.0, fail_fast=0.0)
+    result = rp.simulate(policy, scenario, clients=1, rate=0.01, duration=1)
+    assert result.requests == sent == len(clock.waits) + 1
+    assert result.latency[3] == pytest.approx(sum(clock.waits))
+    assert result.gave_up == {answer: 1}
 
 
 def test_same_seed_gives_the_same_bytes_and_another_seed_other_jitter() -> None:
