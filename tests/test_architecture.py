@@ -83,6 +83,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # the seam's front door offers the adapters' interpreter, which is a shell
             "retrypolicy.transport.__init__",
             "retrypolicy.transport._adapter",
+            # the simulator: one more shell of the attempt machine, on a virtual clock
+            "retrypolicy._simulate",
         ),
     ),
     # the attempt machine, the stream check, content decoding: sans-I/O

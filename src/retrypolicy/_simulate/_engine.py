@@ -1,10 +1,13 @@
 """The fleet on a virtual clock: a heap of events, no threads, no sleeps.
 
-Each call is driven exactly as a shell drives the attempt loop: the breaker and the
-limiter are asked before each attempt, the service (the scenario) answers after its
-latency, :meth:`Policy.decide <retrypolicy.Policy.decide>` — the real one, jitter from a
-seeded ``random.Random`` — says succeed, retry after a delay, or give up, and storm
-protection has its say on a retry (:mod:`._fleet`). The ``Retry-After`` of an answer is
+Each call is an :class:`~retrypolicy.transport.AttemptMachine` — the one every call
+path of retrypolicy drives — and this loop is one more shell interpreting its answers:
+``Gate`` (the breaker and the limiter, before an attempt), ``Report`` and ``Settle``
+(storm protection after a failure and a success: :mod:`._fleet` performs them on the
+pure steps), ``Wait`` (a virtual wait: an event later on the heap), ``SEND``, ``DONE``,
+``Fail``. The machine calls :meth:`Policy.decide <retrypolicy.Policy.decide>` — the real
+one, jitter from a seeded ``random.Random`` — and composes the storm verdict with the
+real :func:`~retrypolicy._verdict.storm_decision`. The ``Retry-After`` of an answer is
 read by the real header parser. Nothing is copied from the core: it is called.
 
 Deterministic: one ``random.Random`` for the clients (jitter) and one for the service,
@@ -23,13 +26,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from .. import _backoff
-from .._outcome import AttemptState, Outcome
+from .._budget import BudgetResult
+from .._outcome import Outcome
+from .._verdict import NO_OBJECTION, StormVerdict
+from ..transport._machine import DONE, SEND, AttemptMachine, Fail, Gate, Report, Settle, Wait
 from ._fleet import Counters, Protection, Steps
 from ._report import Histogram, Simulation
 from ._service import Service
 
 if TYPE_CHECKING:
     from .._policy import Policy
+    from ..transport._machine import Answer as MachineAnswer
     from ._scenario import Answer, Scenario
 
 __all__ = ["run"]
@@ -38,6 +45,8 @@ _ARRIVE: Final = 0
 _GATE: Final = 1
 _SEND: Final = 2
 _ANSWER: Final = 3
+_RESUME: Final = 4  # a retry's wait is over: the machine begins the next attempt
+_ASKED: Final = 5  # the machine asked the breaker and the limiter (a Gate)
 
 CIRCUIT_OPEN: Final = "circuit_open"
 """The kind a call given up by an open breaker is counted under (it sent nothing more)."""
@@ -46,17 +55,17 @@ CIRCUIT_OPEN: Final = "circuit_open"
 class _Call:
     """One call in flight."""
 
-    __slots__ = ("answer", "client", "cost", "paid", "prot", "sent", "start", "state")
+    __slots__ = ("answer", "client", "m", "paid", "prot", "sent", "start")
 
     def __init__(self, start: float, client: int, prot: Protection | None) -> None:
         self.start = start
         self.client = client
         self.prot = prot
-        self.state: AttemptState | None = None
+        self.m: AttemptMachine | None = None
+        """The call's attempt machine: built on its first failure, or before a gated
+        first attempt (a call that succeeds at once needs none)."""
         self.sent = 0
         self.paid = 0
-        self.cost = 0.0
-        """What the last retry cost the budget (the refund of a success after retries)."""
         self.answer: Answer | None = None
 
 
@@ -76,7 +85,6 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     service = Service(scenario, random.Random(f"retrypolicy-simulate:{seed}:service"))
     answer_of = service.answer
     latency_of = service.latency
-    decide = policy.decide  # looked up now: the real decision (a spy on the class sees it)
     parse_hint = _backoff.retry_after_from_headers
     storm = policy.budget is not None or policy.limiter is not None or policy.breaker is not None
     stores = 1 if shared else clients
@@ -147,18 +155,31 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
             op = _GATE if gated else _SEND
         else:
             call = item  # type: ignore[assignment] # every other event carries its call
-        if op == _GATE:
+        if op == _RESUME:
+            m = call.m
+            assert m is not None  # noqa: S101 - only a machine's Wait resumes
+            op = _SEND if m.waited() is SEND else _ASKED
+        elif op == _GATE:  # a gated first attempt: the machine asks before it
+            m = call.m = AttemptMachine(policy, started=call.start, rng=rng)
+            assert type(m.begin()) is Gate  # noqa: S101 - a gated machine asks first
+            op = _ASKED
+        if op == _ASKED:  # the breaker and the limiter answer the machine's Gate
             prot = call.prot
+            m = call.m
             assert prot is not None  # noqa: S101 - gated implies storm protection
+            assert m is not None  # noqa: S101
             wait = prot.gate(now)
             if wait < 0:  # the breaker is open: the call fails fast, nothing is sent
+                m.answered(0.0)
                 gave_up[CIRCUIT_OPEN] += 1
                 op = -1
-            elif wait > 0:
-                push(heap, (now + wait, seq, _SEND, call))
-                seq += 1
-                continue
             else:
+                paced = m.answered(wait)
+                if type(paced) is Wait:
+                    m.waited()
+                    push(heap, (now + paced.seconds, seq, _SEND, call))
+                    seq += 1
+                    continue
                 op = _SEND
         if op == _SEND:
             requests += 1
@@ -198,47 +219,45 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                         outcome = outcomes[id(answer)] = Outcome(
                             status=answer.status, code=answer.code, failure=answer.failure
                         )
-                state = call.state
-                decision = decide(
-                    outcome,
-                    state if state is not None else AttemptState(call.start),
-                    now=now,
-                    rng=rng,
-                )
-                action = decision.action
-                if action == "succeed":  # a failure the policy does not count as one
+                m = call.m
+                if m is None:
+                    m = call.m = AttemptMachine(policy, started=call.start, rng=rng, attempts=1)
+                reply: MachineAnswer = m.failed(outcome, now)
+                verdict = None
+                if type(reply) is Report:
+                    verdict = _verdict(call.prot, reply, now)
+                    reply = m.answered(verdict)
+                if type(reply) is Wait:
+                    push(heap, (now + reply.seconds, seq, _RESUME, call))
+                    seq += 1
+                    continue
+                assert type(reply) is Fail  # noqa: S101 - a failure is retried or given up
+                d = reply.decision
+                if d is None or d.action == "succeed":  # a failure the policy does not count
                     ok = True
                 else:
-                    kind = decision.classification.kind
-                    retrying = action == "retry"
-                    prot = call.prot
-                    why = ""
-                    if prot is not None:
-                        if gated:
-                            why = prot.failed(kind, now, retrying=retrying, delay=decision.delay)
-                        if retrying and not why and budgeted:
-                            cost = prot.pay(kind, now)
-                            if cost:
-                                call.cost = cost
-                            else:
-                                why = "budget"
-                    if retrying and not why:
-                        call.state = decision.state
-                        push(
-                            heap,
-                            (now + decision.delay, seq, _GATE if gated else _SEND, call),
-                        )
-                        seq += 1
-                        continue
-                    gave_up[kind] += 1
-                    refused = bool(why)
-            if ok:
-                prot = call.prot
-                if prot is not None:
+                    gave_up[d.classification.kind] += 1
+                    refused = verdict is not None and (
+                        bool(verdict.refused)
+                        or (verdict.budget is not None and not verdict.budget.ok)
+                    )
+        if ok:
+            prot = call.prot
+            if prot is not None:
+                m = call.m
+                if m is None:  # a first try: AWS's success refund, the breaker's good news
                     if gated:
                         prot.succeeded(now)
                     if not prot.full:
-                        prot.refund(now, call.cost if call.state is not None else refund_first)
+                        prot.refund(now, refund_first)
+                else:
+                    settle = m.succeeded()
+                    if type(settle) is Settle:
+                        if gated:
+                            prot.succeeded(now)
+                        if not prot.full or settle.retried:
+                            prot.refund(now, settle.refund)
+                        assert m.answered(None) is DONE  # noqa: S101 - a Settle ends the call
         # the call is over
         start = call.start
         record(now - start)
@@ -306,3 +325,27 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         failures_per_s=tuple(failed_per_s[:end]),
         budget_per_s=tuple(levels),
     )
+
+
+_PAID: dict[float, StormVerdict] = {}
+
+
+def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:
+    """Perform a machine's :class:`Report` on the pure steps: the storm verdict."""
+    if prot is None:
+        return NO_OBJECTION
+    why = (
+        prot.failed(step.kind, now, retrying=step.retrying, delay=step.delay) if prot.gated else ""
+    )
+    if not step.retrying:
+        return NO_OBJECTION
+    cost = step.cost
+    if why or prot.budget is None:
+        return StormVerdict(why, None, cost)
+    if prot.pay(step.kind, now):
+        verdict = _PAID.get(cost)
+        if verdict is None:
+            verdict = _PAID[cost] = StormVerdict("", BudgetResult(True, 0.0, 0.0), cost)
+        return verdict
+    level = prot.bucket.level if prot.bucket is not None else 0.0
+    return StormVerdict("", BudgetResult(False, level, prot.budget.capacity), cost)
