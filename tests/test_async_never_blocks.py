@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import retrypolicy as rp
-from retrypolicy.stores import RedisStore
+from retrypolicy.stores import RedisStore, Store
 from retrypolicy.testing import FakeEUGPT, Reply
 from retrypolicy_aiohttp import RetryMiddleware
 from retrypolicy_httpx import AsyncRetryTransport
@@ -140,7 +140,7 @@ Send = Callable[[], Awaitable[int]]
 
 
 @contextlib.asynccontextmanager
-async def via_httpx(url: str, store: RedisStore) -> AsyncIterator[Send]:
+async def via_httpx(url: str, store: Store) -> AsyncIterator[Send]:
     transport = AsyncRetryTransport(POLICY, store=store)
     async with httpx.AsyncClient(transport=transport, timeout=10) as c:
 
@@ -151,7 +151,7 @@ async def via_httpx(url: str, store: RedisStore) -> AsyncIterator[Send]:
 
 
 @contextlib.asynccontextmanager
-async def via_aiohttp(url: str, store: RedisStore) -> AsyncIterator[Send]:
+async def via_aiohttp(url: str, store: Store) -> AsyncIterator[Send]:
     middleware = RetryMiddleware(POLICY, store=store)
     async with aiohttp.ClientSession(middlewares=(middleware,)) as s:
 
@@ -164,7 +164,7 @@ async def via_aiohttp(url: str, store: RedisStore) -> AsyncIterator[Send]:
 
 
 @contextlib.asynccontextmanager
-async def via_decorator(url: str, store: RedisStore) -> AsyncIterator[Send]:
+async def via_decorator(url: str, store: Store) -> AsyncIterator[Send]:
     async with httpx.AsyncClient(timeout=10) as c:
 
         @rp.retry(POLICY, store=store)
@@ -177,9 +177,7 @@ async def via_decorator(url: str, store: RedisStore) -> AsyncIterator[Send]:
         yield send
 
 
-PATHS: Final[
-    dict[str, Callable[[str, RedisStore], contextlib.AbstractAsyncContextManager[Send]]]
-] = {
+PATHS: Final[dict[str, Callable[[str, Store], contextlib.AbstractAsyncContextManager[Send]]]] = {
     "httpx-async": via_httpx,
     "aiohttp": via_aiohttp,
     "async-decorator": via_decorator,
