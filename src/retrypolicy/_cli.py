@@ -235,14 +235,22 @@ _BATCH_EPILOG = (
 
 
 def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``batch run`` and ``batch status``: the logic is in :mod:`retrypolicy.batch`."""
+    """``batch run|status|requeue``: the logic is in :mod:`retrypolicy.batch`."""
+    run_epilog = (
+        "exit codes: 0 every job done; 1 some jobs failed, input lines were bad, or the "
+        "input holds no job; 2 bad usage or input (a missing file too), or a setup error "
+        "stopped the run; 130 interrupted (143 by SIGTERM). Without --config/--profile, "
+        f"{CONFIG_ENV} and {PROFILE_ENV} choose the policy, as in the library."
+    )
+    ledger_epilog = "exit codes: 0 ok; 2 bad usage, or a ledger that cannot be read."
     batch = sub.add_parser(
         "batch",
         help="run a JSON Lines batch of requests at most once each, resumable",
         description=(
             "Batch jobs with a client-side dedupe ledger: `batch run` posts each line of a "
             "JSON Lines file to /v1/responses at most once to success, and resumes where a "
-            "killed run stopped; `batch status` counts the jobs of a ledger."
+            "killed run stopped; `batch status` counts the jobs of a ledger and what they "
+            "cost; `batch requeue` puts failed jobs back to pending."
         ),
         epilog=_BATCH_EPILOG,
     )
@@ -254,12 +262,14 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             'Post each line of INPUT (a JSON object: the request body plus an "id", the '
             "job id, which is not sent) to /v1/responses, under the policy, recording each "
             "job in the ledger; write one JSON line per finished job to --out. Run it again "
-            "to resume: only pending, retryable-failed and abandoned jobs run. Bad lines are "
-            "reported with their numbers and skipped. The API key is read from "
-            "EUGPT_API_KEY. Exit 0 when every job is done, 1 when some failed or lines "
-            "were bad."
+            "to resume: only pending, retryable-failed and abandoned jobs run, and an id "
+            "with a done line in --out is never sent again. Bad lines are reported with "
+            "their numbers and skipped. A setup error (a 401; the first jobs all failing "
+            "with one 4xx and none succeeding) stops the run, puts those jobs back to "
+            "pending and exits 2 saying what to fix. Ctrl-C or SIGTERM lets the running "
+            "jobs end (a second one gives them back to pending) and says how many are left."
         ),
-        epilog=_BATCH_EPILOG,
+        epilog=run_epilog,
     )
     run.add_argument("input", metavar="INPUT.jsonl", help="the requests, one JSON object a line")
     run.add_argument(
@@ -269,12 +279,24 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="an SQLite file (created if missing), or redis://host:port/db",
     )
     run.add_argument(
-        "--out", required=True, metavar="FILE", help="results, one JSON line per job (appended)"
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="results, one JSON line per job (appended; a regular file: a rerun reads it)",
     )
-    run.add_argument(
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
         "--base-url",
         metavar="URL",
-        help="the API's base URL; default: a built-in fake EU GPT server, so it runs as is",
+        help=(
+            "the API's base URL, http(s)://host[:port][/path], with or without a trailing "
+            "/v1 (both post to .../v1/responses); the key comes from EUGPT_API_KEY"
+        ),
+    )
+    where.add_argument(
+        "--fake",
+        action="store_true",
+        help="run against a built-in fake EU GPT server instead (to try the command)",
     )
     run.add_argument(
         "--concurrency", type=_positive_int, default=8, metavar="N", help="parallel jobs (8)"
@@ -297,14 +319,44 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.set_defaults(run=_batch_run)
     status = group.add_parser(
         "status",
-        help="count a ledger's jobs per state and failure kind",
-        description="Count the jobs of a ledger per state, and the failed ones per kind.",
-        epilog=_BATCH_EPILOG,
+        help="count a ledger's jobs per state and failure kind, and their cost",
+        description=(
+            "Count the jobs of a ledger per state, the failed ones per kind, and the "
+            "requests they cost (retries, and jobs re-sent after an interruption)."
+        ),
+        epilog=ledger_epilog,
     )
     status.add_argument(
         "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
     )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: total, pending, running, done, failed, requests, "
+        "retries, resent (integers)",
+    )
     status.set_defaults(run=_batch_status)
+    requeue = group.add_parser(
+        "requeue",
+        help="put failed jobs back to pending, to send them again",
+        description=(
+            "Put the failed jobs of a ledger back to pending — all of them, or those of the "
+            "given kinds and ids — once their cause is fixed, so that the next `batch run` "
+            "sends them again without new ids. Done jobs are never touched."
+        ),
+        epilog=ledger_epilog,
+    )
+    requeue.add_argument(
+        "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
+    )
+    requeue.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help="only failed jobs of this kind (e.g. authentication, not_found); repeatable",
+    )
+    requeue.add_argument("--id", action="append", metavar="ID", help="only this job id; repeatable")
+    requeue.set_defaults(run=_batch_requeue)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -661,6 +713,7 @@ def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
         ledger_spec=args.ledger,
         out_path=args.out,
         base_url=args.base_url,
+        fake=args.fake,
         concurrency=args.concurrency,
         lease=args.lease,
         timeout=args.timeout,
@@ -672,4 +725,10 @@ def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
 def _batch_status(args: argparse.Namespace, out: TextIO) -> int:
     from .batch._command import status_command  # noqa: PLC0415
 
-    return status_command(ledger_spec=args.ledger, out=out)
+    return status_command(ledger_spec=args.ledger, out=out, as_json=args.json)
+
+
+def _batch_requeue(args: argparse.Namespace, out: TextIO) -> int:
+    from .batch._command import requeue_command  # noqa: PLC0415
+
+    return requeue_command(ledger_spec=args.ledger, kinds=args.kind, ids=args.id, out=out)

@@ -165,9 +165,7 @@ def settle_value(job_id: str, retrier: Retrier, value: Any, run: JobRun) -> Sett
     outcome = retrier.outcome_of_value(value)
     if outcome is None:
         try:
-            return Settled(
-                value, result_json=dump_result(job_id, value), attempts=1 + run.retries
-            )
+            return Settled(value, result_json=dump_result(job_id, value), attempts=1 + run.retries)
         except TypeError as e:
             failure = FailureInfo(
                 kind=UNSERIALIZABLE_RESULT,

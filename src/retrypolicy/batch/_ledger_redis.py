@@ -49,9 +49,12 @@ local function held(key, owner)  -- running, under owner's lease
   return redis.call('HGET', key, 'state') == 'running' and redis.call('HGET', key, 'owner') == owner
 end
 local FAILURE = {'kind', 'retryable', 'attempts', 'code', 'status', 'message'}
-local function paid(attempts)  -- requests sent, counted ledger-wide
+local function paid(key, attempts)  -- requests sent: per job, and ledger-wide
   local n = tonumber(attempts) or 0
   if n > 0 then
+    if redis.call('HINCRBY', key, 'requests', n) == n then
+      redis.call('HINCRBY', p .. ':cost', 'jobs', 1)
+    end
     redis.call('HINCRBY', p .. ':cost', 'requests', n)
     redis.call('HINCRBY', p .. ':cost', 'retries', n - 1)
   end
@@ -108,7 +111,7 @@ move(id, st, 'done')
 redis.call('HDEL', key, 'owner', 'expires', unpack(FAILURE))
 redis.call('HSET', key, 'state', 'done', 'result', ARGV[3], 'updated', tostring(now_of(ARGV[4])),
            'attempts', ARGV[5])
-paid(ARGV[5])
+paid(key, ARGV[5])
 return 1
 """
 )
@@ -127,7 +130,7 @@ redis.call('HSET', key, 'state', 'failed', 'updated', tostring(now_of(ARGV[4])),
            'kind', ARGV[5], 'retryable', ARGV[6], 'attempts', ARGV[7], 'message', ARGV[10])
 if ARGV[8] ~= '' then redis.call('HSET', key, 'code', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', key, 'status', ARGV[9]) end
-paid(ARGV[7])
+paid(key, ARGV[7])
 return 1
 """
 )
@@ -143,7 +146,7 @@ redis.call('SREM', p .. ':owner:' .. owner, id)
 move(id, 'running', 'pending')
 redis.call('HDEL', key, 'owner', 'expires')
 redis.call('HSET', key, 'state', 'pending', 'updated', tostring(now_of(ARGV[4])))
-paid(ARGV[5])
+paid(key, ARGV[5])
 return 1
 """
 )
@@ -420,6 +423,7 @@ class RedisLedger(LedgerBase):
             requests=cost.get("requests", 0),
             retries=cost.get("retries", 0),
             resent=cost.get("resent", 0),
+            sent_jobs=cost.get("jobs", 0),
         )
 
     def _close_store(self) -> None:

@@ -78,7 +78,8 @@ _CLAIM_SET: Final = (
     "attempts = NULL, code = NULL, status = NULL, message = NULL"
 )
 _CLAIM: Final = (
-    _CLAIM_SET + " WHERE id = ? AND (state = 'pending' OR (state = 'failed' AND retryable = 1))"
+    _CLAIM_SET
+    + " WHERE id = ? AND (state = 'pending' OR (state = 'failed' AND retryable = 1))"
     + (" RETURNING runs, resent" if _RETURNING else "")
 )
 """A claim of a free job: pending, or failed with a retryable kind."""
@@ -199,7 +200,9 @@ def _add_cost_columns(c: sqlite3.Connection) -> None:
     have = {row[1] for row in c.execute("PRAGMA table_info(retrypolicy_jobs)")}
     for column in _COST_COLUMNS:
         if column not in have:
-            c.execute(f"ALTER TABLE retrypolicy_jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+            c.execute(
+                f"ALTER TABLE retrypolicy_jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            )
 
 
 class SQLiteLedger(LedgerBase):
@@ -215,7 +218,7 @@ class SQLiteLedger(LedgerBase):
     directory this process may not write, and any step that writes raises LedgerError.
     """
 
-    def __init__(  # noqa: PLR0913 - keyword options of one constructor
+    def __init__(
         self,
         path: str | Path,
         *,
@@ -358,9 +361,7 @@ class SQLiteLedger(LedgerBase):
                 rows, _ = self._one(_INSERT_RUNNING, (job_id, self.owner, expires, now))
             if not rows:
                 took_over = True
-                rows, _ = self._one(
-                    _TAKE_OVER, (self.owner, expires, now, job_id, now, steal_from)
-                )
+                rows, _ = self._one(_TAKE_OVER, (self.owner, expires, now, job_id, now, steal_from))
             if rows:
                 return True, JobRecord(
                     job_id=job_id,
@@ -523,15 +524,16 @@ class SQLiteLedger(LedgerBase):
     def counts(self) -> LedgerCounts:
         """Jobs per state, and failed jobs per kind (``batch status``)."""
         rows = self._read(
-            "SELECT state, kind, retryable, COUNT(*), SUM(requests), SUM(retries), SUM(resent) "
-            "FROM retrypolicy_jobs GROUP BY state, kind, retryable"
+            "SELECT state, kind, retryable, COUNT(*), SUM(requests), SUM(retries), SUM(resent), "
+            "SUM(requests > 0) FROM retrypolicy_jobs GROUP BY state, kind, retryable"
         )
         states = dict.fromkeys(JobState, 0)
         kinds: dict[str, int] = {}
-        retryable = requests = retries = resent = 0
-        for state, kind, again, n, sent, retried, again_sent in rows:
+        retryable = requests = retries = resent = sent_jobs = 0
+        for state, kind, again, n, sent, retried, again_sent, jobs_sent in rows:
             states[JobState(state)] += n
             requests, retries, resent = requests + sent, retries + retried, resent + again_sent
+            sent_jobs += jobs_sent
             if state == JobState.FAILED:
                 kinds[kind] = kinds.get(kind, 0) + n
                 retryable += n if again else 0
@@ -542,6 +544,7 @@ class SQLiteLedger(LedgerBase):
             requests=requests,
             retries=retries,
             resent=resent,
+            sent_jobs=sent_jobs,
         )
 
     def _close_store(self) -> None:

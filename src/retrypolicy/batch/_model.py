@@ -20,7 +20,6 @@ import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
-
 from urllib.parse import quote
 
 import attrs
@@ -157,6 +156,8 @@ class LedgerCounts:
     resent: int = 0
     """Jobs sent again because the run that sent them was killed before it could record
     the answer (a takeover of an abandoned lease)."""
+    sent_jobs: int = 0
+    """Jobs with at least one request recorded."""
 
     @property
     def total(self) -> int:

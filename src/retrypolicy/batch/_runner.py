@@ -260,7 +260,7 @@ class _Batch:
         )
 
 
-def run_batch(  # noqa: PLR0913 - keyword options of one entry point
+def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Any],
     *,
