@@ -284,7 +284,9 @@ def test_plain_progress_prints_a_line_per_tenth(ledger: SQLiteLedger) -> None:
     run_batch(JOBS, Recorder(), ledger=ledger, progress=out, clock=lambda: next(ticks))
     lines = out.getvalue().splitlines()
     assert 10 <= len(lines) <= 11
-    assert lines[-1].startswith("batch: 200/200 | done 200 failed 0 retrying 0 earlier 0 |")
+    assert lines[-1].startswith(
+        "retrypolicy batch: 200/200 | done 200 failed 0 retrying 0 earlier 0 |"
+    )
     assert "jobs/s | ETA" in lines[0]
 
 
