@@ -279,7 +279,8 @@ def test_status_reads_a_ledger_in_a_read_only_directory(batch: Batch, tmp_path: 
                 parent.chmod(parent.stat().st_mode | 0o005)
             nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
             probe = [*nobody, sys.executable, "-c", "import retrypolicy.batch"]
-            if subprocess.run(probe, capture_output=True, timeout=60, check=False).returncode:
+            tried = subprocess.run(probe, capture_output=True, timeout=60, check=False)  # noqa: S603
+            if tried.returncode:
                 pytest.skip("`nobody` cannot import retrypolicy from this environment")
             done = subprocess.run(  # noqa: S603 - our own command
                 [*nobody, *EXE, "batch", "status", "--ledger", str(ro / "jobs.db")],

@@ -379,25 +379,37 @@ def _run_threads(
     ledger under jobs still running."""
     ended: queues.SimpleQueue[None] = queues.SimpleQueue()
     lock = threading.Lock()
-    left = [concurrency]  # counted down by the workers: an interrupt never loses a count
+    left = [0]  # started and not ended; counted down by the workers themselves
 
-    def run() -> None:
+    def run(began: threading.Event) -> None:
+        began.set()
         try:
-            worker()
+            worker()  # once stop is set, a worker claims nothing more
         finally:
             with lock:
                 left[0] -= 1
             ended.put(None)
 
-    for i in range(concurrency):
-        threading.Thread(target=run, name=f"batch-worker-{i}", daemon=True).start()
-
     def wait() -> None:
-        while left[0]:
+        while left[0] > 0:
             with contextlib.suppress(queues.Empty):
                 ended.get(timeout=0.25)  # timed: Ctrl-C reaches the main thread
 
     try:
+        for i in range(concurrency):
+            began = threading.Event()
+            thread = threading.Thread(target=run, args=(began,), name=f"batch-worker-{i}")
+            thread.daemon = True
+            with lock:
+                left[0] += 1
+            try:
+                thread.start()
+            except KeyboardInterrupt:
+                stop.set()
+                if not began.wait(2.0):  # interrupted before it was launched: never runs
+                    with lock:
+                        left[0] -= 1
+                raise
         wait()
     except KeyboardInterrupt:
         stop.set()  # no new jobs; the running ones end
