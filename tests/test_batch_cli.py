@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -264,14 +265,22 @@ def test_the_readme_example_file_runs(
     assert len(results(tmp_path / "o.jsonl")) == 20
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
-    """200 jobs, 3 SIGKILLs of `retrypolicy batch run`, reruns to the end: every job done
-    once in the ledger, one result line per id, and a job completed twice by the server
-    only when it was in flight at a kill (at most concurrency x kills)."""
+def test_sigkill_and_sigint_at_random_points_then_resume(tmp_path: Path) -> None:
+    """200 jobs, 4 SIGKILLs or SIGINTs of `retrypolicy batch run`, reruns to the end: every
+    job done once in the ledger, one result line per id, no job left running by a SIGINT,
+    and a job completed twice by the server only when it was in flight at a SIGKILL (at
+    most concurrency x SIGKILLs)."""
     soak = crash_and_resume(
-        tmp_path, jobs=200, kills=3, concurrency=8, seed=12, ledger=str(tmp_path / "jobs.db")
+        tmp_path,
+        jobs=200,
+        kills=4,
+        concurrency=8,
+        seed=12,
+        ledger=str(tmp_path / "jobs.db"),
+        signals=(signal.SIGKILL, signal.SIGINT),
     )
-    assert soak.kills == 3
+    assert soak.kills == 4
+    assert soak.sigints == 2
     assert soak.extra <= soak.bound
 
 
