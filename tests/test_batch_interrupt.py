@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import retrypolicy as rp
 from retrypolicy.batch import JobState, SQLiteLedger, run_batch
 from retrypolicy.batch._jsonl import final_lines
 from retrypolicy.batch._runner import _run_threads
@@ -128,3 +129,23 @@ def test_a_second_interrupt_gives_the_running_jobs_back() -> None:
         helper.join(30)
     assert stop.is_set()
     assert given_back == [True]
+
+
+def test_failures_held_back_at_an_interrupt_go_back_to_pending(tmp_path: Path) -> None:
+    """4xx failures held back (no success yet, no setup error shown) never got a verdict:
+    an interrupt puts them back to pending, not failed."""
+    statuses = {0: 404, 1: 404, 2: 400, 3: 403}
+
+    def job(n: int) -> int:
+        if n == 3:
+            _thread.interrupt_main()
+        raise rp.EUGPT.error_for(rp.parse_error(statuses[n], b'{"detail": "no"}'))
+
+    with SQLiteLedger(tmp_path / "jobs.db") as ledger:
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(
+                {f"j{n}": n for n in statuses}, job, ledger=ledger, concurrency=1, progress=False
+            )
+        states = ledger.counts().states
+    assert states[JobState.PENDING] == 4
+    assert states[JobState.FAILED] == states[JobState.RUNNING] == 0

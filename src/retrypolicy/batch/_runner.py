@@ -347,7 +347,14 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     shown.start()
     try:
         while True:
-            _run_threads(worker, concurrency, stop, give_back)
+            try:
+                _run_threads(worker, concurrency, stop, give_back)
+            except KeyboardInterrupt:  # failures held back never got a verdict: pending
+                with batch.lock:
+                    held = [record.job_id for record in batch.held]
+                if held:
+                    ledger.requeue(job_ids=held)
+                raise
             if not waiting or stop.is_set():
                 break
             # jobs other workers hold: a round later they are done, or taken over (their
