@@ -12,12 +12,13 @@ results file and that log are checked:
   was killed with SIGKILL (it was in flight at the kill), never twice within one run, and
   at most concurrency x SIGKILLs extra completions in all;
 - a SIGINT: the run exits 130 with one "interrupted: N done, M left" line, and leaves no
-  job running in the ledger (its requests in flight ended and were recorded: never sent
-  again).
+  job running under its own lease (its requests in flight ended and were recorded: never
+  sent again; jobs of an earlier SIGKILLed run it had not reached yet stay as they were).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -54,17 +55,30 @@ def write_input(path: Path, n: int, *, stream: bool = False) -> list[str]:
 
 
 class Completions:
-    """The fake server's log: completed responses per job id, and in which run."""
+    """The fake server's log: completed responses per job id, and in which run.
+
+    A request belongs to the run that was going when the server received it (its number
+    against the request count at each run's start), not to the run going when the reply
+    was finished: a SIGKILLed client's last replies end after the next run started."""
 
     def __init__(self) -> None:
-        self.run = 0
+        self.starts: list[int] = []
+        """The server's request count when each run started."""
         self.lock = threading.Lock()
-        self.done: list[tuple[str, int]] = []
+        self.numbers: list[tuple[str, int]] = []
 
     def __call__(self, request: RecordedRequest, status: int | None, outcome: str) -> None:
         if status == 200 and outcome == "sent":
             with self.lock:
-                self.done.append((request.headers["idempotency-key"], self.run))
+                number = int(request.request_id.removeprefix("req_"))
+                self.numbers.append((request.headers["idempotency-key"], number))
+
+    @property
+    def done(self) -> list[tuple[str, int]]:
+        """(job id, run) of every completed response."""
+        with self.lock:
+            numbers = list(self.numbers)
+        return [(job_id, bisect.bisect_left(self.starts, n) - 1) for job_id, n in numbers]
 
 
 @attrs.frozen
@@ -114,7 +128,7 @@ def crash_and_resume(
             str(concurrency),
         ]
         for run in range(kills + 1):
-            log.run = run
+            log.starts.append(server.request_count)
             proc = subprocess.Popen(  # noqa: S603 - our own module
                 argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
             )
@@ -133,8 +147,9 @@ def crash_and_resume(
             elif run not in killed_runs:
                 assert proc.returncode == 130, err.decode()
                 assert len(_INTERRUPTED.findall(err.decode())) == 1, err.decode()
-                with open_ledger(ledger, create=False) as check:
-                    assert check.counts().states[JobState.RUNNING] == 0
+                with open_ledger(ledger, create=False) as check:  # none running under it
+                    owners = [r.owner or "" for r in check.records(JobState.RUNNING)]
+                assert [o for o in owners if o.split("/")[1:2] == [str(proc.pid)]] == []
     with open_ledger(ledger, create=False) as check:
         counts = check.counts()
     assert counts.states[JobState.DONE] == jobs

@@ -43,6 +43,7 @@ def test_a_signal_lets_running_jobs_end_and_says_what_is_left(
     ids = write_input(tmp_path / "in.jsonl", 60)
     log = Completions()
     env = {**os.environ, "EUGPT_API_KEY": KEY, "PYTHONDONTWRITEBYTECODE": "1"}
+    log.starts.append(0)
     with FakeEUGPT(default=Reply.ok(delay=0.05), on_request=log) as server:
         argv = [*EXE, "batch", "run", str(tmp_path / "in.jsonl"), "--base-url", server.url]
         argv += ["--ledger", str(tmp_path / "jobs.db"), "--out", str(tmp_path / "out.jsonl")]
@@ -66,7 +67,7 @@ def test_a_signal_lets_running_jobs_end_and_says_what_is_left(
         assert states[JobState.DONE] == done
         assert states[JobState.PENDING] == left
         assert len(final_lines(tmp_path / "out.jsonl")) == done
-        log.run = 1
+        log.starts.append(server.request_count)
         rerun = subprocess.run(  # noqa: S603 - our own module
             argv, env=env, capture_output=True, text=True, timeout=60, check=False
         )

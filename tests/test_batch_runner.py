@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -403,3 +404,39 @@ def test_failures_held_back_are_reported_after_the_first_success(ledger: SQLiteL
         {"x": 0, "y": 1}, Recorder(fail={0: 404, 1: 404}), ledger=ledger, progress=False
     )
     assert (small.failed, small.stopped) == (2, None)
+
+
+_FIRST_USE = """
+import tempfile, threading
+from pathlib import Path
+import requests
+import retrypolicy as rp
+from retrypolicy.batch import SQLiteLedger, run_batch
+
+try:
+    requests.get("http://127.0.0.1:1", timeout=5)
+except requests.ConnectionError as e:
+    refused = e
+together = threading.Barrier(4)
+
+def job(n):
+    together.wait(10)
+    raise refused
+
+with tempfile.TemporaryDirectory() as tmp, SQLiteLedger(Path(tmp) / "j.db") as ledger, \
+        rp.testing.instant():
+    jobs = {f"j{i}": i for i in range(4)}
+    report = run_batch(jobs, job, ledger=ledger, concurrency=4, progress=False,
+                       stop_on_setup_error=False)
+print(sorted(report.failed_kinds.items()))
+"""
+
+
+def test_a_fresh_process_classifies_its_first_failures_in_every_thread() -> None:
+    """Four workers of a fresh process failing at once with a refused connection: each is
+    `connection` (retryable), none `unknown` (the exception table loads before they start)."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", _FIRST_USE], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('connection', 4)]"

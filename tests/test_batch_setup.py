@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -410,3 +411,23 @@ def test_any_accepted_id_is_sent_and_an_unsendable_one_is_a_bad_line(
     assert sorted(final_lines(tmp_path / "out.jsonl")) == sorted(ids)
     assert {r.headers["idempotency-key"] for r in server.requests} == {k for _, k in KEY_TABLE}
     assert states(tmp_path / "jobs.db")[JobState.DONE] == len(ids)
+
+
+@pytest.mark.usefixtures("instant")
+def test_no_server_at_the_base_url_stops_the_run(batch: Batch, tmp_path: Path) -> None:
+    """A port where nothing listens: after the first few jobs found no server (their
+    retries spent), the run stops with exit 2, no job failed, and one line to check
+    --base-url."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_input(tmp_path / "in.jsonl", 50)
+    code, _, err = batch(
+        "run", "in.jsonl", *FILES, "--base-url", f"http://127.0.0.1:{port}", "--concurrency", "2"
+    )
+    assert code == 2
+    assert "got no answer (connection)" in err
+    assert "no server answered there" in err
+    got = states(tmp_path / "jobs.db")
+    assert got[JobState.FAILED] == got[JobState.RUNNING] == 0
+    assert got[JobState.PENDING] == 50

@@ -311,7 +311,9 @@ def _stopped_line(report: BatchReport, url: str) -> str:
     """The one line of a run a setup error stopped: what happened, what to fix."""
     failure = report.stopped
     assert failure is not None  # noqa: S101 - the caller checked
-    got = f"HTTP {failure.status} {failure.kind}" if failure.status else failure.kind
+    got = (
+        f"HTTP {failure.status} {failure.kind}" if failure.status else f"no answer ({failure.kind})"
+    )
     if failure.code:
         got += f" ({failure.code})"
     who = (
