@@ -36,7 +36,7 @@ from ._ledger_redis import RedisLedger
 from ._ledger_sqlite import SQLiteLedger
 from ._model import UNSERIALIZABLE_RESULT, JobRecord, JobState, LedgerError, idempotency_key
 from ._runner import BatchReport, run_batch
-from ._setup import what_to_fix
+from ._setup import PROBE, what_to_fix
 
 if TYPE_CHECKING:
     import requests
@@ -314,15 +314,14 @@ def _stopped_line(report: BatchReport, url: str) -> str:
     got = (
         f"HTTP {failure.status} {failure.kind}" if failure.status else f"no answer ({failure.kind})"
     )
-    if failure.code:
+    if failure.code and failure.code != failure.kind:
         got += f" ({failure.code})"
-    who = (
-        "the first job"
-        if failure.kind == Kind.AUTHENTICATION
-        else "the first jobs, and none succeeded"
-    )
+    if failure.kind == Kind.AUTHENTICATION:
+        what = f"the first job got {got} from {url}"
+    else:
+        what = f"the first {PROBE} jobs that failed got {got} from {url}, and none succeeded"
     return (
-        f"{PREFIX} stopped: {who} got {got} from {url}; {what_to_fix(failure.kind)}. "
+        f"{PREFIX} stopped: {what}; {what_to_fix(failure.kind)}. "
         f"{_plural(report.requeued, 'job')} that got it are pending again: fix it and run "
         "the same command"
     )
