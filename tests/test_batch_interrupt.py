@@ -9,6 +9,7 @@ SIGINT or SIGTERM while requests are in flight; the runner's thread shell is dri
 from __future__ import annotations
 
 import _thread
+import asyncio
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import retrypolicy as rp
-from retrypolicy.batch import JobState, SQLiteLedger, run_batch
+from retrypolicy.batch import JobState, SQLiteLedger, arun_batch, run_batch
 from retrypolicy.batch._jsonl import final_lines
 from retrypolicy.batch._runner import _run_threads
 from retrypolicy.testing import FakeEUGPT, Reply
@@ -149,4 +150,33 @@ def test_failures_held_back_at_an_interrupt_go_back_to_pending(tmp_path: Path) -
             )
         states = ledger.counts().states
     assert states[JobState.PENDING] == 4
+    assert states[JobState.FAILED] == states[JobState.RUNNING] == 0
+
+
+def test_cancelling_arun_batch_puts_held_failures_back_to_pending(tmp_path: Path) -> None:
+    """arun_batch cancelled while 4xx failures are held back (no success yet): those jobs
+    are pending again, as is the job it was running."""
+
+    async def main(ledger: SQLiteLedger) -> None:
+        blocked = asyncio.Event()
+
+        async def job(n: int) -> int:
+            if n < 2:
+                raise rp.EUGPT.error_for(rp.parse_error(404, b'{"detail": "no"}'))
+            blocked.set()
+            await asyncio.Event().wait()  # never finishes: cancelled
+            return n
+
+        task = asyncio.create_task(
+            arun_batch({"a": 0, "b": 1, "c": 2}, job, ledger=ledger, concurrency=1, progress=False)
+        )
+        await blocked.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with SQLiteLedger(tmp_path / "jobs.db") as ledger:
+        asyncio.run(main(ledger))
+        states = ledger.counts().states
+    assert states[JobState.PENDING] == 3
     assert states[JobState.FAILED] == states[JobState.RUNNING] == 0

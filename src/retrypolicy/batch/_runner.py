@@ -232,6 +232,11 @@ class _Batch:
         self.kinds[failure.kind] = self.kinds.get(failure.kind, 0) + 1
         self._report(record)
 
+    def held_ids(self) -> list[str]:
+        """The ids of the failures held back so far."""
+        with self.lock:
+            return [record.job_id for record in self.held]
+
     def settle_held(self) -> list[str]:
         """The run is over: the held failures' ids to put back to pending (a setup error
         stopped it), or none (they are reported now as the jobs' own failures)."""
@@ -358,9 +363,7 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
             try:
                 _run_threads(worker, concurrency, stop, give_back)
             except KeyboardInterrupt:  # failures held back never got a verdict: pending
-                with batch.lock:
-                    held = [record.job_id for record in batch.held]
-                if held:
+                if held := batch.held_ids():
                     ledger.requeue(job_ids=held)
                 raise
             if not waiting or stop.is_set():
@@ -448,7 +451,7 @@ def _keep_renewing(ledger: Ledger) -> None:
         start()
 
 
-async def arun_batch(
+async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Awaitable[Any]],
     *,
@@ -514,9 +517,14 @@ async def arun_batch(
     never = asyncio.Event()
     try:
         while True:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(concurrency):
-                    group.create_task(worker(queue))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(concurrency):
+                        group.create_task(worker(queue))
+            except asyncio.CancelledError:  # failures held back never got a verdict: pending
+                if held := batch.held_ids():
+                    await asyncio.shield(asyncio.to_thread(ledger.requeue, job_ids=held))
+                raise
             if not waiting or batch.stop.is_set():
                 break
             with contextlib.suppress(TimeoutError):  # jobs held elsewhere: a timed wait
