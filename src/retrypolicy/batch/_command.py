@@ -108,7 +108,8 @@ def _check_out(out_path: str) -> Path:
     if out_path == "-":
         raise ConfigError(f"--out -: expected a file path, not standard output ({why})")
     path = Path(out_path)
-    device = str(path.absolute()).startswith(("/dev/", "/proc/"))  # /dev/stdout, /dev/fd/1
+    where = str(path.absolute())
+    device = where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/")
     if device or (path.exists() and not path.is_file()):
         msg = (
             f"--out {out_path}: expected a regular file, and this is not one ({why}); "
