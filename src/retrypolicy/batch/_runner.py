@@ -105,10 +105,6 @@ def _items(jobs: Mapping[str, P] | Iterable[tuple[str, P]]) -> list[tuple[str, P
     return pairs
 
 
-class _WarmUpError(Exception):
-    """Classified once per batch, in the calling thread (see :class:`_Batch`)."""
-
-
 class _Batch:
     """What both shells share: the tally, the progress, the report of each job, and the
     watch for setup errors (the failures held back until a success says they are the
@@ -145,10 +141,6 @@ class _Batch:
         self.running: set[str] = set()
         """Jobs claimed by this run and not ended yet."""
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
-        # The table of well-known transport exceptions loads on first use, and two threads
-        # racing through that first use can leave a requests ConnectionError unclassified
-        # (kind unknown: failed for good). Load it here, before any worker starts.
-        policy.classify(exception=_WarmUpError())
         # one Retrier for every job: its hook finds the running job in a context variable
         self.retrier = Retrier(policy=policy, name=name, on_retry=job_retry_hook)
         self.cap = min(max(ledger.lease / 10, _MIN_POLL), _MAX_POLL)
