@@ -440,3 +440,43 @@ def test_a_fresh_process_classifies_its_first_failures_in_every_thread() -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[('connection', 4)]"
+
+
+def test_a_failed_job_logs_one_give_up_and_is_recorded_as_its_machine_decided(
+    ledger: SQLiteLedger, events: list[rp.instrumentation.RetryEvent]
+) -> None:
+    """A job whose adapter retried a 503 to the end: one retry.gave_up (the adapter's), and
+    the ledger records the kind and retryability the job's machine gave up with."""
+    import requests  # noqa: PLC0415 - this test's transport
+
+    from retrypolicy.testing import FakeEUGPT, Reply  # noqa: PLC0415
+    from retrypolicy_requests import RetryAdapter  # noqa: PLC0415
+
+    with FakeEUGPT() as server, rp.testing.instant(), requests.Session() as session:
+        server.script(*[Reply.error(503)] * 6, *[Reply.error(404)] * 1)
+        session.mount(server.url, RetryAdapter(rp.EUGPT))
+
+        def post(n: int) -> requests.Response:
+            return session.post(server.responses_url, json={"input": str(n), "stream": False})
+
+        report = rp.batch.run_batch(
+            [("unavailable", 1), ("gone", 2)],
+            post,
+            ledger=ledger,
+            concurrency=1,
+            stop_on_setup_error=False,
+        )
+    gave_up = [e for e in events if e.name == "retry.gave_up"]
+    assert [(e.call, e.kind) for e in gave_up] == [
+        ("requests.send", "unavailable"),
+        ("requests.send", "not_found"),
+    ]
+    assert report.failed == 2
+    unavailable = ledger.get("unavailable")
+    gone = ledger.get("gone")
+    assert unavailable is not None
+    assert gone is not None
+    assert unavailable.failure is not None
+    assert gone.failure is not None
+    assert (unavailable.failure.kind, unavailable.failure.retryable) == ("unavailable", True)
+    assert (gone.failure.kind, gone.failure.retryable) == ("not_found", False)

@@ -12,10 +12,30 @@ if TYPE_CHECKING:
     from ._outcome import Outcome
     from .typing import RetryHook
 
-__all__ = ["MAX_ERROR_TEXT", "retry_event", "safe_call"]
+__all__ = ["MAX_ERROR_TEXT", "REPORTED", "mark_reported", "reported", "retry_event", "safe_call"]
 
 MAX_ERROR_TEXT: Final = 500
 """An event's ``error`` text is cut to this many characters."""
+REPORTED: Final = "retrypolicy_reported"
+"""Set (True) on a failure — an exception, a response handed back — whose give-up a retry
+layer reported to the process's hooks: an outer layer giving up on it too does not log it a
+second time (its call's own ``on_give_up`` still hears of it)."""
+
+
+def mark_reported(obj: object) -> None:
+    """Mark *obj*'s give-up as reported (best effort: some types refuse attributes)."""
+    try:  # noqa: SIM105 - not contextlib.suppress: this runs on every give-up
+        setattr(obj, REPORTED, True)
+    except (AttributeError, TypeError):
+        pass
+
+
+def reported(obj: object) -> bool:
+    """Whether a retry layer already reported giving up on *obj*."""
+    try:
+        return getattr(obj, REPORTED, False) is True
+    except Exception:  # noqa: BLE001 - a hostile __getattr__ must not break a give-up
+        return False
 
 
 def retry_event(

@@ -26,10 +26,10 @@ import attrs
 from . import _clock
 from ._budget import BudgetResult
 from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, _instant
-from ._emit import MAX_ERROR_TEXT, retry_event, safe_call
+from ._emit import MAX_ERROR_TEXT, mark_reported, reported, retry_event, safe_call
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value
-from ._outcome import Outcome, mark_exhausted
+from ._outcome import Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._rules import Kind
 from ._runtime import RUNTIME
@@ -57,6 +57,7 @@ from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
 __all__ = [
     "MAX_ERROR_TEXT",
     "NEVER_RETRIED",
+    "Ending",
     "Retrier",
     "adiscard",
     "discard",
@@ -74,6 +75,19 @@ def _paid(cost: float) -> StormVerdict:
     if verdict is None:
         verdict = _PAID[cost] = StormVerdict("", BudgetResult(True, 0.0, 0.0, ""), cost)
     return verdict
+
+
+@attrs.frozen
+class Ending:
+    """How a call ended, as its machine decided: for a caller that records the verdict (the
+    batch runner) instead of deciding it again. ``decision`` and ``outcome`` are the last
+    failure's (None after a success); ``error`` is what the call raised in the end."""
+
+    value: Any
+    error: BaseException | None
+    decision: Decision | None
+    outcome: Outcome | None
+    attempts: int
 
 
 @attrs.frozen(kw_only=True)
@@ -318,11 +332,17 @@ class Retrier:
             if given_up is None:
                 return  # not the policy's to retry: nothing to report or mark
             outcome = answer.outcome
-            if self.on_give_up is not None or get_hooks():
+            failed = outcome.exception if outcome.exception is not None else outcome.value
+            if outcome.exhausted or (failed is not None and reported(failed)):
+                # an inner retry layer gave up on it and told the process: one log line per
+                # failure; the call's own hook still hears of it
+                if self.on_give_up is not None:
+                    safe_call(self.on_give_up, self._event(m, GAVE_UP, outcome, given_up))
+            elif self.on_give_up is not None or get_hooks():
                 self.emit(lambda: self._event(m, GAVE_UP, outcome, given_up), self.on_give_up)
-            if given_up.classification.retryable:  # an outer retry layer must not retry it
-                failed = outcome.exception if outcome.exception is not None else outcome.value
-                if failed is not None:
+            if failed is not None:
+                mark_reported(failed)
+                if given_up.classification.retryable:  # an outer layer must not retry it
                     mark_exhausted(failed)
         elif answer is DONE and m.state.attempt > 1 and (self.on_success or _hooks._hooks):
             self.emit(lambda: self._event(m, SUCCEEDED, None, None), self.on_success)
@@ -449,6 +469,35 @@ class Retrier:
                 found = self.outcome_of_value(value)
             step = m.succeeded() if found is None else m.failed(found, self.now())
             answer = self.resolve(m, step)
+
+    def finish(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Ending:
+        """Run *fn* like :meth:`call`, but hand back how it ended (:class:`Ending`) instead of
+        raising; only what is never retried (KeyboardInterrupt...) passes through."""
+        m = self.machine(self.now())
+        try:
+            value = self.drive(m, self.resolve(m, m.begin()), fn, args, kwargs)
+        except NEVER_RETRIED:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the ending carries it
+            return Ending(None, exc, m.decision, m.last, m.attempts)
+        last = m.last
+        return Ending(value, None, None if last is None else m.decision, last, m.attempts)
+
+    async def afinish(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Ending:
+        """:meth:`finish` for coroutine functions."""
+        m = self.machine(self.now())
+        try:
+            value = await self.adrive(m, await self.aresolve(m, m.begin()), fn, args, kwargs)
+        except NEVER_RETRIED:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            return Ending(None, exc, m.decision, m.last, m.attempts)
+        last = m.last
+        return Ending(value, None, None if last is None else m.decision, last, m.attempts)
 
     async def acall(
         self,

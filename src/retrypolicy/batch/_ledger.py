@@ -21,7 +21,7 @@ import attrs
 from .._errors import APIError
 from .._redact import redact
 from .._rules import Kind
-from .._shell import MAX_ERROR_TEXT, NEVER_RETRIED, Retrier
+from .._shell import MAX_ERROR_TEXT, NEVER_RETRIED, Ending, Retrier
 from ..instrumentation._hooks import internal_log
 from ._model import (
     UNSERIALIZABLE_RESULT,
@@ -50,8 +50,7 @@ __all__ = [
     "job_retry_hook",
     "new_owner",
     "owner_is_dead",
-    "settle_error",
-    "settle_value",
+    "settle",
 ]
 
 R = TypeVar("R")
@@ -160,58 +159,49 @@ def _message(text: str) -> str:
     return redact(text)[:MAX_ERROR_TEXT]
 
 
-def settle_value(job_id: str, retrier: Retrier, value: Any, run: JobRun) -> Settled:
-    """The function returned *value*: a result to store, or a response that failed."""
-    outcome = retrier.outcome_of_value(value)
-    if outcome is None:
+def settle(job_id: str, retrier: Retrier, ending: Ending, run: JobRun) -> Settled:
+    """What the job's machine decided, to record: its result, or its last failure as the
+    machine classified it when it gave up (nothing is classified again here)."""
+    attempts = max(1 + run.retries, ending.attempts)
+    error = ending.error
+    if error is None and ending.outcome is None:
         try:
-            return Settled(value, result_json=dump_result(job_id, value), attempts=1 + run.retries)
+            return Settled(
+                ending.value, result_json=dump_result(job_id, ending.value), attempts=attempts
+            )
         except TypeError as e:
             failure = FailureInfo(
                 kind=UNSERIALIZABLE_RESULT,
                 retryable=False,
-                attempts=1 + run.retries,
+                attempts=attempts,
                 message=_message(str(e)),
             )
-            return Settled(value, failure=failure, error=e, attempts=failure.attempts)
-    c = retrier.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
-    info = outcome.error
-    failure = FailureInfo(
-        kind=str(c.kind),
-        retryable=c.retryable,
-        attempts=1 + run.retries,
-        code=outcome.code,
-        status=outcome.status,
-        message=_message(f"HTTP {outcome.status}" + (f": {info.message}" if info else "")),
-    )
-    return Settled(value, failure=failure, attempts=failure.attempts)
-
-
-def settle_error(retrier: Retrier, exc: BaseException, run: JobRun) -> Settled:
-    """The function raised *exc* (the policy gave up): a failure to record."""
-    policy = retrier.policy
-    attempts = 1 + run.retries
-    if isinstance(exc, APIError):
-        c = policy.classify(exception=exc)
-        status, code = exc.status, exc.code
-        attempts = max(attempts, exc.attempts)
-    else:
-        outcome = retrier.outcome_of_exception(exc)
+            return Settled(ending.value, failure=failure, error=e, attempts=attempts)
+    outcome, decision = ending.outcome, ending.decision
+    if decision is not None and outcome is not None:
+        c = decision.classification
         status, code = outcome.status, outcome.code
-        if status is None and outcome.failure is None:
-            c = policy.classify(exception=exc)
-        else:
-            c = policy.classify(status, code, failure=outcome.failure)
+    else:  # raised outside an attempt (an open circuit): classify what reached us
+        assert error is not None  # noqa: S101 - no outcome, so the call raised
+        c = retrier.policy.classify(exception=error)
+        status, code = getattr(error, "status", None), getattr(error, "code", None)
+    if isinstance(error, APIError):
+        attempts = max(attempts, error.attempts)
     kind = str(c.kind) if c.kind != Kind.SUCCESS else str(Kind.UNKNOWN)
+    if error is not None:
+        message = f"{type(error).__name__}: {error}"
+    else:
+        info = outcome.error if outcome is not None else None
+        message = f"HTTP {status}" + (f": {info.message}" if info else "")
     failure = FailureInfo(
         kind=kind,
         retryable=c.retryable and kind != Kind.UNKNOWN,
         attempts=attempts,
-        code=code,
-        status=status,
-        message=_message(f"{type(exc).__name__}: {exc}"),
+        code=code if isinstance(code, str) else None,
+        status=status if isinstance(status, int) else None,
+        message=_message(message),
     )
-    return Settled(None, failure=failure, error=exc, attempts=attempts)
+    return Settled(ending.value, failure=failure, error=error, attempts=attempts)
 
 
 def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple[bool, JobRecord]:
@@ -259,16 +249,14 @@ def run_claimed(  # noqa: PLR0917 - the pieces of one call, as Retrier.call take
     """Call *fn* under *retrier* for a job this worker holds; release it if interrupted."""
     token = _CURRENT.set(run)
     try:
-        value = retrier.call(fn, None, args, kwargs)
+        ending = retrier.finish(fn, args, kwargs)
     except NEVER_RETRIED:
         with contextlib.suppress(Exception):  # the interrupt matters more than the release
             ledger.release(job_id, 1 + run.retries)
         raise
-    except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised or reported
-        return settle_error(retrier, exc, run)
     finally:
         _CURRENT.reset(token)
-    return settle_value(job_id, retrier, value, run)
+    return settle(job_id, retrier, ending, run)
 
 
 def job_retrier(policy: Policy, fn: Callable[..., Any], run: JobRun) -> Retrier:

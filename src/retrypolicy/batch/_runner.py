@@ -31,8 +31,7 @@ from ._ledger import (
     job_retry_hook,
     record_of,
     run_claimed,
-    settle_error,
-    settle_value,
+    settle,
 )
 from ._model import FailureInfo, JobRecord, JobState, LedgerError, check_job_id
 from ._progress import Progress, make_progress
@@ -443,7 +442,7 @@ def _keep_renewing(ledger: Ledger) -> None:
         start()
 
 
-async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
+async def arun_batch(
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Awaitable[Any]],
     *,
@@ -484,16 +483,13 @@ async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
         run, retrier = batch.job(job_id, record)
         token = _CURRENT.set(run)
         try:
-            value = await retrier.acall(fn, None, (payload,), {})
+            ending = await retrier.afinish(fn, (payload,), {})
         except NEVER_RETRIED:
             await asyncio.shield(asyncio.to_thread(ledger.release, job_id, 1 + run.retries))
             raise
-        except BaseException as exc:  # noqa: BLE001 - recorded, then reported
-            settled = settle_error(retrier, exc, run)
-        else:
-            settled = settle_value(job_id, retrier, value, run)
         finally:
             _CURRENT.reset(token)
+        settled = settle(job_id, retrier, ending, run)
         _, stored = await asyncio.to_thread(record_of, ledger, job_id, settled, record.runs)
         return batch.ended(stored)
 

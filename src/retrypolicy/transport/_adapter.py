@@ -21,6 +21,7 @@ import attrs
 from .._backoff import retry_after_from_headers
 from .._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL
 from .._defaults import default_policy as _default_policy
+from .._emit import mark_reported
 from .._envelope import ErrorInfo, parse_error
 from .._errors import APIError, api_error
 from .._outcome import AttemptState, Decision, Outcome, mark_exhausted
@@ -420,11 +421,14 @@ class AttemptLoop:
     def _wait(self, answer: Answer, outcome: Outcome) -> float | None:
         if type(answer) is Wait:
             return self._shell.pause(answer.seconds)
-        if outcome.exception is not None:
+        exc = outcome.exception
+        if exc is not None:
             try:  # noqa: SIM105 - see finish()
-                setattr(outcome.exception, ATTEMPTS_ATTRIBUTE, self.attempts)
+                setattr(exc, ATTEMPTS_ATTRIBUTE, self.attempts)
             except (AttributeError, TypeError):
                 pass
+            if self.retrying:
+                mark_reported(exc)
         return None
 
     def succeeded(self) -> None:
@@ -469,8 +473,10 @@ class AttemptLoop:
         if outcome is None:
             return response
         c = self.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
-        if self.retrying and c.retryable:
-            mark_exhausted(response)
+        if self.retrying:
+            mark_reported(response)  # its give-up was logged: an outer layer does not again
+            if c.retryable:
+                mark_exhausted(response)
         if self.options.raise_on_give_up:
             with contextlib.suppress(Exception):
                 close = getattr(response, "close", None)
