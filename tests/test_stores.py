@@ -479,6 +479,12 @@ def test_a_failed_step_is_one_round_trip() -> None:
             "socket_timeout: set by RedisStore.from_url",
         ),
         (lambda: RedisStore.from_url("redis://h/0", retry=None), TypeError, "retry: set by"),
+        (
+            lambda: RedisStore.from_url("redis://h/0", max_conections=3),
+            TypeError,
+            r"options \['max_conections'\]: not all are redis.Redis connection options",
+        ),
+        (lambda: RedisStore.from_url("redis://h/0?db=x"), ValueError, r"url 'redis://h/0\?db=x'"),
     ],
 )
 def test_from_url_refuses_bad_input(call: Any, error: type[Exception], match: str) -> None:

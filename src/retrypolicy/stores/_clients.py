@@ -151,10 +151,17 @@ def sync_client_from_url(url: object, timeout: float, options: dict[str, Any]) -
     checked = _check_url(url)
     _check_options(options)
     try:
-        return redis.Redis.from_url(checked, **options, **_bounded(timeout, asyncio_side=False))
-    except (ValueError, TypeError) as exc:  # redis-py's own parse: a bad port, db, query
+        client = redis.Redis.from_url(checked, **options, **_bounded(timeout, asyncio_side=False))
+    except ValueError as exc:  # redis-py's own parse: a bad port, db, query value
         msg = f"url {safe_url(checked)!r}: {_EXPECTED_URL} ({exc})"
         raise ValueError(msg) from exc
+    pool = client.connection_pool
+    try:  # a connection object, never connected: a misspelt option fails here, not at each step
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        msg = f"options {sorted(options)}: not all are redis.Redis connection options ({exc})"
+        raise TypeError(msg) from exc
+    return client
 
 
 def async_factory_from_url(url: str, timeout: float, options: dict[str, Any]) -> Callable[[], Any]:
