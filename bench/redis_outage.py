@@ -29,9 +29,10 @@ Measured, on one ``time.monotonic()`` clock:
 
 With ``--asyncio`` the callers are tasks on one event loop, each awaiting a budget step
 (``await abudget(store, ...)``, the dispatcher async call paths use) with a 1 ms pause
-between steps (other work a caller does), and
-a 10 ms ticker beside them reports the loop's worst lag (issue 16: a few hundred ms at
-most; a blocking Redis call on the loop would stall it for the whole timeout).
+between steps (the other work a caller does), and a 10 ms ticker beside them reports
+the loop's worst lag (issue 16: a few hundred ms at most; a blocking Redis call on the
+loop stalls it for the whole wait). Without the asyncio path (``--client docs`` on the
+code before it) the step is the sync one, on the loop, as async call paths made it.
 
 Issue 17 targets: detection, slowest call and longest gap each ≤ 1 s (measured before
 from_url with the docs' client and 4 threads: 4.2 s, 5.1 s, 2.8 s).
