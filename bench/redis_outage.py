@@ -280,7 +280,8 @@ async def arun(args: argparse.Namespace, index: int) -> Row:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
         end = time.monotonic()
-        await store.aclose()
+        if hasattr(store, "aclose"):  # the code before the asyncio path has none
+            await store.aclose()
     row = measure(calls, events, failed, healed, end)
     row.lag = max(lags)
     return row
