@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import requests
 
 import retrypolicy as rp
 from retrypolicy._cli import main
+from retrypolicy._cli._demo import project_urls
 
 EXE = [sys.executable, "-m", "retrypolicy"]
 ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
@@ -520,7 +523,9 @@ def test_serve_fake_shows_its_work(
         '[[replies]]\nkind = "error"\nstatus = 503\n'
         '[[replies]]\nkind = "stream"\nn_deltas = 2\nend = "error"\ncode = "upstream_timeout"\n'
     )
-    monkeypatch.setattr("retrypolicy._demo._wait_forever", drive({}, {}, {"stream": False}))
+    monkeypatch.setattr(
+        "retrypolicy._cli.serve_fake._wait_forever", drive({}, {}, {"stream": False})
+    )
     code, out, err = cli("serve-fake", "--port", "0", "--script", str(script))
     assert code == 0, err
     assert out.splitlines()[1] == "2 scripted replies, then the default success; Ctrl-C stops"
@@ -540,7 +545,7 @@ def test_serve_fake_quiet_and_singular(
     """--quiet prints nothing per request; one reply is "1 scripted reply"."""
     script = tmp_path / "one.json"
     script.write_text('[{"kind": "error", "status": 429, "retry_after": 1}]')
-    monkeypatch.setattr("retrypolicy._demo._wait_forever", drive({}))
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", drive({}))
     code, out, err = cli("serve-fake", "--port", "0", "--script", str(script), "--quiet")
     assert (code, err) == (0, "")
     assert "1 scripted reply, then" in out
@@ -658,7 +663,7 @@ def test_matrix(
     monkeypatch.setenv("RETRYPOLICY_CONFIG", str(files["missing"]))  # demo ignores it
     if command != "demo":
         monkeypatch.delenv("RETRYPOLICY_CONFIG")
-    monkeypatch.setattr("retrypolicy._demo._wait_forever", drive({}))
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", drive({}))
     row = "good" if situation in ("broken_pipe", "no_httpx") else situation
     template, expected = MATRIX[command][row]
     argv = [arg.format(**{k: str(v) for k, v in files.items()}) for arg in template]
@@ -694,3 +699,297 @@ def test_real_broken_pipe_is_quiet(args: list[str]) -> None:
     assert "Traceback" not in err
     assert "Exception ignored" not in err
     assert proc.returncode == 0
+
+
+# -- issue 18: the command line's rough edges ---------------------------------------------------
+
+
+def stdin_of(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    """Make *data* the process's standard input, as a pipe would."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_check_reads_standard_input(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`retrypolicy dump | retrypolicy check -`: FILE '-' is standard input, named <stdin>."""
+    dumped = cli("dump")[1]
+    stdin_of(monkeypatch, dumped.encode())
+    assert cli("check", "-") == (0, "<stdin>: ok (eugpt)\n", "")
+    stdin_of(monkeypatch, dumped.encode())
+    assert cli("check", "-", "--profile", "eugpt")[:2] == (0, "<stdin>: ok (eugpt)\n")
+    stdin_of(monkeypatch, BAD_POLICY.encode())
+    code, out, err = cli("check", "-")
+    assert (code, out) == (1, "")
+    assert err.startswith("<stdin>: policies.p.max_atempts: unknown key")
+    assert "retrypolicy-check-" not in err  # the file standard input was saved in never shows
+
+
+def test_dump_piped_into_check() -> None:
+    """A real pipe between two processes: dump's TOML is accepted by check - (exit 0)."""
+    dumped = subprocess_run("dump", "--profile", "http").stdout
+    result = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+        [*EXE, "check", "-"], input=dumped, capture_output=True, text=True, env=ENV, check=False
+    )
+    assert (result.returncode, result.stdout) == (0, "<stdin>: ok (http)\n"), result.stderr
+
+
+NOT_UTF8 = b"[policies.p]\nmax_attempts = 3 # \xff\xfe\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["check", "{latin1}"], "expected UTF-8 text (TOML); found byte 0xff on line 2"),
+        (["check", "{folder}"], "cannot read the policy file: expected a readable file"),
+        (["check", "-"], "<stdin>: cannot read the policy file: expected UTF-8 text"),
+        (["check", "{latin1}", "--profile", "p"], "expected UTF-8 text (TOML)"),
+        (["explain", "429", "--config", "{latin1}"], "expected UTF-8 text (TOML)"),
+        (["dump", "--config", "{folder}"], "expected a readable file"),
+        (["schedule", "--config", "{latin1}"], "expected UTF-8 text (TOML)"),
+        (["explain", "503", "--body", "{folder}"], "cannot read --body"),
+        (["serve-fake", "--port", "0", "--script", "{latin1}"], "{latin1}"),
+        (["serve-fake", "--port", "0", "--script", "{folder}"], "expected a readable file"),
+    ],
+)
+def test_unreadable_input_exits_2(
+    cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+) -> None:
+    """An input that cannot be read (not UTF-8, a folder) is bad input: 2 naming it, never 1."""
+    files = {"latin1": tmp_path / "latin1.toml", "folder": tmp_path}
+    files["latin1"].write_bytes(NOT_UTF8)
+    stdin_of(monkeypatch, NOT_UTF8)
+    args = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+    code, out, err = cli(*args)
+    assert (code, out) == (2, ""), err
+    assert expected.format(**{k: str(v) for k, v in files.items()}) in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explain", "timeout", "--code", "x"],
+        ["explain", "connection", "--code", "upstream_timeout"],
+        ["explain", "incomplete_stream", "--body", "-"],
+        ["explain", "stream_error", "--code", "cancelled"],
+    ],
+)
+def test_explain_refuses_a_code_without_a_status(cli: Run, argv: list[str]) -> None:
+    """A failure without a response has no error code: --code/--body with it exit 2, saying so."""
+    code, out, err = cli(*argv)
+    assert (code, out) == (2, "")
+    assert f"{argv[2]}: expected an HTTP status with it" in err
+    assert f"{argv[1]} is a failure without a response" in err
+    assert "explain 200 --code CODE" in err
+
+
+def epilog_of(command: str) -> str:
+    """The text after the options in `retrypolicy COMMAND --help`, on one line."""
+    result = subprocess_run(command, "--help")
+    return " ".join(result.stdout.split("exit codes:", 1)[1].split())
+
+
+# command -> (takes --config, what its epilog must say)
+EPILOGS: dict[str, tuple[bool, list[str]]] = {
+    "check": (False, ["1 the file has problems", "not UTF-8", "FILE '-' reads the policy"]),
+    "explain": (True, ["--config or --body file that cannot be read", "130 Ctrl-C"]),
+    "schedule": (True, ["an unknown --kind too", "130 Ctrl-C"]),
+    "dump": (True, ["0 printed", "130 Ctrl-C"]),
+    "demo": (False, ["0 the demo ran; 2 bad usage", "built-in EU GPT policy"]),
+    "serve-fake": (False, ["0 stopped by Ctrl-C or SIGTERM", "--port that cannot be bound"]),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_epilog_says_only_what_applies(command: str) -> None:
+    """A command's epilog names its own exit codes; the policy variables only where it has
+    --config; 1 (the answer is no) only for check."""
+    takes_config, says = EPILOGS[command]
+    text = epilog_of(command)
+    for phrase in says:
+        assert phrase in text, (command, phrase)
+    assert ("RETRYPOLICY_CONFIG" in text) == takes_config
+    assert ("--config" in subprocess_run(command, "--help").stdout) == takes_config
+    assert ("; 1 " in text) == (command == "check")
+    if command != "check":
+        assert "FILE '-'" not in text
+
+
+class Writes(io.StringIO):
+    """A standard error that records each write call, to see whether lines arrive whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.calls.append(s)
+        return super().write(s)
+
+
+def drive_concurrently(clients: int, requests_each: int) -> Callable[[rp.testing.FakeEUGPT], None]:
+    """A stand-in for serve-fake's wait: many clients at once, then Ctrl-C."""
+
+    def wait(server: rp.testing.FakeEUGPT) -> None:
+        def client(_: int) -> None:
+            with requests.Session() as session:
+                for _ in range(requests_each):
+                    session.post(server.responses_url, json={"stream": False}, timeout=5)
+
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+        assert server.wait_for_requests(clients * requests_each)
+        raise KeyboardInterrupt
+
+    return wait
+
+
+def test_serve_fake_lines_never_merge(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 concurrent clients: every request line (and the summary) is one write of one line."""
+    err = Writes()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", drive_concurrently(16, 8))
+    code, _, _ = cli("serve-fake", "--port", "0")
+    assert code == 0
+    assert all(c.endswith("\n") and c.count("\n") == 1 for c in err.calls), err.calls
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 16 * 8 + 1
+    pattern = re.compile(r"req_\d+ POST /v1/responses -> 200 ok \(default\)")
+    assert all(pattern.fullmatch(line) for line in lines[:-1]), lines
+    assert lines[-1].startswith("served 128 requests (128 default; 200 x128)")
+
+
+def test_serve_fake_sigterm_prints_the_summary() -> None:
+    """SIGTERM stops serve-fake as Ctrl-C does: the summary on stderr, exit 0 (a process)."""
+    with subprocess.Popen(  # noqa: S603
+        [*EXE, "serve-fake", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split(" on ")[1].strip()
+            assert requests.post(url, json={"stream": False}, timeout=5).status_code == 200
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # never let a stuck child hang the suite
+                raise
+    assert proc.returncode == 0, err
+    assert err.splitlines()[-1].startswith("served 1 request (1 default; 200 x1)")
+
+
+def test_demo_never_cuts_a_result(cli: Run) -> None:
+    """Every scenario's result appears whole in the summary, however long: cells wrap."""
+    _, out, _ = cli("demo", "--instant")
+    results = [line.removeprefix("-> ") for line in out.splitlines() if line.startswith("-> ")]
+    assert len(results) == 5
+    summary = out[out.index("\nsummary") : out.index("\nnext:")]
+    words = " ".join(summary.split())
+    for result in results:
+        assert " ".join(result.split()) in words
+    assert "..." not in out
+
+
+def test_demo_points_to_the_project_urls(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo links to [project.urls] from the metadata, never to a docs/ a pip install
+    lacks; while they are placeholders (.invalid) it says the docs are not published yet."""
+    urls = project_urls()
+    assert urls["Documentation"].startswith("https://retrypolicy.invalid/")
+    out = cli("demo", "--instant")[1]
+    assert "docs: not published online yet" in out
+    assert "retrypolicy.invalid" not in out
+    real = {"Documentation": "https://docs.example.org/retrypolicy/", "Source": "https://x.org/rp"}
+    monkeypatch.setattr("retrypolicy._cli._demo.project_urls", lambda: real)
+    out = cli("demo", "--instant")[1]
+    assert "docs: https://docs.example.org/retrypolicy/ (requests, httpx, decorating," in out
+    assert "source: https://x.org/rp" in out
+    assert "(in docs/)" not in out
+
+
+def test_ctrl_c_exit_codes_are_the_docs(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C ends a command with 130, and serve-fake (its normal stop) with 0: as cli.md says."""
+    page = " ".join((Path(__file__).parent.parent / "docs" / "cli.md").read_text().split())
+    assert "Ctrl-C with 130" in page
+    assert "Ctrl-C or SIGTERM ends it with 0" in page
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("retrypolicy._cli.schedule._print_schedule", interrupted)
+    assert cli("schedule")[0] == 130
+    monkeypatch.setattr("retrypolicy._cli.serve_fake._wait_forever", interrupted)
+    assert cli("serve-fake", "--port", "0")[0] == 0
+
+
+# -- the application layer ------------------------------------------------------------------------
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "retrypolicy"
+# batch/_command.py wires the requests adapter and the fake server into `batch run`; it is
+# to move into _cli/batch.py, the command's module, and then this exception goes
+NOT_YET_MOVED = {"batch/_command.py"}
+
+
+def runtime_imports(file: Path) -> set[str]:
+    """The absolute names of the modules *file* imports, outside ``if TYPE_CHECKING:``."""
+    package = ["retrypolicy", *file.relative_to(SRC).parent.parts]
+    found: set[str] = set()
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    skip = {
+        id(node)
+        for top in ast.walk(tree)
+        if isinstance(top, ast.If) and "TYPE_CHECKING" in ast.unparse(top.test)
+        for node in ast.walk(top)
+    }
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_only_the_cli_imports_adapters_and_testing() -> None:
+    """Outside _cli/, no module of retrypolicy imports an adapter or retrypolicy.testing."""
+    offenders = {}
+    for file in sorted(SRC.rglob("*.py")):
+        where = file.relative_to(SRC).as_posix()
+        if where.startswith(("_cli/", "testing/")) or where in NOT_YET_MOVED:
+            continue
+        bad = {
+            m
+            for m in runtime_imports(file)
+            if m.startswith(("retrypolicy_", "retrypolicy.testing"))
+        }
+        if bad:
+            offenders[where] = sorted(bad)
+    assert offenders == {}
+    assert "retrypolicy.testing" in runtime_imports(SRC / "_cli" / "serve_fake.py")
+    assert "retrypolicy_requests" in runtime_imports(SRC / "_cli" / "_demo.py")
+
+
+def test_commands_load_only_what_they_run() -> None:
+    """`explain` in a fresh interpreter loads neither requests nor the fake server: the demo
+    and serve-fake modules import them only when their command runs."""
+    code = (
+        "import sys, io; from retrypolicy._cli import main; main(['explain', '429']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('requests', 'retrypolicy.testing',"
+        " 'retrypolicy_', 'httpx'))), file=sys.stderr)"
+    )
+    result = subprocess.run(  # noqa: S603 - our own code, fixed arguments
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True
+    )
+    assert result.stderr.strip() == "[]"
+
+
+def test_explain_says_an_before_a_vowel(cli: Run) -> None:
+    """The reason of a failure whose name starts with a vowel reads "an incomplete_stream"."""
+    assert "an incomplete_stream failure" in cli("explain", "incomplete_stream")[1]

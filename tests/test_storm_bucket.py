@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import retrypolicy as rp
 from retrypolicy._budget import Bucket, BudgetState, budget_step
-from retrypolicy._storm import UNFULL, Guard
+from retrypolicy._runtime import RUNTIME
+from retrypolicy._storm import Guard
 from retrypolicy.stores import InProcessStore
 
 budgets = st.builds(
@@ -95,5 +96,5 @@ def test_guard_pay_is_spend(budget: rp.RetryBudget, ops: list[tuple[str, str, fl
     assert fast.counters == slow.counters
     assert seen[fast] == seen[slow]
     assert fast.stats(now).budget_level == slow.stats(now).budget_level
-    UNFULL.discard(fast)
-    UNFULL.discard(slow)
+    RUNTIME.unfull.discard(fast)
+    RUNTIME.unfull.discard(slow)

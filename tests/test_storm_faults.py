@@ -76,8 +76,9 @@ def test_calls_go_on_while_redis_is_down(
             raise ConnectionError("refused")
         return 1
 
-    assert call() == 1  # one retry, paid for in Redis
-    assert other_worker.budget("fleet:budget", POLICY.budget, clock.now, 0.0).level < 20  # type: ignore[arg-type]
+    assert call() == 1  # one retry, paid for in Redis, and refunded: it fixed the call
+    assert rp.stores.stats(POLICY, store=store).counters["retries_allowed"] == 1
+    assert other_worker.budget("fleet:budget", POLICY.budget, clock.now, 0.0).level == 20  # type: ignore[arg-type]
 
     redis_server.stop()
     events.clear()
@@ -100,7 +101,7 @@ def test_calls_go_on_while_redis_is_down(
     assert not store.available
     events.clear()
     clock.now += 10.0  # past retry_every: Redis is tried again, and answers
-    state["fail"] = 1
+    state["fail"] = 2  # two retries: the first one's cost stays spent (the last is refunded)
     assert call() == 1
     assert "store.recovered" in [e.name for e in events]
     assert store.available
@@ -129,8 +130,8 @@ def test_a_dead_redis_at_start_never_raises(
         return Response(replies.pop(0))
 
     assert call().status_code == 200
-    # two retries paid for, one success refunded
-    assert rp.stores.stats(policy, store=store, now=clock.now).budget_level == 11.0
+    # two retries paid for (10), the success after them refunds the last one's cost (5)
+    assert rp.stores.stats(policy, store=store, now=clock.now).budget_level == 15.0
 
 
 BIG = rp.RetryBudget(capacity=10_000, retry_cost=5, refill_rate=0)

@@ -223,6 +223,15 @@ class _SyncIO(_Shell):
     async def pause(self, seconds: float) -> None:
         self.sleep(seconds)
 
+    async def begin(self, loop: AttemptLoop) -> float:
+        return loop.begin()
+
+    async def failed(self, loop: AttemptLoop, outcome: Outcome) -> float | None:
+        return loop.failed(outcome)
+
+    async def succeeded(self, loop: AttemptLoop) -> None:
+        loop.succeeded()
+
 
 class _AsyncIO(_Shell):
     """:class:`_SyncIO` for an async inner transport."""
@@ -243,6 +252,15 @@ class _AsyncIO(_Shell):
 
     async def pause(self, seconds: float) -> None:
         await self.sleep(seconds)
+
+    async def begin(self, loop: AttemptLoop) -> float:
+        return await loop.abegin()  # a shared store is awaited, never blocked on
+
+    async def failed(self, loop: AttemptLoop, outcome: Outcome) -> float | None:
+        return await loop.afailed(outcome)
+
+    async def succeeded(self, loop: AttemptLoop) -> None:
+        await loop.asucceeded()
 
 
 IO = _SyncIO | _AsyncIO
@@ -321,7 +339,7 @@ class _Retrying:
         """
         if loop is None:
             loop = self.first(request)
-            if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
+            if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
                 await io.pause(hold)
             sent = await _send(io, request)
         while True:
@@ -331,12 +349,12 @@ class _Retrying:
                     return final
             else:
                 assert sent is not None  # noqa: S101 - an attempt was made
-                wait = loop.failed(loop.judge_exception(sent))
+                wait = await io.failed(loop, loop.judge_exception(sent))
                 if wait is None:
                     raise sent  # unchanged
             if wait:
                 await io.pause(wait)
-            if hold := loop.begin():
+            if hold := await io.begin(loop):
                 await io.pause(hold)
             sent = await _send(io, request)
 
@@ -357,9 +375,9 @@ class _Retrying:
             await _release(io, response)
             raise
         if outcome is None:
-            loop.succeeded()
+            await io.succeeded(loop)
             return _hand_over(loop, response, None, check), None
-        wait = loop.failed(outcome)
+        wait = await io.failed(loop, outcome)
         if wait is None:
             try:
                 return _hand_over(loop, response, outcome, check), None

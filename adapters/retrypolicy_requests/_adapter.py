@@ -12,23 +12,23 @@ last event as the caller reads it. urllib3 decodes the body for us
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
+from requests.adapters import DEFAULT_POOLBLOCK, DEFAULT_POOLSIZE, HTTPAdapter
 
 from retrypolicy import Policy
 from retrypolicy.transport import (
     MAX_ERROR_BODY,
+    AdapterKeywords,
     AdapterOptions,
     AttemptLoop,
     Exchange,
     StreamCheck,
     is_event_stream,
 )
-from retrypolicy.typing import Clock, RetryHook, Sleeper
 
 __all__ = ["RetryAdapter"]
 
@@ -43,48 +43,32 @@ class RetryAdapter(HTTPAdapter):
     ``rp.APIError`` is raised. The final response carries ``retry_attempts``.
     ``methods`` limits which requests are retried (``"POST"`` or ``["POST"]``);
     a request outside it, or with a one-shot body (a generator), is sent once —
-    its event stream is still checked. The other keywords are those of
-    :class:`retrypolicy.transport.AdapterOptions`; the rest go to
-    ``HTTPAdapter`` (``pool_connections``, ...).
+    its event stream is still checked. The keywords are ``HTTPAdapter``'s own
+    (``pool_connections``, ``pool_maxsize``, ``pool_block``) and every
+    :class:`~retrypolicy.transport.AdapterKeywords` key (``store=``, ``rng=``,
+    hooks, clocks, sleepers).
     """
 
     def __init__(
         self,
         policy: Policy | None = None,
         *,
-        raise_on_give_up: bool = False,
-        methods: str | Iterable[str] | None = None,
-        preamble: Iterable[str] | None = None,
-        on_retry: RetryHook | None = None,
-        on_give_up: RetryHook | None = None,
-        on_success: RetryHook | None = None,
-        before_attempt: RetryHook | None = None,
-        clock: Clock | None = None,
-        wall_clock: Clock | None = None,
-        sleep: Sleeper | None = None,
-        **kwargs: Any,
+        pool_connections: int = DEFAULT_POOLSIZE,
+        pool_maxsize: int = DEFAULT_POOLSIZE,
+        pool_block: bool = DEFAULT_POOLBLOCK,
+        max_retries: None = None,
+        **options: Unpack[AdapterKeywords],
     ) -> None:
-        if "max_retries" in kwargs:
+        if max_retries is not None:
             msg = (
                 "RetryAdapter(max_retries=...): the policy decides the retries; "
                 "urllib3's own retries on top would retry twice. Use Policy(max_attempts=...)."
             )
             raise TypeError(msg)
-        self.options = AdapterOptions(
-            policy=policy,
-            name="requests.send",
-            raise_on_give_up=raise_on_give_up,
-            methods=methods,
-            on_retry=on_retry,
-            on_give_up=on_give_up,
-            on_success=on_success,
-            before_attempt=before_attempt,
-            clock=clock,
-            wall_clock=wall_clock,
-            sleep=sleep,
-            preamble=preamble,
+        self.options = AdapterOptions(policy=policy, name="requests.send", **options)
+        super().__init__(
+            pool_connections=pool_connections, pool_maxsize=pool_maxsize, pool_block=pool_block
         )
-        super().__init__(**kwargs)
 
     @property
     def policy(self) -> Policy:

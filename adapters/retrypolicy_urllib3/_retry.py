@@ -22,10 +22,9 @@ Redirects are not failures: they step urllib3's ``redirect`` counter only.
 from __future__ import annotations
 
 import copy
-import random
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, Unpack
 
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
@@ -35,6 +34,7 @@ from retrypolicy import Failure, Kind, Policy
 from retrypolicy.transport import (
     EXHAUSTED,
     MAX_ERROR_BODY,
+    AdapterKeywords,
     AdapterOptions,
     AttemptLoop,
     AttemptState,
@@ -44,7 +44,6 @@ from retrypolicy.transport import (
     parse_retry_after,
     retry_after_from_headers,
 )
-from retrypolicy.typing import Clock, RetryHook, Sleeper
 
 if TYPE_CHECKING:
     from urllib3.connectionpool import ConnectionPool
@@ -80,43 +79,23 @@ class PolicyRetry(Retry):
         self,
         policy: Policy | None = None,
         *,
-        methods: str | Iterable[str] | None = None,
         raise_on_status: bool = False,
-        raise_on_give_up: bool = False,
         redirect: int | None = DEFAULT_REDIRECTS,
         raise_on_redirect: bool = True,
         remove_headers_on_redirect: Collection[str] = Retry.DEFAULT_REMOVE_HEADERS_ON_REDIRECT,
         name: str = "urllib3.urlopen",
-        on_retry: RetryHook | None = None,
-        on_give_up: RetryHook | None = None,
-        before_attempt: RetryHook | None = None,
-        clock: Clock | None = None,
-        wall_clock: Clock | None = None,
-        sleep: Sleeper | None = None,
-        rng: random.Random | None = None,
+        **options: Unpack[AdapterKeywords],
     ) -> None:
-        options = AdapterOptions(
-            policy=policy,
-            methods=methods,
-            raise_on_give_up=raise_on_give_up,
-            name=name,
-            on_retry=on_retry,
-            on_give_up=on_give_up,
-            before_attempt=before_attempt,
-            clock=clock,
-            wall_clock=wall_clock,
-            sleep=sleep,
-            rng=rng,
-        )
+        options_ = AdapterOptions(policy=policy, name=name, **options)
         super().__init__(
             total=None,  # urllib3's counters stay unset: every limit is the policy's
             redirect=redirect,
-            allowed_methods=options.methods,
+            allowed_methods=options_.methods,
             raise_on_redirect=raise_on_redirect,
             raise_on_status=raise_on_status,
             remove_headers_on_redirect=remove_headers_on_redirect,
         )
-        self._use(options)
+        self._use(options_)
         self.loop: AttemptLoop | None = None
         """The request's attempt loop; None until its first failure (and on a pool's object)."""
         self.state: AttemptState | None = None

@@ -168,7 +168,7 @@ def budget_step(
         else Bucket(state.level, state.stamp, state.exhausted)
     )
     ok, level, event = bucket.step(config, now, delta)
-    return BudgetState(level, now, bucket.exhausted), BudgetResult(
+    return BudgetState(level, bucket.stamp, bucket.exhausted), BudgetResult(
         ok, level, config.capacity, event
     )
 
@@ -219,7 +219,8 @@ class Bucket:
                 if not exhausted:
                     exhausted, event = True, "exhausted"
         self.level = level
-        self.stamp = now
+        if elapsed > 0:  # never back: a clock behind the last step refills nothing, twice
+            self.stamp = now
         self.exhausted = exhausted
         return ok, level, event
 

@@ -15,10 +15,10 @@ import attrs
 import wrapt
 
 from ._defaults import default_policy
-from ._drivers import NEVER_RETRIED, Loop, Retrier, discard
 from ._outcome import Outcome
 from ._policy import Policy
-from ._storm import UNFULL
+from ._shell import NEVER_RETRIED, Retrier, adiscard, discard
+from .transport._machine import SEND, Answer, Ask, Fail, Wait
 from .typing import RetryOptions
 
 __all__ = ["Attempt", "Attempts", "attempts", "retry"]
@@ -58,10 +58,7 @@ def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Call
         raise TypeError(msg)
     retrier = retrier_for(name)
     wrapper: Any
-    if inspect.iscoroutinefunction(target):
-        wrapper = retrier.agated_call if retrier.gated else retrier.acall
-    else:
-        wrapper = retrier.gated_call if retrier.gated else retrier.call
+    wrapper = retrier.acall if inspect.iscoroutinefunction(target) else retrier.call
     return wrapt.FunctionWrapper(fn, wrapper)
 
 
@@ -70,6 +67,10 @@ def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
 def retry(
     policy: Policy | None = None, /, **options: Unpack[RetryOptions]
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+@overload
+def retry(
+    *, policy: Policy | None, **options: Unpack[RetryOptions]
 ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 def retry(
     policy: Policy | Callable[..., Any] | None = None, /, **options: Any
@@ -83,8 +84,14 @@ def retry(
     re-raised unchanged, or the last returned value is returned. Hooks receive a
     :class:`~retrypolicy.instrumentation.RetryEvent`; ``clock``/``sleep``/
     ``async_sleep`` replace :func:`time.monotonic`, :func:`time.sleep` and
-    :func:`asyncio.sleep`.
+    :func:`asyncio.sleep`. The policy may be given as ``policy=`` too, as on every
+    other entry point.
     """
+    if "policy" in options:
+        if policy is not None:
+            msg = "retry(): the policy was given twice (positionally and as policy=)"
+            raise TypeError(msg)
+        policy = options.pop("policy")
     if isinstance(policy, classmethod | staticmethod) or (
         policy is not None and not isinstance(policy, Policy) and callable(policy)
     ):
@@ -126,16 +133,22 @@ class Attempt:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        session = self._session
+        s = self._session
+        r, m = s.retrier, s.machine
         if exc is not None:
             if isinstance(exc, NEVER_RETRIED):
-                session.done = True
+                s.answer = None
                 return False
-            return session.failed(session.retrier.outcome_of_exception(exc))
+            s.exc = exc
+            answer = s.take(m.failed(r.outcome_of_exception(exc), r.now()))
+            # swallowed while another attempt may follow (an async loop's store step
+            # decides after the block: a refused retry re-raises it from ``async for``)
+            return type(answer) is not Fail
+        s.exc = None
         if self._failed is not None:
-            session.failed(self._failed)
-            return False
-        session.succeeded()
+            s.take(m.failed(self._failed, r.now()))
+        else:
+            s.take(m.succeeded())
         return False
 
     def __repr__(self) -> str:
@@ -143,46 +156,28 @@ class Attempt:
 
 
 class _Session:
-    """Shared by the sync and async iterators: the loop state between attempts."""
+    """One run of :class:`Attempts`: the machine, and its last answer between attempts."""
 
-    __slots__ = ("delay", "done", "loop", "retrier", "started")
+    __slots__ = ("answer", "exc", "is_async", "machine", "resolved", "retrier")
 
-    def __init__(self, retrier: Retrier) -> None:
+    def __init__(self, retrier: Retrier, *, is_async: bool) -> None:
         self.retrier = retrier
-        self.started = retrier.now()
-        self.loop: Loop | None = None
-        self.delay: float | None = None
-        self.done = False
+        self.machine = retrier.machine(retrier.now())
+        self.is_async = is_async
+        self.answer: Answer | None = None
+        self.resolved = False
+        self.exc: BaseException | None = None
 
-    def gate(self) -> float:
-        """The limiter's wait before the next attempt (``CircuitOpenError`` while open)."""
-        if not self.retrier.gated:
-            return 0.0
-        return self.retrier.gate("", 1 if self.loop is None else self.loop.attempt)
-
-    def next_attempt(self) -> Attempt:
-        number = 1 if self.loop is None else self.loop.attempt
-        self.retrier.announce(number, self.started)
-        self.delay = None
-        self.done = True  # until the attempt reports a retry
-        return Attempt(self, number)
-
-    def failed(self, outcome: Outcome) -> bool:
-        """Record a failure; True (swallow it) when another attempt follows."""
-        if self.loop is None:
-            self.loop = Loop(self.retrier, self.started)
-        self.delay = self.loop.failed(outcome)
-        self.done = self.delay is None
-        if not self.done:
-            discard(outcome)
-        return not self.done
-
-    def succeeded(self) -> None:
-        if self.loop is not None:
-            self.loop.succeeded()
-        elif UNFULL or self.retrier.gated:
-            self.retrier.storm_success()
-        self.done = True
+    def take(self, answer: Answer) -> Answer:
+        """Keep the machine's *answer* to an attempt, carried out at once unless it asks an
+        async loop for a store step (the loop awaits it after the block)."""
+        if self.is_async and type(answer) is Ask:
+            self.resolved = False
+        else:
+            answer = self.retrier.resolve(self.machine, answer)
+            self.resolved = True
+        self.answer = answer
+        return answer
 
 
 class Attempts:
@@ -194,7 +189,7 @@ class Attempts:
             with attempt:
                 ...
 
-    ``async for`` works the same way and awaits its waits.
+    ``async for`` works the same way and awaits its waits and store steps.
     """
 
     __slots__ = ("_retrier",)
@@ -203,24 +198,44 @@ class Attempts:
         self._retrier = retrier
 
     def __iter__(self) -> Iterator[Attempt]:
-        session = _Session(self._retrier)
+        r = self._retrier
+        s = _Session(r, is_async=False)
+        m = s.machine
+        answer: Answer | None = r.resolve(m, m.begin())
         while True:
-            if hold := session.gate():
-                self._retrier.wait(hold)
-            yield session.next_attempt()
-            if session.done or session.delay is None:
-                return
-            self._retrier.wait(session.delay)
+            if type(answer) is Wait:
+                discard(answer.outcome)  # a response retried past: released before the wait
+                r.wait(answer.seconds)
+                answer = r.resolve(m, m.waited())
+                continue
+            if answer is not SEND:
+                return  # done, given up, or stopped
+            r.announce(m.attempts, m.state.started)
+            s.answer = None
+            yield Attempt(s, m.attempts)
+            answer = s.answer
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
-        session = _Session(self._retrier)
+        r = self._retrier
+        s = _Session(r, is_async=True)
+        m = s.machine
+        answer: Answer | None = await r.aresolve(m, m.begin())
         while True:
-            if hold := session.gate():
-                await self._retrier.await_wait(hold)
-            yield session.next_attempt()
-            if session.done or session.delay is None:
+            if type(answer) is Wait:
+                await adiscard(answer.outcome)
+                await r.await_wait(answer.seconds)
+                answer = await r.aresolve(m, m.waited())
+                continue
+            if answer is not SEND:
                 return
-            await self._retrier.await_wait(session.delay)
+            r.announce(m.attempts, m.state.started)
+            s.answer = None
+            yield Attempt(s, m.attempts)
+            answer = s.answer
+            if answer is not None and not s.resolved:
+                answer = await r.aresolve(m, answer)
+                if type(answer) is Fail and s.exc is not None:
+                    raise s.exc  # swallowed by the block while the store step was pending
 
 
 def attempts(

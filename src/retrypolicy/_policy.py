@@ -317,7 +317,8 @@ def _retry_reason(kind: str, n: int, of: int) -> str:
 def _describe(status: int | None, code: str | None, failure: Failure | None) -> str:
     parts = []
     if failure is not None:
-        parts.append(f"a {failure} failure")
+        article = "an" if str(failure)[:1] in tuple("aeiou") else "a"
+        parts.append(f"{article} {failure} failure")
     if status is not None:
         parts.append(f"HTTP {status}")
     if code is not None:

@@ -1,7 +1,8 @@
 """Storm protection applied: one :class:`Guard` per policy and store, asked by the attempt loop.
 
-The attempt loop (``_drivers.Loop``, so ``@rp.retry``, ``rp.attempts`` and every
-adapter through ``transport.AttemptLoop``) asks the guard of its policy:
+The attempt machine asks for store steps, and the shells (``@rp.retry``,
+``rp.attempts``, every adapter through ``transport.AttemptLoop``) carry them
+out with the guard of its policy:
 
 - before an attempt (:meth:`Guard.before`, only when a limiter or breaker is
   configured): may it be sent (else :class:`~retrypolicy.CircuitOpenError`),
@@ -14,19 +15,22 @@ adapter through ``transport.AttemptLoop``) asks the guard of its policy:
 
 What the success path costs is what the benchmarks measure, so it is kept to
 almost nothing: with a full budget (the normal case) a success does not touch
-the guard at all — the drivers test one process-wide set, :data:`UNFULL`, of
-the guards whose bucket is below capacity. With a shared store, refunds and the
-breaker's success counts are batched (one round trip per several successes),
-and an unpaced limiter is looked up at most once a second.
+the guard at all — the shells test one process-wide set, ``RUNTIME.unfull``, of
+the guards whose bucket is below capacity. No store is asked about the limiter
+before this process has seen a 429 (with an in-process store; a shared one is
+asked at most once a second, for the fleet's 429s). With a shared store,
+refunds and the breaker's success counts are batched (one round trip per
+several successes).
 
 State changes are reported as :class:`~retrypolicy.instrumentation.RetryEvent`
-to the process-wide hooks (``call`` is the call that caused them).
+to the process-wide hooks and to the hooks of the call that caused them (``call``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,9 +38,11 @@ import attrs
 
 from . import _events as ev
 from ._budget import _TIMEOUT_KINDS, Bucket, BudgetResult
+from ._clock import WALL, _instant
 from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
 from ._rules import Kind
+from ._runtime import RUNTIME
 from .instrumentation._hooks import get_hooks, internal_log
 
 if TYPE_CHECKING:
@@ -44,10 +50,12 @@ if TYPE_CHECKING:
     from ._policy import Policy
     from .stores._base import Store
 
-__all__ = ["UNFULL", "Guard", "StormStats", "guard_for", "reset_guards"]
+__all__ = ["CALL_HOOKS", "Guard", "StormStats", "guard_for", "reset_guards"]
 
-UNFULL: Final[set[Guard]] = set()
-"""The guards whose budget this process last saw below capacity: successes refund only then."""
+CALL_HOOKS: Final[contextvars.ContextVar[tuple[Any, ...]]] = contextvars.ContextVar(
+    "retrypolicy_call_hooks", default=()
+)
+"""The hooks of the call whose store step is being performed: its storm events reach them."""
 
 _SHARED_FLUSH: Final = 16
 """With a shared store, successes are reported in batches of this many (or once a second)."""
@@ -113,8 +121,12 @@ def _safe(hook: Any, event: ev.RetryEvent) -> None:
 class Guard:
     """The budget, limiter and breaker of one policy in one store, with local caches."""
 
-    def __init__(self, store: Store, policy: Policy) -> None:
+    def __init__(
+        self, store: Store, policy: Policy, clock: Callable[[], float] | None = None
+    ) -> None:
         self.store = store
+        self.clock = clock
+        """The wall clock of the call path that made this guard (stats read state with it)."""
         self.policy = policy
         self.name = policy.name
         self.budget = policy.budget
@@ -150,6 +162,9 @@ class Guard:
         """With a shared store: until when a host's breaker is taken as closed unasked."""
         self._paced_until = -1.0
         """Until when a shared limiter is taken to be unpaced without asking."""
+        self._throttled = False
+        """With an in-process store: a 429 was seen and the limiter may be pacing (until
+        it says it is not). Before that, no store is asked about the limiter at all."""
         self._consecutive = 0
         self._sent = 0
         self._sent_since = 0.0
@@ -166,8 +181,11 @@ class Guard:
             self.counters[name] += n
 
     def emit(self, name: str, call: str, attempt: int, **extra: object) -> None:
-        """Report a state change to the process-wide hooks."""
+        """Report a state change to the process-wide hooks and the current call's own."""
         hooks = get_hooks()
+        own = CALL_HOOKS.get()
+        if own:
+            hooks = own + hooks
         if not hooks:
             return
         event = ev.RetryEvent(
@@ -199,9 +217,9 @@ class Guard:
         if full != self.full:
             self.full = full
             if full:
-                UNFULL.discard(self)
+                RUNTIME.unfull.discard(self)
             else:
-                UNFULL.add(self)
+                RUNTIME.unfull.add(self)
         if result.event == "exhausted":
             self.emit(
                 ev.BUDGET_EXHAUSTED, call, attempt, level=result.level, capacity=result.capacity
@@ -236,7 +254,9 @@ class Guard:
             self._budget_seen(result, call, attempt)
         return result
 
-    def pay(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
+    def pay(
+        self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
+    ) -> BudgetResult | None:
         """:meth:`spend`, answering None when the retry is paid for (or there is no budget)
         and the refusing result otherwise.
 
@@ -250,7 +270,8 @@ class Guard:
             return None if result is None or result.ok else result
         budget = self.budget
         assert budget is not None  # noqa: S101 - buckets are taken only with a budget
-        cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
+        if cost is None:
+            cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
         key = self._budget_key
         lock = self._lock
         lock.acquire()  # not ``with``: half the cost, and this runs on every retry
@@ -273,21 +294,22 @@ class Guard:
         self._budget_seen(result, call, attempt)
         return None if ok else result
 
-    def refund(self, now: float) -> None:
-        """A success: put ``success_refund`` back.
+    def refund(self, now: float, amount: float | None = None, *, paid: bool = False) -> None:
+        """A success: put *amount* back (AWS standard mode: the last retry's cost after
+        retries; ``success_refund``, the default, after a first try).
 
         Batched: refunds add up here until they pay for a retry (``retry_cost``), or go
         with the next spend, so a store is asked once per several successes — a round
         trip saved with Redis, a step saved in-process. What is pending is in the stats.
         """
         budget = self.budget
-        if budget is None or self.full:
-            return
+        if budget is None or (self.full and not paid):
+            return  # a full bucket takes no more (*paid*: this process spent, so it is not)
         lock = self._lock
         lock.acquire()  # not ``with``: half the cost, and this runs on every refund
         try:
             self.counters["refunds"] += 1
-            self._pending_refund += budget.success_refund
+            self._pending_refund += budget.success_refund if amount is None else amount
             pending = self._pending_refund
             if pending < self._flush_at:
                 return
@@ -330,12 +352,18 @@ class Guard:
                 self._sent_rate = self._sent / elapsed if self._sent_since and elapsed else 0.0
                 self._sent, self._sent_since = 0, now
             self._sent += 1
-        if self.shared and now < self._paced_until:
+        if self.shared:
+            if now < self._paced_until:
+                return 0.0
+        elif not self._throttled:  # no 429 seen: the limiter is unpaced, nothing to ask
             return 0.0
         result = self.store.limiter(self._limiter_key, limiter, now, "acquire")
         self._limiter_seen(result, call, attempt)
-        if self.shared and not result.active:
-            self._paced_until = now + _RECHECK
+        if not result.active:
+            if self.shared:
+                self._paced_until = now + _RECHECK
+            else:
+                self._throttled = False  # back to unpaced: quiet again until the next 429
         return result.wait
 
     def measured_rate(self, now: float) -> float:
@@ -364,6 +392,7 @@ class Guard:
         if limiter is not None:
             if kind == Kind.RATE_LIMITED:
                 self._count("throttled")
+                self._throttled = True
                 r = self.store.limiter(
                     self._limiter_key, limiter, now, "throttled", self.measured_rate(now)
                 )
@@ -405,16 +434,20 @@ class Guard:
                     )
         return reason
 
-    def succeeded(self, host: str, now: float) -> None:
-        """An attempt succeeded (or was answered with a failure the breaker does not count)."""
+    def succeeded(
+        self, host: str, now: float, refund: float | None = None, *, retried: bool = False
+    ) -> None:
+        """An attempt succeeded (or was answered with a failure the breaker does not count);
+        *refund*: what the budget gets back (default ``success_refund``); *retried*: the
+        call paid for retries, so its refund is due whatever this process saw last."""
         if self.breaker is not None:
             b = self._record_ok(host, now, force=False)
             if b is not None:
                 self._breaker_seen(b, host, "", 0)
         if self._consecutive:
             self._answered(now, "", 0)
-        if not self.full:
-            self.refund(now)
+        if retried or not self.full:
+            self.refund(now, refund, paid=retried)
 
     def _answered(self, now: float, call: str, attempt: int) -> None:
         limiter = self.limiter
@@ -477,16 +510,49 @@ class Guard:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def stats(self, now: float) -> StormStats:
-        """The snapshot :func:`retrypolicy.stores.stats` returns."""
+    def now(self) -> float:
+        """The storm clock of the call path that made this guard (instant mode included)."""
+        inst = _instant[0]
+        wall = self.clock() if self.clock is not None else WALL()
+        return wall + (inst.offset if inst is not None else 0.0)
+
+    def _read_budget(self, now: float) -> BudgetResult:
+        """The budget's level at *now*, without changing it: a copy of an in-process
+        bucket is stepped; a shared store is asked for a zero step, whose event (a
+        budget back above half) is reported rather than lost."""
+        budget = self.budget
+        assert budget is not None  # noqa: S101 - callers check
+        buckets = self._buckets
+        if buckets is not None:
+            with self._lock:
+                bucket = buckets.get(self._budget_key)
+                copy = (
+                    Bucket(budget.capacity, now)
+                    if bucket is None
+                    else Bucket(bucket.level, bucket.stamp, bucket.exhausted)
+                )
+            _, level, _ = copy.step(budget, now, 0.0)
+            return BudgetResult(True, level, budget.capacity, "")
+        result = self.store.budget(self._budget_key, budget, now, 0.0)
+        if result.event or result.notice:
+            self._budget_seen(result, "", 0)
+        return result
+
+    def stats(self, now: float | None = None) -> StormStats:
+        """The snapshot :func:`retrypolicy.stores.stats` returns. It only reads: refunds
+        still pending stay pending (the level shown counts them), and an event a read
+        brings about (a budget back above half) is reported, never dropped."""
+        if now is None:
+            now = self.now()
         store = self.store
         level = capacity = None
         exhausted = False
         if self.budget is not None:
+            b = self._read_budget(now)
             with self._lock:
-                pending, self._pending_refund = self._pending_refund, 0.0
-            b = store.budget(self._budget_key, self.budget, now, pending)
-            level, capacity, exhausted = b.level, b.capacity, b.level < self.budget.retry_cost
+                pending = self._pending_refund
+            level = min(b.capacity, b.level + pending)
+            capacity, exhausted = b.capacity, level < self.budget.retry_cost
         rate: float | None = None
         consecutive = 0
         if self.limiter is not None:
@@ -515,24 +581,22 @@ class Guard:
         )
 
 
-_guards: dict[tuple[int, str, object, object, object], Guard] = {}
-_guards_lock = threading.Lock()
-
-
-def guard_for(store: Store, policy: Policy) -> Guard:
-    """The one guard of *policy* (by name and storm settings) in *store*."""
+def guard_for(store: Store, policy: Policy, clock: Callable[[], float] | None = None) -> Guard:
+    """The one guard of *policy* (by name and storm settings) in *store*; *clock*: the wall
+    clock of the call path asking, which the guard's stats read with (the first given)."""
     key = (id(store), policy.name, policy.budget, policy.limiter, policy.breaker)
-    guard = _guards.get(key)
-    if guard is None:
-        with _guards_lock:
-            guard = _guards.get(key)
+    guards = RUNTIME.guards
+    guard: Guard | None = guards.get(key)
+    if guard is None or guard.store is not store:
+        with RUNTIME.guards_lock:
+            guard = guards.get(key)
             if guard is None or guard.store is not store:
-                guard = _guards[key] = Guard(store, policy)
+                guard = guards[key] = Guard(store, policy, clock)
+    if guard.clock is None and clock is not None and clock is not WALL:
+        guard.clock = clock
     return guard
 
 
 def reset_guards() -> None:
     """Forget every guard (their caches and counters): tests start afresh."""
-    with _guards_lock:
-        _guards.clear()
-        UNFULL.clear()
+    RUNTIME.forget_storm()

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
-from .._drivers import MAX_ERROR_TEXT, NEVER_RETRIED, Retrier
 from .._errors import APIError
 from .._redact import redact
 from .._rules import Kind
+from .._shell import MAX_ERROR_TEXT, NEVER_RETRIED, Retrier
 from ..instrumentation._hooks import internal_log
 from ._model import (
     UNSERIALIZABLE_RESULT,

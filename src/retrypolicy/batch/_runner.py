@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 
 import attrs
 
-from .._drivers import NEVER_RETRIED, Retrier
+from .._shell import NEVER_RETRIED, Retrier
 from ._ledger import (
     _CURRENT,
     JobRun,

@@ -22,13 +22,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._storm import StormStats
-from .._storm import guard_for as _guard_for
-from .._storm import reset_guards as _reset_guards
 from ._base import InProcessStore, Store, get_default_store, set_default_store, use_store
 
 if TYPE_CHECKING:
     from .._policy import Policy
+    from .._storm import StormStats
     from ._redis import RedisStore
 
 __all__ = [
@@ -49,6 +47,10 @@ def __getattr__(name: str) -> object:
         from ._redis import RedisStore  # noqa: PLC0415
 
         return RedisStore
+    if name == "StormStats":  # the guards sit above the stores: loaded on first use
+        from .._storm import StormStats  # noqa: PLC0415
+
+        return StormStats
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -56,15 +58,18 @@ def __getattr__(name: str) -> object:
 def stats(policy: Policy, *, store: Store | None = None, now: float | None = None) -> StormStats:
     """A frozen snapshot of *policy*'s budget, limiter and breakers in *store* (default:
     the default store), with this process's counters. *now*: wall-clock seconds (the
-    clock the state is kept in); the current time unless given."""
-    from .._drivers import wall_time  # noqa: PLC0415 - the drivers import this package
+    clock the state is kept in); unless given, the clock of the call path that uses
+    this policy and store (``wall_clock=``), else the real one. It only reads."""
+    from .._storm import guard_for  # noqa: PLC0415 - the guards sit above the stores
 
     chosen = store if store is not None else get_default_store()
-    return _guard_for(chosen, policy).stats(wall_time() if now is None else now)
+    return guard_for(chosen, policy).stats(now)
 
 
 def reset(store: Store | None = None) -> None:
     """Start afresh: a new default in-process store (or *store*), and every guard's local
     caches and counters forgotten. For tests: state does not leak from one to the next."""
+    from .._runtime import RUNTIME  # noqa: PLC0415 - the runtime sits above the stores
+
     set_default_store(store if store is not None else InProcessStore())
-    _reset_guards()
+    RUNTIME.forget_storm()

@@ -58,10 +58,10 @@ _BUDGET: Final = """
 local cap, refill, now, delta, ttl =
   tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local v = redis.call('HMGET', KEYS[1], 'level', 'stamp', 'exhausted')
-local level, exhausted = cap, 0
+local level, exhausted, stamp = cap, 0, now
 if v[1] then
   local elapsed = now - tonumber(v[2])
-  if elapsed < 0 then elapsed = 0 end
+  if elapsed < 0 then elapsed = 0; stamp = tonumber(v[2]) end
   level = math.min(cap, tonumber(v[1]) + refill * elapsed)
   exhausted = tonumber(v[3])
 end
@@ -77,7 +77,7 @@ if delta < 0 then
   end
 end
 local f = '%.17g'
-redis.call('HSET', KEYS[1], 'level', string.format(f, level), 'stamp', string.format(f, now),
+redis.call('HSET', KEYS[1], 'level', string.format(f, level), 'stamp', string.format(f, stamp),
   'exhausted', exhausted)
 redis.call('PEXPIRE', KEYS[1], ttl)
 return {ok, string.format(f, level), event}

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ._instant import Instant, instant, set_instant
+from ._instant import Instant, instant, reset, set_instant
 from ._replies import Reply
 from ._server import FakeEUGPT, RecordedRequest
 
-__all__ = ["FakeEUGPT", "Instant", "RecordedRequest", "Reply", "instant", "set_instant"]
+__all__ = [
+    "FakeEUGPT",
+    "Instant",
+    "RecordedRequest",
+    "Reply",
+    "instant",
+    "reset",
+    "set_instant",
+]

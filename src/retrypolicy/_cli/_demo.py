@@ -1,4 +1,4 @@
-"""``retrypolicy demo`` and ``retrypolicy serve-fake``: the library against a live fake API.
+"""The demo itself: the library against a live fake API (the command is :mod:`.demo`).
 
 The demo is the main job a new user runs: a realistic morning of EU GPT
 failures, each handled by the policy through a real HTTP stack on 127.0.0.1,
@@ -7,52 +7,80 @@ with the retry events as they happen and a summary that fits one screen.
 Only what a plain install has is required: the fake server is the standard
 library, the demo drives ``requests`` (a core dependency) and also ``httpx``
 when it is installed; without it, the httpx scenarios run through requests and
-the closing note says what ``httpx`` would add.
+the closing note says what ``httpx`` would add. Nothing is ever cut short: a line
+wider than :data:`WIDTH` wraps. Where to read on comes from the installed package's
+metadata (``[project.urls]``), since a pip install has no ``docs/`` folder.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import sys
-import threading
-from collections.abc import Callable, Iterator
+import itertools
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, nullcontext
+from importlib import metadata
 from types import ModuleType
 from typing import Any, Final, TextIO, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 import requests
 
-from . import instrumentation
-from ._decorators import retry
-from ._errors import APIError, ConfigError
-from ._events import RetryEvent
-from ._profiles import EUGPT
-from ._redact import redact
-from .testing import FakeEUGPT, RecordedRequest, Reply, instant
-from .testing._replies import load_script
+from .. import instrumentation
+from .._decorators import retry
+from .._errors import APIError
+from .._events import RetryEvent
+from .._profiles import EUGPT
+from .._redact import redact
+from ..testing import FakeEUGPT, Reply, instant
+from ._common import EXIT_OK
 
-__all__ = ["WIDTH", "run_demo", "serve_fake"]
+__all__ = ["WIDTH", "project_urls", "run_demo"]
 
 WIDTH: Final = 100
-"""No line the demo prints is wider than this."""
+"""No line the demo prints is wider than this: longer ones wrap, none is cut."""
 
 _KEY: Final = "eugpt_demo_0000000000000000"
 _TIMEOUT: Final = 10.0
 _HTTPX_INSTALL: Final = "pip install 'retrypolicy[httpx]'"
+_PAGES: Final = ("requests", "httpx", "decorating", "configuration")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 def _say(out: TextIO, text: str = "") -> None:
-    """Print *text*, each line cut to :data:`WIDTH` columns."""
+    """Print *text*; a line wider than :data:`WIDTH` wraps, indented under its start."""
     for line in text.split("\n"):
-        print(_cut(line, WIDTH), file=out)
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 4)
+        for part in textwrap.wrap(line, WIDTH, subsequent_indent=indent) or [""]:
+            print(part, file=out)
+
+
+def _table(rows: Sequence[Sequence[str]], widths: Sequence[int]) -> Iterator[str]:
+    """The rows as columns of *widths*; a cell wider than its column wraps within it."""
+    for row in rows:
+        cells = [textwrap.wrap(c, w) or [""] for c, w in zip(row, widths, strict=True)]
+        for parts in itertools.zip_longest(*cells, fillvalue=""):
+            yield "  ".join(p.ljust(w) for p, w in zip(parts, widths, strict=True)).rstrip()
+
+
+def project_urls() -> dict[str, str]:
+    """``[project.urls]`` of the installed package, by label; empty when not installed."""
+    try:
+        entries = metadata.metadata("retrypolicy").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return {}
+    urls = {}
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        urls[label.strip()] = url.strip()
+    return urls
+
+
+def _published(url: str | None) -> bool:
+    """Whether *url* is a real address, not a placeholder on the reserved ``.invalid``."""
+    host = urlsplit(url).hostname if url else None
+    return bool(host) and not (host or "").endswith(".invalid")
 
 
 def _named(name: str) -> Callable[[_F], _F]:
@@ -106,7 +134,7 @@ class _Scenario:
 
 def _answer(status: int, body: Any) -> str:
     text = body.get("output_text", "") if isinstance(body, dict) else ""
-    return f"{status} {text[:30]!r}"
+    return f"{status} {text!r}"
 
 
 def _scenarios(server: FakeEUGPT, stack: ExitStack) -> Iterator[_Scenario]:
@@ -237,7 +265,7 @@ def run_demo(out: TextIO, *, instant_waits: bool = False) -> int:
         instrumentation.set_hooks(previous)
     _print_summary(rows, out, instant_waits=instant_waits)
     _print_next(out, httpx_installed=_httpx() is not None)
-    return 0
+    return EXIT_OK
 
 
 def _print_summary(rows: list[_Row], out: TextIO, *, instant_waits: bool) -> None:
@@ -246,9 +274,8 @@ def _print_summary(rows: list[_Row], out: TextIO, *, instant_waits: bool) -> Non
     widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
     widths[-1] = min(widths[-1], max(WIDTH - sum(widths[:-1]) - 2 * (len(widths) - 1), 10))
     _say(out, "\nsummary" + (" (waits skipped with --instant)" if instant_waits else ""))
-    for line in [header, tuple("-" * w for w in widths), *cells]:
-        fitted = [_cut(c, w).ljust(w) for c, w in zip(line, widths, strict=True)]
-        _say(out, "  ".join(fitted).rstrip())
+    for line in _table([header, tuple("-" * w for w in widths), *cells], widths):
+        _say(out, line)
 
 
 def _print_next(out: TextIO, *, httpx_installed: bool) -> None:
@@ -256,104 +283,15 @@ def _print_next(out: TextIO, *, httpx_installed: bool) -> None:
     _say(out, "  retrypolicy explain 429     what the policy does with a 429, and why")
     _say(out, "  retrypolicy schedule        the waits before each retry, per kind")
     _say(out, "  retrypolicy serve-fake      this fake API, for your own integration tests")
-    _say(out, "  docs: requests.md, httpx.md, decorating.md, configuration.md (in docs/)")
+    urls = project_urls()
+    docs = urls.get("Documentation")
+    if _published(docs):
+        _say(out, f"  docs: {docs} ({', '.join(_PAGES)})")
+    else:
+        pages = ", ".join(f"{p}.md" for p in _PAGES)
+        _say(out, f"  docs: not published online yet; docs/ in the source has them ({pages})")
+    if _published(source := urls.get("Source")):
+        _say(out, f"  source: {source}")
     if not httpx_installed:
         _say(out, "  httpx is not installed, so its scenarios ran through requests; for the")
         _say(out, f"  httpx transport too: {_HTTPX_INSTALL}")
-
-
-# -- serve-fake ------------------------------------------------------------------------------
-
-
-def _plural(n: int, word: str, words: str = "") -> str:
-    return f"{n} {word if n == 1 else words or word + 's'}"
-
-
-def _wait_forever(server: FakeEUGPT) -> None:
-    """Block until interrupted (Ctrl-C raises KeyboardInterrupt here)."""
-    del server  # tests replace this function and drive the server instead
-    forever = threading.Event()
-    while not forever.wait(0.5):  # timed waits: a signal is always seen within half a second
-        pass
-
-
-@attrs.define
-class _Tally:
-    """What serve-fake served, for its closing summary."""
-
-    statuses: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    sources: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
-
-    def add(self, request: RecordedRequest, status: int | None) -> None:
-        with self.lock:
-            self.statuses["no response" if status is None else str(status)] += 1
-            self.sources[request.source] += 1
-
-    def summary(self, pending: int) -> str:
-        with self.lock:
-            total = sum(self.sources.values())
-            statuses = ", ".join(f"{s} x{n}" for s, n in sorted(self.statuses.items()))
-            sources = ", ".join(f"{n} {s}" for s, n in sorted(self.sources.items()))
-        text = f"served {_plural(total, 'request')}"
-        if total:
-            text += f" ({sources}; {statuses})"
-        return f"{text}; {_plural(pending, 'scripted reply', 'scripted replies')} left unused"
-
-
-def _request_line(request: RecordedRequest, status: int | None, outcome: str) -> str:
-    shown = "---" if status is None else str(status)
-    line = (
-        f"{request.request_id} {request.method} {redact(request.path)} -> {shown} "
-        f"{request.reply.kind} ({request.source})"
-    )
-    if outcome != "sent":
-        line += f": {outcome}"
-    return line
-
-
-def serve_fake(
-    out: TextIO,
-    *,
-    port: int,
-    script: str | None,
-    require_key: bool,
-    quiet: bool = False,
-    err: TextIO | None = None,
-) -> int:
-    """Serve the fake API until interrupted (Ctrl-C); 2 when the script or port cannot be used.
-
-    Unless *quiet*, each request is reported on *err* (standard error) as it is
-    answered, and a summary when the server stops.
-    """
-    log = sys.stderr if err is None else err
-    replies = load_script(script) if script is not None else []  # ConfigError: main says 2
-    tally = _Tally()
-
-    def report(request: RecordedRequest, status: int | None, outcome: str) -> None:
-        tally.add(request, status)
-        if not quiet:
-            with contextlib.suppress(OSError, ValueError):  # stderr gone: keep serving
-                print(_request_line(request, status, outcome), file=log, flush=True)
-
-    try:
-        server = FakeEUGPT(port=port, require_key=require_key, on_request=report).start()
-    except OSError as e:
-        msg = f"--port {port}: expected a free port on 127.0.0.1; found {e.strerror or e}"
-        raise ConfigError(msg) from None
-    try:
-        server.script(*replies)
-        print(f"serving the fake EU GPT API on {server.responses_url}", file=out, flush=True)
-        print(
-            f"{_plural(len(replies), 'scripted reply', 'scripted replies')}, "
-            "then the default success; Ctrl-C stops",
-            file=out,
-            flush=True,
-        )
-        with contextlib.suppress(KeyboardInterrupt):
-            _wait_forever(server)
-    finally:
-        server.stop()
-    if not quiet:
-        print(tally.summary(server.pending), file=log, flush=True)
-    return 0

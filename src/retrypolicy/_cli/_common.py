@@ -1,0 +1,132 @@
+"""What every command shares: exit codes, argument types, the policy options, the epilogs.
+
+The commands choose their policy exactly as the library does (:func:`policy_of`), so
+the command line cannot explain a policy the library would not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Final
+
+from .._config import ConfigFileError, load_policy
+from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
+from .._errors import ConfigError
+from .._policy import Policy
+from .._profiles import PROFILES
+
+__all__ = [
+    "ENV_NOTE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NO",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Subparsers",
+    "add_policy_options",
+    "epilog",
+    "policy_of",
+    "positive_float",
+    "positive_int",
+    "tcp_port",
+]
+
+EXIT_OK: Final = 0
+EXIT_NO: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+ENV_NOTE: Final = (
+    f"Without --config/--profile, {CONFIG_ENV} and {PROFILE_ENV} choose the policy, "
+    "as in the library."
+)
+
+Subparsers = argparse._SubParsersAction  # argparse names no public type for add_subparsers()
+
+
+def epilog(exit_codes: str, *notes: str) -> str:
+    """A subcommand's epilog: its own exit codes, then only the notes that apply to it."""
+    return " ".join([f"exit codes: {exit_codes}; 130 Ctrl-C.", *notes])
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a whole number >= 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        msg = f"expected a number of seconds > 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port, 0 for any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        msg = f"expected a port 0-65535 (0: any free port), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_policy_options(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--profile P``, read by :func:`policy_of`."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a policy file (TOML, or a pyproject.toml with [tool.retrypolicy]); "
+        f"default: ${CONFIG_ENV}, else the built-in EU GPT policy",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="P",
+        help="the policy to use from the file; without a file, a built-in profile "
+        f"({', '.join(PROFILES)}); default: ${PROFILE_ENV}",
+    )
+
+
+def policy_of(args: argparse.Namespace) -> Policy:
+    """The policy the options name, read exactly as the library reads the environment.
+
+    Without options: :func:`default_policy` itself. An option replaces only its own
+    variable (``--profile`` picks a policy of ``RETRYPOLICY_CONFIG``'s file, or a
+    built-in profile when no file is named).
+    """
+    if args.config is None and args.profile is None:
+        return default_policy()
+    env_config = os.environ.get(CONFIG_ENV) or None
+    config = args.config if args.config is not None else env_config
+    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
+    if config is None:
+        try:
+            return PROFILES[profile or "eugpt"]
+        except KeyError:
+            msg = (
+                f"--profile {profile!r}: expected a built-in profile ({', '.join(PROFILES)}), "
+                "or --config FILE naming a file that defines it"
+            )
+            raise ConfigError(msg) from None
+    try:
+        return load_policy(config, profile)
+    except ConfigFileError as e:
+        if args.config is not None:
+            raise
+        named = f"named by {CONFIG_ENV}"
+        raise ConfigError.for_file(e.path or Path(config), e.problems, origin=named) from None

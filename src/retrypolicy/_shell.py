@@ -1,0 +1,523 @@
+"""The shells: everything a call path needs to carry out the attempt machine's answers.
+
+:class:`Retrier` holds what is fixed when a call path is built (policy, hooks,
+clocks, sleepers, rng, store). It builds one
+:class:`~retrypolicy.transport.AttemptMachine` per call that needs one, performs
+the machine's store steps (:meth:`Retrier.perform`, or awaited:
+:meth:`Retrier.aperform`), reports the answers as events, and waits. The
+decorator's two interpreters, :meth:`Retrier.call` and :meth:`Retrier.acall`,
+live here too; the adapters' interpreter is
+:class:`~retrypolicy.transport.AttemptLoop`, the batch runner and
+``rp.attempts`` use these same pieces. Sync and async differ only in the lines
+that call, perform and wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import attrs
+
+from . import _clock
+from ._budget import BudgetResult
+from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, _instant
+from ._emit import MAX_ERROR_TEXT, retry_event, safe_call
+from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
+from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value
+from ._outcome import Outcome, mark_exhausted
+from ._policy import Policy
+from ._rules import Kind
+from ._runtime import RUNTIME
+from ._storm import CALL_HOOKS, Guard, guard_for
+from ._verdict import NO_OBJECTION, StormVerdict
+from .instrumentation._hooks import get_hooks
+from .stores._base import Store
+from .transport._machine import (
+    DONE,
+    SEND,
+    Answer,
+    Ask,
+    AttemptMachine,
+    Fail,
+    Gate,
+    Report,
+    Settle,
+    Step,
+    Wait,
+)
+from .typing import AsyncSleeper, Clock, OutcomeExtractor, RetryHook, Sleeper
+
+__all__ = [
+    "MAX_ERROR_TEXT",
+    "NEVER_RETRIED",
+    "Retrier",
+    "adiscard",
+    "discard",
+]
+
+NEVER_RETRIED: Final = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
+"""Exceptions that always pass straight through: the caller asked to stop."""
+
+_PAID: dict[float, StormVerdict] = {}
+"""The verdict of a retry the budget paid for, per cost (the common answer, built once)."""
+
+
+def _paid(cost: float) -> StormVerdict:
+    verdict = _PAID.get(cost)
+    if verdict is None:
+        verdict = _PAID[cost] = StormVerdict("", BudgetResult(True, 0.0, 0.0, ""), cost)
+    return verdict
+
+
+@attrs.frozen(kw_only=True)
+class Retrier:
+    """Everything fixed when a call path is built; per call, an :class:`AttemptMachine`."""
+
+    policy: Policy
+    name: str
+    on_retry: RetryHook | None = None
+    on_give_up: RetryHook | None = None
+    on_success: RetryHook | None = None
+    before_attempt: RetryHook | None = None
+    clock: Clock = MONOTONIC
+    wall_clock: Clock = WALL
+    sleep: Sleeper = SLEEP
+    async_sleep: AsyncSleeper = ASYNC_SLEEP
+    rng: random.Random | None = None
+    extract: OutcomeExtractor | None = None
+    store: Store | None = None
+    """Where the policy's budget, limiter and breaker live; None: the default store."""
+    storm: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when the policy has a budget, limiter or breaker."""
+    gated: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when an attempt must first ask the limiter or breaker."""
+    plain: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when a plain returned value may be handed back unexamined."""
+    direct: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when a first attempt may go without a machine (nothing to ask or announce)."""
+    hooks: tuple[RetryHook, ...] = attrs.field(init=False, eq=False, repr=False)
+    """The call's own hooks, which storm events reach too."""
+    _guard_cache: list[Any] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        p = self.policy
+        gated = p.limiter is not None or p.breaker is not None
+        setter = object.__setattr__
+        setter(self, "storm", gated or p.budget is not None)
+        setter(self, "gated", gated)
+        setter(self, "plain", self.extract is None and not gated)
+        setter(self, "direct", not gated and self.before_attempt is None)
+        own = (self.on_retry, self.on_give_up, self.on_success)
+        setter(self, "hooks", tuple(dict.fromkeys(h for h in own if h is not None)))
+        setter(self, "_guard_cache", [None, None])
+
+    # -- clocks ------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The call's monotonic clock, advanced by the waits instant mode skipped."""
+        inst = _instant[0]
+        return self.clock() + (inst.offset if inst is not None else 0.0)
+
+    def storm_now(self) -> float:
+        """Storm state's clock: wall-clock seconds (comparable across the machines that
+        share a store), advanced by the waits instant mode skipped."""
+        inst = _instant[0]
+        return self.wall_clock() + (inst.offset if inst is not None else 0.0)
+
+    def wait(self, delay: float) -> None:
+        """Sleep *delay* seconds (never for a zero wait; recorded in instant mode)."""
+        inst = _instant[0]
+        if inst is not None:
+            inst.record(delay)
+        elif delay > 0:
+            self.sleep(delay)
+
+    async def await_wait(self, delay: float) -> None:
+        """Await *delay* seconds (never for a zero wait; recorded in instant mode)."""
+        inst = _instant[0]
+        if inst is not None:
+            inst.record(delay)
+        elif delay > 0:
+            await self.async_sleep(delay)
+
+    pause = staticmethod(_clock.pause)
+
+    # -- judging -----------------------------------------------------------------------
+
+    def outcome_of_value(self, value: object) -> Outcome | None:
+        """The outcome of a returned value; None for a plain value or a success."""
+        if self.extract is not None:
+            custom = self.extract(value)
+            if custom is not None:
+                c = self.policy.classify(custom.status, custom.code, failure=custom.failure)
+                return None if c.kind == Kind.SUCCESS else custom
+        return outcome_of_value(value, self.policy, wall=self.wall_clock)
+
+    def outcome_of_exception(self, exc: BaseException) -> Outcome:
+        """The outcome of a raised exception."""
+        return outcome_of_exception(exc, wall=self.wall_clock)
+
+    # -- the machine and its store steps ---------------------------------------------------
+
+    def machine(
+        self, started: float, *, host: str = "", retrying: bool = True, attempts: int = 0
+    ) -> AttemptMachine:
+        """A new machine for one call that started at *started* (:meth:`now`)."""
+        return AttemptMachine(
+            self.policy,
+            started=started,
+            retrying=retrying,
+            host=host,
+            rng=self.rng,
+            attempts=attempts,
+        )
+
+    def guard(self) -> Guard:
+        """The guard of this policy in the store in use (the default store unless given)."""
+        store = self.store if self.store is not None else RUNTIME.store
+        cache = self._guard_cache
+        if cache[0] is store:
+            guard: Guard = cache[1]
+            return guard
+        guard = guard_for(store, self.policy, clock=self.wall_clock)
+        self._guard_cache[:] = [store, guard]
+        return guard
+
+    def perform(self, step: Step) -> object:
+        """Carry out one store step of the machine (sync: the store is called here)."""
+        token = CALL_HOOKS.set(self.hooks) if self.hooks else None
+        try:
+            return self._perform(self.guard(), step, self.storm_now())
+        finally:
+            if token is not None:
+                CALL_HOOKS.reset(token)
+
+    async def aperform(self, step: Step) -> object:
+        """:meth:`perform` for async code: a store that does network I/O is never called on
+        the event loop (its own coroutine methods, or a worker thread)."""
+        guard = self.guard()
+        if not guard.shared:  # an in-process step is a few dict operations: no I/O to await
+            return self.perform(step)
+        hooks = self.hooks
+        now = self.storm_now()
+
+        def run() -> object:
+            token = CALL_HOOKS.set(hooks) if hooks else None
+            try:
+                return self._perform(guard, step, now)
+            finally:
+                if token is not None:
+                    CALL_HOOKS.reset(token)
+
+        ctx = contextvars.copy_context()
+        return await asyncio.to_thread(ctx.run, run)
+
+    def _perform(self, guard: Guard, step: Step, now: float) -> object:
+        name = self.name
+        if type(step) is Report:
+            why = ""
+            if guard.gated:
+                why = guard.failed(
+                    step.host,
+                    step.kind,
+                    now,
+                    name,
+                    step.attempt,
+                    retrying=step.retrying,
+                    delay=step.delay,
+                )
+            if not step.retrying:
+                return NO_OBJECTION
+            if why or guard.budget is None:
+                return StormVerdict(why, None, step.cost)
+            refused = guard.pay(step.kind, now, name, step.attempt, cost=step.cost)
+            return _paid(step.cost) if refused is None else StormVerdict("", refused, step.cost)
+        if type(step) is Gate:
+            return guard.before(step.host, now, name, step.attempt)
+        assert type(step) is Settle  # noqa: S101 - the three steps there are
+        guard.succeeded(step.host, now, step.refund, retried=step.retried)
+        return None
+
+    def resolve(self, m: AttemptMachine, answer: Answer) -> Answer:
+        """Perform the store steps *answer* asks for until the machine answers something
+        else; report it (events, exhaustion marks). Sync."""
+        while type(answer) is Ask:
+            answer = m.answered(self.perform(answer.step))
+        if answer is not SEND:
+            self.report(m, answer)
+        return answer
+
+    async def aresolve(self, m: AttemptMachine, answer: Answer) -> Answer:
+        """:meth:`resolve`, awaiting the store steps."""
+        while type(answer) is Ask:
+            answer = m.answered(await self.aperform(answer.step))
+        if answer is not SEND:
+            self.report(m, answer)
+        return answer
+
+    def storm_success(self, host: str = "") -> None:
+        """A first attempt succeeded without a machine: the success's storm news (the
+        budget's refund when it is below capacity, the breaker's and limiter's count)."""
+        if self.storm:
+            budget = self.policy.budget
+            self.perform(Settle(host, budget.success_refund if budget is not None else 0.0, False))
+
+    async def astorm_success(self, host: str = "") -> None:
+        """:meth:`storm_success`, awaiting the store."""
+        if self.storm:
+            budget = self.policy.budget
+            refund = budget.success_refund if budget is not None else 0.0
+            await self.aperform(Settle(host, refund, False))
+
+    def needs_news(self) -> bool:
+        """Whether a first-try success has anything to tell storm protection (a budget below
+        capacity somewhere, a limiter or breaker): False on the common path."""
+        return self.gated or (self.storm and bool(RUNTIME.unfull))
+
+    # -- events --------------------------------------------------------------------------
+
+    def emit(self, make: Callable[[], RetryEvent], hook: RetryHook | None) -> None:
+        """Send the event *make* builds to the per-call and process-wide hooks, if any."""
+        hooks = get_hooks()
+        if hook is None and not hooks:
+            return  # nobody listens: do not even build the event
+        event = make()
+        if hook is not None:
+            safe_call(hook, event)
+        for h in hooks:
+            safe_call(h, event)
+
+    def report(self, m: AttemptMachine, answer: Answer) -> None:
+        """The events of an answer, and the exhaustion mark of a failure given up on."""
+        if isinstance(answer, Wait):
+            d = answer.decision
+            if d is not None and (self.on_retry is not None or get_hooks()):
+                retried = answer.outcome
+                self.emit(lambda: self._event(m, SCHEDULED, retried, d), self.on_retry)
+        elif isinstance(answer, Fail):
+            given_up = answer.decision
+            if given_up is None:
+                return  # not the policy's to retry: nothing to report or mark
+            outcome = answer.outcome
+            if self.on_give_up is not None or get_hooks():
+                self.emit(lambda: self._event(m, GAVE_UP, outcome, given_up), self.on_give_up)
+            if given_up.classification.retryable:  # an outer retry layer must not retry it
+                failed = outcome.exception if outcome.exception is not None else outcome.value
+                if failed is not None:
+                    mark_exhausted(failed)
+        elif answer is DONE and m.retried and (self.on_success is not None or get_hooks()):
+            self.emit(lambda: self._event(m, SUCCEEDED, None, None), self.on_success)
+
+    def _event(
+        self, m: AttemptMachine, name: str, outcome: Outcome | None, decision: Any
+    ) -> RetryEvent:
+        # a retry's event counts the attempt that failed: the machine already moved past it
+        retried = decision is not None and decision.action == "retry"
+        attempt = m.state.attempt - 1 if retried else m.state.attempt
+        return retry_event(
+            self,
+            name,
+            outcome,
+            decision,
+            attempt=attempt,
+            started=m.state.started,
+            now=self.now(),
+        )
+
+    def announce(self, attempt: int, started: float) -> None:
+        """Tell ``before_attempt`` that attempt *attempt* is about to start."""
+        if self.before_attempt is not None:
+            event = RetryEvent(
+                name=ATTEMPT,
+                call=self.name,
+                attempt=attempt,
+                policy=self.policy,
+                elapsed=self.now() - started,
+            )
+            safe_call(self.before_attempt, event)
+
+    # -- the decorator's interpreters ------------------------------------------------------
+    # Both are the same loop over the machine's answers; they differ only in ``fn()``
+    # versus ``await fn()``, in how a store step is performed and in how they wait.
+
+    def call(
+        self,
+        fn: Callable[..., Any],
+        _instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run *fn* under the policy; returns its last value or re-raises its last error.
+
+        The signature is wrapt's wrapper signature, so this bound method *is* the
+        wrapper: no extra frame on the success path, where no machine is built.
+        """
+        inst = _instant[0]
+        started = self.clock() if inst is None else self.clock() + inst.offset
+        if not self.direct:
+            m = self.machine(started)
+            return self.drive(m, self.resolve(m, m.begin()), fn, args, kwargs)
+        try:
+            value = fn(*args, **kwargs)
+        except NEVER_RETRIED:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - classified, re-raised unchanged
+            failure: BaseException | None = exc
+            outcome = outcome_of_exception(exc, wall=self.wall_clock)
+        else:
+            if self.plain and type(value) in _NOT_RESPONSES:
+                if RUNTIME.unfull and self.storm:  # a budget below capacity somewhere: refund
+                    self.storm_success()
+                return value  # the common case: a first try returned a plain value
+            failure = None
+            found = self.outcome_of_value(value)
+            if found is None:
+                if self.needs_news():
+                    self.storm_success()
+                return value
+            outcome = found
+        # out of the except block: a later attempt's error must not chain to this one
+        m = self.machine(started, attempts=1)
+        answer = self.resolve(m, m.failed(outcome, self.now()))
+        return self.drive(m, answer, fn, args, kwargs, None if failure else value, failure)
+
+    def drive(  # noqa: PLR0917 - the pieces of one call, as call() has them
+        self,
+        m: AttemptMachine,
+        answer: Answer,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        value: Any = None,
+        exc: BaseException | None = None,
+    ) -> Any:
+        """Interpret the machine's answers from *answer* on, until done or given up."""
+        found: Outcome | None
+        while True:
+            t = type(answer)
+            if t is Wait:
+                discard(answer.outcome)  # type: ignore[union-attr] # its connection is free first
+                self.wait(answer.seconds)  # type: ignore[union-attr]
+                answer = self.resolve(m, m.waited())
+                continue
+            if answer is DONE:
+                return value
+            if t is Fail:
+                if exc is not None:
+                    raise exc
+                return value
+            self.announce(m.attempts, m.state.started)
+            try:
+                value = fn(*args, **kwargs)
+            except NEVER_RETRIED:
+                raise
+            except BaseException as e:  # noqa: BLE001 - classified, re-raised unchanged
+                exc, value = e, None
+                found = outcome_of_exception(e, wall=self.wall_clock)
+            else:
+                exc = None
+                found = self.outcome_of_value(value)
+            step = m.succeeded() if found is None else m.failed(found, self.now())
+            answer = self.resolve(m, step)
+
+    async def acall(
+        self,
+        fn: Callable[..., Awaitable[Any]],
+        _instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The async interpreter: :meth:`call` for coroutine functions."""
+        inst = _instant[0]
+        started = self.clock() if inst is None else self.clock() + inst.offset
+        if not self.direct:
+            m = self.machine(started)
+            return await self.adrive(m, await self.aresolve(m, m.begin()), fn, args, kwargs)
+        try:
+            value = await fn(*args, **kwargs)
+        except NEVER_RETRIED:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            failure: BaseException | None = exc
+            outcome = outcome_of_exception(exc, wall=self.wall_clock)
+        else:
+            if self.plain and type(value) in _NOT_RESPONSES:
+                if RUNTIME.unfull and self.storm:
+                    await self.astorm_success()
+                return value
+            failure = None
+            found = self.outcome_of_value(value)
+            if found is None:
+                if self.needs_news():
+                    await self.astorm_success()
+                return value
+            outcome = found
+        m = self.machine(started, attempts=1)
+        answer = await self.aresolve(m, m.failed(outcome, self.now()))
+        return await self.adrive(m, answer, fn, args, kwargs, None if failure else value, failure)
+
+    async def adrive(  # noqa: PLR0917 - as drive()
+        self,
+        m: AttemptMachine,
+        answer: Answer,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        value: Any = None,
+        exc: BaseException | None = None,
+    ) -> Any:
+        """:meth:`drive` for coroutine functions."""
+        found: Outcome | None
+        while True:
+            t = type(answer)
+            if t is Wait:
+                await adiscard(answer.outcome)  # type: ignore[union-attr]
+                await self.await_wait(answer.seconds)  # type: ignore[union-attr]
+                answer = await self.aresolve(m, m.waited())
+                continue
+            if answer is DONE:
+                return value
+            if t is Fail:
+                if exc is not None:
+                    raise exc
+                return value
+            self.announce(m.attempts, m.state.started)
+            try:
+                value = await fn(*args, **kwargs)
+            except NEVER_RETRIED:
+                raise
+            except BaseException as e:  # noqa: BLE001
+                exc, value = e, None
+                found = outcome_of_exception(e, wall=self.wall_clock)
+            else:
+                exc = None
+                found = self.outcome_of_value(value)
+            step = m.succeeded() if found is None else m.failed(found, self.now())
+            answer = await self.aresolve(m, step)
+
+
+def discard(outcome: Outcome | None) -> None:
+    """Release a response we retry past (its connection goes back to the pool)."""
+    if outcome is None or outcome.value is None or outcome.exception is not None:
+        return
+    close = getattr(outcome.value, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):  # best effort: the response is garbage anyway
+            close()
+
+
+async def adiscard(outcome: Outcome | None) -> None:
+    """:func:`discard` for async responses: awaits ``aclose()`` where there is one."""
+    if outcome is None or outcome.value is None or outcome.exception is not None:
+        return
+    aclose = getattr(outcome.value, "aclose", None)
+    if aclose is None:
+        discard(outcome)
+        return
+    with contextlib.suppress(Exception):  # best effort: the response is garbage anyway
+        await aclose()

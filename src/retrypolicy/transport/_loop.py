@@ -1,0 +1,378 @@
+"""The adapters' interpreter of the attempt machine: one request's attempts as steps.
+
+An adapter sends, reads and maps its transport's exceptions; everything it must
+decide it asks an :class:`AttemptLoop`, which feeds the
+:class:`~retrypolicy.transport.AttemptMachine` and carries out its answers: the
+store steps (performed here when sync, awaited by the ``a``-methods), the events,
+the waits under ``rp.testing.instant()``. Sync and async adapters call the same
+methods; the async ones await the variants that may reach a shared store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._backoff import retry_after_from_headers
+from .._envelope import ErrorInfo, parse_error
+from .._errors import APIError, api_error
+from .._outcome import AttemptState, Decision, Outcome, mark_exhausted
+from .._policy import Policy
+from .._rules import Failure, Kind
+from .._runtime import RUNTIME
+from .._shell import Retrier
+from ._decoding import ContentDecoder
+from ._machine import Answer, AttemptMachine, Wait
+from ._options import ATTEMPTS_ATTRIBUTE, MAX_ERROR_BODY, AdapterOptions
+
+if TYPE_CHECKING:
+    from ._stream import StreamCheck
+
+__all__ = ["AttemptLoop", "Exchange"]
+
+
+@attrs.define(eq=False)
+class Exchange:
+    """One attempt's response as the loop sees it: the response, and how it was judged.
+
+    ``outcome`` is None for a success. ``close``/``aclose`` release a response
+    the loop retries past (best effort: it is discarded anyway).
+    """
+
+    response: Any
+    outcome: Outcome | None = None
+    close: Callable[[], object] | None = None
+    aclose: Callable[[], Awaitable[object]] | None = None
+    check: StreamCheck | None = None
+    """The check of the response's event stream, when it is one."""
+
+    def release(self) -> None:
+        """Release the response (sync)."""
+        if self.close is not None:
+            with contextlib.suppress(Exception):
+                self.close()
+
+    async def arelease(self) -> None:
+        """Release the response, awaiting ``aclose`` when there is one."""
+        if self.aclose is None:
+            self.release()
+            return
+        with contextlib.suppress(Exception):
+            await self.aclose()
+
+
+def _shell_of(options: AdapterOptions) -> Retrier:
+    """The shell that carries out *options* (built once per options object)."""
+    cache = options._shell
+    if cache:
+        shell: Retrier = cache[0]
+        return shell
+    shell = Retrier(
+        policy=options.policy,
+        name=options.name,
+        on_retry=options.on_retry,
+        on_give_up=options.on_give_up,
+        on_success=options.on_success,
+        before_attempt=options.before_attempt,
+        clock=options.clock,
+        wall_clock=options.wall_clock,
+        sleep=options.sleep,
+        async_sleep=options.async_sleep,
+        rng=options.rng,
+        store=options.store,
+    )
+    cache.append(shell)
+    return shell
+
+
+class AttemptLoop:
+    """One request's attempts, as steps an adapter calls; it never waits itself.
+
+    :meth:`begin` before an attempt (the seconds to wait first: the limiter's
+    pacing), :meth:`judge` / :meth:`judge_exception` to turn what happened into an
+    :class:`~retrypolicy.engine.Outcome`, :meth:`failed` for the seconds to wait
+    before the next attempt (0 under ``rp.testing.instant()``, which records the
+    wait) or None to give up, :meth:`succeeded`, :meth:`finish` for the response
+    handed to the caller. ``abegin``/``afailed``/``asucceeded`` are the same steps
+    for async adapters: a shared store is then never called on the event loop.
+
+    A loop built with ``retrying=False`` gives up on the first failure, emits
+    nothing and marks nothing: the request was not the policy's to retry.
+    """
+
+    __slots__ = ("_attempts", "_m", "_shell", "_started", "host", "options", "retrying")
+
+    def __init__(self, options: AdapterOptions, *, retrying: bool = True, host: str = "") -> None:
+        self.options = options
+        self.retrying = retrying
+        self.host = host
+        """The host whose breaker is asked ("" for one breaker per policy)."""
+        self._shell = shell = _shell_of(options)
+        self._started = shell.now()
+        self._attempts = 0
+        self._m: AttemptMachine | None = None
+        """The request's machine: built on the first failure, or the first gated attempt."""
+
+    @property
+    def attempts(self) -> int:
+        """Attempts begun so far."""
+        m = self._m
+        return self._attempts if m is None else m.attempts
+
+    @property
+    def policy(self) -> Policy:
+        """The policy that decides."""
+        return self.options.policy
+
+    @property
+    def state(self) -> AttemptState:
+        """Where the request stands (attempts made, retries per kind)."""
+        m = self._m
+        return AttemptState(started=self._started) if m is None else m.state
+
+    @property
+    def decision(self) -> Decision | None:
+        """The last decision taken; None before the first failure."""
+        return None if self._m is None else self._m.decision
+
+    @property
+    def machine(self) -> AttemptMachine:
+        """The request's attempt machine (built on first use)."""
+        m = self._m
+        if m is None:
+            m = self._m = self._shell.machine(
+                self._started, host=self.host, retrying=self.retrying, attempts=self._attempts
+            )
+        return m
+
+    # -- before an attempt -------------------------------------------------------------
+
+    def _count(self, sent: bool) -> bool:
+        """Count an attempt that needs no store step; False when it needs one."""
+        shell = self._shell
+        if self._m is None and (sent or not self.retrying or not shell.gated):
+            self._attempts += 1
+            if self.retrying:
+                shell.announce(self._attempts, self._started)
+            return True
+        if self.retrying:
+            shell.announce(self.attempts + 1, self._started)
+        return False
+
+    def begin(self, *, sent: bool = False) -> float:
+        """An attempt is about to be sent: the seconds to wait before sending it (0.0 but
+        for the policy's limiter; 0 under ``rp.testing.instant()``).
+
+        With a breaker, raises :class:`~retrypolicy.CircuitOpenError` while the host's
+        breaker is open: nothing must be sent. *sent*: the attempt went out already (a
+        transport that reports only after the fact, like urllib3's ``Retry`` on the
+        first attempt): it is counted and announced, and neither paced nor refused.
+        """
+        if self._count(sent):
+            return 0.0
+        m = self.machine
+        return self._hold(self._shell.resolve(m, m.begin(sent=sent)))
+
+    async def abegin(self) -> float:
+        """:meth:`begin` for async adapters (a shared store is awaited, never blocked on)."""
+        if self._count(False):
+            return 0.0
+        m = self.machine
+        return self._hold(await self._shell.aresolve(m, m.begin()))
+
+    def _hold(self, answer: Answer) -> float:
+        return self._shell.pause(answer.seconds) if type(answer) is Wait else 0.0
+
+    # -- judging -----------------------------------------------------------------------
+
+    def judge(
+        self,
+        status: int,
+        headers: object,
+        body: bytes | None = None,
+        *,
+        content_encoding: str | None = None,
+    ) -> Outcome | None:
+        """The outcome of a response: None for a success.
+
+        *body* is a bounded prefix of an error body (the envelope's code is read
+        from it). Pass *content_encoding* when *body* is still encoded as it came
+        off the wire: it is decoded (bounded) before it is judged.
+        """
+        options = self.options
+        ok = options._succeeds.get(status)
+        if ok is None:
+            ok = options.policy.classify(status).kind == Kind.SUCCESS
+            if 100 <= status <= 999:  # only real statuses are remembered: the dict stays small
+                options._succeeds[status] = ok
+        if ok:
+            return None
+        if body and content_encoding:
+            body = ContentDecoder(content_encoding).decode_prefix(body, MAX_ERROR_BODY)
+        info = parse_error(status, body, headers)
+        return Outcome(
+            status=status,
+            code=info.code,
+            retry_after=retry_after_from_headers(headers, now=options.wall_clock()),
+            error=info,
+        )
+
+    def judge_exception(self, exc: BaseException) -> Outcome:
+        """The outcome of an exception the transport raised (its failure kind, if known)."""
+        return self._shell.outcome_of_exception(exc)
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def failed(self, outcome: Outcome) -> float | None:
+        """Record a failed attempt: the seconds to sleep before the next one, or None.
+
+        On give-up, an exception behind *outcome* (re-raised unchanged by the adapter)
+        learns the attempts it took, as a final response does (:meth:`finish`): what
+        wraps it (the openai SDK's ``APIConnectionError``) can still tell.
+        """
+        m = self.machine
+        shell = self._shell
+        return self._wait(shell.resolve(m, m.failed(outcome, shell.now())), outcome)
+
+    async def afailed(self, outcome: Outcome) -> float | None:
+        """:meth:`failed` for async adapters."""
+        m = self.machine
+        shell = self._shell
+        return self._wait(await shell.aresolve(m, m.failed(outcome, shell.now())), outcome)
+
+    def _wait(self, answer: Answer, outcome: Outcome) -> float | None:
+        if type(answer) is Wait:
+            return self._shell.pause(answer.seconds)
+        if outcome.exception is not None:
+            try:  # noqa: SIM105 - see finish()
+                setattr(outcome.exception, ATTEMPTS_ATTRIBUTE, self.attempts)
+            except (AttributeError, TypeError):
+                pass
+        return None
+
+    def succeeded(self) -> None:
+        """Record the successful attempt (an event, when it followed a retry; the budget's
+        refund and the breaker's count, when the policy has them)."""
+        m = self._m
+        shell = self._shell
+        if m is not None:
+            shell.resolve(m, m.succeeded())
+        elif self.retrying and (shell.gated or (shell.storm and RUNTIME.unfull)):
+            shell.storm_success(self.host)
+
+    async def asucceeded(self) -> None:
+        """:meth:`succeeded` for async adapters."""
+        m = self._m
+        shell = self._shell
+        if m is not None:
+            await shell.aresolve(m, m.succeeded())
+        elif self.retrying and (shell.gated or (shell.storm and RUNTIME.unfull)):
+            await shell.astorm_success(self.host)
+
+    def finish(
+        self, response: Any, outcome: Outcome | None = None, check: StreamCheck | None = None
+    ) -> Any:
+        """The response for the caller, marked with its attempts.
+
+        With a failed *outcome* the loop gave up on: the response is marked as
+        retried to the end (an outer ``@rp.retry`` must not retry it again),
+        and with ``raise_on_give_up`` it is released and its ``rp.APIError``
+        raised instead. *check*, the response's stream check, learns the
+        attempts for the ``rp.StreamError`` it may raise later.
+        """
+        attempts = self.attempts
+        try:  # noqa: SIM105 - not contextlib.suppress: on every success, it costs 4x as much
+            setattr(response, ATTEMPTS_ATTRIBUTE, attempts)
+        except (AttributeError, TypeError):
+            pass  # a type that refuses attributes (slots): the count is informative only
+        if check is not None:
+            check.attempts = attempts
+            # a stream that failed before it was committed was retried already
+            check.exhausted = self.retrying and outcome is not None
+        if outcome is None:
+            return response
+        c = self.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
+        if self.retrying and c.retryable:
+            mark_exhausted(response)
+        if self.options.raise_on_give_up:
+            with contextlib.suppress(Exception):
+                close = getattr(response, "close", None)
+                if close is not None:
+                    close()
+            raise self.error(outcome)
+        return response
+
+    def error(self, outcome: Outcome) -> APIError:
+        """The ``rp.APIError`` for a failed final *outcome*."""
+        c = self.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
+        info = outcome.error or ErrorInfo(outcome.status, outcome.code, None, None)
+        stream = outcome.failure is Failure.INCOMPLETE_STREAM or (
+            outcome.status is not None and outcome.status < 300
+        )
+        err = api_error(
+            c, info, attempts=self.attempts, retry_after=outcome.retry_after, stream=stream
+        )
+        if self.retrying and c.retryable:
+            mark_exhausted(err)
+        return err
+
+    # -- the two interpreters, for adapters whose attempt is one function --------------
+
+    def raised(self, exc: BaseException) -> float:
+        """After an attempt raised *exc*: the seconds to wait; re-raises *exc* on give-up."""
+        wait = self.failed(self.judge_exception(exc))
+        if wait is None:
+            raise exc
+        return wait
+
+    def returned(self, ex: Exchange) -> float | None:
+        """After an attempt returned *ex*: the seconds to wait, or None to hand *ex* over."""
+        if ex.outcome is None:
+            self.succeeded()
+            return None
+        return self.failed(ex.outcome)
+
+    def run(self, attempt: Callable[[], Exchange]) -> Any:
+        """Run *attempt* until success or give-up; the final response (see :meth:`finish`).
+
+        An exception *attempt* raises is judged; on give-up it is re-raised unchanged.
+        """
+        wait: float | None
+        while True:
+            if hold := self.begin():
+                self.options.sleep(hold)
+            try:
+                ex = attempt()
+            except Exception as exc:  # noqa: BLE001 - judged; re-raised on give-up
+                wait = self.raised(exc)
+            else:
+                if (wait := self.returned(ex)) is None:
+                    return self.finish(ex.response, ex.outcome, ex.check)
+                ex.release()
+            if wait:
+                self.options.sleep(wait)
+
+    async def arun(self, attempt: Callable[[], Awaitable[Exchange]]) -> Any:
+        """:meth:`run` for an async attempt (store steps awaited)."""
+        wait: float | None
+        while True:
+            if hold := await self.abegin():
+                await self.options.async_sleep(hold)
+            try:
+                ex = await attempt()
+            except Exception as exc:
+                wait = await self.afailed(self.judge_exception(exc))
+                if wait is None:
+                    raise
+            else:
+                if ex.outcome is None:
+                    await self.asucceeded()
+                    return self.finish(ex.response, None, ex.check)
+                if (wait := await self.afailed(ex.outcome)) is None:
+                    return self.finish(ex.response, ex.outcome, ex.check)
+                await ex.arelease()
+            if wait:
+                await self.options.async_sleep(wait)
