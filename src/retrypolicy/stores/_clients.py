@@ -12,12 +12,15 @@ loops in turn (``asyncio.run`` per test, per job). A client is closed on the loo
 that used it when ``asyncio.run`` ends that loop (an async generator parked in
 the loop, which ``shutdown_asyncgens`` closes), or by :meth:`LoopClients.aclose`.
 
-``redis`` is imported only here and by ``_redis``, when a RedisStore is built.
+``redis`` is an optional dependency, loaded by :func:`_redis` only when a client is
+built (``from_url``, or an asyncio twin of your client): importing retrypolicy or an
+adapter never imports it, as the import contracts of ``pyproject.toml`` say.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import math
 import re
@@ -121,16 +124,14 @@ def _check_options(options: dict[str, Any]) -> None:
         raise TypeError(msg)
 
 
+def _redis(module: str) -> Any:
+    """A module of the ``redis`` package, loaded now (the first client built loads it)."""
+    return importlib.import_module(module)
+
+
 def _no_retry(*, asyncio_side: bool) -> Any:
-    from redis.backoff import NoBackoff  # noqa: PLC0415 - redis is an optional dependency
-
-    if asyncio_side:
-        from redis.asyncio.retry import Retry as AsyncRetry  # noqa: PLC0415
-
-        return AsyncRetry(NoBackoff(), 0)
-    from redis.retry import Retry  # noqa: PLC0415
-
-    return Retry(NoBackoff(), 0)
+    retry = _redis("redis.asyncio.retry" if asyncio_side else "redis.retry")
+    return retry.Retry(_redis("redis.backoff").NoBackoff(), 0)
 
 
 def _bounded(timeout: float, *, asyncio_side: bool) -> dict[str, Any]:
@@ -146,12 +147,12 @@ def sync_client_from_url(url: object, timeout: float, options: dict[str, Any]) -
     """A ``redis.Redis`` for *url*: connect and socket timeouts of *timeout*, no retries.
 
     Nothing is connected yet (redis-py connects on the first command)."""
-    import redis  # noqa: PLC0415 - an optional dependency, imported when a store is built
-
     checked = _check_url(url)
     _check_options(options)
     try:
-        client = redis.Redis.from_url(checked, **options, **_bounded(timeout, asyncio_side=False))
+        client = _redis("redis").Redis.from_url(
+            checked, **options, **_bounded(timeout, asyncio_side=False)
+        )
     except ValueError as exc:  # redis-py's own parse: a bad port, db, query value
         msg = f"url {safe_url(checked)!r}: {_EXPECTED_URL} ({exc})"
         raise ValueError(msg) from exc
@@ -168,9 +169,8 @@ def async_factory_from_url(url: str, timeout: float, options: dict[str, Any]) ->
     """What builds the ``redis.asyncio`` twin of :func:`sync_client_from_url`, per loop."""
 
     def build() -> Any:
-        import redis.asyncio  # noqa: PLC0415 - as above
-
-        return redis.asyncio.Redis.from_url(url, **options, **_bounded(timeout, asyncio_side=True))
+        client = _redis("redis.asyncio").Redis
+        return client.from_url(url, **options, **_bounded(timeout, asyncio_side=True))
 
     return build
 
@@ -193,9 +193,8 @@ def async_factory_from_client(client: Any) -> Callable[[], Any]:
     max_connections = getattr(pool, "max_connections", None)
 
     def build() -> Any:
-        import redis.asyncio  # noqa: PLC0415 - as above
-        from redis.asyncio import connection  # noqa: PLC0415
-
+        asyncio_redis = _redis("redis.asyncio")
+        connection = _redis("redis.asyncio.connection")
         default = (
             connection.UnixDomainSocketConnection if "path" in kwargs else connection.Connection
         )
@@ -206,10 +205,10 @@ def async_factory_from_client(client: Any) -> Callable[[], Any]:
         portable = {k: v for k, v in kwargs.items() if k in _PORTABLE and k in accepted}
         portable["retry"] = _no_retry(asyncio_side=True)
         portable["retry_on_error"] = []
-        new_pool = redis.asyncio.ConnectionPool(
+        new_pool = asyncio_redis.ConnectionPool(
             connection_class=cls, max_connections=max_connections, **portable
         )
-        return redis.asyncio.Redis.from_pool(new_pool)
+        return asyncio_redis.Redis.from_pool(new_pool)
 
     return build
 
