@@ -316,11 +316,19 @@ def test_redis_keys_have_ttls(redis_client: redis.Redis) -> None:
 
 
 def test_redis_store_checks_its_arguments(redis_client: redis.Redis) -> None:
-    """A bad prefix or something that is no Redis client is refused with a clear message."""
+    """A bad prefix, retry_every or something that is no Redis client is refused with a clear
+    message."""
     with pytest.raises(ValueError, match="prefix"):
         RedisStore(redis_client, prefix="")
     with pytest.raises(TypeError, match=r"redis\.Redis"):
         RedisStore(object())
+    with pytest.raises(ValueError, match=r"retry_every -1: expected seconds, a number >= 0"):
+        RedisStore(redis_client, retry_every=-1)
+    store = RedisStore(redis_client)
+    store.retry_every = 2
+    assert store.retry_every == 2.0
+    with pytest.raises(ValueError, match="retry_every 'soon'"):
+        store.retry_every = "soon"  # type: ignore[assignment]
 
 
 def test_default_store_is_switchable() -> None:

@@ -431,6 +431,10 @@ class RedisStore:
         """Seconds from a failed round trip to the next probe."""
         return self._gate.retry_every
 
+    @retry_every.setter
+    def retry_every(self, value: float) -> None:
+        self._gate.retry_every = _check_retry_every(value)
+
     def close(self) -> None:
         """Close the sync client if :meth:`from_url` built it (yours stay yours to close)."""
         if self._owns_client:
