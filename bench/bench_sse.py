@@ -22,7 +22,9 @@ The contenders:
 (b) a naive incremental line parser written plainly, as a reference (it builds the
     same event objects as (c) but skips CR-only line ends, BOM, id, retry and limits);
 (c) ``retrypolicy._sse.SSEDecoder``;
-(d) ``retrypolicy._sse.StreamMonitor`` (decode + verdict).
+(d) ``retrypolicy._sse.StreamMonitor`` (decode + verdict);
+(e) ``retrypolicy._sse._exact.ExactDecoder``: (c) without its fast path, line by line
+    (what the fast path buys; skipped on versions before the package split).
 
 Reports, per scenario, the median MB/s of each and the ratio to httpx-sse.
 """
@@ -43,6 +45,11 @@ from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
 
 from retrypolicy._sse import SSEDecoder, SSEEvent, StreamMonitor
+
+try:
+    from retrypolicy._sse._exact import ExactDecoder
+except ImportError:  # before _sse became a package: no exact decoder to compare with
+    ExactDecoder = None  # type: ignore[assignment,misc]
 
 WORDS = (
     *("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "the"),
@@ -183,14 +190,21 @@ def run_naive(chunks: list[bytes]) -> list[tuple[str, str]]:
     return out
 
 
-def run_ours(chunks: list[bytes]) -> list[tuple[str, str]]:
-    """(c) retrypolicy's SSEDecoder."""
-    decoder = SSEDecoder()
+def run_ours(
+    chunks: list[bytes], decoder_class: type[SSEDecoder] = SSEDecoder
+) -> list[tuple[str, str]]:
+    """(c) retrypolicy's SSEDecoder (or another class of decoder)."""
+    decoder = decoder_class()
     out: list[tuple[str, str]] = []
     for chunk in chunks:
         out.extend([(e.event, e.data) for e in decoder.feed(chunk)])
     out.extend([(e.event, e.data) for e in decoder.close()])
     return out
+
+
+def run_exact(chunks: list[bytes]) -> list[tuple[str, str]]:
+    """(e) retrypolicy's ExactDecoder: the decoder without its fast path."""
+    return run_ours(chunks, ExactDecoder)  # type: ignore[arg-type]
 
 
 def run_monitor(chunks: list[bytes]) -> int:
@@ -230,6 +244,9 @@ def scenario(title: str, data: bytes, n_events: int, chunks: list[bytes], repeat
         "(c) retrypolicy SSEDecoder": run_ours,
         "(d) retrypolicy StreamMonitor": run_monitor,
     }
+    if ExactDecoder is not None:
+        assert run_exact(chunks) == reference
+        contenders["(e) retrypolicy ExactDecoder"] = run_exact
     medians = median_seconds(contenders, chunks, repeat)
 
     mb = len(data) / 1_000_000

@@ -144,6 +144,10 @@ FRONT_DOOR = {
     "CircuitBreaker",
     "CircuitOpenError",
     "stores",
+    # simulating a policy (docs/simulate.md)
+    "simulate",
+    "Scenario",
+    "Simulation",
 }
 
 

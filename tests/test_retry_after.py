@@ -68,11 +68,13 @@ def test_parse_retry_after_table(value: object, expected: object) -> None:
     ],
 )
 def test_huge_header_values_are_fast(value: str) -> None:
-    """A 1 MB header value is parsed (or refused) in well under 50 ms, without raising."""
+    """A 1 MB header value is parsed (or refused) without raising and without super-linear
+    work: a backtracking or quadratic parser takes seconds to minutes on it; a linear one a
+    few ms, so the bound (1 s) catches the first and never a loaded machine's noise."""
     start = time.perf_counter()
     for headers in ({"Retry-After": value}, {"retry-after-ms": value}):
         rp.transport.retry_after_from_headers(headers, now=NOW)
-    assert time.perf_counter() - start < 0.05
+    assert time.perf_counter() - start < 1.0
 
 
 @pytest.mark.parametrize(

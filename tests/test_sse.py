@@ -7,7 +7,6 @@ import json
 import random
 import re
 import sys
-import types
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,13 @@ from hypothesis import strategies as st
 import retrypolicy as rp
 from retrypolicy import _sse
 from retrypolicy._rules import Failure
-from retrypolicy._sse import SSEDecoder, SSEEvent, StreamMonitor, StreamProblem
+from retrypolicy._sse import SSEDecoder, SSEEvent, StreamMonitor, StreamProblem, _frames, _head
+from retrypolicy._sse import _monitor as _monitor_module
+from retrypolicy._sse._exact import ExactDecoder
 
 # -- helpers -------------------------------------------------------------------------
+
+DEFAULT_LIMIT = _sse.DEFAULT_MAX_LINE_BYTES
 
 
 def ev(
@@ -40,8 +43,8 @@ def pieces(stream: bytes, cuts: Iterable[int]) -> list[bytes]:
 
 
 def decode(
-    chunks: Sequence[bytes], decoder: SSEDecoder | None = None
-) -> tuple[list[SSEEvent], SSEDecoder]:
+    chunks: Sequence[bytes], decoder: ExactDecoder | None = None
+) -> tuple[list[SSEEvent], ExactDecoder]:
     """Feed *chunks* then close; return every event and the decoder."""
     decoder = decoder if decoder is not None else SSEDecoder()
     out: list[SSEEvent] = []
@@ -51,7 +54,7 @@ def decode(
     return out, decoder
 
 
-def state(decoder: SSEDecoder) -> tuple[object, ...]:
+def state(decoder: ExactDecoder) -> tuple[object, ...]:
     """What a caller can observe of a decoder besides its events."""
     return (decoder.pending, decoder.overflowed, decoder.last_event_id, decoder.retry)
 
@@ -196,6 +199,7 @@ def test_whatwg_rules(stream: bytes, expected: list[SSEEvent]) -> None:
     """Each WHATWG event-stream rule gives the events the spec prescribes."""
     events, _ = decode([stream])
     assert events == expected
+    assert decode([stream], ExactDecoder())[0] == expected
     assert reference(stream)[0] == expected
 
 
@@ -457,6 +461,27 @@ def test_decoder_agrees_with_reference(stream: bytes) -> None:
     expected, pending = reference(stream)
     assert events == expected
     assert decoder.pending == pending
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from([(1, 40), (1, 80), (9, 30), (DEFAULT_LIMIT, None)]))
+def test_fast_path_equals_exact_decoder(
+    data: st.DataObject, limits: tuple[int, int | None]
+) -> None:
+    """SSEDecoder (frame patterns) dispatches what the line-by-line ExactDecoder does, and
+    ends in the same state, for any stream, any chunking and any limits."""
+    stream = data.draw(streams() | long_streams())
+    chunks = pieces(stream, data.draw(_cuts(stream)))
+    max_line, max_event = limits
+    fast, d1 = decode(chunks, SSEDecoder(max_line, max_event_bytes=max_event))
+    exact, d2 = decode(chunks, ExactDecoder(max_line, max_event_bytes=max_event))
+    assert fast == exact
+    assert state(d1) == state(d2)
+    pairs = SSEDecoder(max_line, max_event_bytes=max_event)
+    exact_pairs = ExactDecoder(max_line, max_event_bytes=max_event)
+    for chunk in chunks:
+        assert pairs._feed_pairs(chunk) == exact_pairs._feed_pairs(chunk)
+    assert pairs._close_pairs() == exact_pairs._close_pairs()
 
 
 @settings(max_examples=200)
@@ -842,13 +867,14 @@ def test_verdict_is_chunking_invariant() -> None:
 def test_ordinary_events_are_not_json_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The verdict reads ordinary frames without json.loads; only the error event is parsed."""
     calls: list[str] = []
-    real = _sse._loads
+    real = _head.loads
 
     def counting(data: str) -> Any:
         calls.append(data)
         return real(data)
 
-    monkeypatch.setattr(_sse, "_loads", counting)
+    for module in (_head, _monitor_module):
+        monkeypatch.setattr(module, "loads", counting)
     stream = created(0) + b"".join(delta(i, f"text {i}") for i in range(1, 1000)) + completed(1000)
     _, final, _ = monitor_run([stream])
     assert final is None
@@ -1066,7 +1092,7 @@ def test_frame_patterns_see_each_line_once(
     """
     regions: list[tuple[str, int, int]] = []
     for name in ("_FRAMES", "_FRAME", "_EXACT_EVENT", "_EXACT_DATA"):
-        monkeypatch.setattr(_sse, name, _Spy(getattr(_sse, name), regions))
+        monkeypatch.setattr(_frames, name, _Spy(getattr(_frames, name), regions))
     stream = created(0) + b"".join(large_delta(i, 65_536) for i in range(1, 40)) + completed(40)
     chunks = network_reads(stream, random.Random(7), *reads)
     said, final, monitor = monitor_run(chunks)
@@ -1082,14 +1108,8 @@ def test_frame_patterns_see_each_line_once(
 
 
 def test_all_is_sorted_and_complete() -> None:
-    """``__all__`` lists exactly the public names the module defines, sorted."""
-    public = {
-        name
-        for name, value in vars(_sse).items()
-        if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
-        and getattr(value, "__module__", _sse.__name__) == _sse.__name__
-    }
+    """The package's ``__all__`` lists exactly the public names it re-exports, sorted."""
+    public = {name for name in vars(_sse) if not name.startswith("_")}
     assert _sse.__all__ == sorted(_sse.__all__)
     assert set(_sse.__all__) == public
 
@@ -1104,18 +1124,21 @@ def test_events_and_problems_are_frozen() -> None:
 
 
 def test_core_imports_no_transport() -> None:
-    """The SSE module imports only the standard library, attrs and the rules."""
-    source = Path(_sse.__file__).read_text(encoding="utf-8")
-    imports = set(re.findall(r"^(?:from|import) ([\w.]+)", source, re.MULTILINE))
-    assert imports == {
+    """The SSE package imports only the standard library, attrs, redaction and the rules."""
+    imports: set[str] = set()
+    for path in Path(_sse.__file__).parent.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        imports |= set(re.findall(r"^(?:from|import) ([\w.]+)", source, re.MULTILINE))
+    outside = {name for name in imports if not re.fullmatch(r"\._\w+", name)}
+    assert outside == {
         "__future__",
         "codecs",
         "json",
         "re",
         "typing",
         "attrs",
-        "._redact",
-        "._rules",
+        ".._redact",
+        ".._rules",
     }
 
 
@@ -1159,8 +1182,9 @@ def test_error_event_without_usable_code_is_a_failure(frame: bytes, policy: rp.P
 # -- the monitor's bytes-level path for long lines ---------------------------------------
 #
 # StreamMonitor keeps a long line as the raw chunks it arrives in and reads only a window
-# at each end of a long data line (SSEDecoder._feed_lazy); with ``_fast`` off it decodes
-# everything (SSEDecoder._feed_pairs). Both must judge every stream alike, feed by feed.
+# at each end of a long data line (LazyDecoder._feed_lazy); with ``_fast`` off it decodes
+# everything (SSEDecoder._feed_pairs, the frame patterns), and given an ExactDecoder it
+# reads line by line. All three must judge every stream alike, feed by feed.
 
 
 def _json_frame(text: str, eols: Sequence[str], event: str = "message") -> bytes:
@@ -1242,11 +1266,22 @@ def verdict_streams(draw: st.DrawFn) -> bytes:
     return b"".join(parts)
 
 
-def _verdicts(chunks: list[bytes], fast: bool, max_line: int) -> tuple[object, ...]:
+def _verdicts(chunks: list[bytes], path: str, max_line: int) -> tuple[object, ...]:
+    """What the monitor says of *chunks* when its decoder takes *path*."""
     monitor = StreamMonitor(max_line_bytes=max_line)
-    monitor._fast = fast
+    if path != "bytes":
+        monitor._fast = False  # decoded text: the frame patterns
+    if path == "exact":
+        monitor._decoder = ExactDecoder(max_line)  # type: ignore[assignment]
     said, final, _ = monitor_run(chunks, monitor)
     return said, final, monitor.events_seen, monitor.last_type, monitor.completed
+
+
+def assert_paths_agree(chunks: list[bytes], max_line: int) -> None:
+    """The bytes path and the frame patterns judge *chunks* as the exact decoder does."""
+    exact = _verdicts(chunks, "exact", max_line)
+    assert _verdicts(chunks, "frames", max_line) == exact
+    assert _verdicts(chunks, "bytes", max_line) == exact
 
 
 @settings(max_examples=200, deadline=None)
@@ -1261,7 +1296,7 @@ def test_lazy_path_gives_the_verdicts_of_the_exact_path(
 ) -> None:
     """Long lines held as bytes: the same problem, at the same feed, and the same state."""
     chunks = network_reads(stream, rnd, *reads)
-    assert _verdicts(chunks, True, max_line) == _verdicts(chunks, False, max_line)
+    assert_paths_agree(chunks, max_line)
 
 
 @settings(max_examples=100, deadline=None)
@@ -1269,7 +1304,7 @@ def test_lazy_path_gives_the_verdicts_of_the_exact_path(
 def test_lazy_path_any_cuts(stream: bytes, data: st.DataObject) -> None:
     """The same, for arbitrary cuts (ends of lines, CRLFs and characters split anyhow)."""
     chunks = pieces(stream, data.draw(_cuts(stream)))
-    assert _verdicts(chunks, True, 200_000) == _verdicts(chunks, False, 200_000)
+    assert_paths_agree(chunks, 200_000)
 
 
 def test_lazy_path_reads_large_frames_as_bytes() -> None:
@@ -1323,7 +1358,7 @@ def test_lazy_path_edge_cases(stream: bytes, max_line: int) -> None:
     for seed in range(40):
         for reads in [(1_024, 4_096), (4_000, 40_000), (30_000, 70_000)]:
             chunks = network_reads(stream, random.Random(seed), *reads)
-            assert _verdicts(chunks, True, max_line) == _verdicts(chunks, False, max_line)
+            assert_paths_agree(chunks, max_line)
 
 
 def test_lazy_path_copies_reused_buffers() -> None:
@@ -1353,6 +1388,4 @@ def test_lazy_path_event_line_shortcuts_need_a_fresh_line() -> None:
     for before, after in cases:
         cut = len(after) - 100  # inside the long data line
         chunks = [before, after[:cut], after[cut:] + completed(3)]
-        assert _verdicts(chunks, True, _sse.DEFAULT_MAX_LINE_BYTES) == _verdicts(
-            chunks, False, _sse.DEFAULT_MAX_LINE_BYTES
-        )
+        assert_paths_agree(chunks, _sse.DEFAULT_MAX_LINE_BYTES)

@@ -44,6 +44,7 @@ from ._limiter import AdaptiveLimiter
 from ._policy import Policy
 from ._profiles import EUGPT, HTTP
 from ._rules import Classification, Failure, Kind, Rule, register_exception
+from ._simulate import Scenario, Simulation, simulate
 
 try:  # the installed distribution's version: one source of truth, pyproject.toml
     __version__: str = _metadata.version("retrypolicy")
@@ -111,7 +112,9 @@ __all__ = [
     "RateLimitError",
     "RetryBudget",
     "Rule",
+    "Scenario",
     "ServiceUnavailableError",
+    "Simulation",
     "StreamError",
     "attempts",
     "dump_policy",
@@ -120,6 +123,7 @@ __all__ = [
     "parse_error",
     "register_exception",
     "retry",
+    "simulate",
     "stores",
     "testing",
     "transport",

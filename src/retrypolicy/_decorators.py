@@ -16,9 +16,9 @@ import wrapt
 
 from ._defaults import default_policy
 from ._outcome import Outcome
-from ._policy import Policy
+from ._policy import APPLIED, Policy
 from ._shell import NEVER_RETRIED, Retrier, adiscard, discard
-from .transport._machine import SEND, Answer, Ask, Fail, Wait
+from .transport._machine import SEND, STEPS, Answer, Fail, Wait
 from .typing import RetryOptions
 
 __all__ = ["Attempt", "Attempts", "attempts", "retry"]
@@ -171,7 +171,7 @@ class _Session:
     def take(self, answer: Answer) -> Answer:
         """Keep the machine's *answer* to an attempt, carried out at once unless it asks an
         async loop for a store step (the loop awaits it after the block)."""
-        if self.is_async and type(answer) is Ask:
+        if self.is_async and type(answer) in STEPS:
             self.resolved = False
         else:
             answer = self.retrier.resolve(self.machine, answer)
@@ -243,3 +243,6 @@ def attempts(
 ) -> Attempts:
     """The attempt loop for a block of code: same decisions and events as :func:`retry`."""
     return Attempts(_retrier(policy, name, **options))
+
+
+APPLIED["retry"] = retry  # policy.retry(fn) is rp.retry(policy)(fn)

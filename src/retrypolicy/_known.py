@@ -16,11 +16,14 @@ a status error (``openai.APIStatusError``) is judged by its ``.response``, like
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeAlias
 
-from ._rules import Failure, failure_of, register_exception
+from ._failure import Failure
 
-__all__ = ["KNOWN_EXCEPTIONS", "register_known_exceptions"]
+__all__ = ["KNOWN_EXCEPTIONS", "known_exceptions"]
+
+Lookup: TypeAlias = Callable[[BaseException], Failure | None]
+"""What an exception means: the registry's own lookup, or a resolver of one type."""
 
 C, T = Failure.CONNECTION, Failure.TIMEOUT
 
@@ -72,20 +75,38 @@ KNOWN_EXCEPTIONS: Final[dict[str, Failure | None]] = {
 }
 
 
-def _requests_connection_error(exc: BaseException) -> Failure | None:
+def known_exceptions(failure_of: Lookup) -> dict[str, Failure | Lookup | None]:
+    """Every well-known name and what it means, for the registry in ``_rules`` to load.
+
+    *failure_of* is that registry's lookup: the exceptions that wrap another
+    (``requests.ConnectionError``, openai's connection and timeout errors) are judged by
+    what they wrap. Passed in, so this table does not import the registry that loads it.
+    """
+    table: dict[str, Failure | Lookup | None] = dict(KNOWN_EXCEPTIONS)
+    table["requests.ConnectionError"] = _requests_connection_error(failure_of)
+    table["openai.APIConnectionError"] = _openai_wrapped(failure_of, Failure.CONNECTION)
+    table["openai.APITimeoutError"] = _openai_wrapped(failure_of, Failure.TIMEOUT)
+    return table
+
+
+def _requests_connection_error(failure_of: Lookup) -> Lookup:
     """requests wraps both "never connected" and "connection dropped after sending" in
     ``requests.ConnectionError``; the wrapped urllib3 error tells them apart."""
-    inner = exc.args[0] if exc.args else None
-    reason = getattr(inner, "reason", None)  # urllib3's MaxRetryError carries the cause
-    for candidate in (reason, inner):
-        if isinstance(candidate, BaseException):
-            found = failure_of(candidate)
-            if found is not None:
-                return found
-    return Failure.CONNECTION
+
+    def resolve(exc: BaseException) -> Failure | None:
+        inner = exc.args[0] if exc.args else None
+        reason = getattr(inner, "reason", None)  # urllib3's MaxRetryError carries the cause
+        for candidate in (reason, inner):
+            if isinstance(candidate, BaseException):
+                found = failure_of(candidate)
+                if found is not None:
+                    return found
+        return Failure.CONNECTION
+
+    return resolve
 
 
-def _openai_wrapped(default: Failure) -> Callable[[BaseException], Failure | None]:
+def _openai_wrapped(failure_of: Lookup, default: Failure) -> Lookup:
     """openai's ``APIConnectionError`` / ``APITimeoutError``: the failure of the httpx2
     error they wrap (``__cause__``), else *default*."""
 
@@ -95,12 +116,3 @@ def _openai_wrapped(default: Failure) -> Callable[[BaseException], Failure | Non
         return default if found is None else found
 
     return resolve
-
-
-def register_known_exceptions() -> None:
-    """Register :data:`KNOWN_EXCEPTIONS` (done once when ``retrypolicy`` is imported)."""
-    for name, failure in KNOWN_EXCEPTIONS.items():
-        register_exception(name, failure)
-    register_exception("requests.ConnectionError", _requests_connection_error)
-    register_exception("openai.APIConnectionError", _openai_wrapped(Failure.CONNECTION))
-    register_exception("openai.APITimeoutError", _openai_wrapped(Failure.TIMEOUT))

@@ -23,13 +23,18 @@ from ._outcome import AttemptState, Decision, Outcome
 from ._rules import Classification, Failure, Kind, Rule, failure_of, failure_of_kind
 
 if TYPE_CHECKING:
-    from ._storm import StormStats
+    from ._stats import StormStats
     from .stores import Store
-    from .typing import RetryHook
 
 __all__ = ["Policy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+APPLIED: Final[dict[str, Callable[..., Any]]] = {}
+"""What the layers above lend :class:`Policy`'s convenience methods — ``"retry"``
+(:func:`retrypolicy.retry`), ``"stats"`` (:func:`retrypolicy.stores.stats`), ``"to_toml"``
+(:func:`retrypolicy.dump_policy`) — registered as they are imported (``import retrypolicy``
+imports them all), so that the core never imports upward."""
 
 _CACHE_LIMIT: Final = 1024
 _SUCCESS_KIND: Final = Kind.SUCCESS
@@ -274,28 +279,27 @@ class Policy:
     def to_toml(self) -> str:
         """This policy as a self-contained TOML file that :func:`retrypolicy.load_policy` reads
         back to an equal policy."""
-        from ._config import dump_policy  # noqa: PLC0415 - _config imports this module
-
-        return dump_policy(self)
+        text: str = APPLIED["to_toml"](self)
+        return text
 
     # -- applying ------------------------------------------------------------
 
     def stats(self, *, store: Store | None = None) -> StormStats:
         """A frozen snapshot of this policy's budget, limiter and breakers, and this process's
         counters (:func:`retrypolicy.stores.stats`; *store*: the default store unless given)."""
-        from .stores import stats  # noqa: PLC0415 - the core delegates at call time only
-
-        return stats(self, store=store)
+        snapshot: StormStats = APPLIED["stats"](self, store=store)
+        return snapshot
 
     @overload
     def retry(self, fn: F, /) -> F: ...
     @overload
-    def retry(self, fn: None = None, /, **hooks: RetryHook | None) -> Callable[[F], F]: ...
+    def retry(
+        self, fn: None = None, /, **hooks: Callable[[Any], object] | None
+    ) -> Callable[[F], F]: ...
     def retry(self, fn: F | None = None, /, **hooks: Any) -> F | Callable[[F], F]:
-        """Decorate *fn* so that it is retried by this policy (see :func:`retrypolicy.retry`)."""
-        from ._decorators import retry  # noqa: PLC0415 - the core delegates at call time only
-
-        decorator = cast("Callable[[F], F]", retry(self, **hooks))
+        """Decorate *fn* so that it is retried by this policy (see :func:`retrypolicy.retry`);
+        *hooks* are its hooks (``on_retry=...``)."""
+        decorator = cast("Callable[[F], F]", APPLIED["retry"](self, **hooks))
         return decorator if fn is None else decorator(fn)
 
 

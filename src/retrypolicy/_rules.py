@@ -20,6 +20,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from ._backoff import Backoff
+from ._failure import Failure
 
 __all__ = [
     "ANY_CODE",
@@ -68,20 +69,6 @@ _KINDS: Final = {k.value: k for k in Kind}
 def as_kind(label: str) -> str:
     """Return the :class:`Kind` member for *label* if there is one, else *label*."""
     return _KINDS.get(label, label)
-
-
-class Failure(enum.StrEnum):
-    """Outcomes without an HTTP status that a rule can match on."""
-
-    CONNECTION = "connection"
-    """The request never left: DNS, refused, connect timeout, TLS handshake."""
-    TIMEOUT = "timeout"
-    """The request was (maybe) sent, then no complete response: read timeout, reset."""
-    INCOMPLETE_STREAM = "incomplete_stream"
-    """An event stream ended with neither its completion event nor an error event."""
-    STREAM_ERROR = "stream_error"
-    """An event stream carried an error event without a usable code (no code, a code that
-    is not a string or number, data that is not JSON): a failure, never a success."""
 
 
 ANY_CODE: Final = "*"
@@ -291,9 +278,10 @@ def _load_known() -> None:
     importing retrypolicy does no work beyond its re-exports."""
     if not _known_loaded[0]:
         _known_loaded[0] = True
-        from . import _known  # noqa: PLC0415 - _known registers through this module
+        from ._known import known_exceptions  # noqa: PLC0415 - loaded when first needed
 
-        _known.register_known_exceptions()
+        for name, failure in known_exceptions(failure_of).items():
+            register_exception(name, failure)
 
 
 def _resolver_for(tp: type[BaseException]) -> FailureResolver:

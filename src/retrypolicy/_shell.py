@@ -35,13 +35,15 @@ from ._rules import Kind
 from ._runtime import RUNTIME
 from ._storm import CALL_HOOKS, Guard, guard_for
 from ._verdict import NO_OBJECTION, StormVerdict
+from .instrumentation import _hooks
 from .instrumentation._hooks import get_hooks
 from .stores._base import Store
+from .stores._base import _default as _default_store
 from .transport._machine import (
     DONE,
     SEND,
+    STEPS,
     Answer,
-    Ask,
     AttemptMachine,
     Fail,
     Gate,
@@ -121,13 +123,13 @@ class Retrier:
     def now(self) -> float:
         """The call's monotonic clock, advanced by the waits instant mode skipped."""
         inst = _instant[0]
-        return self.clock() + (inst.offset if inst is not None else 0.0)
+        return self.clock() + (inst.local.offset if inst is not None else 0.0)
 
     def storm_now(self) -> float:
         """Storm state's clock: wall-clock seconds (comparable across the machines that
         share a store), advanced by the waits instant mode skipped."""
         inst = _instant[0]
-        return self.wall_clock() + (inst.offset if inst is not None else 0.0)
+        return self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
 
     def wait(self, delay: float) -> None:
         """Sleep *delay* seconds (never for a zero wait; recorded in instant mode)."""
@@ -179,7 +181,7 @@ class Retrier:
 
     def guard(self) -> Guard:
         """The guard of this policy in the store in use (the default store unless given)."""
-        store = self.store if self.store is not None else RUNTIME.store
+        store = self.store if self.store is not None else _default_store[0]
         cache = self._guard_cache
         if cache[0] is store:
             guard: Guard = cache[1]
@@ -190,12 +192,15 @@ class Retrier:
 
     def perform(self, step: Step) -> object:
         """Carry out one store step of the machine (sync: the store is called here)."""
-        token = CALL_HOOKS.set(self.hooks) if self.hooks else None
+        inst = _instant[0]
+        now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
+        if not self.hooks:  # the common case: no call hook for storm events to reach
+            return self._perform(self.guard(), step, now)
+        token = CALL_HOOKS.set(self.hooks)
         try:
-            return self._perform(self.guard(), step, self.storm_now())
+            return self._perform(self.guard(), step, now)
         finally:
-            if token is not None:
-                CALL_HOOKS.reset(token)
+            CALL_HOOKS.reset(token)
 
     async def aperform(self, step: Step) -> object:
         """:meth:`perform` for async code: a store that does network I/O is never called on
@@ -220,6 +225,15 @@ class Retrier:
     def _perform(self, guard: Guard, step: Step, now: float) -> object:
         name = self.name
         if type(step) is Report:
+            if not guard.gated:  # a budget alone: pay, or say why not (the common case)
+                if not step.retrying or guard.budget is None:
+                    return NO_OBJECTION
+                cost = step.cost
+                refused = guard.pay(step.kind, now, name, step.attempt, cost=cost)
+                if refused is None:
+                    paid = _PAID.get(cost)
+                    return paid if paid is not None else _paid(cost)
+                return StormVerdict("", refused, cost)
             why = ""
             if guard.gated:
                 why = guard.failed(
@@ -246,16 +260,16 @@ class Retrier:
     def resolve(self, m: AttemptMachine, answer: Answer) -> Answer:
         """Perform the store steps *answer* asks for until the machine answers something
         else; report it (events, exhaustion marks). Sync."""
-        while type(answer) is Ask:
-            answer = m.answered(self.perform(answer.step))
+        while type(answer) in STEPS:
+            answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
         if answer is not SEND:
             self.report(m, answer)
         return answer
 
     async def aresolve(self, m: AttemptMachine, answer: Answer) -> Answer:
         """:meth:`resolve`, awaiting the store steps."""
-        while type(answer) is Ask:
-            answer = m.answered(await self.aperform(answer.step))
+        while type(answer) in STEPS:
+            answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
         if answer is not SEND:
             self.report(m, answer)
         return answer
@@ -294,12 +308,12 @@ class Retrier:
 
     def report(self, m: AttemptMachine, answer: Answer) -> None:
         """The events of an answer, and the exhaustion mark of a failure given up on."""
-        if isinstance(answer, Wait):
+        if type(answer) is Wait:
             d = answer.decision
-            if d is not None and (self.on_retry is not None or get_hooks()):
+            if d is not None and (self.on_retry is not None or _hooks._hooks):
                 retried = answer.outcome
                 self.emit(lambda: self._event(m, SCHEDULED, retried, d), self.on_retry)
-        elif isinstance(answer, Fail):
+        elif type(answer) is Fail:
             given_up = answer.decision
             if given_up is None:
                 return  # not the policy's to retry: nothing to report or mark
@@ -310,7 +324,7 @@ class Retrier:
                 failed = outcome.exception if outcome.exception is not None else outcome.value
                 if failed is not None:
                     mark_exhausted(failed)
-        elif answer is DONE and m.retried and (self.on_success is not None or get_hooks()):
+        elif answer is DONE and m.state.attempt > 1 and (self.on_success or _hooks._hooks):
             self.emit(lambda: self._event(m, SUCCEEDED, None, None), self.on_success)
 
     def _event(
@@ -358,7 +372,7 @@ class Retrier:
         wrapper: no extra frame on the success path, where no machine is built.
         """
         inst = _instant[0]
-        started = self.clock() if inst is None else self.clock() + inst.offset
+        started = self.clock() if inst is None else self.clock() + inst.local.offset
         if not self.direct:
             m = self.machine(started)
             return self.drive(m, self.resolve(m, m.begin()), fn, args, kwargs)
@@ -398,12 +412,22 @@ class Retrier:
     ) -> Any:
         """Interpret the machine's answers from *answer* on, until done or given up."""
         found: Outcome | None
+        announce = self.before_attempt is not None
         while True:
             t = type(answer)
             if t is Wait:
-                discard(answer.outcome)  # type: ignore[union-attr] # its connection is free first
-                self.wait(answer.seconds)  # type: ignore[union-attr]
-                answer = self.resolve(m, m.waited())
+                retried = answer.outcome  # type: ignore[union-attr]
+                if retried is not None and retried.value is not None:
+                    discard(retried)  # a response retried past: its connection is free first
+                delay = answer.seconds  # type: ignore[union-attr]
+                inst = _instant[0]
+                if inst is not None:
+                    inst.record(delay)
+                elif delay > 0:
+                    self.sleep(delay)
+                answer = m.waited()
+                if answer is not SEND:
+                    answer = self.resolve(m, answer)
                 continue
             if answer is DONE:
                 return value
@@ -411,7 +435,8 @@ class Retrier:
                 if exc is not None:
                     raise exc
                 return value
-            self.announce(m.attempts, m.state.started)
+            if announce:
+                self.announce(m.attempts, m.state.started)
             try:
                 value = fn(*args, **kwargs)
             except NEVER_RETRIED:
@@ -434,7 +459,7 @@ class Retrier:
     ) -> Any:
         """The async interpreter: :meth:`call` for coroutine functions."""
         inst = _instant[0]
-        started = self.clock() if inst is None else self.clock() + inst.offset
+        started = self.clock() if inst is None else self.clock() + inst.local.offset
         if not self.direct:
             m = self.machine(started)
             return await self.adrive(m, await self.aresolve(m, m.begin()), fn, args, kwargs)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,6 +43,7 @@ from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
 from ._rules import Kind
 from ._runtime import RUNTIME
+from ._stats import StormStats
 from .instrumentation._hooks import get_hooks, internal_log
 
 if TYPE_CHECKING:
@@ -68,32 +69,6 @@ CIRCUIT_ADVICE: Final = (
     "The circuit breaker for this host is open after repeated server-side failures: calls "
     "fail fast until a probe succeeds. Retry after retry_in seconds."
 )
-
-
-@attrs.frozen(kw_only=True)
-class StormStats:
-    """A snapshot of one policy's storm protection: the state in its store, and this
-    process's counters (for dashboards). Read with ``policy.stats()``.
-
-    ``budget_level``/``budget_capacity`` are None without a budget;
-    ``limiter_rate`` is the pacing rate in requests/s (0.0 while unpaced, None
-    without a limiter); ``breakers`` maps each host seen to its state
-    (``"closed"``, ``"open"``, ``"half_open"``; the decorator's host is ``""``).
-    ``counters`` (this process, since the guard was made): ``retries_allowed``,
-    ``retries_refused`` (budget), ``refunds``, ``throttled`` (429s seen),
-    ``persistent`` (reports), ``rate_changes``, ``circuit_rejected`` (calls failed
-    fast), ``breaker_opened``, ``store_unavailable``.
-    """
-
-    policy: str
-    store: str
-    budget_level: float | None
-    budget_capacity: float | None
-    budget_exhausted: bool
-    limiter_rate: float | None
-    limiter_consecutive_429: int
-    breakers: Mapping[str, str]
-    counters: Mapping[str, int]
 
 
 _COUNTERS: Final = (
@@ -306,6 +281,7 @@ class Guard:
         if budget is None or (self.full and not paid):
             return  # a full bucket takes no more (*paid*: this process spent, so it is not)
         lock = self._lock
+        buckets = self._buckets
         lock.acquire()  # not ``with``: half the cost, and this runs on every refund
         try:
             self.counters["refunds"] += 1
@@ -314,9 +290,17 @@ class Guard:
             if pending < self._flush_at:
                 return
             self._pending_refund = 0.0
+            if buckets is not None:  # in-process: stepped in place, in this critical section
+                bucket = buckets.get(self._budget_key)
+                if bucket is None:
+                    bucket = buckets[self._budget_key] = Bucket(budget.capacity, now)
+                _, level, event = bucket.step(budget, now, pending)
         finally:
             lock.release()
-        self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
+        if buckets is None:
+            self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
+        elif event or (level >= budget.capacity) is not self.full:
+            self._budget_seen(BudgetResult(True, level, budget.capacity, event), "", 0)
 
     # -- before an attempt -------------------------------------------------------------------
 
@@ -514,7 +498,7 @@ class Guard:
         """The storm clock of the call path that made this guard (instant mode included)."""
         inst = _instant[0]
         wall = self.clock() if self.clock is not None else WALL()
-        return wall + (inst.offset if inst is not None else 0.0)
+        return wall + (inst.local.offset if inst is not None else 0.0)
 
     def _read_budget(self, now: float) -> BudgetResult:
         """The budget's level at *now*, without changing it: a copy of an in-process

@@ -19,7 +19,7 @@ import os
 import sys
 
 from .._errors import ConfigError
-from . import batch, check, demo, dump, explain, schedule, serve_fake
+from . import batch, check, demo, dump, explain, schedule, serve_fake, simulate
 from ._common import ENV_NOTE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"retrypolicy {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (check, explain, schedule, dump, demo, serve_fake, batch):
+    for command in (check, explain, schedule, dump, demo, serve_fake, batch, simulate):
         command.add_to(sub)
     return parser
 

@@ -132,8 +132,12 @@ def _storm_lines(policy: Policy) -> list[str]:
     if b is not None:
         budget = (
             f"capacity {b.capacity:g} tokens; a retry costs {b.retry_cost:g} "
-            f"({b.timeout_cost:g} after a timeout), a success refunds {b.success_refund:g}, "
-            f"{b.refill_rate:g} token/s refill; empty: give up at once"
+            f"({b.timeout_cost:g} after a timeout); a success after retrying refunds its "
+            f"last retry's cost, a first-try success {b.success_refund:g}; "
+            f"{b.refill_rate:g} token/s refill; empty: give up at once "
+            f"(at most {b.capacity / b.retry_cost:g} retries in an outage)"
+            if b.retry_cost
+            else f"capacity {b.capacity:g} tokens; retries cost nothing"
         )
     limiter = "off"
     if lim is not None:
@@ -157,7 +161,13 @@ def _storm_lines(policy: Policy) -> list[str]:
             f"{br.window:g}s fail ({', '.join(sorted(br.kinds))}); open {br.open_for:g}s, "
             f"then {br.half_open_probes} probe{'s' if br.half_open_probes != 1 else ''}"
         )
-    return [f"budget:  {budget}", f"limiter: {limiter}", f"breaker: {breaker}"]
+    return [
+        f"budget:  {budget}",
+        f"limiter: {limiter}",
+        f"breaker: {breaker}",
+        "what-if: `retrypolicy simulate --outage 30` replays an outage through this policy "
+        "(docs/simulate.md)",
+    ]
 
 
 def _print_sources(

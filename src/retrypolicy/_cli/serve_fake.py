@@ -176,14 +176,16 @@ def serve_fake(
     server = _start(port, require_key, report)
     try:
         server.script(*replies)
-        print(f"serving the fake EU GPT API on {server.responses_url}", file=out, flush=True)
-        print(
-            f"{_plural(len(replies), 'scripted reply', 'scripted replies')}, "
-            "then the default success; Ctrl-C stops",
-            file=out,
-            flush=True,
-        )
+        # SIGTERM is handled before the address is announced: a supervisor that reads it and
+        # stops the server at once gets the summary too
         with _sigterm_stops(), contextlib.suppress(KeyboardInterrupt):
+            print(f"serving the fake EU GPT API on {server.responses_url}", file=out, flush=True)
+            print(
+                f"{_plural(len(replies), 'scripted reply', 'scripted replies')}, "
+                "then the default success; Ctrl-C stops",
+                file=out,
+                flush=True,
+            )
             _wait_forever(server)
     finally:
         server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._backoff import Backoff
 from .._errors import ConfigError
-from .._policy import Policy
+from .._policy import APPLIED, Policy
 from .literals import toml_key, toml_string, toml_value
 from .schema import SCHEMA
 
@@ -80,3 +80,6 @@ def dump_policy(policy: Policy) -> str:
         if rule.backoff is not None:
             lines += [f"[{head}.rules.backoff]", *_backoff_lines(rule.backoff)]
     return "\n".join(lines) + "\n"
+
+
+APPLIED["to_toml"] = dump_policy  # policy.to_toml() is dump_policy(policy)

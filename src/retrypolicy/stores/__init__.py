@@ -22,11 +22,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._policy import APPLIED as _APPLIED
+from .._stats import StormStats
 from ._base import InProcessStore, Store, get_default_store, set_default_store, use_store
 
 if TYPE_CHECKING:
     from .._policy import Policy
-    from .._storm import StormStats
     from ._redis import RedisStore
 
 __all__ = [
@@ -47,10 +48,6 @@ def __getattr__(name: str) -> object:
         from ._redis import RedisStore  # noqa: PLC0415
 
         return RedisStore
-    if name == "StormStats":  # the guards sit above the stores: loaded on first use
-        from .._storm import StormStats  # noqa: PLC0415
-
-        return StormStats
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -73,3 +70,6 @@ def reset(store: Store | None = None) -> None:
 
     set_default_store(store if store is not None else InProcessStore())
     RUNTIME.forget_storm()
+
+
+_APPLIED["stats"] = stats  # policy.stats() is stores.stats(policy)

@@ -83,6 +83,7 @@ from .._redact import redact
 from .._sse import StreamProblem
 from .._verdict import StormVerdict
 from ._decoding import ContentDecoder
+from ._limits import ATTEMPTS_ATTRIBUTE, MAX_ERROR_BODY, MAX_PRIME_BYTES, PREAMBLE_TYPES
 from ._machine import (
     DONE,
     SEND,
@@ -96,19 +97,10 @@ from ._machine import (
     Settle,
     Wait,
 )
-from ._options import (
-    ATTEMPTS_ATTRIBUTE,
-    MAX_ERROR_BODY,
-    MAX_PRIME_BYTES,
-    PREAMBLE_TYPES,
-    AdapterKeywords,
-    AdapterOptions,
-    normalize_methods,
-)
 from ._stream import StreamCheck, is_event_stream
 
 if TYPE_CHECKING:
-    from ._loop import AttemptLoop, Exchange
+    from ._adapter import AdapterKeywords, AdapterOptions, AttemptLoop, Exchange, normalize_methods
 
 __all__ = [
     "ATTEMPTS_ATTRIBUTE",
@@ -151,13 +143,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # the interpreter sits on the shells, which sit on the machine: loaded once the
-    # package (and so the machine) is
-    if name in ("AttemptLoop", "Exchange"):
-        from . import _loop  # noqa: PLC0415
+_ADAPTER = frozenset(
+    {"AdapterKeywords", "AdapterOptions", "AttemptLoop", "Exchange", "normalize_methods"}
+)
 
-        value = getattr(_loop, name)
+
+def __getattr__(name: str) -> object:
+    # the adapters' side sits on the shells, which sit on the machine: loaded once the
+    # package (and so the machine) is
+    if name in _ADAPTER:
+        from . import _adapter  # noqa: PLC0415
+
+        value = getattr(_adapter, name)
         globals()[name] = value
         return value
     msg = f"module {__name__!r} has no attribute {name!r}"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 from typing import Final
 
+from .._budget import _TIMEOUT_KINDS
 from .._outcome import AttemptState, Decision, Outcome
 from .._policy import Policy
 from .._verdict import StormVerdict, storm_decision
@@ -36,6 +37,7 @@ from .._verdict import StormVerdict, storm_decision
 __all__ = [
     "DONE",
     "SEND",
+    "STEPS",
     "Answer",
     "Ask",
     "AttemptMachine",
@@ -104,7 +106,23 @@ class Fail:
         return f"Fail({reason!r})"
 
 
-class Gate:
+class Ask:
+    """Storm protection needs a store: perform this step, then call
+    :meth:`AttemptMachine.answered` with its result. Every step is an ``Ask``
+    (:class:`Gate`, :class:`Report`, :class:`Settle`)."""
+
+    __slots__ = ()
+
+    @property
+    def step(self) -> Step:
+        """The step to perform: this answer itself."""
+        return self  # type: ignore[return-value] # every Ask is one of the three steps
+
+    def __repr__(self) -> str:
+        return f"Ask({type(self).__name__})"
+
+
+class Gate(Ask):
     """Before attempt ``attempt`` to ``host``: may it go (the breaker), after how long a
     wait (the limiter)? Answered with the seconds to wait; a shell raises
     ``rp.CircuitOpenError`` while the breaker is open."""
@@ -116,7 +134,7 @@ class Gate:
         self.attempt = attempt
 
 
-class Report:
+class Report(Ask):
     """A failure of ``kind`` from ``host``: tell the breaker and the limiter, and — when
     the policy would retry (``retrying``) after ``delay`` — ask the budget to pay
     ``cost``. Answered with a :class:`~retrypolicy._verdict.StormVerdict`."""
@@ -134,7 +152,7 @@ class Report:
         self.attempt = attempt
 
 
-class Settle:
+class Settle(Ask):
     """The call succeeded: give the budget back ``refund`` tokens (AWS standard mode: the
     last retry's cost after retries, ``success_refund`` on a first try), and tell the
     breaker and limiter. ``retried``: the call's retries were paid for. Answered with None."""
@@ -148,19 +166,8 @@ class Settle:
 
 
 Step = Gate | Report | Settle
-
-
-class Ask:
-    """Perform ``step`` against the store, then call :meth:`AttemptMachine.answered`."""
-
-    __slots__ = ("step",)
-
-    def __init__(self, step: Step) -> None:
-        self.step = step
-
-    def __repr__(self) -> str:
-        return f"Ask({type(self.step).__name__})"
-
+STEPS: Final = frozenset({Gate, Report, Settle})
+"""The types of the :class:`Ask` answers: ``type(answer) in STEPS`` is the shells' test."""
 
 Answer = Send | Wait | Ask | Done | Fail
 
@@ -236,7 +243,7 @@ class AttemptMachine:
         self.attempts += 1
         if self.gated and not sent:
             self._pending = _GATE
-            return Ask(Gate(self.host, self.attempts))
+            return Gate(self.host, self.attempts)
         return SEND
 
     def failed(self, outcome: Outcome, now: float) -> Wait | Fail | Ask:
@@ -251,10 +258,17 @@ class AttemptMachine:
             if retry or self.gated:
                 kind = d.classification.kind
                 budget = self.budget
-                cost = budget.cost_of(kind) if retry and budget is not None else 0.0
+                cost = 0.0
+                if retry and budget is not None:
+                    cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
                 self._pending = (d, outcome)
-                return Ask(Report(self.host, kind, retry, d.delay, cost, self.attempts))
-        return self._settle(d, outcome)
+                return Report(self.host, kind, retry, d.delay, cost, self.attempts)
+        self.decision = d
+        self.last = outcome
+        if action == "retry":
+            self.state = d.state
+            return Wait(d.delay, d, outcome)
+        return Fail(d, outcome)
 
     def succeeded(self) -> Done | Ask:
         """The attempt succeeded: :data:`DONE`, or the success's news for storm protection."""
@@ -265,27 +279,29 @@ class AttemptMachine:
         # AWS standard mode: retries that fixed things are free (their last cost comes back)
         refund = self._cost or (budget.success_refund if budget is not None else 0.0)
         self._pending = _SETTLE
-        return Ask(Settle(self.host, refund, self._cost > 0))
+        return Settle(self.host, refund, self._cost > 0)
 
     def answered(self, result: object) -> Answer:
         """The store step of the last :class:`Ask` answered *result*."""
         pending, self._pending = self._pending, None
+        if type(pending) is tuple and type(result) is StormVerdict:  # a Report's verdict
+            d, outcome = pending
+            budget = result.budget
+            if result.refused or (budget is not None and not budget.ok):
+                d = storm_decision(d, result, self.state)
+            elif budget is not None:  # paid: the refund if the call then succeeds
+                self._cost = result.cost
+            return self._settle(d, outcome)
+        if pending is _SETTLE:
+            return DONE
         if pending is _GATE:
             hold = result if isinstance(result, float | int) else 0.0
             if hold > 0:
                 self._waited_hold = True
                 return Wait(float(hold))
             return SEND
-        if pending is _SETTLE:
-            return DONE
-        if not isinstance(pending, tuple) or not isinstance(result, StormVerdict):
-            msg = f"answered({result!r}): no store step was asked for"
-            raise RuntimeError(msg)
-        d, outcome = pending
-        final = storm_decision(d, result, self.state)
-        if final is d and result.paid:
-            self._cost = result.cost
-        return self._settle(final, outcome)
+        msg = f"answered({result!r}): no store step was asked for"
+        raise RuntimeError(msg)
 
     def waited(self) -> Send | Ask | Wait:
         """A :class:`Wait` is over: send (after the limiter's pacing), or begin the next
@@ -293,7 +309,11 @@ class AttemptMachine:
         if self._waited_hold:
             self._waited_hold = False
             return SEND
-        return self.begin()
+        self.attempts += 1  # begin(), inlined: this runs before every retry
+        if self.gated:
+            self._pending = _GATE
+            return Gate(self.host, self.attempts)
+        return SEND
 
     # -- internals -------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from .._sse import StreamMonitor as _StreamMonitor
 from .._sse import StreamProblem
 from .._sse import bytes_before_event as _bytes_before_event
 from ._decoding import ContentDecoder, _nothing
-from ._options import MAX_PRIME_BYTES, PREAMBLE_TYPES
+from ._limits import MAX_PRIME_BYTES, PREAMBLE_TYPES
 
 __all__ = ["StreamCheck", "is_event_stream"]
 

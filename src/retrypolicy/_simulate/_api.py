@@ -1,0 +1,94 @@
+"""``rp.simulate``: one policy, one scenario, one fleet, on a virtual clock."""
+
+from __future__ import annotations
+
+import math
+
+from .._policy import Policy
+from ._engine import run
+from ._report import Simulation
+from ._scenario import Scenario
+
+__all__ = ["simulate"]
+
+
+def _positive(name: str, value: object, *, whole: bool = False) -> None:
+    kind = "a whole number" if whole else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int if whole else int | float)
+        or not math.isfinite(value)
+        or not value > 0
+    ):
+        msg = f"{name} {value!r}: expected {kind} > 0"
+        raise ValueError(msg)
+
+
+def simulate(
+    policy: Policy,
+    scenario: Scenario | None = None,
+    *,
+    clients: int = 10,
+    rate: float | None = None,
+    think: float | None = None,
+    duration: float = 60.0,
+    seed: int = 0,
+    shared: bool = True,
+) -> Simulation:
+    """Run *policy* against *scenario* for a fleet of *clients*, on a virtual clock.
+
+    The real decision code runs — classification, backoff with jitter, ``Retry-After``,
+    per-kind limits, the deadline, the budget, the limiter and the breaker — with events
+    on a heap instead of threads and sleeps, so an hour of traffic takes seconds, and the
+    same *seed* gives the same result.
+
+    The load is open loop, *rate* calls per second across the fleet (default: one per
+    client per second) whatever happened to earlier calls — callers keep arriving in an
+    outage — or, with *think*, closed loop: each client calls, waits for the answer,
+    thinks *think* seconds, calls again. Calls start for *duration* seconds; those still
+    running then are followed to their end. *shared*: the fleet shares one budget,
+    limiter and breaker (threads of one process, or a ``RedisStore``); False: each client
+    has its own (processes with in-process stores).
+    """
+    if not isinstance(policy, Policy):
+        msg = f"policy {policy!r}: expected a retrypolicy.Policy"
+        raise TypeError(msg)
+    if scenario is None:
+        scenario = Scenario()
+    if not isinstance(scenario, Scenario):
+        msg = f"scenario {scenario!r}: expected a retrypolicy.Scenario"
+        raise TypeError(msg)
+    _positive("clients", clients, whole=True)
+    _positive("duration", duration)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        msg = f"seed {seed!r}: expected a whole number"
+        raise TypeError(msg)
+    if think is not None:
+        if rate is not None:
+            msg = "rate and think: give one (open loop at a rate, or closed loop with think time)"
+            raise ValueError(msg)
+        if isinstance(think, bool) or not isinstance(think, int | float) or not think >= 0:
+            msg = f"think {think!r}: expected a number of seconds >= 0"
+            raise ValueError(msg)
+        latency = scenario.latency
+        if not think and not (latency.median > 0 and latency.fail_fast > 0):
+            # a call that takes no time, then the next at once: endless calls at one instant
+            msg = (
+                "think 0: expected think time > 0, or answers that take time (a latency and "
+                "a fail_fast > 0), for a closed loop"
+            )
+            raise ValueError(msg)
+    elif rate is None:
+        rate = float(clients)
+    else:
+        _positive("rate", rate)
+    return run(
+        policy,
+        scenario,
+        clients=clients,
+        rate=None if rate is None else float(rate),
+        think=None if think is None else float(think),
+        duration=float(duration),
+        seed=seed,
+        shared=bool(shared),
+    )

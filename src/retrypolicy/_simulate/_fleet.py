@@ -1,0 +1,232 @@
+"""The storm protection of a simulated fleet: one store's budget, limiter and breaker.
+
+What a :class:`~retrypolicy._storm.Guard` does around the pure steps, on the virtual
+clock: it calls the real transitions — :meth:`Bucket.step <retrypolicy._budget.Bucket.step>`
+(the in-process store's budget), :func:`~retrypolicy._limiter.limiter_step` and
+:func:`~retrypolicy._breaker.breaker_step` — looked up when a simulation starts, never
+copied. Only the bookkeeping around them is here: what the guard asks in which order
+(the breaker before an attempt, then the limiter's slot; after a failure the limiter,
+then the breaker, then the budget pays), and the refund rule of AWS standard mode — a
+first-try success refunds ``success_refund``, a success after retries refunds what its
+last retry cost, so retries that fix things are free and only failing ones drain the
+bucket.
+
+One per store: the whole fleet shares one (threads of a process, or processes sharing
+a ``RedisStore``), or each client has its own (processes with in-process stores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .. import _breaker, _budget, _limiter
+from .._rules import Kind
+
+if TYPE_CHECKING:
+    from .._policy import Policy
+
+__all__ = ["Counters", "Protection", "Steps"]
+
+
+class Steps:
+    """The real step functions, looked up once per simulation (so a spy sees every call)."""
+
+    __slots__ = ("breaker_step", "limiter_step")
+
+    def __init__(self) -> None:
+        self.limiter_step: Callable[..., Any] = _limiter.limiter_step
+        self.breaker_step: Callable[..., Any] = _breaker.breaker_step
+
+
+class Counters:
+    """What storm protection did across the fleet, and the budget level over time."""
+
+    __slots__ = (
+        "breaker_openings",
+        "budget_min",
+        "budget_paid",
+        "budget_refused",
+        "level_sum",
+        "levels",
+        "limiter_cuts",
+        "persistent",
+    )
+
+    def __init__(self, level_sum: float) -> None:
+        self.budget_paid = 0
+        self.budget_refused = 0
+        self.budget_min = level_sum
+        self.breaker_openings = 0
+        self.limiter_cuts = 0
+        self.persistent = 0
+        self.level_sum = level_sum
+        """The sum of every store's budget level (one store: its level)."""
+        self.levels: dict[int, float] = {}
+        """The budget level (per store, on average) at the end of each second it changed."""
+
+
+class Protection:
+    """One store's budget, limiter and breaker, stepped by the real transitions."""
+
+    __slots__ = (
+        "breaker",
+        "breaker_state",
+        "bucket",
+        "budget",
+        "consecutive",
+        "counters",
+        "full",
+        "gated",
+        "limiter",
+        "limiter_state",
+        "sent",
+        "sent_rate",
+        "sent_since",
+        "share",
+        "steps",
+    )
+
+    def __init__(self, policy: Policy, steps: Steps, counters: Counters, share: float) -> None:
+        self.budget = policy.budget
+        self.limiter = policy.limiter
+        self.breaker = policy.breaker
+        self.gated = self.limiter is not None or self.breaker is not None
+        self.steps = steps
+        self.counters = counters
+        self.share = share
+        """1 / the number of stores: this store's part of the fleet's average level."""
+        self.bucket = _budget.Bucket(self.budget.capacity, 0.0) if self.budget is not None else None
+        self.full = True
+        self.limiter_state: _limiter.LimiterState | None = None
+        self.breaker_state: _breaker.BreakerState | None = None
+        self.consecutive = 0
+        self.sent = 0
+        self.sent_since = 0.0
+        self.sent_rate = 0.0
+
+    # -- the budget ----------------------------------------------------------------------
+
+    def _level(self, before: float, level: float, now: float) -> None:
+        c = self.counters
+        c.level_sum += (level - before) * self.share
+        c.levels[int(now)] = c.level_sum
+        if level < c.budget_min:  # noqa: PLR1730 - min() costs a call on every step
+            c.budget_min = level
+        budget = self.budget
+        assert budget is not None  # noqa: S101 - only called with a budget
+        self.full = level >= budget.capacity
+
+    def pay(self, kind: str, now: float) -> float:
+        """Pay for a retry after a failure of *kind*: its cost, or 0.0 when refused."""
+        budget = self.budget
+        bucket = self.bucket
+        if budget is None or bucket is None:
+            return -1.0  # no budget: nothing to pay, nothing to refund
+        cost = budget.timeout_cost if kind in _budget._TIMEOUT_KINDS else budget.retry_cost
+        before = bucket.level
+        ok, level, _ = bucket.step(budget, now, -cost)
+        self._level(before, level, now)
+        if ok:
+            self.counters.budget_paid += 1
+            return cost
+        self.counters.budget_refused += 1
+        return 0.0
+
+    def refund(self, now: float, amount: float) -> None:
+        """A success: *amount* back (AWS: 1 on a first try, else the last retry's cost)."""
+        budget = self.budget
+        bucket = self.bucket
+        if budget is None or bucket is None or self.full:
+            return
+        before = bucket.level
+        _, level, _ = bucket.step(budget, now, amount)
+        self._level(before, level, now)
+
+    # -- before an attempt ---------------------------------------------------------------
+
+    def gate(self, now: float) -> float:
+        """The wait before an attempt (the limiter's slot); -1.0 while the breaker is open."""
+        breaker = self.breaker
+        steps = self.steps
+        if breaker is not None:
+            self.breaker_state, b = steps.breaker_step(breaker, self.breaker_state, now, "allow")
+            if not b.allowed:
+                return -1.0
+        limiter = self.limiter
+        if limiter is None:
+            return 0.0
+        if now - self.sent_since >= 1.0:  # this process's sending rate, for a first cut
+            elapsed = now - self.sent_since
+            self.sent_rate = self.sent / elapsed if self.sent_since and elapsed else 0.0
+            self.sent, self.sent_since = 0, now
+        self.sent += 1
+        self.limiter_state, r = steps.limiter_step(limiter, self.limiter_state, now, "acquire")
+        self.consecutive = r.consecutive
+        wait: float = r.wait
+        return wait
+
+    def _measured(self, now: float) -> float:
+        elapsed = now - self.sent_since
+        current = self.sent / elapsed if elapsed >= 0.1 else 0.0
+        return max(self.sent_rate, current, float(self.sent))
+
+    # -- after an attempt ----------------------------------------------------------------
+
+    def failed(self, kind: str, now: float, *, retrying: bool, delay: float) -> str:
+        """A failure of *kind*: "" when a retry may go ahead (as far as the limiter and
+        the breaker are concerned), else why not."""
+        reason = ""
+        steps = self.steps
+        limiter = self.limiter
+        if limiter is not None:
+            if kind == Kind.RATE_LIMITED:
+                self.limiter_state, r = steps.limiter_step(
+                    limiter, self.limiter_state, now, "throttled", self._measured(now)
+                )
+                self.consecutive = r.consecutive
+                if r.changed:
+                    self.counters.limiter_cuts += 1
+                if r.report:
+                    self.counters.persistent += 1
+                if r.persistent:
+                    reason = "persistent"
+            elif self.consecutive:
+                self._answered(now)
+        breaker = self.breaker
+        if breaker is not None:
+            counted = kind in breaker.kinds
+            self.breaker_state, b = steps.breaker_step(
+                breaker,
+                self.breaker_state,
+                now,
+                "record",
+                failures=1 if counted else 0,
+                successes=0 if counted else 1,
+            )
+            if b.event == "opened":
+                self.counters.breaker_openings += 1
+            if retrying and not reason and b.state != "closed":
+                if b.state != "open":
+                    _, b = steps.breaker_step(breaker, self.breaker_state, now, "read")
+                if b.state == "open" and b.retry_in > delay:
+                    reason = "circuit_open"
+        return reason
+
+    def _answered(self, now: float) -> None:
+        self.consecutive = 0
+        self.limiter_state, _ = self.steps.limiter_step(
+            self.limiter, self.limiter_state, now, "answered"
+        )
+
+    def succeeded(self, now: float) -> None:
+        """An attempt succeeded: the breaker's and the limiter's good news."""
+        breaker = self.breaker
+        if breaker is not None:
+            self.breaker_state, b = self.steps.breaker_step(
+                breaker, self.breaker_state, now, "record", successes=1
+            )
+            if b.event == "opened":  # pragma: no cover - a success never opens it
+                self.counters.breaker_openings += 1
+        if self.consecutive:
+            self._answered(now)

@@ -1,0 +1,113 @@
+"""The simulated service: answers each attempt of a simulation as its scenario says.
+
+Stateful where the real thing is: a rate limit is a token bucket that every request
+draws from, retries included — so a fleet that retries 429s sees its own retries come
+back as more 429s, as a real rate-limited server would answer them. The 429 carries
+``Retry-After`` in whole seconds until the next token, as ``FakeEUGPT(rate_limit=...)``
+does, so the simulator and the fake server can be compared.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Final
+
+from ._scenario import Answer, Effect, Scenario
+
+__all__ = ["Service"]
+
+_OUTAGE: Final = 0
+_RATE_LIMIT: Final = 1
+_ERRORS: Final = 2
+_TRACE: Final = 3
+_CODES: Final = {"outage": _OUTAGE, "rate_limit": _RATE_LIMIT, "errors": _ERRORS, "trace": _TRACE}
+
+
+class _Bucket:
+    """One rate limit's token bucket (the fake server's, on the virtual clock)."""
+
+    __slots__ = ("answers", "burst", "rate", "refilled", "retry_after", "template", "tokens")
+
+    def __init__(self, effect: Effect) -> None:
+        self.rate = effect.rate
+        self.burst = effect.burst
+        self.tokens = effect.burst
+        self.refilled = effect.start
+        self.retry_after = effect.retry_after
+        assert effect.answer is not None  # noqa: S101 - Scenario.rate_limit sets it
+        self.template = effect.answer
+        self.answers: dict[int, Answer] = {}
+
+    def take(self, now: float) -> Answer | None:
+        """A token (None: let the request through), or the 429 that answers it."""
+        tokens = self.tokens + (now - self.refilled) * self.rate
+        self.tokens = tokens if tokens < self.burst else self.burst
+        self.refilled = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return None
+        if not self.retry_after:
+            return self.template
+        wait = max(1, math.ceil((1.0 - self.tokens) / self.rate - 1e-9))
+        answer = self.answers.get(wait)
+        if answer is None:
+            t = self.template
+            answer = self.answers[wait] = Answer(
+                t.status, t.code, t.failure, (("retry-after", str(wait)),), t.paid, t.midway
+            )
+        return answer
+
+
+class Service:
+    """Answers attempts at virtual times (None: a success); draws from its own *rng*."""
+
+    def __init__(self, scenario: Scenario, rng: random.Random) -> None:
+        self.rng = rng
+        self.effects: list[tuple[float, float, int, Effect, _Bucket | None]] = [
+            (e.start, e.end, _CODES[e.what], e, _Bucket(e) if e.what == "rate_limit" else None)
+            for e in scenario.effects
+        ]
+        lat = scenario.latency
+        self.median = lat.median
+        self.sigma = lat.sigma
+        self.mu = math.log(lat.median) if lat.median > 0 else 0.0
+        self.fail_fast = lat.fail_fast
+
+    def answer(self, now: float) -> Answer | None:
+        """What the service answers a request sent at *now*."""
+        for start, end, code, effect, bucket in self.effects:
+            if not start <= now < end:
+                continue
+            if code == _OUTAGE:
+                return effect.answer
+            if code == _ERRORS:
+                if self.rng.random() < effect.rate:
+                    return effect.answer
+            elif code == _RATE_LIMIT:
+                assert bucket is not None  # noqa: S101 - built with the effect
+                found = bucket.take(now)
+                if found is not None:
+                    return found
+            else:
+                recorded = effect.bins[int(now - start)]
+                if recorded:
+                    picked = recorded[int(self.rng.random() * len(recorded))]
+                    if picked is not None:
+                        return picked
+        return None
+
+    def full_latency(self) -> float:
+        """How long a complete answer takes."""
+        if self.sigma:
+            return self.rng.lognormvariate(self.mu, self.sigma)
+        return self.median
+
+    def latency(self, answer: Answer | None) -> float:
+        """How long *answer* takes to arrive."""
+        if answer is None or answer.paid:
+            full = self.rng.lognormvariate(self.mu, self.sigma) if self.sigma else self.median
+            if answer is not None and answer.midway:
+                return full * self.rng.random()
+            return full
+        return self.fail_fast
