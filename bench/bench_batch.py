@@ -8,6 +8,11 @@ concurrency 32 within 10% of the same requests sent without a ledger.
    at concurrency 1 on a fresh SQLite file / a fresh Redis prefix, against the same
    function called N times under the same policy (``@rp.retry``) with no ledger; the
    difference per job is the ledger's cost (claim, finish, the runner's bookkeeping).
+3. A typo's cost (issue 18): a wrong key (401) and a wrong base URL (404) on a batch of
+   10,000 jobs at concurrency 32, by the real command (``retrypolicy batch run``, in
+   this process) against FakeEUGPT: requests the server received before the run stopped
+   (target <= 2 x concurrency), jobs left failed (target 0), and the rerun with the
+   mistake fixed.
 2. Throughput: N requests to the fake EU GPT API (in a subprocess: `retrypolicy
    serve-fake`, so the server does not share this process's GIL), through a requests
    session with the policy's RetryAdapter, at concurrency 1, 8 and 32 — by
@@ -21,7 +26,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import io
 import itertools
+import os
 import statistics
 import subprocess
 import sys
@@ -36,8 +44,10 @@ import redis
 from tests.redis_server import running_redis
 
 import retrypolicy as rp
-from retrypolicy.batch import RedisLedger, SQLiteLedger, run_batch
-from retrypolicy.batch._command import _session, http_job
+from retrypolicy._cli import main as cli
+from retrypolicy._cli._batch_command import _session, http_job
+from retrypolicy.batch import JobState, RedisLedger, SQLiteLedger, run_batch
+from retrypolicy.testing import FakeEUGPT
 
 _names = itertools.count()
 
@@ -155,17 +165,72 @@ def throughput(jobs: int, rounds: int, tmp: Path) -> None:
         proc.wait(timeout=10)
 
 
+_KEY = "eugpt_bench_key_0000000000000000"
+
+
+def typo_cost(jobs: int, concurrency: int, tmp: Path) -> None:
+    """A wrong key, then a wrong base URL: what reached the server before the stop."""
+    print(f"\n3. a typo on {jobs} jobs at concurrency {concurrency}: the real command")
+    print(
+        f"{'mistake':<24} {'exit':>4} {'requests':>8} {'target':>6} {'failed':>6} "
+        f"{'pending':>7} {'s':>5} {'rerun fixed: exit, done, requests':>34}"
+    )
+    with (tmp / "in.jsonl").open("w", encoding="utf-8") as f:
+        for i in range(jobs):
+            f.write(f'{{"id": "job-{i:05d}", "input": "q{i}", "stream": false}}\n')
+    for mistake in ("wrong key (401)", "base URL + /api (404)"):
+        name = f"t{next(_names)}"
+        with FakeEUGPT(valid_keys=[_KEY]) as server:
+            key, url = _KEY, server.url
+            if "key" in mistake:
+                key = "eugpt_revoked_000000000000000"
+            else:
+                url += "/api"
+            argv = ["batch", "run", str(tmp / "in.jsonl"), "--ledger", str(tmp / f"{name}.db")]
+            argv += ["--out", str(tmp / f"{name}.jsonl"), "--concurrency", str(concurrency)]
+            start = time.perf_counter()
+            code, _ = _run_cli([*argv, "--base-url", url], key)
+            took = time.perf_counter() - start
+            sent = server.request_count
+            with SQLiteLedger(tmp / f"{name}.db") as ledger:
+                states = ledger.counts().states
+            again, _ = _run_cli([*argv, "--base-url", server.url], _KEY)
+            with SQLiteLedger(tmp / f"{name}.db") as ledger:
+                done = ledger.counts().states[JobState.DONE]
+            rerun = f"{again}, {done}, {server.request_count - sent}"
+        print(
+            f"{mistake:<24} {code:>4} {sent:>8} {2 * concurrency:>6} "
+            f"{states[JobState.FAILED]:>6} {states[JobState.PENDING]:>7} {took:5.2f} {rerun:>34}"
+        )
+
+
+def _run_cli(argv: list[str], key: str) -> tuple[int, str]:
+    os.environ["EUGPT_API_KEY"] = key
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli(argv)
+    return code, out.getvalue() + err.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--typo-jobs", type=int, default=10_000)
+    parser.add_argument(
+        "--only", choices=["ledger", "throughput", "typo"], help="one part (default: all)"
+    )
     args = parser.parse_args()
     rp.instrumentation.set_hooks([])
     print(f"Python {sys.version.split()[0]}\n")
     with tempfile.TemporaryDirectory() as tmp, running_redis() as server:
-        ledger_overhead(args.jobs, args.rounds, Path(tmp), server.url)
-        throughput(args.requests, args.rounds, Path(tmp))
+        if args.only in {None, "ledger"}:
+            ledger_overhead(args.jobs, args.rounds, Path(tmp), server.url)
+        if args.only in {None, "throughput"}:
+            throughput(args.requests, args.rounds, Path(tmp))
+        if args.only in {None, "typo"}:
+            typo_cost(args.typo_jobs, 32, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -47,9 +47,6 @@ KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {
     # Protocol moves from stores/_base.py (being rewritten with its asyncio path) into
     # retrypolicy.typing, where the Protocols users implement live, and stores re-exports it
     ("retrypolicy.typing", "retrypolicy.stores"): f"LoopOptions.store: {_REFACTOR}",
-    # services -> adapters: `batch run` builds a requests session; it moves to the command
-    # line (_cli/)
-    ("retrypolicy.batch._command", "retrypolicy_requests"): f"batch run: {_REFACTOR}",
 }
 
 # (importer, imported) -> why. Imports that point down (or sideways) but close a cycle

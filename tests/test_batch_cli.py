@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -51,7 +52,7 @@ def batch(
 
     def run(*args: str, url: bool = True) -> tuple[int, str, str]:
         argv = ["batch", *args]
-        if url and args[0] == "run":
+        if url and args[0] == "run" and "--fake" not in args:
             argv += ["--base-url", server.url]
         code = main(argv)
         out, err = capsys.readouterr()
@@ -80,10 +81,13 @@ def test_run_writes_one_line_per_job_then_resumes_with_nothing_to_do(
     assert all("id" not in r.json for r in sent)
     assert {r.headers["idempotency-key"] for r in sent} == set(ids)
     assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in sent)
+    assert got["job-0003"]["attempts"] == 1
+    assert "cost: 30 requests sent for 30 jobs (0 retries, 0 jobs re-sent" in out
 
     code, out, _ = batch("run", "in.jsonl", "--ledger", "jobs.db", "--out", "results.jsonl")
     assert code == 0
     assert "0 done now, 30 done earlier" in out
+    assert "cost: 0 requests sent for 0 jobs" in out
     assert "(0 new lines)" in out
     assert server.request_count == 30
     assert len(results(tmp_path / "results.jsonl")) == 30
@@ -154,6 +158,7 @@ def test_failures_final_and_retryable(batch: Batch, tmp_path: Path, server: Fake
     assert "done           2" in out
     assert "failed         1  (1 final, 0 retryable)" in out
     assert "invalid_request       1" in out
+    assert "cost: 10 requests sent for 3 jobs (6 retries, 0 jobs re-sent" in out
 
 
 @pytest.mark.usefixtures("instant")
@@ -228,38 +233,54 @@ def test_usage_errors(batch: Batch, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert code == 2
 
 
-def test_runs_out_of_the_box_against_the_fake(
+def test_runs_against_the_fake_only_when_asked(
     batch: Batch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --base-url (and without a key) it starts the fake server and says so."""
+    """Neither --base-url nor --fake: exit 2 naming both, nothing created; --fake (without a
+    key) starts the built-in fake server and says so."""
     write_input(tmp_path / "in.jsonl", 3)
     monkeypatch.delenv("EUGPT_API_KEY")
     code, _, err = batch("run", "in.jsonl", "--ledger", "j.db", "--out", "o.jsonl", url=False)
+    assert code == 2
+    assert "expected --base-url URL" in err
+    assert "or --fake" in err
+    assert not (tmp_path / "j.db").exists()
+    assert not (tmp_path / "o.jsonl").exists()
+    code, _, err = batch("run", "in.jsonl", "--ledger", "j.db", "--out", "o.jsonl", "--fake")
     assert code == 0
-    assert "no --base-url, so against a fake EU GPT server" in err
+    assert "retrypolicy batch: --fake: against a fake EU GPT server" in err
     assert len(results(tmp_path / "o.jsonl")) == 3
 
 
 def test_the_readme_example_file_runs(
     batch: Batch, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The README's `batch run examples/batch.jsonl` command runs as written: 20 jobs done."""
+    """The README's `batch run examples/batch.jsonl --fake` command runs as written: 20
+    jobs done."""
     example = Path(__file__).resolve().parent.parent / "examples" / "batch.jsonl"
     monkeypatch.delenv("EUGPT_API_KEY")
-    code, _, _ = batch("run", str(example), "--ledger", "j.db", "--out", "o.jsonl", url=False)
+    code, _, _ = batch("run", str(example), "--ledger", "j.db", "--out", "o.jsonl", "--fake")
     assert code == 0
     assert {r["status"] for r in results(tmp_path / "o.jsonl").values()} == {"done"}
     assert len(results(tmp_path / "o.jsonl")) == 20
 
 
-def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
-    """200 jobs, 3 SIGKILLs of `retrypolicy batch run`, reruns to the end: every job done
-    once in the ledger, one result line per id, and a job completed twice by the server
-    only when it was in flight at a kill (at most concurrency x kills)."""
+def test_sigkill_and_sigint_at_random_points_then_resume(tmp_path: Path) -> None:
+    """200 jobs, 4 SIGKILLs or SIGINTs of `retrypolicy batch run`, reruns to the end: every
+    job done once in the ledger, one result line per id, no job left running by a SIGINT,
+    and a job completed twice by the server only when it was in flight at a SIGKILL (at
+    most concurrency x SIGKILLs)."""
     soak = crash_and_resume(
-        tmp_path, jobs=200, kills=3, concurrency=8, seed=12, ledger=str(tmp_path / "jobs.db")
+        tmp_path,
+        jobs=200,
+        kills=4,
+        concurrency=8,
+        seed=12,
+        ledger=str(tmp_path / "jobs.db"),
+        signals=(signal.SIGKILL, signal.SIGINT),
     )
-    assert soak.kills == 3
+    assert soak.kills == 4
+    assert soak.sigints == 2
     assert soak.extra <= soak.bound
 
 
@@ -278,7 +299,7 @@ def test_listed_in_help_and_quiet_on_a_closed_pipe(
     monkeypatch.setitem(sys.modules, "httpx", None)
     monkeypatch.setattr(sys, "stdout", BrokenStdout())
     for args in (
-        ["run", "in.jsonl", "--ledger", "j.db", "--out", "o.jsonl"],
+        ["run", "in.jsonl", "--ledger", "j.db", "--out", "o.jsonl", "--fake"],
         ["status", "--ledger", "j.db"],
     ):
         code, out, err = batch(*args)

@@ -8,6 +8,7 @@ done), finish, fail, release, renew; then ``run_once`` on top of them.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ from retrypolicy.batch import (
     RedisLedger,
     SQLiteLedger,
 )
-from retrypolicy.batch._states import can_claim, can_fail
+from retrypolicy.batch._states import can_claim, can_fail, can_requeue
 
 LEASE = 30.0
 T0 = 1_000_000.0
@@ -306,7 +307,133 @@ def test_counts_per_state_and_kind(make: MakeLedger, clock: Clock) -> None:
     assert counts.total == 6
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 513, 17, None])
+# (state before, kinds, ids, requeued?)
+REQUEUE_TABLE = [
+    ("failed-final", None, None, True),
+    ("failed-retryable", None, None, True),
+    ("failed-final", ["invalid_request"], None, True),
+    ("failed-final", ["not_found"], None, False),
+    ("failed-final", [], None, False),
+    ("failed-final", None, ["j"], True),
+    ("failed-final", None, ["other"], False),
+    ("failed-final", ["invalid_request"], ["j", "other"], True),
+    ("done", None, None, False),
+    ("done", None, ["j"], False),
+    ("pending", None, ["j"], False),
+    ("running", None, ["j"], False),
+]
+
+
+@pytest.mark.parametrize(("before", "kinds", "ids", "requeued"), REQUEUE_TABLE)
+def test_requeue_table(
+    make: MakeLedger,
+    clock: Clock,
+    before: str,
+    kinds: list[str] | None,
+    ids: list[str] | None,
+    requeued: bool,
+) -> None:
+    """requeue puts failed jobs (of the kinds, among the ids) back to pending, their
+    failure cleared; done, pending and running jobs stay as they are. The pure rule says
+    the same."""
+    a = make(clock)
+    reach(a, before)
+    old = a.get("j")
+    assert a.requeue(kinds=kinds, job_ids=ids) == int(requeued)
+    record = a.get("j")
+    assert record is not None
+    assert old is not None
+    if requeued:
+        assert record.state is JobState.PENDING
+        assert record.failure is None
+        assert a.claim("j")[0]
+    else:
+        assert record.state is old.state
+    kind_set = None if kinds is None else frozenset(kinds)
+    in_ids = ids is None or "j" in ids
+    assert (can_requeue(old, kinds=kind_set) and in_ids) is requeued
+
+
+def reach(ledger: Ledger, state: str) -> None:
+    """Bring job "j" to *state* (pending, running, done, failed-final, failed-retryable)."""
+    if state == "pending":
+        ledger.add(["j"])
+        return
+    ledger.claim("j")
+    if state == "done":
+        ledger.finish("j", "null")
+    elif state == "failed-final":
+        ledger.fail("j", FINAL)
+    elif state == "failed-retryable":
+        ledger.fail("j", RETRYABLE)
+
+
+def test_cost_is_counted_per_job_and_ledger_wide(make: MakeLedger, clock: Clock) -> None:
+    """Requests and retries add up over finish, fail and release; a takeover of an
+    abandoned lease is a re-send, flagged on the claim that made it; the done record
+    carries its attempts."""
+    a, b = make(clock), make(clock)
+    a.claim("d")
+    a.finish("d", "1", 3)  # 3 requests, 2 retries
+    a.claim("f")
+    a.fail("f", RETRYABLE)  # 7 requests, 6 retries
+    a.claim("r")
+    a.release("r", 2)  # interrupted after 2 requests
+    claimed, record = a.claim("k")
+    assert claimed
+    assert not record.took_over
+    clock.now += LEASE + 1  # a dies: its lease on k runs out
+    claimed, record = b.claim("k")
+    assert claimed
+    assert record.took_over
+    b.finish("k", "2")
+    counts = b.counts()
+    assert (counts.requests, counts.retries, counts.resent) == (3 + 7 + 2 + 1, 2 + 6 + 1, 1)
+    assert counts.sent_jobs == 4
+    done = b.get("d")
+    assert done is not None
+    assert done.attempts == 3
+    assert done.to_line()["attempts"] == 3
+    resent = b.get("k")
+    assert resent is not None
+    assert resent.resent == 1
+
+
+def test_read_only_ledger_reads_and_refuses_writes(tmp_path: Path) -> None:
+    """SQLiteLedger(read_only=True) counts an existing file and refuses to change it."""
+    with SQLiteLedger(tmp_path / "jobs.db") as a:
+        a.claim("j")
+        a.finish("j", "1")
+    with SQLiteLedger(tmp_path / "jobs.db", read_only=True) as ro:
+        assert ro.counts().states[JobState.DONE] == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            ro.add(["x"])
+    with pytest.raises(LedgerError, match="no such file"):
+        SQLiteLedger(tmp_path / "missing.db", read_only=True)
+
+
+def test_an_older_ledger_file_gets_the_cost_columns(tmp_path: Path) -> None:
+    """A ledger file made before the cost columns opens, keeps its jobs, counts zero cost."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE retrypolicy_jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
+            "owner TEXT, expires REAL, runs INTEGER NOT NULL DEFAULT 0, result TEXT, "
+            "kind TEXT, retryable INTEGER, attempts INTEGER, code TEXT, status INTEGER, "
+            "message TEXT, updated REAL) WITHOUT ROWID"
+        )
+        conn.execute("INSERT INTO retrypolicy_jobs (id, state, result) VALUES ('x', 'done', '1')")
+    conn.close()
+    with SQLiteLedger(path) as ledger:
+        counts = ledger.counts()
+        record = ledger.get("x")
+    assert counts.states[JobState.DONE] == 1
+    assert counts.requests == 0
+    assert record is not None
+    assert record.result == 1
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 513, 17, None, "lone \ud800"])
 def test_bad_job_ids(make: MakeLedger, clock: Clock, bad: Any) -> None:
     """A job id must be a non-empty str of at most 512 characters."""
     with pytest.raises(LedgerError, match="job id"):

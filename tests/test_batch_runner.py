@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -284,7 +285,9 @@ def test_plain_progress_prints_a_line_per_tenth(ledger: SQLiteLedger) -> None:
     run_batch(JOBS, Recorder(), ledger=ledger, progress=out, clock=lambda: next(ticks))
     lines = out.getvalue().splitlines()
     assert 10 <= len(lines) <= 11
-    assert lines[-1].startswith("batch: 200/200 | done 200 failed 0 retrying 0 earlier 0 |")
+    assert lines[-1].startswith(
+        "retrypolicy batch: 200/200 | done 200 failed 0 retrying 0 earlier 0 |"
+    )
     assert "jobs/s | ETA" in lines[0]
 
 
@@ -328,3 +331,112 @@ def test_rich_bar_draws_counts_rate_and_eta() -> None:
     drawn = term.getvalue()
     for part in ("done 1", "failed 1", "retrying 0", "/s", "ETA", "2/4"):
         assert part in drawn
+
+
+# -- setup errors -----------------------------------------------------------------------------
+
+SETUP_RUNS = [
+    # status every job gets, stop?, stopped kind, most calls (concurrency 4)
+    (401, True, "authentication", 4),
+    (404, True, "not_found", 4 + 3),
+    (403, True, "permission", 4 + 3),
+    (404, False, None, 200),
+]
+
+
+@pytest.mark.usefixtures("instant")
+@pytest.mark.parametrize(("status", "watch", "kind", "most"), SETUP_RUNS)
+def test_a_setup_error_stops_the_batch_and_requeues_its_jobs(
+    ledger: SQLiteLedger, status: int, watch: bool, kind: str | None, most: int
+) -> None:
+    """Every job failing with a 401 (at once) or a 4xx (after the first few, none done):
+    no more jobs are handed out, the report says why, the jobs that got it are pending
+    again and nothing is reported as failed. With the watch off, every job fails."""
+    fn = Recorder(fail=dict.fromkeys(JOBS.values(), status))
+    finished: list[JobRecord] = []
+    report = run_batch(
+        JOBS,
+        fn,
+        ledger=ledger,
+        concurrency=4,
+        progress=False,
+        on_finish=finished.append,
+        stop_on_setup_error=watch,
+    )
+    assert len(fn.calls) <= most
+    if kind is None:
+        assert report.stopped is None
+        assert report.failed == 200
+        return
+    assert report.stopped is not None
+    assert report.stopped.kind == kind
+    assert report.requeued == len(fn.calls)
+    assert report.failed == 0
+    assert finished == []
+    counts = ledger.counts()
+    assert counts.states[JobState.FAILED] == 0
+    assert counts.states[JobState.RUNNING] == 0
+    assert counts.requests == len(fn.calls)
+
+
+@pytest.mark.usefixtures("instant")
+def test_async_runner_stops_on_a_setup_error_too(ledger: SQLiteLedger) -> None:
+    """arun_batch: the first 404s with no success stop it; its jobs are pending again."""
+    fn = Recorder(fail=dict.fromkeys(JOBS.values(), 404))
+    report = asyncio.run(arun_batch(JOBS, fn.acall, ledger=ledger, concurrency=4, progress=False))
+    assert report.stopped is not None
+    assert report.stopped.kind == "not_found"
+    assert len(fn.calls) <= 4 + 3
+    assert report.requeued == len(fn.calls)
+    assert ledger.counts().states[JobState.FAILED] == 0
+
+
+@pytest.mark.usefixtures("instant")
+def test_failures_held_back_are_reported_after_the_first_success(ledger: SQLiteLedger) -> None:
+    """Two 404s, then a success: the 404s are the jobs' own (reported, failed for good);
+    a batch smaller than the probe ends with its failures reported too."""
+    fn = Recorder(fail={0: 404, 1: 404})
+    report = run_batch(
+        dict(list(JOBS.items())[:5]), fn, ledger=ledger, concurrency=1, progress=False
+    )
+    assert (report.done, report.failed, report.stopped) == (3, 2, None)
+    small = run_batch(
+        {"x": 0, "y": 1}, Recorder(fail={0: 404, 1: 404}), ledger=ledger, progress=False
+    )
+    assert (small.failed, small.stopped) == (2, None)
+
+
+_FIRST_USE = """
+import tempfile, threading
+from pathlib import Path
+import requests
+import retrypolicy as rp
+from retrypolicy.batch import SQLiteLedger, run_batch
+
+try:
+    requests.get("http://127.0.0.1:1", timeout=5)
+except requests.ConnectionError as e:
+    refused = e
+together = threading.Barrier(4)
+
+def job(n):
+    together.wait(10)
+    raise refused
+
+with tempfile.TemporaryDirectory() as tmp, SQLiteLedger(Path(tmp) / "j.db") as ledger, \
+        rp.testing.instant():
+    jobs = {f"j{i}": i for i in range(4)}
+    report = run_batch(jobs, job, ledger=ledger, concurrency=4, progress=False,
+                       stop_on_setup_error=False)
+print(sorted(report.failed_kinds.items()))
+"""
+
+
+def test_a_fresh_process_classifies_its_first_failures_in_every_thread() -> None:
+    """Four workers of a fresh process failing at once with a refused connection: each is
+    `connection` (retryable), none `unknown` (the exception table loads before they start)."""
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", _FIRST_USE], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('connection', 4)]"

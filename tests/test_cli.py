@@ -928,9 +928,6 @@ def test_ctrl_c_exit_codes_are_the_docs(cli: Run, monkeypatch: pytest.MonkeyPatc
 # -- the application layer ------------------------------------------------------------------------
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "retrypolicy"
-# batch/_command.py wires the requests adapter and the fake server into `batch run`; it is
-# to move into _cli/batch.py, the command's module, and then this exception goes
-NOT_YET_MOVED = {"batch/_command.py"}
 
 
 def runtime_imports(file: Path) -> set[str]:
@@ -962,7 +959,7 @@ def test_only_the_cli_imports_adapters_and_testing() -> None:
     offenders = {}
     for file in sorted(SRC.rglob("*.py")):
         where = file.relative_to(SRC).as_posix()
-        if where.startswith(("_cli/", "testing/")) or where in NOT_YET_MOVED:
+        if where.startswith(("_cli/", "testing/")):
             continue
         bad = {
             m

@@ -4,6 +4,8 @@ marker found on a response or anywhere in an exception's chain."""
 from __future__ import annotations
 
 import http
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -196,3 +198,25 @@ def test_exhausted_response(
 
     assert rp.retry(FAST)(call)() is r
     assert len(calls) == (1 if exhausted else 6)
+
+
+def test_threads_classifying_first_all_see_the_whole_table() -> None:
+    """Eight threads making a fresh process's first classification together all get
+    requests' ConnectionError as `connection` (the table is never half loaded)."""
+    script = (
+        "import threading, requests, retrypolicy as rp\n"
+        "barrier = threading.Barrier(8)\n"
+        "kinds = []\n"
+        "def first():\n"
+        "    barrier.wait()\n"
+        "    kinds.append(rp.EUGPT.classify(exception=requests.ConnectionError()).kind)\n"
+        "threads = [threading.Thread(target=first) for _ in range(8)]\n"
+        "for t in threads: t.start()\n"
+        "for t in threads: t.join()\n"
+        "print(sorted(set(kinds)))\n"
+    )
+    for _ in range(4):
+        out = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "[<Kind.CONNECTION: 'connection'>]"

@@ -15,6 +15,7 @@ import re
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Final, TypeAlias
 
 import attrs
@@ -273,15 +274,29 @@ def register_exception(
 _known_loaded: list[bool] = [False]
 
 
+_loading_known: ContextVar[bool] = ContextVar("retrypolicy_loading_known", default=False)
+"""True while this thread registers the table (its own look-ups must not start it again)."""
+
+
 def _load_known() -> None:
     """Register requests', httpx's and urllib3's exceptions by name, once, when first needed:
-    importing retrypolicy does no work beyond its re-exports."""
-    if not _known_loaded[0]:
-        _known_loaded[0] = True
+    importing retrypolicy does no work beyond its re-exports.
+
+    The loaded flag is set only once the whole table is registered: a thread that sees it
+    finds every name. Threads that arrive together each register the table (the same
+    entries, in the same order), so none classifies with half of it — with half of it,
+    requests' ``ConnectionError`` would be cached as nothing (kind ``unknown``)."""
+    if _known_loaded[0] or _loading_known.get():
+        return
+    token = _loading_known.set(True)
+    try:
         from ._known import known_exceptions  # noqa: PLC0415 - loaded when first needed
 
         for name, failure in known_exceptions(failure_of).items():
             register_exception(name, failure)
+    finally:
+        _loading_known.reset(token)
+    _known_loaded[0] = True
 
 
 def _resolver_for(tp: type[BaseException]) -> FailureResolver:

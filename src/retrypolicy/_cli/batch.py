@@ -1,9 +1,9 @@
-"""``retrypolicy batch run|status``: JSON Lines batches at most once each, resumable.
+"""``retrypolicy batch run|status|requeue``: JSON Lines batches at most once each, resumable.
 
-The logic is in :mod:`retrypolicy.batch`; this module is its command line. It is the
-place the batch command's wiring of adapters and the fake server (today in
-``retrypolicy.batch._command``) belongs: the application layer is the only one that
-imports adapters or :mod:`retrypolicy.testing`.
+The logic is in :mod:`retrypolicy.batch`; this module is its command line, and
+:mod:`._batch_command` wires a requests session (the requests adapter) and, with ``--fake``,
+the fake server into it: the application layer is the only one that imports adapters or
+:mod:`retrypolicy.testing`.
 """
 
 from __future__ import annotations
@@ -25,22 +25,26 @@ def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_batch(sub)
 
 
-_BATCH_EPILOG = (
-    "exit codes: 0 every job done; 1 some jobs failed or input lines were bad; 2 bad usage "
-    f"or input (a missing file too). Without --config/--profile, {CONFIG_ENV} and "
-    f"{PROFILE_ENV} choose the policy, as in the library."
-)
+_BATCH_EPILOG = "each subcommand's --help says its exit codes and options."
 
 
 def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``batch run`` and ``batch status``: the logic is in :mod:`retrypolicy.batch`."""
+    """``batch run|status|requeue``: the logic is in :mod:`retrypolicy.batch`."""
+    run_epilog = (
+        "exit codes: 0 every job done; 1 some jobs failed, input lines were bad, or the "
+        "input holds no job; 2 bad usage or input (a missing file too), or a setup error "
+        "stopped the run; 130 interrupted (143 by SIGTERM). Without --config/--profile, "
+        f"{CONFIG_ENV} and {PROFILE_ENV} choose the policy, as in the library."
+    )
+    ledger_epilog = "exit codes: 0 ok; 2 bad usage, or a ledger that cannot be read."
     batch = sub.add_parser(
         "batch",
         help="run a JSON Lines batch of requests at most once each, resumable",
         description=(
             "Batch jobs with a client-side dedupe ledger: `batch run` posts each line of a "
             "JSON Lines file to /v1/responses at most once to success, and resumes where a "
-            "killed run stopped; `batch status` counts the jobs of a ledger."
+            "killed run stopped; `batch status` counts the jobs of a ledger and what they "
+            "cost; `batch requeue` puts failed jobs back to pending."
         ),
         epilog=_BATCH_EPILOG,
     )
@@ -52,12 +56,14 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             'Post each line of INPUT (a JSON object: the request body plus an "id", the '
             "job id, which is not sent) to /v1/responses, under the policy, recording each "
             "job in the ledger; write one JSON line per finished job to --out. Run it again "
-            "to resume: only pending, retryable-failed and abandoned jobs run. Bad lines are "
-            "reported with their numbers and skipped. The API key is read from "
-            "EUGPT_API_KEY. Exit 0 when every job is done, 1 when some failed or lines "
-            "were bad."
+            "to resume: only pending, retryable-failed and abandoned jobs run, and an id "
+            "with a done line in --out is never sent again. Bad lines are reported with "
+            "their numbers and skipped. A setup error (a 401; the first jobs all failing "
+            "with one 4xx and none succeeding) stops the run, puts those jobs back to "
+            "pending and exits 2 saying what to fix. Ctrl-C or SIGTERM lets the running "
+            "jobs end (a second one gives them back to pending) and says how many are left."
         ),
-        epilog=_BATCH_EPILOG,
+        epilog=run_epilog,
     )
     run.add_argument("input", metavar="INPUT.jsonl", help="the requests, one JSON object a line")
     run.add_argument(
@@ -67,12 +73,24 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="an SQLite file (created if missing), or redis://host:port/db",
     )
     run.add_argument(
-        "--out", required=True, metavar="FILE", help="results, one JSON line per job (appended)"
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="results, one JSON line per job (appended; a regular file: a rerun reads it)",
     )
-    run.add_argument(
+    where = run.add_mutually_exclusive_group()
+    where.add_argument(
         "--base-url",
         metavar="URL",
-        help="the API's base URL; default: a built-in fake EU GPT server, so it runs as is",
+        help=(
+            "the API's base URL, http(s)://host[:port][/path], with or without a trailing "
+            "/v1 (both post to .../v1/responses); the key comes from EUGPT_API_KEY"
+        ),
+    )
+    where.add_argument(
+        "--fake",
+        action="store_true",
+        help="run against a built-in fake EU GPT server instead (to try the command)",
     )
     run.add_argument(
         "--concurrency", type=_positive_int, default=8, metavar="N", help="parallel jobs (8)"
@@ -95,27 +113,58 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.set_defaults(run=_batch_run)
     status = group.add_parser(
         "status",
-        help="count a ledger's jobs per state and failure kind",
-        description="Count the jobs of a ledger per state, and the failed ones per kind.",
-        epilog=_BATCH_EPILOG,
+        help="count a ledger's jobs per state and failure kind, and their cost",
+        description=(
+            "Count the jobs of a ledger per state, the failed ones per kind, and the "
+            "requests they cost (retries, and jobs re-sent after an interruption)."
+        ),
+        epilog=ledger_epilog,
     )
     status.add_argument(
         "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
     )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: total, pending, running, done, failed, requests, "
+        "retries, resent (integers)",
+    )
     status.set_defaults(run=_batch_status)
+    requeue = group.add_parser(
+        "requeue",
+        help="put failed jobs back to pending, to send them again",
+        description=(
+            "Put the failed jobs of a ledger back to pending — all of them, or those of the "
+            "given kinds and ids — once their cause is fixed, so that the next `batch run` "
+            "sends them again without new ids. Done jobs are never touched."
+        ),
+        epilog=ledger_epilog,
+    )
+    requeue.add_argument(
+        "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
+    )
+    requeue.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help="only failed jobs of this kind (e.g. authentication, not_found); repeatable",
+    )
+    requeue.add_argument("--id", action="append", metavar="ID", help="only this job id; repeatable")
+    requeue.set_defaults(run=_batch_requeue)
 
 
 # -- batch ---------------------------------------------------------------------------
 
 
 def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
-    from ..batch._command import run_command  # noqa: PLC0415 - loads requests and the adapter
+    from ._batch_command import run_command  # noqa: PLC0415 - loads requests and the adapter
 
     return run_command(
         input_path=args.input,
         ledger_spec=args.ledger,
         out_path=args.out,
         base_url=args.base_url,
+        fake=args.fake,
         concurrency=args.concurrency,
         lease=args.lease,
         timeout=args.timeout,
@@ -125,6 +174,12 @@ def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _batch_status(args: argparse.Namespace, out: TextIO) -> int:
-    from ..batch._command import status_command  # noqa: PLC0415
+    from ._batch_command import status_command  # noqa: PLC0415
 
-    return status_command(ledger_spec=args.ledger, out=out)
+    return status_command(ledger_spec=args.ledger, out=out, as_json=args.json)
+
+
+def _batch_requeue(args: argparse.Namespace, out: TextIO) -> int:
+    from ._batch_command import requeue_command  # noqa: PLC0415
+
+    return requeue_command(ledger_spec=args.ledger, kinds=args.kind, ids=args.id, out=out)

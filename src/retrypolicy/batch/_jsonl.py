@@ -11,6 +11,11 @@ whatever kills the process and whenever:
    ledger — so a job whose outcome was committed but whose line was lost (killed
    between 1's two steps) gets its line from the stored result on the next run.
 
+Which line is final: for each id, **the last line**. A ``done`` line is never followed
+by another line for its id (and an id with a ``done`` line is never sent again, whatever
+the ledger says); a ``failed`` line is followed by a newer one only when the job was put
+back to pending (``batch requeue``) and ran again with another outcome.
+
 A power loss may also undo the last ledger commits (SQLite ``synchronous=NORMAL``):
 those jobs run again, and the ids already in the file still get no second line.
 """
@@ -27,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._model import MAX_JOB_ID, JobRecord
+from ._model import MAX_JOB_ID, JobRecord, job_id_problem
 
 if TYPE_CHECKING:
     from ..typing import Clock
@@ -58,8 +63,9 @@ def read_jobs(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[BadLin
     """The jobs of a JSON Lines file — ``(id, request body without id)`` — and its bad lines.
 
     A line must be a JSON object with an ``id`` that is a non-empty string (at most 512
-    characters); a blank line is skipped; the second line with an id already seen is
-    bad (the first one wins).
+    characters, text UTF-8 can encode: any such id can be sent, see
+    :func:`._model.idempotency_key`); a blank line is skipped; the second line with an id
+    already seen is bad (the first one wins).
     """
     jobs: list[tuple[str, dict[str, Any]]] = []
     bad: list[BadLine] = []
@@ -78,13 +84,14 @@ def read_jobs(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[BadLin
                 bad.append(BadLine(number, f"expected a JSON object, got {type(value).__name__}"))
                 continue
             job_id = value.pop("id", None)
-            if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
+            if job_id_problem(job_id) is not None:
                 got = "no id" if job_id is None else f"id {_short(repr(job_id))}"
                 bad.append(
                     BadLine(
                         number,
                         f'{got}: expected an "id" field holding a non-empty string '
-                        f"(at most {MAX_JOB_ID} characters), the job's id",
+                        f"(at most {MAX_JOB_ID} characters of text UTF-8 can encode), the "
+                        "job's id",
                     )
                 )
                 continue
@@ -122,9 +129,13 @@ class ResultsFile:
         self.path = path
         self._clock = clock
         self._file: IO[bytes] = path.open("a+b")
+        self.last: dict[str, tuple[str, str]] = {}
+        """Per id, its last line: (status, the line's outcome as canonical JSON)."""
+        self._done_at: dict[str, tuple[int, int]] = {}
+        """Per id with a ``done`` line: where that line is (offset, length)."""
         try:
             self._lock()
-            self.ids, self.cut = self._recover()
+            self.cut = self._recover()
         except BaseException:
             self._file.close()
             raise
@@ -141,8 +152,8 @@ class ResultsFile:
             msg = f"{self.path}: another `retrypolicy batch run` is writing this file"
             raise ResultsFileBusyError(msg) from None
 
-    def _recover(self) -> tuple[set[str], int]:
-        """The ids already in the file; a last line cut short by a crash is cut off."""
+    def _recover(self) -> int:
+        """Read the lines already there; a last line cut short by a crash is cut off."""
         f = self._file
         f.seek(0)
         data = f.read()
@@ -150,21 +161,53 @@ class ResultsFile:
         cut = len(data) - end
         if cut:
             f.truncate(end)
-        ids: set[str] = set()
-        for line in data[:end].splitlines():
+        offset = 0
+        for line in data[:end].split(b"\n")[:-1]:
             with contextlib.suppress(ValueError, AttributeError, TypeError):
-                job_id = json.loads(line).get("id")
-                if isinstance(job_id, str):
-                    ids.add(job_id)
-        return ids, cut
+                value = json.loads(line)
+                job_id, status = value.get("id"), value.get("status")
+                if isinstance(job_id, str) and self._open_for(job_id):
+                    self.last[job_id] = (str(status), _outcome(value))
+                    if status == "done":
+                        self._done_at[job_id] = (offset, len(line))
+            offset += len(line) + 1
+        return cut
+
+    @property
+    def ids(self) -> set[str]:
+        """The ids that have a line."""
+        return set(self.last)
+
+    def _open_for(self, job_id: str) -> bool:
+        """Whether *job_id* may get another line: it has none, or no ``done`` one."""
+        last = self.last.get(job_id)
+        return last is None or last[0] != "done"
+
+    def done_response(self, job_id: str) -> Any:
+        """The ``response`` of *job_id*'s ``done`` line; KeyError if it has none."""
+        offset, length = self._done_at[job_id]
+        return json.loads(os.pread(self._file.fileno(), length, offset))["response"]
+
+    @property
+    def done_ids(self) -> set[str]:
+        """The ids with a ``done`` line: never sent again."""
+        return set(self._done_at)
 
     def write(self, record: JobRecord) -> bool:
-        """Append the record's line unless its id has one; True when written."""
-        if record.job_id in self.ids:
+        """Append the record's line unless its id's last line is ``done`` or says the same
+        outcome; True when written (the new line is then the id's final one)."""
+        value = record.to_line()
+        last = self.last.get(record.job_id)
+        outcome = _outcome(value)
+        if last is not None and (last[0] == "done" or last == (value["status"], outcome)):
             return False
-        line = json.dumps(record.to_line(), ensure_ascii=False, separators=(",", ":")) + "\n"
-        os.write(self._file.fileno(), line.encode())  # one write: no buffer to lose
-        self.ids.add(record.job_id)
+        line = json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = line.encode()
+        offset = os.lseek(self._file.fileno(), 0, os.SEEK_END)
+        os.write(self._file.fileno(), data)  # one write: no buffer to lose
+        self.last[record.job_id] = (str(value["status"]), outcome)
+        if value["status"] == "done":
+            self._done_at[record.job_id] = (offset, len(data) - 1)
         self.written += 1
         self._unsynced += 1
         if self._unsynced >= _FSYNC_LINES or self._clock() - self._synced_at >= _FSYNC_SECONDS:
@@ -191,6 +234,17 @@ class ResultsFile:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _outcome(line: dict[str, Any]) -> str:
+    """What a line says about its job, as canonical JSON: its status and its error (its
+    ``attempts`` and response aside: a repeated failure with the same error is one line)."""
+    return json.dumps([line.get("status"), line.get("error")], sort_keys=True)
+
+
+def final_lines(path: Path) -> dict[str, dict[str, Any]]:
+    """The final line of each id of a results file: its last one (see the module doc)."""
+    return {str(line["id"]): line for line in lines(path)}
 
 
 def lines(path: Path) -> Iterator[dict[str, Any]]:

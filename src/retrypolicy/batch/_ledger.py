@@ -152,6 +152,8 @@ class Settled:
     failure: FailureInfo | None = None
     error: BaseException | None = None
     """The exception to re-raise (run_once), when the job failed by raising."""
+    attempts: int = 1
+    """Requests the run sent (1 + its retries at every layer)."""
 
 
 def _message(text: str) -> str:
@@ -163,7 +165,7 @@ def settle_value(job_id: str, retrier: Retrier, value: Any, run: JobRun) -> Sett
     outcome = retrier.outcome_of_value(value)
     if outcome is None:
         try:
-            return Settled(value, result_json=dump_result(job_id, value))
+            return Settled(value, result_json=dump_result(job_id, value), attempts=1 + run.retries)
         except TypeError as e:
             failure = FailureInfo(
                 kind=UNSERIALIZABLE_RESULT,
@@ -171,7 +173,7 @@ def settle_value(job_id: str, retrier: Retrier, value: Any, run: JobRun) -> Sett
                 attempts=1 + run.retries,
                 message=_message(str(e)),
             )
-            return Settled(value, failure=failure, error=e)
+            return Settled(value, failure=failure, error=e, attempts=failure.attempts)
     c = retrier.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
     info = outcome.error
     failure = FailureInfo(
@@ -182,7 +184,7 @@ def settle_value(job_id: str, retrier: Retrier, value: Any, run: JobRun) -> Sett
         status=outcome.status,
         message=_message(f"HTTP {outcome.status}" + (f": {info.message}" if info else "")),
     )
-    return Settled(value, failure=failure)
+    return Settled(value, failure=failure, attempts=failure.attempts)
 
 
 def settle_error(retrier: Retrier, exc: BaseException, run: JobRun) -> Settled:
@@ -209,19 +211,23 @@ def settle_error(retrier: Retrier, exc: BaseException, run: JobRun) -> Settled:
         status=status,
         message=_message(f"{type(exc).__name__}: {exc}"),
     )
-    return Settled(None, failure=failure, error=exc)
+    return Settled(None, failure=failure, error=exc, attempts=attempts)
 
 
 def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple[bool, JobRecord]:
     """Store *settled* in *ledger*; (whether it changed the ledger, the job's new record)."""
     if settled.result_json is not None:
-        changed = ledger.finish(job_id, settled.result_json)
+        changed = ledger.finish(job_id, settled.result_json, settled.attempts)
         if not changed:  # done elsewhere after our lease was lost: the first result stays
             stored = ledger.get(job_id)
             if stored is not None:
                 return False, stored
         return changed, JobRecord(
-            job_id=job_id, state=JobState.DONE, result=settled.value, runs=runs
+            job_id=job_id,
+            state=JobState.DONE,
+            result=settled.value,
+            runs=runs,
+            attempts=settled.attempts,
         )
     failure = settled.failure
     if failure is None:  # pragma: no cover - a Settled holds a result or a failure
@@ -232,7 +238,13 @@ def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple
         stored = ledger.get(job_id)
         if stored is not None:
             return False, stored
-    return changed, JobRecord(job_id=job_id, state=JobState.FAILED, failure=failure, runs=runs)
+    return changed, JobRecord(
+        job_id=job_id,
+        state=JobState.FAILED,
+        failure=failure,
+        runs=runs,
+        attempts=failure.attempts,
+    )
 
 
 def run_claimed(  # noqa: PLR0917 - the pieces of one call, as Retrier.call takes them
@@ -250,7 +262,7 @@ def run_claimed(  # noqa: PLR0917 - the pieces of one call, as Retrier.call take
         value = retrier.call(fn, None, args, kwargs)
     except NEVER_RETRIED:
         with contextlib.suppress(Exception):  # the interrupt matters more than the release
-            ledger.release(job_id)
+            ledger.release(job_id, 1 + run.retries)
         raise
     except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised or reported
         return settle_error(retrier, exc, run)
@@ -294,13 +306,18 @@ class LedgerBase:
     def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
         raise NotImplementedError
 
-    def finish(self, job_id: str, result_json: str) -> bool:
+    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
         raise NotImplementedError
 
     def fail(self, job_id: str, failure: FailureInfo) -> bool:
         raise NotImplementedError
 
-    def release(self, job_id: str) -> bool:
+    def release(self, job_id: str, attempts: int = 0) -> bool:
+        raise NotImplementedError
+
+    def requeue(
+        self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
+    ) -> int:
         raise NotImplementedError
 
     def renew(self) -> int:

@@ -23,6 +23,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from ._ledger import LedgerBase
 from ._model import FailureInfo, JobRecord, JobState, LedgerCounts, check_job_id
 
@@ -47,6 +49,16 @@ local function held(key, owner)  -- running, under owner's lease
   return redis.call('HGET', key, 'state') == 'running' and redis.call('HGET', key, 'owner') == owner
 end
 local FAILURE = {'kind', 'retryable', 'attempts', 'code', 'status', 'message'}
+local function paid(key, attempts)  -- requests sent: per job, and ledger-wide
+  local n = tonumber(attempts) or 0
+  if n > 0 then
+    if redis.call('HINCRBY', key, 'requests', n) == n then
+      redis.call('HINCRBY', p .. ':cost', 'jobs', 1)
+    end
+    redis.call('HINCRBY', p .. ':cost', 'requests', n)
+    redis.call('HINCRBY', p .. ':cost', 'retries', n - 1)
+  end
+end
 """
 
 # ARGV: prefix, id, owner, now, lease, steal_from
@@ -57,7 +69,7 @@ local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
 local now = now_of(ARGV[4])
 local st = redis.call('HGET', key, 'state')
-local take = false
+local take, took_over = false, 0
 if (not st) or st == 'pending' then
   take = true
 elseif st == 'failed' then
@@ -67,6 +79,11 @@ elseif st == 'running' then
   local holder = redis.call('HGET', key, 'owner')
   take = expires <= now or (ARGV[6] ~= '' and holder == ARGV[6])
   if take and holder then redis.call('SREM', p .. ':owner:' .. holder, id) end
+  if take then
+    took_over = 1
+    redis.call('HINCRBY', key, 'resent', 1)
+    redis.call('HINCRBY', p .. ':cost', 'resent', 1)
+  end
 end
 if take then
   move(id, st, 'running')
@@ -76,11 +93,11 @@ if take then
   redis.call('HINCRBY', key, 'runs', 1)
   redis.call('SADD', p .. ':owner:' .. owner, id)
 end
-return {take and 1 or 0, redis.call('HGETALL', key)}
+return {take and 1 or 0, redis.call('HGETALL', key), took_over}
 """
 )
 
-# ARGV: prefix, id, result, now
+# ARGV: prefix, id, result, now, attempts
 _FINISH: Final = (
     _PRELUDE
     + """
@@ -92,7 +109,9 @@ local holder = redis.call('HGET', key, 'owner')
 if holder then redis.call('SREM', p .. ':owner:' .. holder, id) end
 move(id, st, 'done')
 redis.call('HDEL', key, 'owner', 'expires', unpack(FAILURE))
-redis.call('HSET', key, 'state', 'done', 'result', ARGV[3], 'updated', tostring(now_of(ARGV[4])))
+redis.call('HSET', key, 'state', 'done', 'result', ARGV[3], 'updated', tostring(now_of(ARGV[4])),
+           'attempts', ARGV[5])
+paid(key, ARGV[5])
 return 1
 """
 )
@@ -111,11 +130,12 @@ redis.call('HSET', key, 'state', 'failed', 'updated', tostring(now_of(ARGV[4])),
            'kind', ARGV[5], 'retryable', ARGV[6], 'attempts', ARGV[7], 'message', ARGV[10])
 if ARGV[8] ~= '' then redis.call('HSET', key, 'code', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', key, 'status', ARGV[9]) end
+paid(key, ARGV[7])
 return 1
 """
 )
 
-# ARGV: prefix, id, owner, now
+# ARGV: prefix, id, owner, now, attempts
 _RELEASE: Final = (
     _PRELUDE
     + """
@@ -126,7 +146,37 @@ redis.call('SREM', p .. ':owner:' .. owner, id)
 move(id, 'running', 'pending')
 redis.call('HDEL', key, 'owner', 'expires')
 redis.call('HSET', key, 'state', 'pending', 'updated', tostring(now_of(ARGV[4])))
+paid(key, ARGV[5])
 return 1
+"""
+)
+
+# ARGV: prefix, now, number of kinds k, kinds (k), ids (none: every failed job)
+_REQUEUE: Final = (
+    _PRELUDE
+    + """
+local now = tostring(now_of(ARGV[2]))
+local k = tonumber(ARGV[3])
+local kinds = {}
+for i = 4, 3 + k do kinds[ARGV[i]] = true end
+local ids = {}
+if #ARGV > 3 + k then
+  for i = 4 + k, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  ids = redis.call('SMEMBERS', p .. ':state:failed')
+end
+local n = 0
+for _, id in ipairs(ids) do
+  local key = p .. ':job:' .. id
+  local st, kind = unpack(redis.call('HMGET', key, 'state', 'kind'))
+  if st == 'failed' and (k == 0 or kinds[kind]) then
+    move(id, 'failed', 'pending')
+    redis.call('HDEL', key, unpack(FAILURE))
+    redis.call('HSET', key, 'state', 'pending', 'updated', now)
+    n = n + 1
+  end
+end
+return n
 """
 )
 
@@ -201,6 +251,8 @@ def _record(job_id: str, flat: list[Any] | dict[Any, Any]) -> JobRecord:
         result=json.loads(fields["result"]) if "result" in fields else None,
         failure=failure,
         updated=float(fields["updated"]) if "updated" in fields else None,
+        attempts=int(fields.get("attempts", "0")),
+        resent=int(fields.get("resent", "0")),
     )
 
 
@@ -237,6 +289,7 @@ class RedisLedger(LedgerBase):
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._add = client.register_script(_ADD)
+        self._requeue = client.register_script(_REQUEUE)
 
     def __repr__(self) -> str:
         return f"RedisLedger(prefix={self.prefix!r}, owner={self.owner!r}, lease={self.lease})"
@@ -259,7 +312,7 @@ class RedisLedger(LedgerBase):
     def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
         """Take the job if it is claimable (see :class:`Ledger`); (taken?, its record)."""
         check_job_id(job_id)
-        taken, flat = self._claim(
+        taken, flat, took_over = self._claim(
             args=[
                 self.prefix,
                 job_id,
@@ -269,11 +322,17 @@ class RedisLedger(LedgerBase):
                 steal_from or "",
             ]
         )
-        return bool(taken), _record(job_id, flat)
+        record = _record(job_id, flat)
+        return bool(taken), attrs.evolve(record, took_over=bool(took_over))
 
-    def finish(self, job_id: str, result_json: str) -> bool:
-        """Mark the job done with *result_json*, unless it is done already (then False)."""
-        return bool(self._finish(args=[self.prefix, job_id, result_json, self._now_arg()]))
+    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
+        """Mark the job done with *result_json* after *attempts* requests, unless it is done
+        already (then False)."""
+        return bool(
+            self._finish(
+                args=[self.prefix, job_id, result_json, self._now_arg(), str(int(attempts))]
+            )
+        )
 
     def fail(self, job_id: str, failure: FailureInfo) -> bool:
         """Record *failure* if this owner holds the job; False (no change) otherwise."""
@@ -294,9 +353,33 @@ class RedisLedger(LedgerBase):
             )
         )
 
-    def release(self, job_id: str) -> bool:
-        """Put a job this owner holds back to pending; False if it does not hold it."""
-        return bool(self._release(args=[self.prefix, job_id, self.owner, self._now_arg()]))
+    def release(self, job_id: str, attempts: int = 0) -> bool:
+        """Put a job this owner holds back to pending (counting the *attempts* it sent);
+        False if it does not hold it."""
+        return bool(
+            self._release(
+                args=[self.prefix, job_id, self.owner, self._now_arg(), str(int(attempts))]
+            )
+        )
+
+    def requeue(
+        self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
+    ) -> int:
+        """Put failed jobs (of *kinds*, among *job_ids*) back to pending; how many were.
+
+        One script per chunk of ids, mirroring :func:`._states.can_requeue`.
+        """
+        kind_list = [] if kinds is None else sorted(set(kinds))
+        if kinds is not None and not kind_list:
+            return 0
+        head = [self.prefix, self._now_arg(), str(len(kind_list)), *kind_list]
+        if job_ids is None:
+            return int(self._requeue(args=head))
+        ids = sorted({check_job_id(j) for j in job_ids})
+        return sum(
+            int(self._requeue(args=[*head, *ids[start : start + _ADD_CHUNK]]))
+            for start in range(0, len(ids), _ADD_CHUNK)
+        )
 
     def renew(self) -> int:
         """Push the lease of every job this owner holds to ``now + lease``."""
@@ -332,7 +415,16 @@ class RedisLedger(LedgerBase):
                 continue
             kinds[record.failure.kind] = kinds.get(record.failure.kind, 0) + 1
             retryable += record.failure.retryable
-        return LedgerCounts(states=states, failed_kinds=kinds, retryable_failed=retryable)
+        cost = {_text(k): int(v) for k, v in self.client.hgetall(f"{self.prefix}:cost").items()}
+        return LedgerCounts(
+            states=states,
+            failed_kinds=kinds,
+            retryable_failed=retryable,
+            requests=cost.get("requests", 0),
+            retries=cost.get("retries", 0),
+            resent=cost.get("resent", 0),
+            sent_jobs=cost.get("jobs", 0),
+        )
 
     def _close_store(self) -> None:
         """The client is the caller's: it is left open."""

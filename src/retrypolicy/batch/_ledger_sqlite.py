@@ -53,12 +53,17 @@ CREATE TABLE IF NOT EXISTS retrypolicy_jobs (
     code TEXT,
     status INTEGER,
     message TEXT,
-    updated REAL
+    updated REAL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0,
+    resent INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID
 """
+_COST_COLUMNS: Final = ("requests", "retries", "resent")
+"""Added after the first release: a ledger file made before gets them on open."""
 _COLUMNS: Final = (
     "id, state, owner, expires, runs, result, kind, retryable, attempts, code, status, "
-    "message, updated"
+    "message, updated, resent"
 )
 _SELECT: Final = f"SELECT {_COLUMNS} FROM retrypolicy_jobs WHERE id = ?"  # noqa: S608 - constants
 _BUSY_TIMEOUT_MS: Final = 60_000
@@ -67,18 +72,27 @@ _ADD_CHUNK: Final = 500  # ids per query: under SQLite's limit of bound paramete
 _RETURNING: Final = sqlite3.sqlite_version_info >= (3, 35)
 """``UPDATE ... RETURNING`` (SQLite 3.35, 2021): a claim reads its run count in the same
 statement."""
-_CLAIM: Final = (
-    "UPDATE retrypolicy_jobs SET state = 'running', owner = ?, expires = ?, "  # noqa: S608
+_CLAIM_SET: Final = (
+    "UPDATE retrypolicy_jobs SET state = 'running', owner = ?, expires = ?, "
     "runs = runs + 1, updated = ?, result = NULL, kind = NULL, retryable = NULL, "
-    "attempts = NULL, code = NULL, status = NULL, message = NULL "
-    "WHERE id = ? AND (state = 'pending' OR (state = 'failed' AND retryable = 1) "
-    "OR (state = 'running' AND (expires IS NULL OR expires <= ? OR owner = ?)))"
-    + (" RETURNING runs" if _RETURNING else "")
+    "attempts = NULL, code = NULL, status = NULL, message = NULL"
 )
+_CLAIM: Final = (
+    _CLAIM_SET
+    + " WHERE id = ? AND (state = 'pending' OR (state = 'failed' AND retryable = 1))"
+    + (" RETURNING runs, resent" if _RETURNING else "")
+)
+"""A claim of a free job: pending, or failed with a retryable kind."""
+_TAKE_OVER: Final = (
+    _CLAIM_SET + ", resent = resent + 1 WHERE id = ? AND state = 'running' "
+    "AND (expires IS NULL OR expires <= ? OR owner = ?)"
+    + (" RETURNING runs, resent" if _RETURNING else "")
+)
+"""A claim of an abandoned job (expired lease, or a dead owner): its request is re-sent."""
 _INSERT_RUNNING: Final = (
     "INSERT INTO retrypolicy_jobs (id, state, owner, expires, runs, updated) "
     "VALUES (?, 'running', ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING"
-    + (" RETURNING runs" if _RETURNING else "")
+    + (" RETURNING runs, resent" if _RETURNING else "")
 )
 _CLAIM_ATTEMPTS: Final = 5
 
@@ -101,11 +115,62 @@ def _wal(conn: sqlite3.Connection) -> None:
             return
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an existing ledger file (``batch status``).
+
+    In WAL mode even a reader needs to create ``-shm`` beside the file; in a directory it
+    may not write, the file is then read as it stands (``immutable``: no writer can be
+    at work there anyway)."""
+    if not path.is_file():
+        msg = f"ledger {str(path)!r}: no such file"
+        raise LedgerError(msg)
+    uri = path.resolve().as_uri()
+    for query in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + query, uri=True, check_same_thread=False, timeout=60.0)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(retrypolicy_jobs)")}
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "unable to open" in str(e) or "readonly" in str(e):
+                continue  # no -shm and no right to create it: read the file as it stands
+            msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
+            raise LedgerError(msg) from e
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
+            raise LedgerError(msg) from e
+        if not have:
+            conn.close()
+            msg = f"ledger {str(path)!r}: an SQLite file, but not a retrypolicy batch ledger"
+            raise LedgerError(msg)
+        missing = [c for c in _COST_COLUMNS if c not in have]
+        if missing:  # an older ledger, read as it stands: zero cost
+            conn.close()
+            msg = f"ledger {str(path)!r}: made by an older version; open it writable once"
+            raise LedgerError(msg)
+        return conn
+    msg = f"ledger {str(path)!r}: cannot open it for reading (check its permissions)"
+    raise LedgerError(msg)
+
+
+def _why_unusable(path: Path, error: sqlite3.DatabaseError) -> str:
+    """The message for a file SQLite refused: a permission problem says so."""
+    text = str(error)
+    if "readonly" in text or "unable to open" in text:
+        where = path.parent if str(path.parent) else Path()
+        return (
+            f"cannot write it or its directory {str(where)!r} ({text}): an SQLite ledger "
+            "needs a writable file in a writable directory (it keeps a journal beside it)"
+        )
+    return f"not a usable SQLite database ({text})"
+
+
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (job_id, state, owner, expires, runs, result, kind, retryable, attempts, code, status) = row[
         :11
     ]
-    message, updated = row[11], row[12]
+    message, updated, resent = row[11], row[12], row[13]
     failure = None
     if kind is not None:
         failure = FailureInfo(
@@ -125,7 +190,19 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         result=json.loads(result) if result is not None else None,
         failure=failure,
         updated=updated,
+        attempts=attempts or 0,
+        resent=resent or 0,
     )
+
+
+def _add_cost_columns(c: sqlite3.Connection) -> None:
+    """Give a ledger file made before the cost columns existed those columns (zero)."""
+    have = {row[1] for row in c.execute("PRAGMA table_info(retrypolicy_jobs)")}
+    for column in _COST_COLUMNS:
+        if column not in have:
+            c.execute(
+                f"ALTER TABLE retrypolicy_jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            )
 
 
 class SQLiteLedger(LedgerBase):
@@ -137,6 +214,8 @@ class SQLiteLedger(LedgerBase):
     clock, since leases are compared across processes); held leases are renewed every
     ``lease / 3`` seconds by one thread per ledger object. *policy* is what
     :meth:`run_once` runs functions under (default: the environment's, else ``rp.EUGPT``).
+    *read_only* opens an existing file for reading only (``batch status``): it works in a
+    directory this process may not write, and any step that writes raises LedgerError.
     """
 
     def __init__(
@@ -147,12 +226,16 @@ class SQLiteLedger(LedgerBase):
         lease: float = 30.0,
         clock: Clock = time.time,
         durable: bool = False,
+        read_only: bool = False,
     ) -> None:
         self._init_base(policy=policy, lease=lease, clock=clock)
         self.path = Path(path)
         self._now: Clock = clock
         self._lock = threading.Lock()
         self._added: set[str] = set()
+        if read_only:
+            self._conn: sqlite3.Connection | None = _open_read_only(self.path)
+            return
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=60.0
@@ -160,16 +243,17 @@ class SQLiteLedger(LedgerBase):
         except sqlite3.Error as e:
             msg = f"ledger {str(self.path)!r}: cannot open it as an SQLite database ({e})"
             raise LedgerError(msg) from e
-        self._conn: sqlite3.Connection | None = conn
+        self._conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             _wal(conn)
             conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             with self._write() as c:
                 c.execute(_SCHEMA)
+                _add_cost_columns(c)
         except sqlite3.DatabaseError as e:
             conn.close()
-            msg = f"ledger {str(self.path)!r}: not a usable SQLite database ({e})"
+            msg = f"ledger {str(self.path)!r}: {_why_unusable(self.path, e)}"
             raise LedgerError(msg) from e
 
     def __repr__(self) -> str:
@@ -271,9 +355,13 @@ class SQLiteLedger(LedgerBase):
         for _ in range(_CLAIM_ATTEMPTS):
             now = self._now()
             expires = now + self.lease
-            rows, _ = self._one(_CLAIM, (self.owner, expires, now, job_id, now, steal_from))
+            took_over = False
+            rows, _ = self._one(_CLAIM, (self.owner, expires, now, job_id))
             if not rows:
                 rows, _ = self._one(_INSERT_RUNNING, (job_id, self.owner, expires, now))
+            if not rows:
+                took_over = True
+                rows, _ = self._one(_TAKE_OVER, (self.owner, expires, now, job_id, now, steal_from))
             if rows:
                 return True, JobRecord(
                     job_id=job_id,
@@ -281,6 +369,8 @@ class SQLiteLedger(LedgerBase):
                     owner=self.owner,
                     lease_expires=expires,
                     runs=rows[0][0],
+                    resent=rows[0][1],
+                    took_over=took_over,
                     updated=now,
                 )
             found = self._read(_SELECT, (job_id,))
@@ -299,7 +389,9 @@ class SQLiteLedger(LedgerBase):
         with self._write() as c:
             now = self._now()
             expires = now + self.lease
-            if c.execute(_CLAIM, (self.owner, expires, now, job_id, now, steal_from)).rowcount:
+            if c.execute(_CLAIM, (self.owner, expires, now, job_id)).rowcount or (
+                c.execute(_TAKE_OVER, (self.owner, expires, now, job_id, now, steal_from)).rowcount
+            ):
                 runs = c.execute(
                     "SELECT runs FROM retrypolicy_jobs WHERE id = ?", (job_id,)
                 ).fetchone()[0]
@@ -318,20 +410,23 @@ class SQLiteLedger(LedgerBase):
             updated=now,
         )
 
-    def finish(self, job_id: str, result_json: str) -> bool:
-        """Mark the job done with *result_json*, unless it is done already (then False)."""
+    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
+        """Mark the job done with *result_json* after *attempts* requests, unless it is done
+        already (then False)."""
         now = self._now()
+        retries = max(attempts - 1, 0)
         _, changed = self._one(
             "UPDATE retrypolicy_jobs SET state = 'done', result = ?, owner = NULL, "
-            "expires = NULL, kind = NULL, retryable = NULL, attempts = NULL, code = NULL, "
-            "status = NULL, message = NULL, updated = ? WHERE id = ? AND state != 'done'",
-            (result_json, now, job_id),
+            "expires = NULL, kind = NULL, retryable = NULL, attempts = ?, code = NULL, "
+            "status = NULL, message = NULL, updated = ?, requests = requests + ?, "
+            "retries = retries + ? WHERE id = ? AND state != 'done'",
+            (result_json, attempts, now, attempts, retries, job_id),
         )
         if not changed:  # done already, or never claimed here: then still store it
             _, changed = self._one(
-                "INSERT INTO retrypolicy_jobs (id, state, result, updated) "
-                "VALUES (?, 'done', ?, ?) ON CONFLICT (id) DO NOTHING",
-                (job_id, result_json, now),
+                "INSERT INTO retrypolicy_jobs (id, state, result, attempts, updated, requests, "
+                "retries) VALUES (?, 'done', ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (job_id, result_json, attempts, now, attempts, retries),
             )
         return changed > 0
 
@@ -343,7 +438,8 @@ class SQLiteLedger(LedgerBase):
         _, changed = self._one(
             "UPDATE retrypolicy_jobs SET state = 'failed', owner = NULL, expires = NULL, "
             "kind = ?, retryable = ?, attempts = ?, code = ?, status = ?, message = ?, "
-            "updated = ? WHERE id = ? AND state = 'running' AND owner = ?",
+            "updated = ?, requests = requests + ?, retries = retries + ? "
+            "WHERE id = ? AND state = 'running' AND owner = ?",
             (
                 failure.kind,
                 int(failure.retryable),
@@ -352,20 +448,54 @@ class SQLiteLedger(LedgerBase):
                 failure.status,
                 failure.message,
                 self._now(),
+                failure.attempts,
+                max(failure.attempts - 1, 0),
                 job_id,
                 self.owner,
             ),
         )
         return changed > 0
 
-    def release(self, job_id: str) -> bool:
-        """Put a job this owner holds back to pending; False if it does not hold it."""
+    def release(self, job_id: str, attempts: int = 0) -> bool:
+        """Put a job this owner holds back to pending (counting the *attempts* it sent);
+        False if it does not hold it."""
         _, changed = self._one(
             "UPDATE retrypolicy_jobs SET state = 'pending', owner = NULL, expires = NULL, "
-            "updated = ? WHERE id = ? AND state = 'running' AND owner = ?",
-            (self._now(), job_id, self.owner),
+            "updated = ?, requests = requests + ?, retries = retries + ? "
+            "WHERE id = ? AND state = 'running' AND owner = ?",
+            (self._now(), attempts, max(attempts - 1, 0), job_id, self.owner),
         )
         return changed > 0
+
+    def requeue(
+        self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
+    ) -> int:
+        """Put failed jobs (of *kinds*, among *job_ids*) back to pending; how many were.
+
+        One ``UPDATE`` per chunk of ids whose ``WHERE`` clause is
+        :func:`._states.can_requeue` in SQL.
+        """
+        kind_list = None if kinds is None else sorted(set(kinds))
+        where = "state = 'failed'"
+        params: list[Any] = []
+        if kind_list is not None:
+            where += f" AND kind IN ({','.join('?' * len(kind_list))})"
+            params += kind_list
+        sql = (
+            "UPDATE retrypolicy_jobs SET state = 'pending', kind = NULL, "  # noqa: S608
+            "retryable = NULL, attempts = NULL, code = NULL, status = NULL, message = NULL, "
+            f"updated = ? WHERE {where}"
+        )
+        if job_ids is None:
+            return self._one(sql, (self._now(), *params))[1]
+        ids = sorted({check_job_id(j) for j in job_ids})
+        changed = 0
+        for start in range(0, len(ids), _ADD_CHUNK):
+            chunk = ids[start : start + _ADD_CHUNK]
+            changed += self._one(
+                f"{sql} AND id IN ({','.join('?' * len(chunk))})", (self._now(), *params, *chunk)
+            )[1]
+        return changed
 
     def renew(self) -> int:
         """Push the lease of every job this owner holds to ``now + lease``."""
@@ -394,18 +524,28 @@ class SQLiteLedger(LedgerBase):
     def counts(self) -> LedgerCounts:
         """Jobs per state, and failed jobs per kind (``batch status``)."""
         rows = self._read(
-            "SELECT state, kind, retryable, COUNT(*) FROM retrypolicy_jobs "
-            "GROUP BY state, kind, retryable"
+            "SELECT state, kind, retryable, COUNT(*), SUM(requests), SUM(retries), SUM(resent), "
+            "SUM(requests > 0) FROM retrypolicy_jobs GROUP BY state, kind, retryable"
         )
         states = dict.fromkeys(JobState, 0)
         kinds: dict[str, int] = {}
-        retryable = 0
-        for state, kind, again, n in rows:
+        retryable = requests = retries = resent = sent_jobs = 0
+        for state, kind, again, n, sent, retried, again_sent, jobs_sent in rows:
             states[JobState(state)] += n
+            requests, retries, resent = requests + sent, retries + retried, resent + again_sent
+            sent_jobs += jobs_sent
             if state == JobState.FAILED:
                 kinds[kind] = kinds.get(kind, 0) + n
                 retryable += n if again else 0
-        return LedgerCounts(states=states, failed_kinds=kinds, retryable_failed=retryable)
+        return LedgerCounts(
+            states=states,
+            failed_kinds=kinds,
+            retryable_failed=retryable,
+            requests=requests,
+            retries=retries,
+            resent=resent,
+            sent_jobs=sent_jobs,
+        )
 
     def _close_store(self) -> None:
         with self._lock:

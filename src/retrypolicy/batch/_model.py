@@ -20,6 +20,7 @@ import enum
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
+from urllib.parse import quote
 
 import attrs
 
@@ -37,6 +38,8 @@ __all__ = [
     "LedgerCounts",
     "LedgerError",
     "check_job_id",
+    "idempotency_key",
+    "job_id_problem",
 ]
 
 R = TypeVar("R")
@@ -98,6 +101,14 @@ class JobRecord:
     result: Any = None
     failure: FailureInfo | None = None
     updated: float | None = None
+    attempts: int = 0
+    """Requests the run that finished the job sent (1 + its retries); 0 when unknown."""
+    resent: int = 0
+    """How many times the job was taken over from a run that never recorded an outcome
+    (killed while it ran): each time, its request was sent again."""
+    took_over: bool = False
+    """In the record a claim returns: True when this claim took the job over from such a
+    run (so the request it is about to send is a re-send)."""
 
     @property
     def final(self) -> bool:
@@ -109,12 +120,15 @@ class JobRecord:
         )
 
     def to_line(self) -> dict[str, Any]:
-        """The job's line in a results file: ``id``, ``status``, then ``response`` or ``error``."""
+        """The job's line in a results file: ``id``, ``status``, ``attempts`` (the requests
+        its last run sent, each one paid), then ``response`` or ``error``."""
         line: dict[str, Any] = {"id": self.job_id, "status": str(self.state)}
         if self.state is JobState.DONE:
+            line["attempts"] = max(1, self.attempts)  # done: at least one request
             line["response"] = self.result
         elif self.failure is not None:
             f = self.failure
+            line["attempts"] = f.attempts
             line["error"] = {
                 "kind": f.kind,
                 "code": f.code,
@@ -134,6 +148,16 @@ class LedgerCounts:
     failed_kinds: Mapping[str, int]
     retryable_failed: int = 0
     """How many of the failed jobs a rerun would claim again."""
+    requests: int = 0
+    """Requests recorded as sent, over every run (each one paid): a job's attempts are
+    added when its run records an outcome or gives the job back."""
+    retries: int = 0
+    """How many of those requests were retries (a job's attempts beyond its first)."""
+    resent: int = 0
+    """Jobs sent again because the run that sent them was killed before it could record
+    the answer (a takeover of an abandoned lease)."""
+    sent_jobs: int = 0
+    """Jobs with at least one request recorded."""
 
     @property
     def total(self) -> int:
@@ -170,18 +194,48 @@ class JobFailedError(LedgerError):
         why = f"{f.kind}" + (f" ({f.code})" if f and f.code else "") if f else "unknown"
         super().__init__(
             f"job {record.job_id!r} already failed with {why}, which is not retried; "
-            "fix the job and give it a new id to run it again"
+            "fix the cause, then `retrypolicy batch requeue` (or Ledger.requeue) puts it "
+            "back to pending"
         )
         self.record = record
 
 
-def check_job_id(job_id: object) -> str:
-    """*job_id* if it is a usable id (a non-empty str of at most 512 characters)."""
+def job_id_problem(job_id: object) -> str | None:
+    """Why *job_id* is not a usable id, or None: a non-empty str of at most 512
+    characters that UTF-8 can encode (no lone surrogate such as JSON's ``"\\ud800"``)."""
     if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
+        return f"expected a non-empty str of at most {MAX_JOB_ID} characters"
+    try:
+        job_id.encode()
+    except UnicodeEncodeError:
+        return "expected text UTF-8 can encode (it holds a lone surrogate)"
+    return None
+
+
+def check_job_id(job_id: object) -> str:
+    """*job_id* if it is a usable id (see :func:`job_id_problem`); LedgerError otherwise."""
+    problem = job_id_problem(job_id)
+    if problem is not None:
         shown = repr(job_id) if len(repr(job_id)) < 80 else repr(job_id)[:77] + "..."
-        msg = f"job id {shown}: expected a non-empty str of at most {MAX_JOB_ID} characters"
+        msg = f"job id {shown}: {problem}"
         raise LedgerError(msg)
-    return job_id
+    return job_id  # type: ignore[return-value]  # job_id_problem checked it is a str
+
+
+_HEADER_SAFE: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - {"%"}
+
+
+def idempotency_key(job_id: str) -> str:
+    """The ``Idempotency-Key`` header value of *job_id*: header-safe and one-to-one.
+
+    An id made only of visible ASCII characters other than ``%`` is sent as it is;
+    any other id (a space, a newline, ``é``, ``日本``, a ``%``) is sent percent-encoded
+    as UTF-8 (``urllib.parse.quote(job_id, safe="")``), which always holds a ``%``:
+    two different ids never share a key.
+    """
+    if all(c in _HEADER_SAFE for c in job_id):
+        return job_id
+    return quote(job_id, safe="")
 
 
 def dump_result(job_id: str, value: object) -> str:
@@ -226,16 +280,26 @@ class Ledger(Protocol):
         """
         ...
 
-    def finish(self, job_id: str, result_json: str) -> bool:
-        """Mark the job done with *result_json*; False if it was already done (kept as is)."""
+    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
+        """Mark the job done with *result_json*, sent *attempts* times (counted as
+        requests); False if it was already done (kept as is)."""
         ...
 
     def fail(self, job_id: str, failure: FailureInfo) -> bool:
         """Mark the job failed, if this owner still holds it; False (no change) otherwise."""
         ...
 
-    def release(self, job_id: str) -> bool:
-        """Give a held job back (pending) without a result: an interrupted worker's exit."""
+    def release(self, job_id: str, attempts: int = 0) -> bool:
+        """Give a held job back (pending) without a result: an interrupted worker's exit
+        (*attempts*: the requests it sent, counted); False if this owner does not hold it."""
+        ...
+
+    def requeue(
+        self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
+    ) -> int:
+        """Put failed jobs back to pending — those of *kinds* (any kind when None) among
+        *job_ids* (every failed job when None); how many were. Done, pending and running
+        jobs are left as they are: a done job is never sent again."""
         ...
 
     def renew(self) -> int:

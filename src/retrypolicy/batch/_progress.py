@@ -117,7 +117,7 @@ class PlainProgress(Progress):
             return
         self._printed = finished
         with contextlib.suppress(OSError, ValueError):  # the stream went away: go on
-            print(f"batch: {self.line()}", file=self.stream, flush=True)
+            print(f"retrypolicy batch: {self.line()}", file=self.stream, flush=True)
 
     def _changed(self) -> None:
         with self._lock:

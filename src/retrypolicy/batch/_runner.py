@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue as queues
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -33,8 +34,9 @@ from ._ledger import (
     settle_error,
     settle_value,
 )
-from ._model import JobRecord, JobState, LedgerError, check_job_id
+from ._model import FailureInfo, JobRecord, JobState, LedgerError, check_job_id
 from ._progress import Progress, make_progress
+from ._setup import SETUP_KINDS, setup_error
 
 if TYPE_CHECKING:
     from .._policy import Policy
@@ -57,6 +59,14 @@ class BatchReport:
     ``earlier_done`` and ``earlier_failed`` the jobs found finished in the ledger (in an
     earlier run, or by another worker), which were not run; ``failed_kinds`` counts this
     run's failures by kind; ``retryable_failed`` how many of them a rerun would try again.
+
+    The cost of this run: ``requests`` sent (each one paid) for ``sent_jobs`` jobs, of
+    which ``retries`` were retries; ``resent`` jobs were sent again because the run that
+    sent them before was killed before it could record the answer.
+
+    ``stopped`` is the failure of a setup error (see :mod:`._setup`: a 401, or the first
+    few jobs all failing with one kind and none succeeding) that stopped the run; the
+    ``requeued`` jobs that got it are pending again, not failed.
     """
 
     total: int
@@ -67,6 +77,12 @@ class BatchReport:
     retryable_failed: int = 0
     failed_kinds: Mapping[str, int] = attrs.field(factory=dict)
     elapsed: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    sent_jobs: int = 0
+    resent: int = 0
+    stopped: FailureInfo | None = None
+    requeued: int = 0
 
     @property
     def ok(self) -> bool:
@@ -90,7 +106,9 @@ def _items(jobs: Mapping[str, P] | Iterable[tuple[str, P]]) -> list[tuple[str, P
 
 
 class _Batch:
-    """What both shells share: the tally, the progress, and the report of each job."""
+    """What both shells share: the tally, the progress, the report of each job, and the
+    watch for setup errors (the failures held back until a success says they are the
+    jobs' own, or a setup error says they are the batch's)."""
 
     def __init__(  # noqa: PLR0917 - private, called from two places
         self,
@@ -101,6 +119,7 @@ class _Batch:
         progress: Progress,
         on_finish: Callable[[JobRecord], None] | None,
         clock: Clock,
+        stop_on_setup_error: bool = True,
     ) -> None:
         self.ledger = ledger
         self.progress = progress
@@ -111,6 +130,16 @@ class _Batch:
         self.total = total
         self.done = self.failed = self.earlier_done = self.earlier_failed = self.retryable = 0
         self.kinds: dict[str, int] = {}
+        self.requests = self.retries = self.sent_jobs = self.resent = self.requeued = 0
+        self.watch = stop_on_setup_error
+        self.held: list[JobRecord] = []
+        """Failures of a setup kind while no job of this run succeeded: not reported yet."""
+        self.held_kinds: dict[str, int] = {}
+        self.stopped: FailureInfo | None = None
+        self.stop = threading.Event()
+        """Set when no more jobs are to be handed out (a setup error, an interrupt)."""
+        self.running: set[str] = set()
+        """Jobs claimed by this run and not ended yet."""
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
         # one Retrier for every job: its hook finds the running job in a context variable
         self.retrier = Retrier(policy=policy, name=name, on_retry=job_retry_hook)
@@ -125,7 +154,11 @@ class _Batch:
         self.poll = min(poll * 2, self.cap)
         return poll
 
-    def job(self, job_id: str) -> tuple[JobRun, Retrier]:
+    def job(self, job_id: str, claim: JobRecord) -> tuple[JobRun, Retrier]:
+        """A claimed job starts: counted as running (and as re-sent after a takeover)."""
+        with self.lock:
+            self.running.add(job_id)
+            self.resent += claim.took_over
         return JobRun(job_id, on_retry=self.progress.retry), self.retrier
 
     def found(self, record: JobRecord) -> bool:
@@ -144,20 +177,70 @@ class _Batch:
     def ended(self, record: JobRecord) -> bool:
         """A job this worker ran has *record* now; False if another worker holds it (our
         lease was lost while it ran, and the failure we saw was not recorded)."""
+        with self.lock:
+            self.running.discard(record.job_id)
         if record.state is JobState.RUNNING:
             return False
         failed = record.state is not JobState.DONE
+        flushed: list[JobRecord] = []
         with self.lock:
+            attempts = record.failure.attempts if record.failure is not None else record.attempts
+            self.requests += attempts
+            self.retries += max(attempts - 1, 0)
+            self.sent_jobs += 1
             if record.failure is not None and failed:
-                self.failed += 1
-                self.retryable += record.failure.retryable
-                kind = record.failure.kind
-                self.kinds[kind] = self.kinds.get(kind, 0) + 1
+                if self._hold(record, record.failure):
+                    return True
+                self._failed(record, record.failure)
             else:
                 self.done += 1
-            self._report(record)
+                self._report(record)
+                if self.held and self.stopped is None:  # a success: they are the jobs' own
+                    flushed, self.held = self.held, []
+                    for held in flushed:
+                        self._failed(held, held.failure)  # type: ignore[arg-type]
+        for held in flushed:
+            self.progress.finish(held.job_id, failed=True, earlier=False)
         self.progress.finish(record.job_id, failed=failed, earlier=False)
         return True
+
+    def _hold(self, record: JobRecord, failure: FailureInfo) -> bool:
+        """Hold back a failure that may be the batch's, not the job's; stop the batch when
+        it shows a setup error. (Under the lock.)"""
+        if not self.watch or self.done or failure.kind not in SETUP_KINDS:
+            return False
+        self.held.append(record)
+        self.held_kinds[failure.kind] = self.held_kinds.get(failure.kind, 0) + 1
+        if self.stopped is None and setup_error(
+            failure.kind, retryable=failure.retryable, succeeded=0, failed=self.held_kinds
+        ):
+            self.stopped = failure
+            self.stop.set()
+        return True
+
+    def _failed(self, record: JobRecord, failure: FailureInfo) -> None:
+        self.failed += 1
+        self.retryable += failure.retryable
+        self.kinds[failure.kind] = self.kinds.get(failure.kind, 0) + 1
+        self._report(record)
+
+    def held_ids(self) -> list[str]:
+        """The ids of the failures held back so far."""
+        with self.lock:
+            return [record.job_id for record in self.held]
+
+    def settle_held(self) -> list[str]:
+        """The run is over: the held failures' ids to put back to pending (a setup error
+        stopped it), or none (they are reported now as the jobs' own failures)."""
+        with self.lock:
+            held, self.held = self.held, []
+            if self.stopped is not None:
+                return [r.job_id for r in held]
+            for record in held:
+                self._failed(record, record.failure)  # type: ignore[arg-type]
+        for record in held:
+            self.progress.finish(record.job_id, failed=True, earlier=False)
+        return []
 
     def _report(self, record: JobRecord) -> None:
         if self.on_finish is not None:
@@ -173,10 +256,16 @@ class _Batch:
             retryable_failed=self.retryable,
             failed_kinds=dict(self.kinds),
             elapsed=self.clock() - self.started,
+            requests=self.requests,
+            retries=self.retries,
+            sent_jobs=self.sent_jobs,
+            resent=self.resent,
+            stopped=self.stopped,
+            requeued=self.requeued,
         )
 
 
-def run_batch(
+def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Any],
     *,
@@ -186,6 +275,7 @@ def run_batch(
     progress: bool | TextIO | Progress | None = None,
     on_finish: Callable[[JobRecord], None] | None = None,
     clock: Clock = time.monotonic,
+    stop_on_setup_error: bool = True,
 ) -> BatchReport:
     """Run ``fn(payload)`` for every ``(job_id, payload)`` of *jobs* at most once to success.
 
@@ -199,17 +289,31 @@ def run_batch(
     every job that reached an outcome (done or failed, now or earlier), one call at a
     time. *progress*: see :func:`make_progress`; None draws a bar on a terminal.
 
-    Ctrl-C stops handing out jobs, lets the running ones end, and re-raises
-    :class:`KeyboardInterrupt`; a job cut short is given back to the ledger.
+    *stop_on_setup_error*: a 401, or the first few jobs failing with one client-error
+    kind before any succeeded (a wrong URL, model or plan), stops handing out jobs; the
+    jobs that got it are put back to pending, and the report's ``stopped`` says why.
+
+    Ctrl-C (a :class:`KeyboardInterrupt` in the calling thread) stops handing out jobs,
+    lets the running ones end, and re-raises it; a second one gives the running jobs back
+    to the ledger (pending) at once. Either way no job is left ``running``.
     """
     pairs = _items(jobs)
     _check_concurrency(concurrency)
     ledger.add(job_id for job_id, _ in pairs)
     shown = make_progress(len(pairs), progress, clock=clock)
-    batch = _Batch(ledger, policy or ledger.policy, fn, len(pairs), shown, on_finish, clock)
+    batch = _Batch(
+        ledger,
+        policy or ledger.policy,
+        fn,
+        len(pairs),
+        shown,
+        on_finish,
+        clock,
+        stop_on_setup_error,
+    )
     queue: Iterator[tuple[str, P]] = iter(pairs)
     take = threading.Lock()
-    stop = threading.Event()
+    stop = batch.stop
     waiting: list[tuple[str, P]] = []
     """Jobs held by another worker's live lease: tried again in the next round."""
     errors: list[BaseException] = []
@@ -219,7 +323,7 @@ def run_batch(
         if not claimed:
             return batch.found(record)
         _keep_renewing(ledger)
-        run, retrier = batch.job(job_id)
+        run, retrier = batch.job(job_id, record)
         settled = run_claimed(ledger, job_id, retrier, fn, (payload,), {}, run)
         _, stored = record_of(ledger, job_id, settled, record.runs)
         return batch.ended(stored)
@@ -238,10 +342,22 @@ def run_batch(
             errors.append(exc)
             stop.set()
 
+    def give_back() -> None:  # a second Ctrl-C: the running jobs go back to pending now
+        with batch.lock:
+            running = list(batch.running)
+        for job_id in running:
+            with contextlib.suppress(Exception):
+                ledger.release(job_id)
+
     shown.start()
     try:
         while True:
-            _run_threads(worker, concurrency, stop)
+            try:
+                _run_threads(worker, concurrency, stop, give_back)
+            except KeyboardInterrupt:  # failures held back never got a verdict: pending
+                if held := batch.held_ids():
+                    ledger.requeue(job_ids=held)
+                raise
             if not waiting or stop.is_set():
                 break
             # jobs other workers hold: a round later they are done, or taken over (their
@@ -249,6 +365,8 @@ def run_batch(
             stop.wait(batch.next_poll())
             queue = iter(list(waiting))
             waiting.clear()
+        if requeue := batch.settle_held():
+            batch.requeued = ledger.requeue(job_ids=requeue)
     finally:
         shown.stop()
     if errors:
@@ -256,21 +374,60 @@ def run_batch(
     return batch.report()
 
 
-def _run_threads(worker: Callable[[], None], concurrency: int, stop: threading.Event) -> None:
-    threads = [
-        threading.Thread(target=worker, name=f"batch-worker-{i}", daemon=True)
-        for i in range(concurrency)
-    ]
-    for t in threads:
-        t.start()
+def _run_threads(
+    worker: Callable[[], None],
+    concurrency: int,
+    stop: threading.Event,
+    give_back: Callable[[], None],
+) -> None:
+    """Run *concurrency* workers to their end. Ctrl-C sets *stop* (no new jobs) and waits
+    for the running ones; a second Ctrl-C calls *give_back* and leaves.
+
+    The wait is a timed ``get`` on a queue each worker signals as it ends, never
+    ``Thread.join``: on Python 3.11-3.13 a KeyboardInterrupt inside ``join(timeout)`` can
+    leave the thread looking finished (bpo-45274), and the caller would then close the
+    ledger under jobs still running."""
+    ended: queues.SimpleQueue[None] = queues.SimpleQueue()
+    lock = threading.Lock()
+    left = [0]  # started and not ended; counted down by the workers themselves
+
+    def run(began: threading.Event) -> None:
+        began.set()
+        try:
+            worker()  # once stop is set, a worker claims nothing more
+        finally:
+            with lock:
+                left[0] -= 1
+            ended.put(None)
+
+    def wait() -> None:
+        while left[0] > 0:
+            with contextlib.suppress(queues.Empty):
+                ended.get(timeout=0.25)  # timed: Ctrl-C reaches the main thread
+
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.25)  # a timed join: Ctrl-C reaches the main thread
+        for i in range(concurrency):
+            began = threading.Event()
+            thread = threading.Thread(target=run, args=(began,), name=f"batch-worker-{i}")
+            thread.daemon = True
+            with lock:
+                left[0] += 1
+            try:
+                thread.start()
+            except KeyboardInterrupt:
+                stop.set()
+                if not began.wait(2.0):  # interrupted before it was launched: never runs
+                    with lock:
+                        left[0] -= 1
+                raise
+        wait()
     except KeyboardInterrupt:
-        stop.set()  # no new jobs; the running ones end (a second Ctrl-C leaves at once)
-        for t in threads:
-            t.join()
+        stop.set()  # no new jobs; the running ones end
+        try:
+            wait()
+        except KeyboardInterrupt:
+            give_back()
+            raise
         raise
 
 
@@ -286,7 +443,7 @@ def _keep_renewing(ledger: Ledger) -> None:
         start()
 
 
-async def arun_batch(
+async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Awaitable[Any]],
     *,
@@ -296,6 +453,7 @@ async def arun_batch(
     progress: bool | TextIO | Progress | None = None,
     on_finish: Callable[[JobRecord], None] | None = None,
     clock: Clock = time.monotonic,
+    stop_on_setup_error: bool = True,
 ) -> BatchReport:
     """:func:`run_batch` for a coroutine function: *concurrency* tasks on the running loop.
 
@@ -306,7 +464,16 @@ async def arun_batch(
     _check_concurrency(concurrency)
     await asyncio.to_thread(ledger.add, [job_id for job_id, _ in pairs])
     shown = make_progress(len(pairs), progress, clock=clock)
-    batch = _Batch(ledger, policy or ledger.policy, fn, len(pairs), shown, on_finish, clock)
+    batch = _Batch(
+        ledger,
+        policy or ledger.policy,
+        fn,
+        len(pairs),
+        shown,
+        on_finish,
+        clock,
+        stop_on_setup_error,
+    )
     waiting: list[tuple[str, P]] = []
 
     async def one(job_id: str, payload: P) -> bool:
@@ -314,12 +481,12 @@ async def arun_batch(
         if not claimed:
             return batch.found(record)
         _keep_renewing(ledger)
-        run, retrier = batch.job(job_id)
+        run, retrier = batch.job(job_id, record)
         token = _CURRENT.set(run)
         try:
             value = await retrier.acall(fn, None, (payload,), {})
         except NEVER_RETRIED:
-            await asyncio.shield(asyncio.to_thread(ledger.release, job_id))
+            await asyncio.shield(asyncio.to_thread(ledger.release, job_id, 1 + run.retries))
             raise
         except BaseException as exc:  # noqa: BLE001 - recorded, then reported
             settled = settle_error(retrier, exc, run)
@@ -332,6 +499,8 @@ async def arun_batch(
 
     async def worker(queue: Iterator[tuple[str, P]]) -> None:
         for item in queue:  # one iterator shared by the tasks: each item is taken once
+            if batch.stop.is_set():
+                return
             if not await one(*item):
                 waiting.append(item)
 
@@ -340,15 +509,22 @@ async def arun_batch(
     never = asyncio.Event()
     try:
         while True:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(concurrency):
-                    group.create_task(worker(queue))
-            if not waiting:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(concurrency):
+                        group.create_task(worker(queue))
+            except asyncio.CancelledError:  # failures held back never got a verdict: pending
+                if held := batch.held_ids():
+                    await asyncio.shield(asyncio.to_thread(ledger.requeue, job_ids=held))
+                raise
+            if not waiting or batch.stop.is_set():
                 break
             with contextlib.suppress(TimeoutError):  # jobs held elsewhere: a timed wait
                 await asyncio.wait_for(never.wait(), batch.next_poll())
             queue = iter(list(waiting))
             waiting.clear()
+        if requeue := batch.settle_held():
+            batch.requeued = await asyncio.to_thread(ledger.requeue, job_ids=requeue)
     finally:
         shown.stop()
     return batch.report()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._model import JobRecord, JobState
 
-__all__ = ["can_claim", "can_fail"]
+__all__ = ["can_claim", "can_fail", "can_requeue"]
 
 
 def can_claim(record: JobRecord | None, *, now: float, steal_from: str | None) -> bool:
@@ -31,3 +31,11 @@ def can_claim(record: JobRecord | None, *, now: float, steal_from: str | None) -
 def can_fail(record: JobRecord | None, *, owner: str) -> bool:
     """A failure is recorded only by the lease's holder (a taken-over worker's is dropped)."""
     return record is not None and record.state is JobState.RUNNING and record.owner == owner
+
+
+def can_requeue(record: JobRecord | None, *, kinds: frozenset[str] | None = None) -> bool:
+    """``batch requeue`` puts a job back to pending only when it failed (of one of *kinds*):
+    a done job is never sent again, a running one is its worker's."""
+    if record is None or record.state is not JobState.FAILED:
+        return False
+    return kinds is None or (record.failure is not None and record.failure.kind in kinds)

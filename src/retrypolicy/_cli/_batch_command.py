@@ -1,0 +1,570 @@
+"""``retrypolicy batch run|status|requeue``: the runner from a shell.
+
+``batch run`` posts each line of a JSON Lines file to ``/v1/responses`` through the
+library's normal retry path — a ``requests`` session with the policy's
+:class:`~retrypolicy_requests.RetryAdapter`, inside the runner's own ``@rp.retry``-style
+loop for streams that fail mid-answer — so it shares whatever the policy carries
+(``Retry-After``, storm protection). Each line's ``id`` is its job id: it is not sent
+in the body, but as the ``Idempotency-Key`` header (:func:`._model.idempotency_key`:
+header-safe and one-to-one), which the API ignores today and which makes the server
+dedupe too on the day it honours it.
+
+Every request is money, so the command checks what it can before it sends anything
+(the base URL, the files), stops at a setup error (see :mod:`._setup`), never sends a
+job whose id has a ``done`` line in ``--out`` (whatever the ledger says), and says what
+the run cost. Every message it prints starts with ``retrypolicy batch:``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
+from urllib.parse import urlsplit
+
+from .._errors import ConfigError, StreamError
+from .._rules import Kind
+from ..batch._jsonl import ResultsFile, ResultsFileBusyError, read_jobs
+from ..batch._ledger import job_retry_hook
+from ..batch._ledger_redis import RedisLedger
+from ..batch._ledger_sqlite import SQLiteLedger
+from ..batch._model import UNSERIALIZABLE_RESULT, JobRecord, JobState, LedgerError, idempotency_key
+from ..batch._runner import BatchReport, run_batch
+from ..batch._setup import PROBE, what_to_fix
+
+if TYPE_CHECKING:
+    import requests
+
+    from .._policy import Policy
+    from ..batch._ledger import LedgerBase
+
+__all__ = [
+    "KEY_ENV",
+    "PREFIX",
+    "open_ledger",
+    "requeue_command",
+    "responses_url",
+    "run_command",
+    "status_command",
+]
+
+KEY_ENV: Final = "EUGPT_API_KEY"
+PREFIX: Final = "retrypolicy batch:"
+"""The start of every line the batch commands print."""
+_FAKE_KEY: Final = "eugpt_fake_batch_0000000000000000"
+_ENDPOINT: Final = "/v1/responses"
+_CONNECT_TIMEOUT: Final = 10.0
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# -- checked before anything is created --------------------------------------------------
+
+
+def responses_url(base_url: str) -> str:
+    """The ``/v1/responses`` URL of the API whose base is *base_url*.
+
+    The base may end with ``/v1`` or not (``https://api.example.eu`` and
+    ``https://api.example.eu/v1`` both reach ``https://api.example.eu/v1/responses``);
+    it must be an ``http://`` or ``https://`` URL with a host. ConfigError otherwise,
+    before any file or connection is made.
+    """
+    expected = (
+        "expected the API's base URL, http:// or https:// and a host, such as "
+        "https://api.example.eu (with or without /v1)"
+    )
+    try:
+        parts = urlsplit(base_url.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if (
+        parts is None
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or not port_ok
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(f"--base-url {base_url}: {expected}")
+    path = parts.path.rstrip("/")
+    for suffix in (_ENDPOINT, "/v1"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    return f"{parts.scheme}://{parts.netloc}{path}{_ENDPOINT}"
+
+
+def _check_out(out_path: str) -> Path:
+    """*out_path* as a results file: a regular file (or a new one) in a directory."""
+    why = "results go to a file, which a rerun reads back so that no id gets a second line"
+    if out_path == "-":
+        raise ConfigError(f"--out -: expected a file path, not standard output ({why})")
+    path = Path(out_path)
+    where = str(path.absolute())
+    device = where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/")  # noqa: S108 - a path compared, no file made
+    if device or (path.exists() and not path.is_file()):
+        msg = (
+            f"--out {out_path}: expected a regular file, and this is not one ({why}); "
+            "write to a file, then read or `tail -f` it"
+        )
+        raise ConfigError(msg)
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out_path}: the directory {str(parent)!r} does not exist")
+    return path
+
+
+def _check_ledger_spec(spec: str) -> None:
+    """A ledger spec names an SQLite file or a Redis URL with a database number."""
+    if "://" not in spec:
+        return
+    scheme = spec.split("://", 1)[0].lower()
+    if scheme not in _REDIS_SCHEMES:
+        msg = (
+            f"--ledger {spec}: expected an SQLite file path or a Redis URL "
+            "(redis://host:port/db, rediss://..., unix://...), not a "
+            f"{scheme}:// URL"
+        )
+        raise ConfigError(msg)
+    if scheme != "unix":
+        db = urlsplit(spec).path.strip("/")
+        if db and not db.isdigit():
+            msg = (
+                f"--ledger {spec}: expected a database number after the host "
+                f"(redis://host:port/0), got {db!r}"
+            )
+            raise ConfigError(msg)
+
+
+def open_ledger(
+    spec: str, *, policy: Policy | None = None, lease: float = 30.0, create: bool = True
+) -> LedgerBase:
+    """The ledger *spec* names: ``redis://host:port/db`` (a :class:`RedisLedger`, keys
+    under ``retrypolicy:batch``) or a file path (a :class:`SQLiteLedger`). Without
+    *create*, the file must exist, and one in a directory this process cannot write is
+    opened for reading only (``batch status``)."""
+    _check_ledger_spec(spec)
+    if "://" in spec:
+        try:
+            import redis  # noqa: PLC0415 - the optional extra
+        except ImportError:
+            msg = f"--ledger {spec}: a Redis ledger needs redis: pip install 'retrypolicy[redis]'"
+            raise ConfigError(msg) from None
+        try:
+            client = redis.Redis.from_url(spec)
+            client.ping()
+        except (ValueError, redis.RedisError) as e:
+            msg = f"--ledger {spec}: expected a reachable Redis server URL ({e})"
+            raise ConfigError(msg) from None
+        return RedisLedger(client, policy=policy, lease=lease)
+    path = Path(spec)
+    if not create and not path.is_file():
+        msg = f"--ledger {spec}: no such ledger file (a `batch run` with it creates it)"
+        raise ConfigError(msg)
+    try:
+        return SQLiteLedger(path, policy=policy, lease=lease)
+    except LedgerError as e:
+        if not create:
+            with contextlib.suppress(LedgerError):
+                return SQLiteLedger(path, policy=policy, lease=lease, read_only=True)
+        raise ConfigError(f"--ledger {spec}: {_after_name(e)}") from None
+
+
+def _after_name(error: LedgerError) -> str:
+    """A ledger's message without its leading ``ledger 'path':`` (the caller names it)."""
+    text = str(error)
+    return text.split(": ", 1)[1] if text.startswith("ledger ") and ": " in text else text
+
+
+# -- the requests --------------------------------------------------------------------------
+
+
+def _completed(response: requests.Response) -> Any:
+    """The ``response`` object of a stream's ``response.completed`` event.
+
+    The adapter's stream check raises :class:`~retrypolicy.StreamError` while the
+    stream is read when it carries an ``error`` event or ends without completing.
+    """
+    for line in response.iter_lines():
+        if line.startswith(b"data:"):
+            event = json.loads(line[5:])
+            if isinstance(event, dict) and event.get("type") == "response.completed":
+                return event.get("response")
+    raise StreamError(
+        "the stream ended without response.completed",
+        status=response.status_code,
+        kind=Kind.INCOMPLETE_STREAM,
+        retryable=True,
+    )
+
+
+def http_job(
+    session: requests.Session, url: str, key: str, timeout: float
+) -> Callable[[tuple[str, dict[str, Any]]], Any]:
+    """The job function: POST one request body, return the response object (JSON)."""
+
+    def post_response(item: tuple[str, dict[str, Any]]) -> Any:
+        job_id, body = item
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": idempotency_key(job_id)}
+        with session.post(
+            url, json=body, headers=headers, timeout=(_CONNECT_TIMEOUT, timeout), stream=True
+        ) as r:
+            ctype = r.headers.get("content-type", "")
+            if ctype.split(";", 1)[0].strip().lower() == "text/event-stream":
+                return _completed(r)
+            return r.json()
+
+    return post_response
+
+
+@contextlib.contextmanager
+def _endpoint(url: str | None, err: TextIO) -> Iterator[tuple[str, str]]:
+    """(URL of /v1/responses, API key): the real API's, or (*url* None) a fake server's."""
+    if url is not None:
+        yield url, os.environ.get(KEY_ENV, "")
+        return
+    from ..testing import FakeEUGPT  # noqa: PLC0415 - only with --fake
+
+    with FakeEUGPT() as server:
+        print(f"{PREFIX} --fake: against a fake EU GPT server on {server.url}", file=err)
+        yield server.responses_url, os.environ.get(KEY_ENV) or _FAKE_KEY
+
+
+def _session(policy: Policy, concurrency: int) -> requests.Session:
+    import requests  # noqa: PLC0415 - a core dependency, loaded when a batch runs
+
+    from retrypolicy_requests import RetryAdapter  # noqa: PLC0415 - the sibling adapter
+
+    session = requests.Session()
+    adapter = RetryAdapter(
+        policy,
+        raise_on_give_up=True,
+        on_retry=job_retry_hook,
+        pool_connections=1,
+        pool_maxsize=concurrency,
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+# -- what is printed -------------------------------------------------------------------------
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def cost_line(requests: int, jobs: int, retries: int, resent: int) -> str:
+    """What was paid for: requests sent for how many jobs, retries, re-sends."""
+    return (
+        f"{_plural(requests, 'request')} sent for {_plural(jobs, 'job')} "
+        f"({retries} {'retry' if retries == 1 else 'retries'}, {_plural(resent, 'job')} "
+        "re-sent after an interruption)"
+    )
+
+
+def _summary(
+    report: BatchReport, input_name: str, bad: int, adopted: int, ledger_spec: str
+) -> list[str]:
+    parts = [f"{report.done} done now"]
+    if report.earlier_done:
+        parts.append(f"{report.earlier_done} done earlier")
+    if report.failed:
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(report.failed_kinds.items()))
+        parts.append(f"{report.failed} failed ({kinds})")
+    if report.earlier_failed:
+        parts.append(f"{report.earlier_failed} failed earlier for good")
+    lines = [f"{_plural(report.total, 'job')} from {input_name}: " + ", ".join(parts)]
+    lines.append(
+        "cost: " + cost_line(report.requests, report.sent_jobs, report.retries, report.resent)
+    )
+    if adopted:
+        lines.append(
+            f"{_plural(adopted, 'job')} had a done line in --out but not in the ledger: "
+            "recorded as done, not sent again"
+        )
+    if bad:
+        lines.append(f"{_plural(bad, 'bad input line')} skipped (listed above)")
+    if report.retryable_failed:
+        lines.append(
+            f"{report.retryable_failed} failed with a retryable kind (the policy gave up "
+            "for now): they have no result line yet; run the same command again to retry "
+            "them"
+        )
+    if report.earlier_failed:
+        lines.append(
+            f"`retrypolicy batch requeue --ledger {ledger_spec}` puts the jobs that failed "
+            "for good back to pending, once their cause is fixed"
+        )
+    return [f"{PREFIX} {line}" for line in lines]
+
+
+def _stopped_line(report: BatchReport, url: str) -> str:
+    """The one line of a run a setup error stopped: what happened, what to fix."""
+    failure = report.stopped
+    assert failure is not None  # noqa: S101 - the caller checked
+    got = (
+        f"HTTP {failure.status} {failure.kind}" if failure.status else f"no answer ({failure.kind})"
+    )
+    if failure.code and failure.code != failure.kind:
+        got += f" ({failure.code})"
+    if failure.kind == Kind.AUTHENTICATION:
+        what = f"the first job got {got} from {url}"
+    else:
+        what = f"the first {PROBE} jobs that failed got {got} from {url}, and none succeeded"
+    return (
+        f"{PREFIX} stopped: {what}; {what_to_fix(failure.kind)}. "
+        f"{_plural(report.requeued, 'job')} that got it are pending again: fix it and run "
+        "the same command"
+    )
+
+
+# -- batch run ---------------------------------------------------------------------------
+
+
+class _Tally:
+    """What the results file was told, for the line an interrupt prints."""
+
+    def __init__(self) -> None:
+        self.done = self.final_failed = 0
+        self.lock = threading.Lock()
+
+    def saw(self, record: JobRecord) -> None:
+        with self.lock:
+            if record.state is JobState.DONE:
+                self.done += 1
+            elif record.final:
+                self.final_failed += 1
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM raises KeyboardInterrupt in the main thread while the batch runs, so it
+    ends as Ctrl-C does (no job left running); yields the signals received."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        del frame
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _adopt_done_lines(results: ResultsFile, ledger: LedgerBase, ids: set[str]) -> int:
+    """Jobs with a done line in --out are done, whatever the ledger says: record the ones
+    it does not have as done (from the line), so none is sent again; how many."""
+    adopted = 0
+    for job_id in sorted(results.done_ids & ids):
+        record = ledger.get(job_id)
+        if record is not None and record.state is JobState.DONE:
+            continue
+        try:
+            result = json.dumps(results.done_response(job_id), ensure_ascii=False)
+        except (KeyError, ValueError, TypeError):
+            result = "null"
+        ledger.finish(job_id, result, 0)
+        adopted += 1
+    return adopted
+
+
+def run_command(  # noqa: PLR0915 - the options of one command, checked in order
+    *,
+    input_path: str,
+    ledger_spec: str,
+    out_path: str,
+    base_url: str | None,
+    concurrency: int,
+    lease: float,
+    timeout: float,
+    policy: Policy,
+    out: TextIO,
+    err: TextIO | None = None,
+    fake: bool = False,
+) -> int:
+    """``batch run``: 0 when every job is done; 1 when some failed or lines were bad (or
+    the input holds no job); 2 for bad usage and for a setup error that stopped the run;
+    130 (143 for SIGTERM) when interrupted."""
+    err = sys.stderr if err is None else err
+    if base_url is not None and fake:
+        msg = "--base-url and --fake: expected one of them, the API or the built-in fake"
+        raise ConfigError(msg)
+    if base_url is None and not fake:
+        msg = (
+            "expected --base-url URL (the API's base; the key from "
+            f"{KEY_ENV}), or --fake to run against a built-in fake EU GPT server"
+        )
+        raise ConfigError(msg)
+    url = None if base_url is None else responses_url(base_url)
+    if url is not None and not os.environ.get(KEY_ENV):
+        raise ConfigError(f"--base-url {base_url}: set {KEY_ENV} to the API key to send")
+    out_file = _check_out(out_path)
+    _check_ledger_spec(ledger_spec)
+    try:
+        jobs, bad = read_jobs(Path(input_path))
+    except OSError as e:
+        msg = f"INPUT {input_path}: cannot read it ({e.strerror or e})"
+        raise ConfigError(msg) from None
+    for problem in bad:
+        print(f"{PREFIX} {input_path} {problem}", file=err)
+    if not jobs:
+        what = "only bad lines" if bad else "no job (it is empty, or blank lines only)"
+        print(f"{PREFIX} {input_path} holds {what}: nothing to run", file=err)
+        return EXIT_NO
+    existed = out_file.exists()
+    try:
+        results = ResultsFile(out_file)
+    except ResultsFileBusyError as e:
+        raise ConfigError(f"--out {e}") from None
+    except OSError as e:
+        raise ConfigError(f"--out {out_path}: cannot write it ({e.strerror or e})") from None
+    tally = _Tally()
+    with results:
+        try:
+            ledger = open_ledger(ledger_spec, policy=policy, lease=lease)
+        except BaseException:
+            results.close()
+            if not existed:
+                with contextlib.suppress(OSError):
+                    out_file.unlink()
+            raise
+        if results.cut:
+            print(
+                f"{PREFIX} {out_path}: cut off {results.cut} bytes of a line left "
+                "unfinished by a crash",
+                file=err,
+            )
+
+        def write(record: JobRecord) -> None:
+            tally.saw(record)
+            if record.final:
+                results.write(record)
+
+        try:
+            adopted = _adopt_done_lines(results, ledger, {job_id for job_id, _ in jobs})
+            with (
+                _endpoint(url, err) as (target, key),
+                _session(policy, concurrency) as session,
+                _sigterm_as_interrupt() as signals,
+            ):
+                try:
+                    report = run_batch(
+                        [(job_id, (job_id, body)) for job_id, body in jobs],
+                        http_job(session, target, key, timeout),
+                        ledger=ledger,
+                        policy=policy,
+                        concurrency=concurrency,
+                        on_finish=write,
+                    )
+                except KeyboardInterrupt:
+                    left = len(jobs) - tally.done - tally.final_failed
+                    print(
+                        f"{PREFIX} interrupted: {tally.done} done, {left} left; run the "
+                        "same command to resume",
+                        file=err,
+                    )
+                    return 128 + signals[0] if signals else EXIT_INTERRUPTED
+        finally:
+            ledger.close()
+    for line in _summary(report, input_path, len(bad), adopted, ledger_spec):
+        print(line, file=out)
+    print(
+        f"{PREFIX} results in {out_path} ({results.written} new "
+        f"{'line' if results.written == 1 else 'lines'})",
+        file=out,
+    )
+    if report.stopped is not None:
+        print(_stopped_line(report, target), file=err)
+        return EXIT_USAGE
+    return EXIT_OK if report.ok and not bad else EXIT_NO
+
+
+# -- batch status, batch requeue ------------------------------------------------------------
+
+
+def status_command(*, ledger_spec: str, out: TextIO, as_json: bool = False) -> int:
+    """``batch status``: jobs per state, failed jobs per kind, and what they cost."""
+    ledger = open_ledger(ledger_spec, create=False)
+    try:
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    if as_json:
+        value = {
+            "total": counts.total,
+            **{str(state): int(counts.states.get(state, 0)) for state in JobState},
+            "requests": counts.requests,
+            "retries": counts.retries,
+            "resent": counts.resent,
+        }
+        print(json.dumps(value), file=out)
+        return EXIT_OK
+    print(f"{ledger_spec}: {_plural(counts.total, 'job')}", file=out)
+    for state in JobState:
+        n = counts.states.get(state, 0)
+        note = ""
+        if state is JobState.FAILED and n:
+            note = f"  ({n - counts.retryable_failed} final, {counts.retryable_failed} retryable)"
+        print(f"  {state:<8} {n:>7}{note}", file=out)
+    if counts.failed_kinds:
+        print("failed by kind:", file=out)
+        width = max(len(k) for k in counts.failed_kinds)
+        for kind, n in sorted(counts.failed_kinds.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"  {kind:<{width}} {n:>7}", file=out)
+    print(
+        "cost: " + cost_line(counts.requests, counts.sent_jobs, counts.retries, counts.resent),
+        file=out,
+    )
+    return EXIT_OK
+
+
+KINDS: Final = (*sorted(str(k) for k in Kind if k != Kind.SUCCESS), UNSERIALIZABLE_RESULT)
+"""The failure kinds ``batch requeue --kind`` accepts."""
+
+
+def requeue_command(
+    *, ledger_spec: str, kinds: list[str] | None, ids: list[str] | None, out: TextIO
+) -> int:
+    """``batch requeue``: failed jobs (of *kinds*, among *ids*) back to pending."""
+    for kind in kinds or ():
+        if kind not in KINDS:
+            msg = f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}"
+            raise ConfigError(msg)
+    ledger = open_ledger(ledger_spec, create=False)
+    try:
+        try:
+            n = ledger.requeue(kinds=kinds, job_ids=ids)
+        except LedgerError as e:
+            raise ConfigError(f"--ledger {ledger_spec}: {_after_name(e)}") from None
+    finally:
+        ledger.close()
+    which = f" of kind {', '.join(sorted(set(kinds)))}" if kinds else ""
+    print(
+        f"{PREFIX} {_plural(n, 'failed job')}{which} put back to pending; `batch run` with "
+        "this ledger sends them again (a new result line supersedes the old one)",
+        file=out,
+    )
+    if ids is not None and n < len(set(ids)):
+        print(
+            f"{PREFIX} {_plural(len(set(ids)) - n, 'given id')} left as they are: not "
+            "failed" + (" with those kinds" if kinds else "") + " (done, pending, running or "
+            "unknown to the ledger); a done job is never sent again",
+            file=out,
+        )
+    return EXIT_OK
