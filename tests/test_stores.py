@@ -2,43 +2,136 @@
 
 Every step a store applies must give what the pure transition gives: the Lua scripts
 of ``RedisStore`` are a second writing of ``_budget``/``_limiter``/``_breaker``, held
-to the same results here, step by step, with an injected clock.
+to the same results here, step by step, with an injected clock — through the sync
+methods, and through the coroutine twins (``abudget``...) awaited by the async
+dispatchers, which async call paths use.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 
 import retrypolicy as rp
-from retrypolicy._breaker import BreakerState, breaker_step
-from retrypolicy._budget import BudgetState, budget_step
-from retrypolicy._limiter import LimiterState, limiter_step
+from retrypolicy._breaker import BreakerOp, BreakerResult, BreakerState, breaker_step
+from retrypolicy._budget import BudgetResult, BudgetState, budget_step
+from retrypolicy._limiter import LimiterOp, LimiterResult, LimiterState, limiter_step
 from retrypolicy.stores import InProcessStore, RedisStore, Store
+from retrypolicy.stores._base import abreaker, abudget, alimiter
+
+from .hung_listener import closing_redis
+from .redis_server import RedisServer
 
 BUDGET = rp.RetryBudget(capacity=20, retry_cost=5, timeout_cost=10, success_refund=1, refill_rate=2)
 LIMITER = rp.AdaptiveLimiter(persist_after=3, persist_window=10.0, idle_reset=30.0)
 BREAKER = rp.CircuitBreaker(min_calls=4, failure_rate=0.5, window=10.0, open_for=5.0)
 
 
+class Awaited:
+    """A store driven through the async dispatchers on one event loop: its sync-looking
+    steps await ``abudget``/``alimiter``/``abreaker``, so the step tables below run the
+    coroutine twins step for step."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.shared = inner.shared
+        self.loop = asyncio.new_event_loop()
+
+    def _run(self, step: Any) -> Any:
+        result = self.loop.run_until_complete(step)
+        assert result.notice is None, result.notice  # Redis answered: no silent fallback
+        return result
+
+    def budget(self, key: str, config: rp.RetryBudget, now: float, delta: float) -> BudgetResult:
+        return self._run(abudget(self.inner, key, config, now, delta))  # type: ignore[no-any-return]
+
+    def limiter(
+        self,
+        key: str,
+        config: rp.AdaptiveLimiter,
+        now: float,
+        op: LimiterOp,
+        measured: float = 0.0,
+    ) -> LimiterResult:
+        return self._run(alimiter(self.inner, key, config, now, op, measured))  # type: ignore[no-any-return]
+
+    def breaker(
+        self,
+        key: str,
+        config: rp.CircuitBreaker,
+        now: float,
+        op: BreakerOp,
+        *,
+        failures: int = 0,
+        successes: int = 0,
+    ) -> BreakerResult:
+        step = abreaker(self.inner, key, config, now, op, failures=failures, successes=successes)
+        return self._run(step)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """What asyncio.run does at the end: async generators closed (the Redis client with
+        them), then the loop."""
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+def _store(request: pytest.FixtureRequest, kind: str) -> Store:
+    if kind == "in-process":
+        return InProcessStore()
+    client: redis.Redis = request.getfixturevalue("redis_client")  # an empty database
+    if kind == "redis":
+        return RedisStore(client, prefix="test")
+    server: RedisServer = request.getfixturevalue("redis_server")
+    built = RedisStore.from_url(server.url, prefix="test")
+    request.addfinalizer(built.close)
+    return built
+
+
 @pytest.fixture(params=["in-process", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+def sync_store(request: pytest.FixtureRequest) -> Store:
     """Each store kind: the in-process one, and a RedisStore on the session's real server."""
-    if request.param == "in-process":
-        yield InProcessStore()
-    else:
-        client: redis.Redis = request.getfixturevalue("redis_client")
-        yield RedisStore(client, prefix="test")
+    return _store(request, request.param)
 
 
-def test_stores_are_stores(store: Store) -> None:
-    """Both implement the Store protocol; only Redis is shared between processes."""
-    assert isinstance(store, Store)
-    assert store.shared is isinstance(store, RedisStore)
+@pytest.fixture(
+    params=[
+        "in-process",
+        "redis",
+        "redis-url",
+        "in-process/async",
+        "redis/async",
+        "redis-url/async",
+    ]
+)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """Each store kind (a RedisStore from a client or from_url), stepped through its sync
+    methods or awaited through its coroutine twins (the async dispatchers)."""
+    kind, _, mode = request.param.partition("/")
+    inner = _store(request, kind)
+    if not mode:
+        yield inner
+        return
+    awaited = Awaited(inner)
+    try:
+        yield awaited
+    finally:
+        awaited.close()
+
+
+def test_stores_are_stores(sync_store: Store) -> None:
+    """Both implement the Store protocol; only Redis is shared between processes; both have
+    the coroutine twins of every step."""
+    assert isinstance(sync_store, Store)
+    assert sync_store.shared is isinstance(sync_store, RedisStore)
+    for name in ("abudget", "alimiter", "abreaker", "abreaker_keys"):
+        assert asyncio.iscoroutinefunction(getattr(sync_store, name))
 
 
 def test_budget_steps_match_the_pure_transition(store: Store) -> None:
@@ -178,9 +271,10 @@ def test_keys_are_independent(store: Store) -> None:
     assert store.breaker("a:breaker:other", BREAKER, 0.0, "read").state == "closed"
 
 
-def test_32_threads_keep_exact_counts(store: Store) -> None:
+def test_32_threads_keep_exact_counts(sync_store: Store) -> None:
     """32 threads spending and refunding at once: every step is atomic, no count is lost."""
     big = rp.RetryBudget(capacity=100_000, retry_cost=3, success_refund=1, refill_rate=0)
+    store = sync_store
     per_thread = 25 if isinstance(store, RedisStore) else 200
     start = threading.Barrier(32)
     allowed: list[int] = []
@@ -222,11 +316,19 @@ def test_redis_keys_have_ttls(redis_client: redis.Redis) -> None:
 
 
 def test_redis_store_checks_its_arguments(redis_client: redis.Redis) -> None:
-    """A bad prefix or something that is no Redis client is refused with a clear message."""
+    """A bad prefix, retry_every or something that is no Redis client is refused with a clear
+    message."""
     with pytest.raises(ValueError, match="prefix"):
         RedisStore(redis_client, prefix="")
     with pytest.raises(TypeError, match=r"redis\.Redis"):
         RedisStore(object())
+    with pytest.raises(ValueError, match=r"retry_every -1: expected seconds, a number >= 0"):
+        RedisStore(redis_client, retry_every=-1)
+    store = RedisStore(redis_client)
+    store.retry_every = 2
+    assert store.retry_every == 2.0
+    with pytest.raises(ValueError, match="retry_every 'soon'"):
+        store.retry_every = "soon"  # type: ignore[assignment]
 
 
 def test_default_store_is_switchable() -> None:
@@ -293,3 +395,142 @@ def test_a_breaker_opened_elsewhere_is_seen_within_a_second(redis_client: redis.
     now[0] += 1.5
     with pytest.raises(rp.CircuitOpenError):
         ok()
+
+
+def test_from_url_shares_state_with_a_plain_client(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """A store from from_url reaches the same Redis as a hand-built client: one bucket,
+    from the sync and the asyncio path alike."""
+    built = RedisStore.from_url(redis_server.url, prefix="url")
+    plain = RedisStore(redis_client, prefix="url")
+    try:
+        built.budget("p:budget", BUDGET, 0.0, -5.0)
+        asyncio.run(built.abudget("p:budget", BUDGET, 0.0, -5.0))
+        assert plain.budget("p:budget", BUDGET, 0.0, 0.0).level == 10.0
+        assert asyncio.run(built.abreaker_keys("p:")) == ["p:budget"]
+        assert built.available
+    finally:
+        built.close()
+
+
+def _retries(client: Any) -> int:
+    retries: int = client.connection_pool.connection_kwargs["retry"].get_retries()
+    return retries
+
+
+def test_from_url_bounds_every_wait_and_turns_redis_py_retries_off() -> None:
+    """from_url's sync and asyncio clients wait at most `timeout` to connect and to read,
+    and never retry by themselves (redis.Redis(host=...) retries 10 times with backoff)."""
+    store = RedisStore.from_url("redis://127.0.0.1:1/0", timeout=0.3)
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.3, 0.3)
+    assert _retries(store.client) == 0
+    assert _retries(redis.Redis(host="127.0.0.1", port=1)) == 10  # what from_url turns off
+
+    async def asyncio_client() -> Any:
+        client, _ = await store._async.get()
+        await store.aclose()
+        return client
+
+    aclient = asyncio.run(asyncio_client())
+    akwargs = aclient.connection_pool.connection_kwargs
+    assert (akwargs["socket_timeout"], akwargs["socket_connect_timeout"]) == (0.3, 0.3)
+    assert _retries(aclient) == 0
+    assert (
+        RedisStore.from_url("redis://127.0.0.1:1/0").client.connection_pool.connection_kwargs[
+            "socket_timeout"
+        ]
+        == 0.25
+    )  # the default: a fraction of a second
+
+
+def test_a_failed_step_is_one_round_trip() -> None:
+    """A Redis that drops the connection at each script sees exactly one attempt per step,
+    sync and async: no retry inside redis-py, the fallback answers at once."""
+    with closing_redis() as server:
+        store = RedisStore.from_url(server.url, retry_every=0.0)
+        try:
+            first = store.budget("p:budget", BUDGET, 0.0, -5.0)
+            assert (first.ok, first.level) == (True, 15.0)  # the fallback's bucket
+            assert first.notice is not None
+            assert first.notice[0] == "store.unavailable"
+            assert server.scripts == 1
+            second = asyncio.run(store.abudget("p:budget", BUDGET, 1.0, -5.0))  # a probe
+            assert second.notice is None  # the same outage: reported once
+            assert server.scripts == 2
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: RedisStore.from_url("http://127.0.0.1:6379/0"),
+            ValueError,
+            "expected a Redis URL",
+        ),
+        (lambda: RedisStore.from_url("127.0.0.1:6379"), ValueError, r"url '127\.0\.0\.1:6379'"),
+        (lambda: RedisStore.from_url(6379), TypeError, "url 6379: expected a Redis URL"),
+        (lambda: RedisStore.from_url("redis://h:port/0"), ValueError, "url 'redis://h:port/0'"),
+        (lambda: RedisStore.from_url("redis://h/0", timeout=0), ValueError, "timeout 0: expected"),
+        (lambda: RedisStore.from_url("redis://h/0", timeout=-1), ValueError, "timeout -1"),
+        (lambda: RedisStore.from_url("redis://h/0", timeout=math.nan), ValueError, "timeout nan"),
+        (lambda: RedisStore.from_url("redis://h/0", timeout="1"), ValueError, "timeout '1'"),
+        (lambda: RedisStore.from_url("redis://h/0", timeout=True), ValueError, "timeout True"),
+        (lambda: RedisStore.from_url("redis://h/0", retry_every=-1), ValueError, "retry_every -1"),
+        (lambda: RedisStore.from_url("redis://h/0", prefix=""), ValueError, "prefix ''"),
+        (
+            lambda: RedisStore.from_url("redis://h/0", socket_timeout=5),
+            TypeError,
+            "socket_timeout: set by RedisStore.from_url",
+        ),
+        (lambda: RedisStore.from_url("redis://h/0", retry=None), TypeError, "retry: set by"),
+        (
+            lambda: RedisStore.from_url("redis://h/0", max_conections=3),
+            TypeError,
+            r"options \['max_conections'\]: not all are redis.Redis connection options",
+        ),
+        (lambda: RedisStore.from_url("redis://h/0?db=x"), ValueError, r"url 'redis://h/0\?db=x'"),
+    ],
+)
+def test_from_url_refuses_bad_input(call: Any, error: type[Exception], match: str) -> None:
+    """A bad URL, timeout, prefix or an option that would undo the bounds is refused at once,
+    naming the input and what was expected."""
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_a_bad_url_never_shows_its_password() -> None:
+    """The message about a bad URL masks the password, in the netloc or the query."""
+    for url in (
+        "redis://user:s3cret@h:port/0",
+        "ftp://:s3cret@h/0",
+        "redis://h:x/0?password=s3cret",
+    ):
+        with pytest.raises(ValueError, match=r"\*\*\*") as info:
+            RedisStore.from_url(url)
+        assert "s3cret" not in str(info.value)
+
+
+def test_clients_are_checked(redis_server: RedisServer) -> None:
+    """An asyncio client in the sync slot, or a sync one in async_client=, is refused with
+    what to do instead; a caller's asyncio client is used as given (and left open)."""
+    sync = redis.Redis.from_url(redis_server.url)
+
+    async def main() -> float:
+        aclient = redis.asyncio.Redis.from_url(redis_server.url)
+        with pytest.raises(TypeError, match="async_client="):
+            RedisStore(aclient)
+        with pytest.raises(TypeError, match=r"async_client .*redis\.asyncio"):
+            RedisStore(sync, async_client=sync)
+        store = RedisStore(sync, prefix="mine", async_client=aclient)
+        assert (await store.abudget("p:budget", BUDGET, 0.0, -5.0)).notice is None
+        await store.aclose()  # not ours: still open
+        assert await aclient.ping()
+        await aclient.aclose()
+        return store.budget("p:budget", BUDGET, 0.0, 0.0).level
+
+    assert asyncio.run(main()) == 15.0
+    sync.close()

@@ -6,11 +6,13 @@ default store unless it was given one (``store=`` on ``@rp.retry``,
 ``rp.attempts`` and every adapter):
 
 - :class:`InProcessStore` (the default): this process's memory, thread-safe;
-- :class:`RedisStore`: ``RedisStore(redis.Redis(...), prefix="retrypolicy")``
-  shares one budget, one limiter and one breaker per host among every process
-  that uses the same Redis and prefix; atomic Lua scripts, keys with TTLs, and
-  an in-process fallback while Redis is unreachable (``store.unavailable`` /
-  ``store.recovered`` events, never an exception to the caller).
+- :class:`RedisStore`: ``RedisStore.from_url("redis://host:6379/0", prefix="retrypolicy")``
+  (or ``RedisStore(redis.Redis(...))``) shares one budget, one limiter and one
+  breaker per host among every process that uses the same Redis and prefix;
+  atomic Lua scripts, keys with TTLs, a ``redis.asyncio`` path for async callers,
+  and an in-process fallback while Redis is unreachable — one caller probes, the
+  others stay local (``store.unavailable`` / ``store.recovered`` events, never an
+  exception to the caller).
 
 :func:`set_default_store` / :func:`use_store` change the default;
 :func:`stats` (or ``policy.stats()``) reads a policy's state and counters.

@@ -1,7 +1,16 @@
-"""The store interface, the in-process store, and the process's default store."""
+"""The store interface, the in-process store, and the process's default store.
+
+Also the three async dispatchers (:func:`abudget`, :func:`alimiter`, :func:`abreaker`)
+that async call paths await for a store step: a store's own coroutine method when it
+has one (``RedisStore``: ``redis.asyncio``), else the sync step in a worker thread
+for a shared store (it may block on the network), else the sync step itself (an
+in-process step is a few microseconds under a lock: no thread hop). No blocking
+network call ever runs on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -14,6 +23,9 @@ from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, LimiterState, 
 __all__ = [
     "InProcessStore",
     "Store",
+    "abreaker",
+    "abudget",
+    "alimiter",
     "get_default_store",
     "set_default_store",
     "use_store",
@@ -34,6 +46,10 @@ class Store(Protocol):
 
     ``shared`` is True when other processes see the same state: callers then
     batch what they can (success reports) instead of a round trip per call.
+
+    A store may also have coroutine twins ``abudget``, ``alimiter``, ``abreaker``
+    and ``abreaker_keys`` (same arguments, same results) for async callers; a
+    shared store without them is stepped in a worker thread (see :func:`abudget`).
     """
 
     shared: bool
@@ -130,6 +146,39 @@ class InProcessStore:
         with self._lock:
             return sorted(k for k in self._breakers if k.startswith(prefix))
 
+    # The coroutine twins: the same steps (no I/O, so nothing is awaited), for async
+    # callers that treat every store alike. Each calls the sync method, so a subclass
+    # that overrides one overrides both.
+
+    async def abudget(
+        self, key: str, config: RetryBudget, now: float, delta: float
+    ) -> BudgetResult:
+        """:meth:`budget`, for async callers."""
+        return self.budget(key, config, now, delta)
+
+    async def alimiter(
+        self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
+    ) -> LimiterResult:
+        """:meth:`limiter`, for async callers."""
+        return self.limiter(key, config, now, op, measured)
+
+    async def abreaker(
+        self,
+        key: str,
+        config: CircuitBreaker,
+        now: float,
+        op: BreakerOp,
+        *,
+        failures: int = 0,
+        successes: int = 0,
+    ) -> BreakerResult:
+        """:meth:`breaker`, for async callers."""
+        return self.breaker(key, config, now, op, failures=failures, successes=successes)
+
+    async def abreaker_keys(self, prefix: str) -> list[str]:
+        """:meth:`breaker_keys`, for async callers."""
+        return self.breaker_keys(prefix)
+
     def clear(self) -> None:
         """Forget every budget, limiter and breaker: each starts afresh."""
         with self._lock:
@@ -170,3 +219,59 @@ def use_store(store: Store) -> Iterator[Store]:
         yield store
     finally:
         set_default_store(previous)
+
+
+async def abudget(
+    store: Store, key: str, config: RetryBudget, now: float, delta: float
+) -> BudgetResult:
+    """:meth:`Store.budget` for an async caller, never blocking the event loop (see the
+    module docstring for how each kind of store is stepped)."""
+    step = getattr(store, "abudget", None)
+    if step is not None:
+        result: BudgetResult = await step(key, config, now, delta)
+        return result
+    if store.shared:
+        return await asyncio.to_thread(store.budget, key, config, now, delta)
+    return store.budget(key, config, now, delta)
+
+
+async def alimiter(  # noqa: PLR0917 - Store.limiter's arguments, the store first
+    store: Store,
+    key: str,
+    config: AdaptiveLimiter,
+    now: float,
+    op: LimiterOp,
+    measured: float = 0.0,
+) -> LimiterResult:
+    """:meth:`Store.limiter` for an async caller (as :func:`abudget`)."""
+    step = getattr(store, "alimiter", None)
+    if step is not None:
+        result: LimiterResult = await step(key, config, now, op, measured)
+        return result
+    if store.shared:
+        return await asyncio.to_thread(store.limiter, key, config, now, op, measured)
+    return store.limiter(key, config, now, op, measured)
+
+
+async def abreaker(
+    store: Store,
+    key: str,
+    config: CircuitBreaker,
+    now: float,
+    op: BreakerOp,
+    *,
+    failures: int = 0,
+    successes: int = 0,
+) -> BreakerResult:
+    """:meth:`Store.breaker` for an async caller (as :func:`abudget`)."""
+    step = getattr(store, "abreaker", None)
+    if step is not None:
+        result: BreakerResult = await step(
+            key, config, now, op, failures=failures, successes=successes
+        )
+        return result
+    if store.shared:
+        return await asyncio.to_thread(
+            store.breaker, key, config, now, op, failures=failures, successes=successes
+        )
+    return store.breaker(key, config, now, op, failures=failures, successes=successes)

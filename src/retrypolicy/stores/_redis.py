@@ -9,19 +9,28 @@ by every step (``PEXPIRE``): a budget nobody touched refills to full anyway,
 a breaker nobody touched would be closed, so a key that vanished is right.
 Numbers travel as ``%.17g`` strings (Redis turns Lua numbers into integers).
 
-When Redis cannot be reached (or answers with an error), the step is applied to
-an in-process fallback store instead, ``store.unavailable`` is reported once
-per outage, and Redis is tried again at most every ``retry_every`` seconds (of
-the callers' clock); when it answers, ``store.recovered`` is reported and the
-shared state is used again. A caller never sees the exception.
+Every step has a sync method (``budget``...) and a coroutine twin (``abudget``...)
+sending the same script: the sync one through ``redis.Redis``, the async one
+through ``redis.asyncio`` (:mod:`._clients`), so an event loop never waits on a
+socket.
 
-``redis`` is imported only here, and only when a :class:`RedisStore` is built.
+When Redis cannot be reached (or answers with an error), the step is applied to
+an in-process fallback store instead and ``store.unavailable`` is reported once
+per outage. Until the next probe — ``retry_every`` seconds (of the callers' clock)
+after the failed round trip *ended* — nobody touches the network; then one caller
+probes while the others stay local (:mod:`._gate`). When the probe answers,
+``store.recovered`` is reported and the shared state is used again. A caller
+never sees the exception.
+
+``redis`` is imported only here and in ``_clients``, and only when a
+:class:`RedisStore` is built.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 from .._breaker import BreakerOp, BreakerResult, CircuitBreaker, breaker_ttl
@@ -29,6 +38,15 @@ from .._budget import BudgetResult, RetryBudget, budget_ttl
 from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, limiter_ttl
 from .._redact import redact
 from ._base import InProcessStore
+from ._clients import (
+    LoopClients,
+    async_factory_from_client,
+    async_factory_from_url,
+    check_timeout,
+    is_async_client,
+    sync_client_from_url,
+)
+from ._gate import OutageGate
 
 __all__ = ["RedisStore"]
 
@@ -244,86 +262,260 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# What each script is sent and how its reply reads: one place for the sync and asyncio paths.
+
+
+def _budget_args(config: RetryBudget, now: float, delta: float) -> list[Any]:
+    ttl = int(budget_ttl(config) * 1000)
+    return [_num(config.capacity), _num(config.refill_rate), _num(now), _num(delta), ttl]
+
+
+def _budget_reply(reply: Any, config: RetryBudget) -> BudgetResult:
+    ok, level, event = reply
+    return BudgetResult(bool(int(ok)), float(_text(level)), config.capacity, _text(event))
+
+
+def _limiter_args(config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float) -> list[Any]:
+    return [
+        _num(config.decrease),
+        _num(config.increase),
+        _num(config.min_rate),
+        _num(-1.0 if config.initial_rate is None else config.initial_rate),
+        _num(config.cooldown),
+        _num(config.idle_reset),
+        config.persist_after,
+        _num(config.persist_window),
+        _num(now),
+        op,
+        _num(measured),
+        int(limiter_ttl(config) * 1000),
+    ]
+
+
+def _limiter_reply(reply: Any) -> LimiterResult:
+    wait, rate, previous, active, changed, cons, persistent, report = reply
+    return LimiterResult(
+        wait=float(_text(wait)),
+        rate=float(_text(rate)),
+        previous=float(_text(previous)),
+        active=bool(int(active)),
+        changed=bool(int(changed)),
+        consecutive=int(cons),
+        persistent=bool(int(persistent)),
+        report=bool(int(report)),
+    )
+
+
+def _breaker_args(
+    config: CircuitBreaker, now: float, op: BreakerOp, failures: int, successes: int
+) -> list[Any]:
+    return [
+        _num(config.failure_rate),
+        config.min_calls,
+        _num(config.window),
+        _num(config.open_for),
+        config.half_open_probes,
+        _num(now),
+        op,
+        failures,
+        successes,
+        int(breaker_ttl(config) * 1000),
+    ]
+
+
+def _breaker_reply(reply: Any) -> BreakerResult:
+    state, allowed, retry_in, nfail, total, event = reply
+    return BreakerResult(
+        state=_text(state),  # type: ignore[arg-type] # the script writes only the three
+        allowed=bool(int(allowed)),
+        retry_in=float(_text(retry_in)),
+        failures=int(nfail),
+        total=int(total),
+        event=_text(event),
+    )
+
+
+def _check_retry_every(value: object) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (0 <= float(value) < math.inf):  # type: ignore[arg-type]
+        msg = f"retry_every {value!r}: expected seconds, a number >= 0 (default 5.0)"
+        raise ValueError(msg)
+    return float(value)  # type: ignore[arg-type]
+
+
 class RedisStore:
     """Budgets, limiters and breakers shared through Redis by every process that uses it.
 
-    ``client`` is a ``redis.Redis`` (sync; its own timeouts apply); keys go
-    under ``prefix``. ``retry_every`` is how often, in seconds, Redis is tried
-    again while it is unavailable (meanwhile an in-process fallback answers).
+    Build it with :meth:`from_url` (bounded timeouts, redis-py's retries off, an
+    asyncio client for async callers), or from your own ``redis.Redis`` *client*
+    (its timeouts and retries apply; the asyncio path then uses *async_client*, or
+    a ``redis.asyncio`` client reaching the same server, built per event loop).
+    Keys go under *prefix*. *retry_every*: seconds between probes while Redis is
+    unavailable (meanwhile the in-process fallback answers, and only the prober
+    touches the network).
     """
 
     shared = True
 
     def __init__(
-        self, client: Any, prefix: str = "retrypolicy", *, retry_every: float = 5.0
+        self,
+        client: Any,
+        prefix: str = "retrypolicy",
+        *,
+        retry_every: float = 5.0,
+        async_client: Any = None,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             msg = f"prefix {prefix!r}: expected a non-empty string"
             raise ValueError(msg)
-        if not hasattr(client, "register_script"):
-            msg = f"client {client!r}: expected a redis.Redis client"
+        if not hasattr(client, "register_script") or is_async_client(client):
+            msg = (
+                f"client {client!r}: expected a redis.Redis client (a redis.asyncio client "
+                "goes in async_client=, beside a sync one; or use RedisStore.from_url)"
+            )
+            raise TypeError(msg)
+        if async_client is not None and not (
+            hasattr(async_client, "register_script") and is_async_client(async_client)
+        ):
+            msg = f"async_client {async_client!r}: expected a redis.asyncio.Redis client"
             raise TypeError(msg)
         self.client = client
         self.prefix = prefix
-        self.retry_every = float(retry_every)
-        self._budget = client.register_script(_BUDGET)
-        self._limiter = client.register_script(_LIMITER)
-        self._breaker = client.register_script(_BREAKER)
+        self._gate = OutageGate(_check_retry_every(retry_every))
+        self._budget, self._limiter, self._breaker = (
+            client.register_script(source) for source in _SCRIPTS
+        )
+        self._async = LoopClients(
+            _SCRIPTS,
+            factory=None if async_client is not None else async_factory_from_client(client),
+            fixed=async_client,
+        )
+        self._owns_client = False
         self.fallback = InProcessStore()
         """Where steps go while Redis is unavailable."""
-        self._lock = threading.Lock()
-        self._down = False
-        self._next_probe = 0.0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "retrypolicy",
+        timeout: float = 0.25,
+        retry_every: float = 5.0,
+        **options: Any,
+    ) -> RedisStore:
+        """A store on the Redis at *url* (``redis://host:6379/0``, ``rediss://…``,
+        ``unix:///path.sock``) that never makes a caller wait on a dead Redis for longer
+        than *timeout* seconds: connect and socket timeouts of *timeout*, redis-py's own
+        retries off (the store's fallback and probe replace them), and a ``redis.asyncio``
+        twin for async callers. *options* go to both clients (``max_connections``,
+        ``ssl_ca_certs``, ``client_name``...). Nothing connects until the first step.
+        """
+        seconds = check_timeout(timeout)
+        client = sync_client_from_url(url, seconds, options)
+        store = cls(client, prefix, retry_every=retry_every)
+        store._async = LoopClients(_SCRIPTS, factory=async_factory_from_url(url, seconds, options))
+        store._owns_client = True
+        return store
 
     def __repr__(self) -> str:
-        return f"<RedisStore prefix={self.prefix!r}{' unavailable' if self._down else ''}>"
+        return f"<RedisStore prefix={self.prefix!r}{' unavailable' if self._gate.down else ''}>"
 
     @property
     def available(self) -> bool:
         """False while Redis is considered unreachable (the fallback answers)."""
-        return not self._down
+        return not self._gate.down
+
+    @property
+    def retry_every(self) -> float:
+        """Seconds from a failed round trip to the next probe."""
+        return self._gate.retry_every
+
+    @retry_every.setter
+    def retry_every(self, value: float) -> None:
+        self._gate.retry_every = _check_retry_every(value)
+
+    def close(self) -> None:
+        """Close the sync client if :meth:`from_url` built it (yours stay yours to close)."""
+        if self._owns_client:
+            self.client.close()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's asyncio client, if the store built it (it is also
+        closed when ``asyncio.run`` ends that loop)."""
+        await self._async.aclose()
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
+    def _unavailable(self, exc: Exception) -> tuple[str, str]:
+        return ("store.unavailable", redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR])
+
+    def _answered(self, probe: bool) -> tuple[str, str] | None:
+        if not self._gate.answered(probe):
+            return None
+        self.fallback.clear()  # the shared state is the truth again: the next outage starts afresh
+        return ("store.recovered", "")
+
     def _run(
         self, now: float, remote: Callable[[], T], local: Callable[[], T]
     ) -> tuple[T, tuple[str, str] | None]:
-        """*remote* when Redis answers, else *local*; and the outage news, if any."""
-        if self._down and now < self._next_probe:
+        """*remote* when Redis may be asked and answers, else *local*; and the outage news."""
+        probe = self._gate.enter(now)
+        if probe is None:
             return local(), None
+        started = time.monotonic()
         try:
             value = remote()
         except Exception as exc:  # noqa: BLE001 - any failure of the store: fall back, never raise
-            with self._lock:
-                first = not self._down
-                self._down = True
-                self._next_probe = now + self.retry_every
-            error = redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
-            return local(), (("store.unavailable", error) if first else None)
-        with self._lock:
-            was_down, self._down = self._down, False
-        if was_down:  # the shared state is the truth again: the next outage starts afresh
-            self.fallback.clear()
-        return value, (("store.recovered", "") if was_down else None)
+            first = self._gate.failed(probe, now + (time.monotonic() - started))
+            return local(), (self._unavailable(exc) if first else None)
+        except BaseException:
+            self._gate.abandoned(probe)
+            raise
+        return value, self._answered(probe)
+
+    async def _arun(
+        self, now: float, remote: Callable[[], Awaitable[T]], local: Callable[[], T]
+    ) -> tuple[T, tuple[str, str] | None]:
+        """:meth:`_run` for the asyncio path: the same gate, the round trip awaited."""
+        probe = self._gate.enter(now)
+        if probe is None:
+            return local(), None
+        started = time.monotonic()
+        try:
+            value = await remote()
+        except Exception as exc:  # noqa: BLE001 - as above
+            first = self._gate.failed(probe, now + (time.monotonic() - started))
+            return local(), (self._unavailable(exc) if first else None)
+        except BaseException:  # cancelled: nothing learned, the probe is free again
+            self._gate.abandoned(probe)
+            raise
+        return value, self._answered(probe)
 
     def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
         """See :meth:`retrypolicy.stores.Store.budget`."""
 
         def remote() -> BudgetResult:
-            ok, level, event = self._budget(
-                keys=[self._key(key)],
-                args=[
-                    _num(config.capacity),
-                    _num(config.refill_rate),
-                    _num(now),
-                    _num(delta),
-                    int(budget_ttl(config) * 1000),
-                ],
-            )
-            return BudgetResult(bool(int(ok)), float(_text(level)), config.capacity, _text(event))
+            reply = self._budget(keys=[self._key(key)], args=_budget_args(config, now, delta))
+            return _budget_reply(reply, config)
 
         result, notice = self._run(
+            now, remote, lambda: self.fallback.budget(key, config, now, delta)
+        )
+        return result if notice is None else _with(result, notice)
+
+    async def abudget(
+        self, key: str, config: RetryBudget, now: float, delta: float
+    ) -> BudgetResult:
+        """:meth:`budget` through the asyncio client: the same script, fallback and probe."""
+
+        async def remote() -> BudgetResult:
+            _, (script, _, _) = await self._async.get()
+            args = _budget_args(config, now, delta)
+            return _budget_reply(await script(keys=[self._key(key)], args=args), config)
+
+        result, notice = await self._arun(
             now, remote, lambda: self.fallback.budget(key, config, now, delta)
         )
         return result if notice is None else _with(result, notice)
@@ -334,35 +526,25 @@ class RedisStore:
         """See :meth:`retrypolicy.stores.Store.limiter`."""
 
         def remote() -> LimiterResult:
-            wait, rate, previous, active, changed, cons, persistent, report = self._limiter(
-                keys=[self._key(key)],
-                args=[
-                    _num(config.decrease),
-                    _num(config.increase),
-                    _num(config.min_rate),
-                    _num(-1.0 if config.initial_rate is None else config.initial_rate),
-                    _num(config.cooldown),
-                    _num(config.idle_reset),
-                    config.persist_after,
-                    _num(config.persist_window),
-                    _num(now),
-                    op,
-                    _num(measured),
-                    int(limiter_ttl(config) * 1000),
-                ],
-            )
-            return LimiterResult(
-                wait=float(_text(wait)),
-                rate=float(_text(rate)),
-                previous=float(_text(previous)),
-                active=bool(int(active)),
-                changed=bool(int(changed)),
-                consecutive=int(cons),
-                persistent=bool(int(persistent)),
-                report=bool(int(report)),
-            )
+            args = _limiter_args(config, now, op, measured)
+            return _limiter_reply(self._limiter(keys=[self._key(key)], args=args))
 
         result, notice = self._run(
+            now, remote, lambda: self.fallback.limiter(key, config, now, op, measured)
+        )
+        return result if notice is None else _with(result, notice)
+
+    async def alimiter(
+        self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
+    ) -> LimiterResult:
+        """:meth:`limiter` through the asyncio client."""
+
+        async def remote() -> LimiterResult:
+            _, (_, script, _) = await self._async.get()
+            args = _limiter_args(config, now, op, measured)
+            return _limiter_reply(await script(keys=[self._key(key)], args=args))
+
+        result, notice = await self._arun(
             now, remote, lambda: self.fallback.limiter(key, config, now, op, measured)
         )
         return result if notice is None else _with(result, notice)
@@ -380,48 +562,71 @@ class RedisStore:
         """See :meth:`retrypolicy.stores.Store.breaker`."""
 
         def remote() -> BreakerResult:
-            state, allowed, retry_in, nfail, total, event = self._breaker(
-                keys=[self._key(key)],
-                args=[
-                    _num(config.failure_rate),
-                    config.min_calls,
-                    _num(config.window),
-                    _num(config.open_for),
-                    config.half_open_probes,
-                    _num(now),
-                    op,
-                    failures,
-                    successes,
-                    int(breaker_ttl(config) * 1000),
-                ],
-            )
-            return BreakerResult(
-                state=_text(state),  # type: ignore[arg-type] # the script writes only the three
-                allowed=bool(int(allowed)),
-                retry_in=float(_text(retry_in)),
-                failures=int(nfail),
-                total=int(total),
-                event=_text(event),
+            args = _breaker_args(config, now, op, failures, successes)
+            return _breaker_reply(self._breaker(keys=[self._key(key)], args=args))
+
+        def local() -> BreakerResult:
+            return self.fallback.breaker(
+                key, config, now, op, failures=failures, successes=successes
             )
 
-        result, notice = self._run(
-            now,
-            remote,
-            lambda: self.fallback.breaker(
+        result, notice = self._run(now, remote, local)
+        return result if notice is None else _with(result, notice)
+
+    async def abreaker(
+        self,
+        key: str,
+        config: CircuitBreaker,
+        now: float,
+        op: BreakerOp,
+        *,
+        failures: int = 0,
+        successes: int = 0,
+    ) -> BreakerResult:
+        """:meth:`breaker` through the asyncio client."""
+
+        async def remote() -> BreakerResult:
+            _, (_, _, script) = await self._async.get()
+            args = _breaker_args(config, now, op, failures, successes)
+            return _breaker_reply(await script(keys=[self._key(key)], args=args))
+
+        def local() -> BreakerResult:
+            return self.fallback.breaker(
                 key, config, now, op, failures=failures, successes=successes
-            ),
-        )
+            )
+
+        result, notice = await self._arun(now, remote, local)
         return result if notice is None else _with(result, notice)
 
     def breaker_keys(self, prefix: str) -> list[str]:
-        """The keys of the breakers starting with *prefix* (for stats); [] when unreachable."""
+        """The keys of the breakers starting with *prefix* (for stats). While Redis is
+        unavailable, or when it fails, the fallback's: stats never wait on a dead Redis
+        twice, and never raise."""
+        if self._gate.down:
+            return self.fallback.breaker_keys(prefix)
         try:
             found = self.client.scan_iter(match=self._key(prefix) + "*", count=500)
-            cut = len(self.prefix) + 1
-            return sorted({_text(k)[cut:] for k in found})
+            return self._strip(found)
         except Exception:  # noqa: BLE001 - stats never raise
             return self.fallback.breaker_keys(prefix)
 
+    async def abreaker_keys(self, prefix: str) -> list[str]:
+        """:meth:`breaker_keys` through the asyncio client."""
+        if self._gate.down:
+            return self.fallback.breaker_keys(prefix)
+        try:
+            client, _ = await self._async.get()
+            found = [k async for k in client.scan_iter(match=self._key(prefix) + "*", count=500)]
+            return self._strip(found)
+        except Exception:  # noqa: BLE001 - stats never raise
+            return self.fallback.breaker_keys(prefix)
+
+    def _strip(self, found: Iterable[Any]) -> list[str]:
+        cut = len(self.prefix) + 1
+        return sorted({_text(k)[cut:] for k in found})
+
+
+_SCRIPTS: Final = (_BUDGET, _LIMITER, _BREAKER)
 
 R = TypeVar("R", BudgetResult, LimiterResult, BreakerResult)
 
