@@ -81,9 +81,10 @@ def written_files() -> set[str]:
 
 
 def test_readme_commands_leave_the_checkout_clean() -> None:
-    """Every file the README's commands write is ignored by .gitignore (root-anchored)."""
-    files = written_files()
-    assert {"policy.toml", "jobs.db", "results.jsonl"} <= files
+    """Every file the README's commands write in the checkout is ignored by .gitignore
+    (root-anchored); the rest go outside it (an absolute path such as /tmp/jobs.db)."""
+    files = {f for f in written_files() if not f.startswith("/")}
+    assert "policy.toml" in files
     patterns = [
         line.strip().lstrip("/")
         for line in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
