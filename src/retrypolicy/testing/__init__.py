@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._instant import Instant, instant, reset, set_instant
+from ._instant import Instant, instant, isolated, reset, set_instant
 from ._replies import Reply
 from ._server import FakeEUGPT, RecordedRequest
 
@@ -12,6 +12,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "instant",
+    "isolated",
     "reset",
     "set_instant",
 ]

@@ -15,7 +15,19 @@ from contextlib import contextmanager
 from .._clock import Instant, set_instant_mode
 from .._runtime import RUNTIME
 
-__all__ = ["Instant", "instant", "reset", "set_instant"]
+__all__ = ["Instant", "instant", "isolated", "reset", "set_instant"]
+
+
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Within the block, storm protection starts afresh: a new in-process default store, no
+    budget, limiter or breaker state, no counters; what was there is back after it. (A
+    store passed with ``store=`` or set inside the block is used as given.)"""
+    saved = RUNTIME.isolate()
+    try:
+        yield
+    finally:
+        RUNTIME.restore(saved)
 
 
 @contextmanager

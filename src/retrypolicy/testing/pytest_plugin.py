@@ -4,8 +4,9 @@ Enable it in a ``conftest.py``::
 
     pytest_plugins = ["retrypolicy.testing.pytest_plugin"]
 
-Then every test runs after ``rp.testing.reset()`` (no budget drained, breaker
-opened or hook installed by the test before it), and the ``rp_instant``
+Then every test runs in ``rp.testing.isolated()``: a fresh in-process store, no
+budget drained or breaker opened by the test before it, and nothing left for the
+test after it (hooks your ``conftest.py`` installed stay). The ``rp_instant``
 fixture gives a test ``rp.testing.instant()`` (no waits, recorded).
 """
 
@@ -15,17 +16,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._instant import Instant, instant, reset
+from ._instant import Instant, instant, isolated
 
-__all__ = ["rp_instant", "rp_reset"]
+__all__ = ["rp_instant", "rp_isolated"]
 
 
 @pytest.fixture(autouse=True)
-def rp_reset() -> Iterator[None]:
-    """retrypolicy's process-wide state, fresh for this test and forgotten after it."""
-    reset()
-    yield
-    reset()
+def rp_isolated() -> Iterator[None]:
+    """Storm protection's process-wide state, fresh for this test and forgotten after it."""
+    with isolated():
+        yield
 
 
 @pytest.fixture
