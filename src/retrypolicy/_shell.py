@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -33,7 +32,7 @@ from ._outcome import Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._rules import Kind
 from ._runtime import RUNTIME
-from ._storm import CALL_HOOKS, Guard, guard_for
+from ._storm import CALL_HOOKS, Guard, Steps, guard_for
 from ._verdict import NO_OBJECTION, StormVerdict
 from .instrumentation import _hooks
 from .instrumentation._hooks import get_hooks
@@ -208,49 +207,49 @@ class Retrier:
         """Carry out one store step of the machine (sync: the store is called here)."""
         inst = _instant[0]
         now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
-        if not self.hooks:  # the common case: no call hook for storm events to reach
-            return self._perform(self.guard(), step, now)
+        guard = self.guard()
+        if type(step) is Report and guard.paid_in_place and not self.hooks:
+            # the common retry: an in-process budget alone, paid in place (no store step,
+            # and no call hook for its events to reach)
+            if not step.retrying:
+                return NO_OBJECTION
+            cost = step.cost
+            refused = guard.pay(step.kind, now, self.name, step.attempt, cost=cost)
+            if refused is None:
+                paid = _PAID.get(cost)
+                return paid if paid is not None else _paid(cost)
+            return StormVerdict("", refused, cost)
+        if not self.hooks:  # no call hook for storm events to reach
+            return guard.run(self._steps(guard, step, now))
         token = CALL_HOOKS.set(self.hooks)
         try:
-            return self._perform(self.guard(), step, now)
+            return guard.run(self._steps(guard, step, now))
         finally:
             CALL_HOOKS.reset(token)
 
     async def aperform(self, step: Step) -> object:
-        """:meth:`perform` for async code: a store that does network I/O is never called on
-        the event loop (its own coroutine methods, or a worker thread)."""
+        """:meth:`perform` for async code: the steps of a shared store are awaited (a
+        :class:`~retrypolicy.stores.RedisStore` through ``redis.asyncio``), never a blocking
+        call on the event loop; an in-process store's steps are memory, done at once."""
         guard = self.guard()
-        if not guard.shared:  # an in-process step is a few dict operations: no I/O to await
+        if not guard.shared:
             return self.perform(step)
-        hooks = self.hooks
         now = self.storm_now()
+        token = CALL_HOOKS.set(self.hooks) if self.hooks else None
+        try:
+            return await guard.arun(self._steps(guard, step, now))
+        finally:
+            if token is not None:
+                CALL_HOOKS.reset(token)
 
-        def run() -> object:
-            token = CALL_HOOKS.set(hooks) if hooks else None
-            try:
-                return self._perform(guard, step, now)
-            finally:
-                if token is not None:
-                    CALL_HOOKS.reset(token)
-
-        ctx = contextvars.copy_context()
-        return await asyncio.to_thread(ctx.run, run)
-
-    def _perform(self, guard: Guard, step: Step, now: float) -> object:
+    def _steps(self, guard: Guard, step: Step, now: float) -> Steps[object]:
+        """One machine step as the guard's store steps: written once, run by :meth:`perform`
+        or awaited by :meth:`aperform`."""
         name = self.name
         if type(step) is Report:
-            if not guard.gated:  # a budget alone: pay, or say why not (the common case)
-                if not step.retrying or guard.budget is None:
-                    return NO_OBJECTION
-                cost = step.cost
-                refused = guard.pay(step.kind, now, name, step.attempt, cost=cost)
-                if refused is None:
-                    paid = _PAID.get(cost)
-                    return paid if paid is not None else _paid(cost)
-                return StormVerdict("", refused, cost)
             why = ""
             if guard.gated:
-                why = guard.failed(
+                why = yield from guard._failed(
                     step.host,
                     step.kind,
                     now,
@@ -261,14 +260,16 @@ class Retrier:
                 )
             if not step.retrying:
                 return NO_OBJECTION
+            cost = step.cost
             if why or guard.budget is None:
-                return StormVerdict(why, None, step.cost)
-            refused = guard.pay(step.kind, now, name, step.attempt, cost=step.cost)
-            return _paid(step.cost) if refused is None else StormVerdict("", refused, step.cost)
+                return StormVerdict(why, None, cost)
+            refused = yield from guard._pay(step.kind, now, name, step.attempt, cost=cost)
+            return _paid(cost) if refused is None else StormVerdict("", refused, cost)
         if type(step) is Gate:
-            return guard.before(step.host, now, name, step.attempt)
+            hold: float = yield from guard._before(step.host, now, name, step.attempt)
+            return hold
         assert type(step) is Settle  # noqa: S101 - the three steps there are
-        guard.succeeded(step.host, now, step.refund, retried=step.retried)
+        yield from guard._succeeded(step.host, now, step.refund, retried=step.retried)
         return None
 
     def resolve(self, m: AttemptMachine, answer: Answer) -> Answer:

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -45,6 +45,9 @@ from ._rules import Kind
 from ._runtime import RUNTIME
 from ._stats import StormStats
 from .instrumentation._hooks import get_hooks, internal_log
+from .stores._base import abreaker, abudget, alimiter
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ._breaker import BreakerResult
@@ -52,6 +55,19 @@ if TYPE_CHECKING:
     from .stores._base import Store
 
 __all__ = ["CALL_HOOKS", "Guard", "StormStats", "guard_for", "reset_guards"]
+
+StoreCall = tuple[str, tuple[Any, ...], Mapping[str, Any]]
+"""One store step a guard needs: the :class:`~retrypolicy.stores.Store` method's name
+(``budget``, ``limiter``, ``breaker``), its arguments and keywords."""
+Steps = Generator[StoreCall, Any, T]
+"""A guard operation written once, as a generator of the store steps it needs: a sync
+shell performs them (:meth:`Guard.run`), an async shell awaits them (:meth:`Guard.arun`)."""
+_NO_KW: Final[Mapping[str, Any]] = MappingProxyType({})
+_ASYNC_STEPS: Final[dict[str, Callable[..., Awaitable[Any]]]] = {
+    "budget": abudget,
+    "limiter": alimiter,
+    "breaker": abreaker,
+}
 
 CALL_HOOKS: Final[contextvars.ContextVar[tuple[Any, ...]]] = contextvars.ContextVar(
     "retrypolicy_call_hooks", default=()
@@ -126,6 +142,8 @@ class Guard:
             self._lock = threading.Lock()
         self.full = True
         """False while this process last saw the bucket below capacity."""
+        self.paid_in_place = self._buckets is not None and not self.gated
+        """An in-process budget alone: a retry is paid in place, with no store step."""
         self._pending_refund = 0.0
         self._flush_at = max(self.budget.retry_cost, 1.0) if self.budget is not None else 1.0
         """Pending refunds go to the store once they reach this (they pay for a retry)."""
@@ -148,6 +166,33 @@ class Guard:
 
     def __repr__(self) -> str:
         return f"<Guard policy={self.name!r} store={type(self.store).__name__}>"
+
+    # -- running an operation's store steps ------------------------------------------------
+
+    def run(self, steps: Steps[T]) -> T:
+        """Carry out *steps* with the store's own (sync) methods."""
+        store = self.store
+        try:
+            call = steps.send(None)
+            while True:
+                name, args, kwargs = call
+                call = steps.send(getattr(store, name)(*args, **kwargs))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def arun(self, steps: Steps[T]) -> T:
+        """Carry out *steps* awaiting the store: its coroutine methods (``redis.asyncio``
+        for a :class:`~retrypolicy.stores.RedisStore`), never a blocking call on the loop."""
+        store = self.store
+        try:
+            call = steps.send(None)
+            while True:
+                name, args, kwargs = call
+                call = steps.send(await _ASYNC_STEPS[name](store, *args, **kwargs))
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
     # -- events ------------------------------------------------------------------------
 
@@ -206,6 +251,9 @@ class Guard:
 
     def spend(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
         """Pay for a retry after a failure of *kind*; None without a budget."""
+        return self.run(self._spend(kind, now, call, attempt))
+
+    def _spend(self, kind: str, now: float, call: str, attempt: int) -> Steps[BudgetResult | None]:
         budget = self.budget
         if budget is None:
             return None
@@ -214,11 +262,12 @@ class Guard:
         if self._pending_refund:
             with self._lock:
                 refund, self._pending_refund = self._pending_refund, 0.0
-        result = self.store.budget(self._budget_key, budget, now, refund - cost)
+        step = ("budget", (self._budget_key, budget, now, refund - cost), _NO_KW)
+        result: BudgetResult = yield step
         with self._lock:
             self.counters["retries_allowed" if result.ok else "retries_refused"] += 1
         if not result.ok and refund:  # the refund was not spent with the refused retry
-            again = self.store.budget(self._budget_key, budget, now, refund)
+            again = yield ("budget", (self._budget_key, budget, now, refund), _NO_KW)
             result = attrs.evolve(
                 again,
                 ok=False,
@@ -232,6 +281,12 @@ class Guard:
     def pay(
         self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
     ) -> BudgetResult | None:
+        """:meth:`_pay`, its store steps performed here."""
+        return self.run(self._pay(kind, now, call, attempt, cost=cost))
+
+    def _pay(
+        self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
+    ) -> Steps[BudgetResult | None]:
         """:meth:`spend`, answering None when the retry is paid for (or there is no budget)
         and the refusing result otherwise.
 
@@ -241,7 +296,7 @@ class Guard:
         """
         buckets = self._buckets
         if buckets is None:
-            result = self.spend(kind, now, call, attempt)
+            result = yield from self._spend(kind, now, call, attempt)
             return None if result is None or result.ok else result
         budget = self.budget
         assert budget is not None  # noqa: S101 - buckets are taken only with a budget
@@ -270,6 +325,12 @@ class Guard:
         return None if ok else result
 
     def refund(self, now: float, amount: float | None = None, *, paid: bool = False) -> None:
+        """:meth:`_refund`, its store step performed here."""
+        self.run(self._refund(now, amount, paid=paid))
+
+    def _refund(
+        self, now: float, amount: float | None = None, *, paid: bool = False
+    ) -> Steps[None]:
         """A success: put *amount* back (AWS standard mode: the last retry's cost after
         retries; ``success_refund``, the default, after a first try).
 
@@ -298,7 +359,8 @@ class Guard:
         finally:
             lock.release()
         if buckets is None:
-            self._budget_seen(self.store.budget(self._budget_key, budget, now, pending), "", 0)
+            flushed = yield ("budget", (self._budget_key, budget, now, pending), _NO_KW)
+            self._budget_seen(flushed, "", 0)
         elif event or (level >= budget.capacity) is not self.full:
             self._budget_seen(BudgetResult(True, level, budget.capacity, event), "", 0)
 
@@ -307,13 +369,16 @@ class Guard:
     def before(self, host: str, now: float, call: str, attempt: int) -> float:
         """May an attempt to *host* go now? The seconds to wait first; raises
         :class:`~retrypolicy.CircuitOpenError` while the host's breaker is open."""
+        return self.run(self._before(host, now, call, attempt))
+
+    def _before(self, host: str, now: float, call: str, attempt: int) -> Steps[float]:
         breaker = self.breaker
         if breaker is not None and not (
             self.shared
             and now < self._closed_until.get(host, -1.0)
             and self._hosts.get(host) == "closed"
         ):
-            b = self.store.breaker(self._breaker_prefix + host, breaker, now, "allow")
+            b = yield ("breaker", (self._breaker_prefix + host, breaker, now, "allow"), _NO_KW)
             self._breaker_seen(b, host, call, attempt)
             if self.shared and b.state == "closed":  # taken as closed for a while: no round trip
                 self._closed_until[host] = now + _RECHECK
@@ -341,7 +406,11 @@ class Guard:
                 return 0.0
         elif not self._throttled:  # no 429 seen: the limiter is unpaced, nothing to ask
             return 0.0
-        result = self.store.limiter(self._limiter_key, limiter, now, "acquire")
+        result: LimiterResult = yield (
+            "limiter",
+            (self._limiter_key, limiter, now, "acquire"),
+            _NO_KW,
+        )
         self._limiter_seen(result, call, attempt)
         if not result.active:
             if self.shared:
@@ -371,14 +440,31 @@ class Guard:
     ) -> str:
         """A failure of *kind* from *host*; "" when a retry (if *retrying*) may go ahead,
         else why not. Tells the breaker and the limiter; the budget is asked separately."""
+        return self.run(
+            self._failed(host, kind, now, call, attempt, retrying=retrying, delay=delay)
+        )
+
+    def _failed(
+        self,
+        host: str,
+        kind: str,
+        now: float,
+        call: str,
+        attempt: int,
+        *,
+        retrying: bool,
+        delay: float,
+    ) -> Steps[str]:
         reason = ""
         limiter = self.limiter
         if limiter is not None:
             if kind == Kind.RATE_LIMITED:
                 self._count("throttled")
                 self._throttled = True
-                r = self.store.limiter(
-                    self._limiter_key, limiter, now, "throttled", self.measured_rate(now)
+                r = yield (
+                    "limiter",
+                    (self._limiter_key, limiter, now, "throttled", self.measured_rate(now)),
+                    _NO_KW,
                 )
                 self._paced_until = -1.0
                 self._limiter_seen(r, call, attempt)
@@ -397,20 +483,26 @@ class Guard:
                         f"rate limit persistent: {r.consecutive} 429s in a row; {PERSISTENT_ADVICE}"
                     )
             elif self._consecutive:
-                self._answered(now, call, attempt)
+                yield from self._answered(now, call, attempt)
         breaker = self.breaker
         if breaker is not None:
             key = self._breaker_prefix + host
             b: BreakerResult | None
             if kind in breaker.kinds:
                 pending = self._take_ok(host)
-                b = self.store.breaker(key, breaker, now, "record", failures=1, successes=pending)
+                b = yield (
+                    "breaker",
+                    (key, breaker, now, "record"),
+                    {"failures": 1, "successes": pending},
+                )
             else:
-                b = self._record_ok(host, now, force=True)
+                b = yield from self._record_ok(host, now, force=True)
             if b is not None:
                 self._breaker_seen(b, host, call, attempt)
             if retrying and not reason and b is not None and b.state != "closed":
-                state = b if b.state == "open" else self.store.breaker(key, breaker, now, "read")
+                state = b
+                if b.state != "open":
+                    state = yield ("breaker", (key, breaker, now, "read"), _NO_KW)
                 if state.state == "open" and state.retry_in > delay:
                     reason = (
                         f"circuit open for {host or self.name}: the next probe is in "
@@ -424,27 +516,32 @@ class Guard:
         """An attempt succeeded (or was answered with a failure the breaker does not count);
         *refund*: what the budget gets back (default ``success_refund``); *retried*: the
         call paid for retries, so its refund is due whatever this process saw last."""
+        self.run(self._succeeded(host, now, refund, retried=retried))
+
+    def _succeeded(
+        self, host: str, now: float, refund: float | None = None, *, retried: bool = False
+    ) -> Steps[None]:
         if self.breaker is not None:
-            b = self._record_ok(host, now, force=False)
+            b = yield from self._record_ok(host, now, force=False)
             if b is not None:
                 self._breaker_seen(b, host, "", 0)
         if self._consecutive:
-            self._answered(now, "", 0)
+            yield from self._answered(now, "", 0)
         if retried or not self.full:
-            self.refund(now, refund, paid=retried)
+            yield from self._refund(now, refund, paid=retried)
 
-    def _answered(self, now: float, call: str, attempt: int) -> None:
+    def _answered(self, now: float, call: str, attempt: int) -> Steps[None]:
         limiter = self.limiter
         if limiter is not None:
             self._consecutive = 0
-            r = self.store.limiter(self._limiter_key, limiter, now, "answered")
+            r = yield ("limiter", (self._limiter_key, limiter, now, "answered"), _NO_KW)
             self._limiter_seen(r, call, attempt)
 
     def _take_ok(self, host: str) -> int:
         with self._lock:
             return self._pending_ok.pop(host, 0)
 
-    def _record_ok(self, host: str, now: float, *, force: bool) -> BreakerResult | None:
+    def _record_ok(self, host: str, now: float, *, force: bool) -> Steps[BreakerResult | None]:
         """Count a success for *host*'s breaker: at once with a local store (or while the
         breaker is not closed), else in batches."""
         breaker = self.breaker
@@ -463,7 +560,12 @@ class Guard:
                 return None
             self._pending_ok.pop(host, None)
             self._flushed = now
-        return self.store.breaker(self._breaker_prefix + host, breaker, now, "record", successes=n)
+        result: BreakerResult = yield (
+            "breaker",
+            (self._breaker_prefix + host, breaker, now, "record"),
+            {"successes": n},
+        )
+        return result
 
     def _breaker_seen(self, b: BreakerResult, host: str, call: str, attempt: int) -> None:
         self._notice(b.notice, call, attempt)
