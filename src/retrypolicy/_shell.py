@@ -207,18 +207,26 @@ class Retrier:
         """Carry out one store step of the machine (sync: the store is called here)."""
         inst = _instant[0]
         now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
-        guard = self.guard()
+        cache = self._guard_cache
+        store = self.store
+        if cache[0] is (store if store is not None else _default_store[0]):
+            guard: Guard = cache[1]
+        else:
+            guard = self.guard()
         if type(step) is Report and guard.paid_in_place and not self.hooks:
             # the common retry: an in-process budget alone, paid in place (no store step,
             # and no call hook for its events to reach)
             if not step.retrying:
                 return NO_OBJECTION
             cost = step.cost
-            refused = guard.pay(step.kind, now, self.name, step.attempt, cost=cost)
+            refused = guard.pay_in_place(step.kind, now, self.name, step.attempt, cost=cost)
             if refused is None:
                 paid = _PAID.get(cost)
                 return paid if paid is not None else _paid(cost)
             return StormVerdict("", refused, cost)
+        if type(step) is Settle and guard.paid_in_place and not self.hooks:
+            guard.refund_in_place(now, step.refund, paid=step.retried)  # nothing else to tell
+            return None
         if not self.hooks:  # no call hook for storm events to reach
             return guard.run(self._steps(guard, step, now))
         token = CALL_HOOKS.set(self.hooks)
@@ -277,8 +285,9 @@ class Retrier:
         else; report it (events, exhaustion marks). Sync."""
         while type(answer) in STEPS:
             answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
-        if answer is not SEND:
-            self.report(m, answer)
+        if answer is SEND or (type(answer) is Wait and self.on_retry is None and not _hooks._hooks):
+            return answer  # nothing to report: no mark, nobody listening
+        self.report(m, answer)
         return answer
 
     async def aresolve(self, m: AttemptMachine, answer: Answer) -> Answer:
@@ -417,8 +426,11 @@ class Retrier:
                 return value
             outcome = found
         # out of the except block: a later attempt's error must not chain to this one
-        m = self.machine(started, attempts=1)
-        answer = self.resolve(m, m.failed(outcome, self.now()))
+        m = AttemptMachine(self.policy, started=started, rng=self.rng, attempts=1)
+        inst = _instant[0]
+        answer: Answer = m.failed(outcome, self.clock() + (inst.local.offset if inst else 0.0))
+        if type(answer) is not Wait or self.on_retry is not None or _hooks._hooks:
+            answer = self.resolve(m, answer)  # a store step, a give-up, or someone to tell
         return self.drive(m, answer, fn, args, kwargs, None if failure else value, failure)
 
     def drive(  # noqa: PLR0917 - the pieces of one call, as call() has them
@@ -468,8 +480,13 @@ class Retrier:
             else:
                 exc = None
                 found = self.outcome_of_value(value)
-            step = m.succeeded() if found is None else m.failed(found, self.now())
-            answer = self.resolve(m, step)
+            if found is None:
+                answer = self.resolve(m, m.succeeded())
+                continue
+            inst = _instant[0]
+            answer = m.failed(found, self.clock() + (inst.local.offset if inst else 0.0))
+            if type(answer) is not Wait or self.on_retry is not None or _hooks._hooks:
+                answer = self.resolve(m, answer)  # a store step, a give-up, or someone to tell
 
     def finish(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -282,23 +282,29 @@ class Guard:
         self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
     ) -> BudgetResult | None:
         """:meth:`_pay`, its store steps performed here."""
+        if self._buckets is not None:
+            return self.pay_in_place(kind, now, call, attempt, cost=cost)
         return self.run(self._pay(kind, now, call, attempt, cost=cost))
 
     def _pay(
         self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
     ) -> Steps[BudgetResult | None]:
         """:meth:`spend`, answering None when the retry is paid for (or there is no budget)
-        and the refusing result otherwise.
+        and the refusing result otherwise."""
+        if self._buckets is not None:
+            return self.pay_in_place(kind, now, call, attempt, cost=cost)
+        result = yield from self._spend(kind, now, call, attempt)
+        return None if result is None or result.ok else result
 
-        With an in-process store the step is applied here, in place, in the same critical
-        section as the pending refund and the counters: no result is built for a retry
-        that was paid for and changed nothing worth reporting (the common case).
-        """
+    def pay_in_place(
+        self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
+    ) -> BudgetResult | None:
+        """:meth:`_pay` with an in-process store: the step is applied here, in place, in the
+        same critical section as the pending refund and the counters; no result is built for
+        a retry that was paid for and changed nothing worth reporting (the common case)."""
         buckets = self._buckets
-        if buckets is None:
-            result = yield from self._spend(kind, now, call, attempt)
-            return None if result is None or result.ok else result
         budget = self.budget
+        assert buckets is not None  # noqa: S101 - callers check
         assert budget is not None  # noqa: S101 - buckets are taken only with a budget
         if cost is None:
             cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
@@ -338,9 +344,21 @@ class Guard:
         with the next spend, so a store is asked once per several successes — a round
         trip saved with Redis, a step saved in-process. What is pending is in the stats.
         """
+        pending = self.refund_in_place(now, amount, paid=paid)
+        if pending:  # a shared store's turn: the refunds that added up go to it
+            budget = self.budget
+            flushed = yield ("budget", (self._budget_key, budget, now, pending), _NO_KW)
+            self._budget_seen(flushed, "", 0)
+
+    def refund_in_place(
+        self, now: float, amount: float | None = None, *, paid: bool = False
+    ) -> float:
+        """The part of a refund done in this process: counted and added to what is pending,
+        and — with an in-process store — stepped into the bucket in place. What a shared
+        store must still be given (0.0 when nothing)."""
         budget = self.budget
         if budget is None or (self.full and not paid):
-            return  # a full bucket takes no more (*paid*: this process spent, so it is not)
+            return 0.0  # a full bucket takes no more (*paid*: this process spent, so it is not)
         lock = self._lock
         buckets = self._buckets
         lock.acquire()  # not ``with``: half the cost, and this runs on every refund
@@ -349,20 +367,19 @@ class Guard:
             self._pending_refund += budget.success_refund if amount is None else amount
             pending = self._pending_refund
             if pending < self._flush_at:
-                return
+                return 0.0
             self._pending_refund = 0.0
-            if buckets is not None:  # in-process: stepped in place, in this critical section
-                bucket = buckets.get(self._budget_key)
-                if bucket is None:
-                    bucket = buckets[self._budget_key] = Bucket(budget.capacity, now)
-                _, level, event = bucket.step(budget, now, pending)
+            if buckets is None:
+                return pending
+            bucket = buckets.get(self._budget_key)  # in-process: in this critical section
+            if bucket is None:
+                bucket = buckets[self._budget_key] = Bucket(budget.capacity, now)
+            _, level, event = bucket.step(budget, now, pending)
         finally:
             lock.release()
-        if buckets is None:
-            flushed = yield ("budget", (self._budget_key, budget, now, pending), _NO_KW)
-            self._budget_seen(flushed, "", 0)
-        elif event or (level >= budget.capacity) is not self.full:
+        if event or (level >= budget.capacity) is not self.full:
             self._budget_seen(BudgetResult(True, level, budget.capacity, event), "", 0)
+        return 0.0
 
     # -- before an attempt -------------------------------------------------------------------
 
