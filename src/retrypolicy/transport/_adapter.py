@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from .._backoff import retry_after_from_headers
-from .._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL
+from .._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, _instant
 from .._defaults import default_policy as _default_policy
 from .._emit import mark_reported
 from .._envelope import ErrorInfo, parse_error
@@ -285,8 +285,10 @@ class AttemptLoop:
         self.retrying = retrying
         self.host = host
         """The host whose breaker is asked ("" for one breaker per policy)."""
-        self._shell = shell = _shell_of(options)
-        self._started = shell.now()
+        cache = options._shell  # the shell is built once per options: this runs per request
+        self._shell = shell = cache[0] if cache else _shell_of(options)
+        inst = _instant[0]
+        self._started = shell.clock() + (inst.local.offset if inst is not None else 0.0)
         self._attempts = 0
         self._m: AttemptMachine | None = None
         """The request's machine: built on the first failure, or the first gated attempt."""
@@ -330,10 +332,10 @@ class AttemptLoop:
         shell = self._shell
         if self._m is None and (sent or not self.retrying or not shell.gated):
             self._attempts += 1
-            if self.retrying:
+            if self.retrying and shell.before_attempt is not None:
                 shell.announce(self._attempts, self._started)
             return True
-        if self.retrying:
+        if self.retrying and shell.before_attempt is not None:
             shell.announce(self.attempts + 1, self._started)
         return False
 
