@@ -417,3 +417,26 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.delitem(sys.modules, "retrypolicy.instrumentation.prometheus")
     with pytest.raises(ImportError, match=r"pip install 'retrypolicy\[prometheus\]'"):
         importlib.import_module("retrypolicy.instrumentation.prometheus")
+
+
+def test_the_budget_gauge_reads_the_store_the_call_path_uses(
+    registry: CollectorRegistry, hook: PrometheusHook
+) -> None:
+    """A policy used with store= is reported from that store, not the default one; a hook
+    told store= reads that store."""
+    policy = rp.EUGPT.evolve(name="own-store", budget=rp.RetryBudget(capacity=20, refill_rate=0))
+    mine = stores.InProcessStore()
+
+    @rp.retry(policy, store=mine)
+    def down() -> None:
+        raise ConnectionRefusedError("down")
+
+    with rp.testing.instant():
+        with pytest.raises(ConnectionRefusedError):
+            down()  # 4 retries paid from `mine`, then refused
+        assert sample(registry, "retrypolicy_budget_level", policy="own-store") == 0.0
+        assert stores.stats(policy).budget_level == 20.0  # the default store saw nothing
+    told = PrometheusHook(CollectorRegistry(), store=stores.InProcessStore())
+    assert told.store_of(policy) is told.store
+    with pytest.raises(TypeError, match=r"expected a retrypolicy\.stores\.Store"):
+        PrometheusHook(CollectorRegistry(), store="redis://x")  # type: ignore[arg-type]

@@ -46,11 +46,13 @@ from .._events import (
     SCHEDULED,
     SUCCEEDED,
 )
+from .._runtime import RUNTIME
 from . import _hooks
 
 if TYPE_CHECKING:
     from .._events import RetryEvent
     from .._policy import Policy
+    from ..stores import Store
 
 __all__ = ["BREAKER_STATES", "WAIT_BUCKETS", "PrometheusHook", "install"]
 
@@ -103,6 +105,9 @@ class PrometheusHook:
         namespace: the prefix of every metric name.
         max_hosts: how many distinct ``host`` label values the breaker metrics use;
             later hosts are reported as ``"other"``.
+        store: the store whose budget and limiter the gauges read. Unless given: the
+            store the policy's call paths use (``store=``), when they all use one; else
+            the default store.
     """
 
     def __init__(
@@ -111,7 +116,12 @@ class PrometheusHook:
         *,
         namespace: str = "retrypolicy",
         max_hosts: int = 100,
+        store: Store | None = None,
     ) -> None:
+        if store is not None and not isinstance(store, stores.Store):
+            msg = f"store {store!r}: expected a retrypolicy.stores.Store or None"
+            raise TypeError(msg)
+        self.store = store
         if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
             msg = f"max_hosts: expected a whole number >= 1, got {max_hosts!r}"
             raise ValueError(msg)
@@ -260,6 +270,21 @@ class PrometheusHook:
             elif what == "recovered":
                 self.store_up.labels(policy, store).set(1)
 
+    def store_of(self, policy: Policy) -> Store:
+        """The store whose state the gauges of *policy* show (see the class docstring)."""
+        if self.store is not None:
+            return self.store
+        used = {
+            id(guard.store): guard.store
+            for guard in list(RUNTIME.guards.values())
+            if guard.name == policy.name
+        }
+        if len(used) == 1:
+            (only,) = used.values()
+            store: Store = only
+            return store
+        return stores.get_default_store()
+
     def _host(self, value: object) -> str:
         """The ``host`` label for *value*: itself while fewer than ``max_hosts`` were seen."""
         host = str(value) if value is not None else "unknown"
@@ -279,9 +304,10 @@ class _LiveState(Collector):
 
     A budget's level changes with every retry, success and second, a limiter's rate
     with every second, not only at their events; so they are read when Prometheus
-    asks: ``retrypolicy.stores.stats(policy)`` for each policy seen in an event, in
-    the default store (with a ``RedisStore``, the fleet's shared state). A read that
-    fails reports what the policy's last storm events said.
+    asks: ``retrypolicy.stores.stats(policy, store=...)`` for each policy seen in an
+    event, in the store :meth:`PrometheusHook.store_of` names (with a ``RedisStore``,
+    the fleet's shared state). A read only reads; one that fails reports what the
+    policy's last storm events said.
     """
 
     FAMILIES: Final = (
@@ -312,7 +338,7 @@ class _LiveState(Collector):
         for name, policy in sorted(hook._policies.items()):
             values: dict[str, float | None]
             try:
-                snap = stores.stats(policy)
+                snap = stores.stats(policy, store=hook.store_of(policy))
             except Exception:  # noqa: BLE001 - a scrape must not fail for one policy
                 values = {key: hook._last.get((name, key)) for key in families}
             else:
@@ -344,6 +370,7 @@ def install(
     *,
     namespace: str = "retrypolicy",
     max_hosts: int = 100,
+    store: Store | None = None,
 ) -> PrometheusHook:
     """Add a :class:`PrometheusHook` to the process-wide hooks, and return it.
 
@@ -360,6 +387,6 @@ def install(
                 and hook.namespace == namespace
             ):
                 return hook
-        hook = PrometheusHook(target, namespace=namespace, max_hosts=max_hosts)
+        hook = PrometheusHook(target, namespace=namespace, max_hosts=max_hosts, store=store)
         _hooks.set_hooks([*_hooks.get_hooks(), hook])
         return hook
