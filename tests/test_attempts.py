@@ -109,3 +109,25 @@ def test_before_attempt_hook(instant: rp.testing.Instant) -> None:
             if attempt.number < 3:
                 raise ConnectionRefusedError
     assert seen == [1, 2, 3]
+
+
+def test_async_loop_reraises_what_the_budget_refused_to_retry(
+    instant: rp.testing.Instant,
+) -> None:
+    """In `async for`, a failure whose retry the budget refuses (decided after the block,
+    by an awaited store step) propagates unchanged from the loop, after 2 paid retries."""
+    policy = rp.EUGPT.evolve(name="tiny", budget=rp.RetryBudget(capacity=10, refill_rate=0))
+    seen: list[int] = []
+    last = ConnectionRefusedError("down")
+
+    async def main() -> None:
+        async for attempt in rp.attempts(policy):
+            with attempt:
+                seen.append(attempt.number)
+                raise last
+
+    with pytest.raises(ConnectionRefusedError) as caught:
+        asyncio.run(main())
+    assert caught.value is last
+    assert seen == [1, 2, 3]  # two retries paid (10 tokens), the third refused
+    assert len(instant.waits) == 2
