@@ -22,6 +22,7 @@ from retrypolicy.batch import (
     run_batch,
 )
 from retrypolicy.instrumentation import RetryEvent
+from retrypolicy.transport import SEND, AttemptMachine, Outcome, Wait
 from retrypolicy_httpx import AsyncRetryTransport, RetryTransport
 from retrypolicy_httpx import httpx2 as on_httpx2
 from retrypolicy_openai import api_error, async_client, classify, client, wrap
@@ -162,3 +163,26 @@ def storm_protection(redis_client: object) -> None:
 rp.retry(rp.EUGPT, on_retyr=hook)  # type: ignore[call-overload]
 rp.attempts(rp.EUGPT, slep=print)  # type: ignore[call-arg]
 rp.attempts(rp.EUGPT, sleep=1)  # type: ignore[arg-type]
+
+
+def session_four() -> None:
+    # the attempt machine, the keyword type every adapter takes, storms, tests, simulate
+    m = AttemptMachine(rp.EUGPT, started=0.0)
+    assert m.begin() is SEND
+    answer = m.failed(Outcome(status=503), 0.0)
+    if isinstance(answer, Wait):
+        assert_type(answer.seconds, float)
+
+    @rp.retry(policy=rp.EUGPT)
+    def keyword_policy(n: int) -> int:
+        return n
+
+    assert_type(keyword_policy(1), int)
+    store = rp.stores.RedisStore.from_url("redis://127.0.0.1:6379/0", prefix="app")
+    RetryAdapter(rp.EUGPT, store=store, pool_maxsize=4)
+    rp.testing.reset()
+    with rp.testing.isolated(), rp.testing.instant() as clock:
+        assert_type(clock.waits, list[float])
+    result = rp.simulate(rp.EUGPT, rp.Scenario.outage(30.0), clients=10, duration=60.0)
+    assert_type(result, rp.Simulation)
+    RetryAdapter(rp.EUGPT, sotre=store)  # type: ignore[call-arg]
