@@ -146,20 +146,24 @@ def test_threads_waiting_side_by_side_do_not_add_up_their_clocks() -> None:
     assert sorted(offsets) == sorted(recorder.waits)  # each lived exactly its own
 
 
+SMALL = rp.EUGPT.evolve(name="small", budget=rp.RetryBudget(capacity=20, refill_rate=0))
+"""A budget an outage empties in a few calls, and never refilled by time."""
+
+
 def test_an_instant_block_starts_on_a_fresh_store() -> None:
     """A budget drained in one instant() block is full again in the next (tests isolated)."""
 
-    @rp.retry
+    @rp.retry(SMALL)
     def down() -> None:
         raise ConnectionRefusedError("down")
 
     with rp.testing.instant():
-        for _ in range(60):
+        for _ in range(10):
             with contextlib.suppress(ConnectionRefusedError):
                 down()
-        assert rp.EUGPT.stats().budget_exhausted
+        assert SMALL.stats().budget_exhausted
     with rp.testing.instant():
-        stats = rp.EUGPT.stats()
+        stats = SMALL.stats()
         assert stats.budget_level == stats.budget_capacity
         assert stats.counters["retries_allowed"] == 0
 
@@ -184,19 +188,19 @@ def test_a_store_given_inside_the_block_is_used() -> None:
 def test_reset_forgets_every_storm_state() -> None:
     """rp.testing.reset(): a drained budget and its counters are gone."""
 
-    @rp.retry
+    @rp.retry(SMALL)
     def down() -> None:
         raise ConnectionRefusedError("down")
 
     previous = rp.testing.set_instant(True)
     try:
-        for _ in range(60):
+        for _ in range(10):
             with contextlib.suppress(ConnectionRefusedError):
                 down()
-        assert rp.EUGPT.stats().budget_exhausted
+        assert SMALL.stats().budget_exhausted
         rp.testing.reset()
         assert rp.testing.set_instant(False) is None  # reset turned instant mode off too
-        stats = rp.EUGPT.stats()
+        stats = SMALL.stats()
         assert stats.budget_level == stats.budget_capacity
         assert stats.counters["retries_refused"] == 0
     finally:

@@ -46,7 +46,7 @@ from .._events import (
     SCHEDULED,
     SUCCEEDED,
 )
-from .._runtime import RUNTIME
+from .._runtime import RUNTIME as _RUNTIME
 from . import _hooks
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ class PrometheusHook:
             return self.store
         used = {
             id(guard.store): guard.store
-            for guard in list(RUNTIME.guards.values())
+            for guard in list(_RUNTIME.guards.values())
             if guard.name == policy.name
         }
         if len(used) == 1:
