@@ -25,8 +25,6 @@ __all__ = [
     "instant_mode",
     "pause",
     "set_instant_mode",
-    "skipped",
-    "wall_time",
 ]
 
 MONOTONIC: Final = time.monotonic
@@ -83,18 +81,6 @@ def set_instant_mode(value: Instant | None) -> Instant | None:
     previous = _instant[0]
     _instant[0] = value
     return previous
-
-
-def skipped() -> float:
-    """Seconds this thread's virtual clock is ahead of the real one (0 outside instant mode)."""
-    inst = _instant[0]
-    return 0.0 if inst is None else inst.local.offset
-
-
-def wall_time() -> float:
-    """Wall-clock seconds, advanced by the waits instant mode skipped (storm state's clock)."""
-    inst = _instant[0]
-    return time.time() + (0.0 if inst is None else inst.local.offset)
 
 
 def pause(delay: float) -> float:

@@ -257,7 +257,7 @@ class Retrier:
         if type(step) is Report:
             why = ""
             if guard.gated:
-                why = yield from guard._failed(
+                why = yield from guard.failed_steps(
                     step.host,
                     step.kind,
                     now,
@@ -271,13 +271,13 @@ class Retrier:
             cost = step.cost
             if why or guard.budget is None:
                 return StormVerdict(why, None, cost)
-            refused = yield from guard._pay(step.kind, now, name, step.attempt, cost=cost)
+            refused = yield from guard.pay_steps(step.kind, now, name, step.attempt, cost=cost)
             return _paid(cost) if refused is None else StormVerdict("", refused, cost)
         if type(step) is Gate:
-            hold: float = yield from guard._before(step.host, now, name, step.attempt)
+            hold: float = yield from guard.before_steps(step.host, now, name, step.attempt)
             return hold
         assert type(step) is Settle  # noqa: S101 - the three steps there are
-        yield from guard._succeeded(step.host, now, step.refund, retried=step.retried)
+        yield from guard.succeeded_steps(step.host, now, step.refund, retried=step.retried)
         return None
 
     def resolve(self, m: AttemptMachine, answer: Answer) -> Answer:

@@ -249,11 +249,10 @@ class Guard:
                 ev.BUDGET_RECOVERED, call, attempt, level=result.level, capacity=result.capacity
             )
 
-    def spend(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
-        """Pay for a retry after a failure of *kind*; None without a budget."""
-        return self.run(self._spend(kind, now, call, attempt))
-
-    def _spend(self, kind: str, now: float, call: str, attempt: int) -> Steps[BudgetResult | None]:
+    def spend_steps(
+        self, kind: str, now: float, call: str, attempt: int
+    ) -> Steps[BudgetResult | None]:
+        """Pay for a retry after a failure of *kind* in the store; None without a budget."""
         budget = self.budget
         if budget is None:
             return None
@@ -284,16 +283,16 @@ class Guard:
         """:meth:`_pay`, its store steps performed here."""
         if self._buckets is not None:
             return self.pay_in_place(kind, now, call, attempt, cost=cost)
-        return self.run(self._pay(kind, now, call, attempt, cost=cost))
+        return self.run(self.pay_steps(kind, now, call, attempt, cost=cost))
 
-    def _pay(
+    def pay_steps(
         self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
     ) -> Steps[BudgetResult | None]:
         """:meth:`spend`, answering None when the retry is paid for (or there is no budget)
         and the refusing result otherwise."""
         if self._buckets is not None:
             return self.pay_in_place(kind, now, call, attempt, cost=cost)
-        result = yield from self._spend(kind, now, call, attempt)
+        result = yield from self.spend_steps(kind, now, call, attempt)
         return None if result is None or result.ok else result
 
     def pay_in_place(
@@ -331,10 +330,10 @@ class Guard:
         return None if ok else result
 
     def refund(self, now: float, amount: float | None = None, *, paid: bool = False) -> None:
-        """:meth:`_refund`, its store step performed here."""
-        self.run(self._refund(now, amount, paid=paid))
+        """:meth:`refund_steps`, its store step performed here."""
+        self.run(self.refund_steps(now, amount, paid=paid))
 
-    def _refund(
+    def refund_steps(
         self, now: float, amount: float | None = None, *, paid: bool = False
     ) -> Steps[None]:
         """A success: put *amount* back (AWS standard mode: the last retry's cost after
@@ -383,12 +382,9 @@ class Guard:
 
     # -- before an attempt -------------------------------------------------------------------
 
-    def before(self, host: str, now: float, call: str, attempt: int) -> float:
+    def before_steps(self, host: str, now: float, call: str, attempt: int) -> Steps[float]:
         """May an attempt to *host* go now? The seconds to wait first; raises
         :class:`~retrypolicy.CircuitOpenError` while the host's breaker is open."""
-        return self.run(self._before(host, now, call, attempt))
-
-    def _before(self, host: str, now: float, call: str, attempt: int) -> Steps[float]:
         breaker = self.breaker
         if breaker is not None and not (
             self.shared
@@ -444,24 +440,7 @@ class Guard:
 
     # -- after an attempt ----------------------------------------------------------------
 
-    def failed(
-        self,
-        host: str,
-        kind: str,
-        now: float,
-        call: str,
-        attempt: int,
-        *,
-        retrying: bool,
-        delay: float,
-    ) -> str:
-        """A failure of *kind* from *host*; "" when a retry (if *retrying*) may go ahead,
-        else why not. Tells the breaker and the limiter; the budget is asked separately."""
-        return self.run(
-            self._failed(host, kind, now, call, attempt, retrying=retrying, delay=delay)
-        )
-
-    def _failed(
+    def failed_steps(
         self,
         host: str,
         kind: str,
@@ -472,6 +451,8 @@ class Guard:
         retrying: bool,
         delay: float,
     ) -> Steps[str]:
+        """A failure of *kind* from *host*; "" when a retry (if *retrying*) may go ahead,
+        else why not. Tells the breaker and the limiter; the budget is asked separately."""
         reason = ""
         limiter = self.limiter
         if limiter is not None:
@@ -527,17 +508,12 @@ class Guard:
                     )
         return reason
 
-    def succeeded(
+    def succeeded_steps(
         self, host: str, now: float, refund: float | None = None, *, retried: bool = False
-    ) -> None:
+    ) -> Steps[None]:
         """An attempt succeeded (or was answered with a failure the breaker does not count);
         *refund*: what the budget gets back (default ``success_refund``); *retried*: the
         call paid for retries, so its refund is due whatever this process saw last."""
-        self.run(self._succeeded(host, now, refund, retried=retried))
-
-    def _succeeded(
-        self, host: str, now: float, refund: float | None = None, *, retried: bool = False
-    ) -> Steps[None]:
         if self.breaker is not None:
             b = yield from self._record_ok(host, now, force=False)
             if b is not None:
@@ -545,7 +521,7 @@ class Guard:
         if self._consecutive:
             yield from self._answered(now, "", 0)
         if retried or not self.full:
-            yield from self._refund(now, refund, paid=retried)
+            yield from self.refund_steps(now, refund, paid=retried)
 
     def _answered(self, now: float, call: str, attempt: int) -> Steps[None]:
         limiter = self.limiter
