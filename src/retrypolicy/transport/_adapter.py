@@ -27,7 +27,6 @@ from .._errors import APIError, api_error
 from .._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from .._policy import Policy
 from .._rules import Failure, Kind
-from .._runtime import RUNTIME
 from .._shell import Retrier
 from ..typing import AsyncSleeper, Clock, LoopOptions, RetryHook, Sleeper
 from ._decoding import ContentDecoder
@@ -429,8 +428,6 @@ class AttemptLoop:
                 setattr(exc, ATTEMPTS_ATTRIBUTE, self.attempts)
             except (AttributeError, TypeError):
                 pass
-            if self.retrying:
-                mark_reported(exc)
         return None
 
     def succeeded(self) -> None:
@@ -440,7 +437,7 @@ class AttemptLoop:
         shell = self._shell
         if m is not None:
             shell.resolve(m, m.succeeded())
-        elif self.retrying and (shell.gated or (shell.storm and RUNTIME.unfull)):
+        elif self.retrying and shell.needs_news():
             shell.storm_success(self.host)
 
     async def asucceeded(self) -> None:
@@ -449,7 +446,7 @@ class AttemptLoop:
         shell = self._shell
         if m is not None:
             await shell.aresolve(m, m.succeeded())
-        elif self.retrying and (shell.gated or (shell.storm and RUNTIME.unfull)):
+        elif self.retrying and shell.needs_news():
             await shell.astorm_success(self.host)
 
     def finish(
