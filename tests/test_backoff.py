@@ -6,6 +6,7 @@ import email.utils
 import math
 import random
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,3 +176,24 @@ def test_without_jitter_never_decreases(b: rp.Backoff) -> None:
     b = rp.Backoff(b.initial, b.multiplier, b.max_delay, "none", b.max_retry_after)
     delays = [b.delay(n) for n in range(1, 40)]
     assert delays == sorted(delays)
+
+
+@pytest.mark.parametrize(
+    "backoff",
+    [
+        rp.Backoff(jitter="none"),
+        rp.Backoff(initial=0.1, multiplier=3.0, max_delay=30.0, jitter="none"),
+        rp.Backoff(initial=2.0, multiplier=1.0, max_delay=2.0, jitter="none"),
+        rp.Backoff(initial=1.0, multiplier=1e300, max_delay=5.0, jitter="none"),  # overflows
+    ],
+)
+def test_the_waits_looked_up_are_the_waits_computed(backoff: rp.Backoff) -> None:
+    """A retry's un-jittered wait comes from a table worked out once; it equals ``base(n)``
+    for the first retries and past the table's end, and an evolved backoff has its own."""
+    rng = random.Random(0)
+    for n in range(1, 40):
+        assert backoff.delay(n, rng=rng) == backoff.base(n)
+    doubled = attrs.evolve(backoff, initial=backoff.initial * 2)
+    assert [doubled.delay(n, rng=rng) for n in range(1, 5)] == [
+        doubled.base(n) for n in range(1, 5)
+    ]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import attrs
 import pytest
 import requests
 import urllib3
@@ -220,3 +221,52 @@ def test_threads_classifying_first_all_see_the_whole_table() -> None:
             [sys.executable, "-c", script], capture_output=True, text=True, check=True
         )
         assert out.stdout.strip() == "[<Kind.CONNECTION: 'connection'>]"
+
+
+def test_a_type_seen_plain_is_still_read_per_instance() -> None:
+    """Once a type is known to be a plain transport failure, its next instances take a fast
+    path; an instance that carries the exhausted marker, a marked cause or a response is
+    still read for what it carries."""
+
+    class FlakyError(ConnectionError):
+        pass
+
+    for _ in range(3):  # learnt on the first, the fast path after
+        plain = FlakyError()
+        out = outcome_of_exception(plain, wall=wall)
+        assert (out.failure, out.exception, out.exhausted) == (rp.Failure.CONNECTION, plain, False)
+    marked = FlakyError()
+    mark_exhausted(marked)
+    assert outcome_of_exception(marked, wall=wall).exhausted
+    chained = FlakyError()
+    chained.__cause__ = _marked()
+    assert outcome_of_exception(chained, wall=wall).exhausted
+    answered = FlakyError()
+    answered.response = Resp(503)  # type: ignore[attr-defined]
+    assert outcome_of_exception(answered, wall=wall).status == 503
+
+
+def test_registering_a_type_already_seen_changes_its_outcome() -> None:
+    """The fast path forgets what it learnt when the exception registry changes."""
+
+    class LateError(ConnectionError):
+        pass
+
+    assert outcome_of_exception(LateError(), wall=wall).failure == rp.Failure.CONNECTION
+    assert outcome_of_exception(LateError(), wall=wall).failure == rp.Failure.CONNECTION
+    rp.register_exception(LateError, "timeout")
+    assert outcome_of_exception(LateError(), wall=wall).failure == rp.Failure.TIMEOUT
+
+
+def test_the_fast_outcome_is_an_ordinary_outcome() -> None:
+    """An outcome built on the fast path equals, hashes, prints and evolves like one built
+    with ``Outcome(...)``."""
+    exc = ConnectionRefusedError()
+    outcome_of_exception(ConnectionRefusedError(), wall=wall)  # learn the type
+    fast = outcome_of_exception(exc, wall=wall)
+    built = rp.transport.Outcome(failure=rp.Failure.CONNECTION, exception=exc)
+    assert fast == built
+    assert hash(fast) == hash(built)
+    assert repr(fast) == repr(built)
+    assert attrs.evolve(fast, status=503) == attrs.evolve(built, status=503)
+    assert (fast.status, fast.code, fast.retry_after, fast.value, fast.error) == (None,) * 5

@@ -259,3 +259,39 @@ def test_storm_decision_never_turns_a_give_up_into_a_retry() -> None:
     give_up = PLAIN.decide(E400, STATE, now=0.0)
     assert storm_decision(give_up, PAID, STATE) is give_up
     assert storm_decision(give_up, REFUSED, STATE) is give_up
+
+
+# -- the machine decides what Policy.decide decides ------------------------------------------
+
+_JITTERED = rp.EUGPT.evolve(budget=None, max_attempts=6, deadline=30.0)
+_SEQUENCES = {
+    "503s until the kind's limit": [E503] * 7,
+    "kinds mixed": [E503, TIMEOUT, E503, Outcome(status=429, retry_after=2.0), TIMEOUT, E503],
+    "a hint past max_retry_after": [Outcome(status=429, retry_after=3600.0)],
+    "not retried": [E400],
+    "an exhausted failure": [Outcome(status=503, exhausted=True)],
+    "an unknown exception": [Outcome(exception=KeyError("x"))],
+    "a success handed to failed()": [Outcome(status=200)],
+}
+
+
+@pytest.mark.parametrize("outcomes", _SEQUENCES.values(), ids=list(_SEQUENCES))
+def test_the_machine_decides_exactly_what_policy_decide_decides(outcomes: list[Outcome]) -> None:
+    """One decision: each answer's decision equals ``Policy.decide`` on the same state, time
+    and random draws (the machine builds it lazily from the same plain values)."""
+    m = AttemptMachine(_JITTERED, started=0.0, rng=random.Random(7))
+    rng = random.Random(7)
+    state = AttemptState(started=0.0)
+    for i, outcome in enumerate(outcomes):
+        now = 4.0 * i
+        expected = _JITTERED.decide(outcome, state, now=now, rng=rng)
+        answer = m.failed(outcome, now)
+        assert answer.decision == expected  # type: ignore[union-attr]
+        assert m.decision == expected
+        if not isinstance(answer, Wait):
+            assert isinstance(answer, Fail)
+            break
+        assert answer.seconds == expected.delay
+        assert m.state == expected.state
+        state = expected.state
+        m.waited()

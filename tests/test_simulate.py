@@ -40,8 +40,9 @@ def command(*argv: str) -> tuple[int, str]:
 
 
 def test_simulator_calls_the_real_decision_and_storm_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Policy.decide, Bucket.step, limiter_step, breaker_step and the Retry-After parser are
-    called by the simulator itself (spies on the real functions see every call), not copies."""
+    """The policy's decision (``Policy._judge``, which ``decide`` wraps), Bucket.step,
+    limiter_step, breaker_step and the Retry-After parser are called by the simulator itself
+    (spies on the real functions see every call), not copies."""
     calls: Counter[str] = Counter()
 
     def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,7 +52,7 @@ def test_simulator_calls_the_real_decision_and_storm_steps(monkeypatch: pytest.M
 
         return wrapper
 
-    monkeypatch.setattr(rp.Policy, "decide", spy("decide", rp.Policy.decide))
+    monkeypatch.setattr(rp.Policy, "_judge", spy("decide", rp.Policy._judge))
     monkeypatch.setattr(_budget.Bucket, "step", spy("bucket", _budget.Bucket.step))
     monkeypatch.setattr(_limiter, "limiter_step", spy("limiter", _limiter.limiter_step))
     monkeypatch.setattr(_breaker, "breaker_step", spy("breaker", _breaker.breaker_step))

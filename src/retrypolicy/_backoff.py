@@ -55,6 +55,11 @@ def _jitter(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
         raise ValueError(msg)
 
 
+_BASES: Final = 16
+"""How many retries' un-jittered waits a :class:`Backoff` keeps at hand (index 0 is retry 1's
+too: ``base`` counts from 1 and treats 0 as 1)."""
+
+
 @attrs.frozen
 class Backoff:
     """Capped exponential backoff: ``initial * multiplier ** (n - 1)``, at most ``max_delay``.
@@ -72,6 +77,11 @@ class Backoff:
     max_delay: float = attrs.field(default=8.0, validator=_positive)
     jitter: Jitter = attrs.field(default="full", validator=_jitter)
     max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+    _bases: tuple[float, ...] = attrs.field(init=False, eq=False, repr=False, hash=False)
+    """:meth:`base` of the first retries, worked out once: a retry looks its wait up here."""
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_bases", tuple(self.base(n) for n in range(_BASES + 1)))
 
     def base(self, retry_number: int) -> float:
         """The un-jittered delay before retry *retry_number* (1-based)."""
@@ -111,12 +121,7 @@ class Backoff:
             hi = min(self.max_delay, prev * 3)
             lo = min(self.initial, hi)
             return lo + (hi - lo) * rng.random()
-        cap = self.max_delay
-        try:
-            d = self.initial * self.multiplier ** (retry_number - 1 if retry_number > 1 else 0)
-        except OverflowError:
-            d = cap
-        d = min(d, cap)
+        d = self._bases[retry_number] if retry_number <= _BASES else self.base(retry_number)
         if jitter == "full":
             return d * rng.random()
         if jitter == "none":

@@ -210,7 +210,7 @@ class Attempts:
                 continue
             if answer is not SEND:
                 return  # done, given up, or stopped
-            r.announce(m.attempts, m.state.started)
+            r.announce(m.attempts, m.started)
             s.answer = None
             yield Attempt(s, m.attempts)
             answer = s.answer
@@ -228,7 +228,7 @@ class Attempts:
                 continue
             if answer is not SEND:
                 return
-            r.announce(m.attempts, m.state.started)
+            r.announce(m.attempts, m.started)
             s.answer = None
             yield Attempt(s, m.attempts)
             answer = s.answer

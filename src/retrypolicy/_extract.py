@@ -17,9 +17,9 @@ from typing import Any, Final, TypeVar
 from ._backoff import retry_after_from_headers
 from ._envelope import MAX_PARSE_BYTES, parse_error
 from ._errors import APIError
-from ._outcome import EXHAUSTED, Outcome
+from ._outcome import EXHAUSTED, Outcome, failure_outcome
 from ._policy import Policy
-from ._rules import Failure, Kind, _failure_cache, failure_of, failure_of_kind
+from ._rules import Failure, Kind, _failure_cache, failure_of, failure_of_kind, plain_failures
 
 __all__ = [
     "never_a_response",
@@ -33,6 +33,7 @@ T = TypeVar("T", bound=type)
 
 
 _CACHE_LIMIT: Final = 4096
+_new: Final = object.__new__
 _MAX_CHAIN: Final = 8
 """How many exceptions of a ``__cause__`` / ``__context__`` chain are searched for the
 exhausted marker."""
@@ -181,6 +182,14 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
     the chain is walked only when there is one.
     """
     own = exc.__dict__
+    if not own and exc.__cause__ is None and exc.__context__ is None:
+        plain = plain_failures.get(type(exc))
+        if plain is not None:  # the common case: a plain transport failure, seen before
+            outcome: Outcome = _new(Outcome)  # failure_outcome(plain, exc, False), inlined
+            d = outcome.__dict__
+            d["failure"] = plain
+            d["exception"] = exc
+            return outcome
     exhausted = own.get(EXHAUSTED) is True if own else False
     if not exhausted and (exc.__cause__ is not None or exc.__context__ is not None):
         exhausted = _chain_exhausted(exc)
@@ -196,10 +205,14 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
     if _CLASS_HAS_RESPONSE.get(type(exc)) is False:  # known type: no response on the class
         response = own.get("response") if own else None
         if response is None:  # a transport failure: the common case
-            failure = _failure_cache.get(type(exc))  # failure_of's cache, when it is per type
-            if failure is None or not isinstance(failure, Failure):
+            resolver = _failure_cache.get(type(exc))  # failure_of's cache, when it is per type
+            if isinstance(resolver, Failure):
+                failure: Failure | None = resolver
+                if len(plain_failures) < _CACHE_LIMIT:  # one failure for the whole type
+                    plain_failures[type(exc)] = resolver
+            else:
                 failure = failure_of(exc)
-            return Outcome(failure=failure, exception=exc, exhausted=exhausted)
+            return failure_outcome(failure, exc, exhausted)
     else:
         response = _response_of(exc, own)
     if response is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, overload
 
 import attrs
 
@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 __all__ = ["Policy"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Where(Protocol):
+    """Where a call stands, as :meth:`Policy._judge` reads it."""
+
+    @property
+    def started(self) -> float: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def last_delay(self) -> float | None: ...
+
 
 APPLIED: Final[dict[str, Callable[..., Any]]] = {}
 """What the layers above lend :class:`Policy`'s convenience methods — ``"retry"``
@@ -193,76 +205,79 @@ class Policy:
         """
         if state is None:
             state = AttemptState(started=now)
-        status, failure = outcome.status, outcome.failure
-        if status is None and failure is None and outcome.exception is not None:
-            c = self.classify(exception=outcome.exception)
-        else:
-            # the cache first: this runs on every failed attempt
-            code = outcome.code
-            found = self._cache.get((status, code, failure))
-            c = found if found is not None else self.classify(status, code, failure=failure)
+        c = self._classification_of(outcome)
         kind = c.kind
         if c is _SUCCESS or kind == _SUCCESS_KIND:
             return Decision(action="succeed", classification=c, reason="success", state=state)
-        hint = outcome.retry_after
-        if not c.retryable:
-            return self._give_up(c, state, c.reason, hint)
-        if outcome.exhausted:
-            return self._give_up(
-                c, state, f"{kind}: already retried until an inner retry layer gave up", hint
-            )
-        retries = state.retries
-        used = state.retries_of(kind) if retries else 0
-        max_retries = c.max_retries
-        if used >= max_retries:
-            return self._give_up(c, state, f"{kind}: {used} of {max_retries} retries used", hint)
-        attempt = state.attempt
-        if self.max_attempts is not None and attempt >= self.max_attempts:
-            return self._give_up(c, state, f"max_attempts {self.max_attempts} reached", hint)
-        rule = c.rule
-        backoff = rule.backoff if rule is not None and rule.backoff is not None else self.backoff
-        if hint is None:  # the common case: no server hint, the jittered backoff alone
-            delay = backoff._jittered(used + 1, rng or _default_rng, state.last_delay)
-        elif hint > backoff.max_retry_after:
-            return self._give_up(
-                c,
-                state,
-                f"server asked to wait {hint:g}s, more than max_retry_after "
-                f"{backoff.max_retry_after:g}s",
-                hint,
-            )
-        else:
-            delay = backoff.delay(used + 1, retry_after=hint, rng=rng, previous=state.last_delay)
-        if self.deadline is not None:
-            elapsed = now - state.started
-            if elapsed + delay > self.deadline:
-                return self._give_up(
-                    c,
-                    state,
-                    f"deadline {self.deadline:g}s: waiting {delay:.3g}s after "
-                    f"{elapsed:.3g}s would pass it",
-                    hint,
-                )
+        used = state.retries_of(kind) if state.retries else 0
+        delay = self._judge(c, outcome, used, state, now, rng)
+        if isinstance(delay, str):
+            return Decision("give_up", c, delay, state, retry_after=outcome.retry_after)
         return Decision(
             "retry",
             c,
-            _reasons.get((kind, used + 1, max_retries))
-            or _retry_reason(kind, used + 1, max_retries),
-            # the first retry of a call (the common case) inlines state.after_retry
-            AttemptState(state.started, attempt + 1, ((kind, 1),), delay)
-            if not retries
-            else state.after_retry(kind, delay),
+            retry_reason(kind, used + 1, c.max_retries),
+            state.after_retry(kind, delay),
             delay,
-            hint,
+            outcome.retry_after,
         )
 
-    @staticmethod
-    def _give_up(
-        c: Classification, state: AttemptState, reason: str, hint: float | None
-    ) -> Decision:
-        return Decision(
-            action="give_up", classification=c, reason=reason, state=state, retry_after=hint
-        )
+    def _classification_of(self, outcome: Outcome) -> Classification:
+        """What this policy makes of *outcome* (cached: this runs on every failed attempt)."""
+        status, failure = outcome.status, outcome.failure
+        if status is None and failure is None and outcome.exception is not None:
+            return self.classify(exception=outcome.exception)
+        code = outcome.code
+        found = self._cache.get((status, code, failure))
+        return found if found is not None else self.classify(status, code, failure=failure)
+
+    def _judge(  # noqa: PLR0917 - the decision's inputs
+        self,
+        c: Classification,
+        outcome: Outcome,
+        used: int,
+        where: _Where,
+        now: float,
+        rng: random.Random | None,
+    ) -> float | str:
+        """The decision itself: the seconds to wait before retrying a failure classified *c*,
+        or — a ``str`` — why to give up. *used*: retries already spent on its kind; *where*:
+        the call's state (an :class:`~retrypolicy.engine.AttemptState`, or the attempt
+        machine, which keeps the same three fields as plain values).
+
+        :meth:`decide` wraps it in a :class:`~retrypolicy.engine.Decision`; the attempt
+        machine calls it directly and builds the decision only when someone reads it, which
+        is what keeps a retry cheap.
+        """
+        if not c.retryable:
+            return c.reason
+        kind = c.kind
+        if outcome.exhausted:
+            return f"{kind}: already retried until an inner retry layer gave up"
+        max_retries = c.max_retries
+        if used >= max_retries:
+            return f"{kind}: {used} of {max_retries} retries used"
+        if self.max_attempts is not None and where.attempt >= self.max_attempts:
+            return f"max_attempts {self.max_attempts} reached"
+        rule = c.rule
+        backoff = rule.backoff if rule is not None and rule.backoff is not None else self.backoff
+        hint = outcome.retry_after
+        if hint is None:  # the common case: no server hint, the jittered backoff alone
+            delay = backoff._jittered(used + 1, rng or _default_rng, where.last_delay)
+        elif hint > backoff.max_retry_after:
+            return (
+                f"server asked to wait {hint:g}s, more than max_retry_after "
+                f"{backoff.max_retry_after:g}s"
+            )
+        else:
+            delay = backoff.delay(used + 1, retry_after=hint, rng=rng, previous=where.last_delay)
+        deadline = self.deadline
+        if deadline is not None and now - where.started + delay > deadline:
+            elapsed = now - where.started
+            return (
+                f"deadline {deadline:g}s: waiting {delay:.3g}s after {elapsed:.3g}s would pass it"
+            )
+        return delay
 
     # -- errors --------------------------------------------------------------
 
@@ -306,7 +321,7 @@ class Policy:
 _reasons: dict[tuple[str, int, int], str] = {}
 
 
-def _retry_reason(kind: str, n: int, of: int) -> str:
+def retry_reason(kind: str, n: int, of: int) -> str:
     """``"<kind>: retry <n> of <of>"``, built once per (kind, n, of): every retry needs one."""
     key = (kind, n, of)
     reason = _reasons.get(key)

@@ -252,6 +252,10 @@ _EXCEPTIONS: dict[type[BaseException] | str, FailureResolver] = {
     OSError: _os_error,
 }
 _failure_cache: dict[type[BaseException], FailureResolver] = {}
+plain_failures: dict[type[BaseException], Failure] = {}
+"""Exception types whose every instance without attributes is the same transport failure (no
+response on the class, not an API error): the extractor's fast path, learnt as it goes and
+forgotten with the registry's cache."""
 
 
 def register_exception(
@@ -269,6 +273,7 @@ def register_exception(
     _load_known()  # the well-known names first: what the caller registers wins over them
     _EXCEPTIONS[exc_type] = failure if callable(failure) else _to_failure(failure)
     _failure_cache.clear()
+    plain_failures.clear()
 
 
 _known_loaded: list[bool] = [False]

@@ -65,13 +65,14 @@ class Runtime:
     def reset(self) -> None:
         """Back to a fresh process: a new in-process default store, no storm state, real
         waits, the default hooks, the exception cache emptied (registrations are kept)."""
-        from ._rules import _failure_cache  # noqa: PLC0415 - core state, cleared in place
+        from ._rules import _failure_cache, plain_failures  # noqa: PLC0415 - core state, cleared in place
 
         _stores.set_default_store(_stores.InProcessStore())
         self.forget_storm()
         _clock.set_instant_mode(None)
         _hooks.set_hooks((_hooks.DefaultHook(),))
         _failure_cache.clear()
+        plain_failures.clear()
 
 
 RUNTIME: Final = Runtime()

@@ -354,7 +354,7 @@ class Retrier:
                 mark_reported(failed)
                 if given_up.classification.retryable:  # an outer layer must not retry it
                     mark_exhausted(failed)
-        elif answer is DONE and m.state.attempt > 1 and (self.on_success or _hooks._hooks):
+        elif answer is DONE and m.attempt > 1 and (self.on_success or _hooks._hooks):
             self.emit(lambda: self._event(m, SUCCEEDED, None, None), self.on_success)
 
     def _event(
@@ -362,14 +362,14 @@ class Retrier:
     ) -> RetryEvent:
         # a retry's event counts the attempt that failed: the machine already moved past it
         retried = decision is not None and decision.action == "retry"
-        attempt = m.state.attempt - 1 if retried else m.state.attempt
+        attempt = m.attempt - 1 if retried else m.attempt
         return retry_event(
             self,
             name,
             outcome,
             decision,
             attempt=attempt,
-            started=m.state.started,
+            started=m.started,
             now=self.now(),
         )
 
@@ -426,14 +426,12 @@ class Retrier:
                 return value
             outcome = found
         # out of the except block: a later attempt's error must not chain to this one
-        m = AttemptMachine(self.policy, started=started, rng=self.rng, attempts=1)
+        m = AttemptMachine(self.policy, started, True, "", self.rng, 1)
         inst = _instant[0]
         answer: Answer = m.failed(outcome, self.clock() + (inst.local.offset if inst else 0.0))
-        if type(answer) is not Wait or self.on_retry is not None or _hooks._hooks:
-            answer = self.resolve(m, answer)  # a store step, a give-up, or someone to tell
         return self.drive(m, answer, fn, args, kwargs, None if failure else value, failure)
 
-    def drive(  # noqa: PLR0917 - the pieces of one call, as call() has them
+    def drive(  # noqa: PLR0915, PLR0917 - one hot loop, inlined on purpose; call()'s pieces
         self,
         m: AttemptMachine,
         answer: Answer,
@@ -443,33 +441,64 @@ class Retrier:
         value: Any = None,
         exc: BaseException | None = None,
     ) -> Any:
-        """Interpret the machine's answers from *answer* on, until done or given up."""
+        """Interpret the machine's answers from *answer* on, until done or given up.
+
+        The hot loop of a retried call: an in-process budget with nobody to tell is paid
+        and refunded here, in place (what :meth:`perform` would do, one call shorter), and
+        a retry's wait with nobody listening is carried out without :meth:`resolve`.
+        """
         found: Outcome | None
         announce = self.before_attempt is not None
+        guard = self.guard() if m.storm else None
+        in_place = guard is not None and guard.paid_in_place and not self.hooks
         while True:
             t = type(answer)
+            if t is Report and in_place:
+                inst = _instant[0]
+                now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
+                cost = answer.cost  # type: ignore[union-attr]
+                refused = guard.pay_in_place(  # type: ignore[union-attr]
+                    answer.kind,  # type: ignore[union-attr]
+                    now,
+                    self.name,
+                    m.attempts,
+                    cost=cost,
+                )
+                if refused is None:
+                    paid = _PAID.get(cost)
+                    answer = m.answered(paid if paid is not None else _paid(cost))
+                else:
+                    answer = m.answered(StormVerdict("", refused, cost))
+                t = type(answer)
+            elif t in STEPS:
+                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+                continue
             if t is Wait:
+                if self.on_retry is not None or _hooks._hooks:
+                    self.report(m, answer)
                 retried = answer.outcome  # type: ignore[union-attr]
                 if retried is not None and retried.value is not None:
                     discard(retried)  # a response retried past: its connection is free first
                 delay = answer.seconds  # type: ignore[union-attr]
                 inst = _instant[0]
                 if inst is not None:
-                    inst.record(delay)
+                    inst.waits.append(delay)  # inst.record(delay), inlined
+                    inst.local.offset += delay
                 elif delay > 0:
                     self.sleep(delay)
                 answer = m.waited()
-                if answer is not SEND:
-                    answer = self.resolve(m, answer)
                 continue
             if answer is DONE:
+                if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
+                    self.report(m, answer)
                 return value
             if t is Fail:
+                self.report(m, answer)
                 if exc is not None:
                     raise exc
                 return value
             if announce:
-                self.announce(m.attempts, m.state.started)
+                self.announce(m.attempts, m.started)
             try:
                 value = fn(*args, **kwargs)
             except NEVER_RETRIED:
@@ -479,14 +508,21 @@ class Retrier:
                 found = outcome_of_exception(e, wall=self.wall_clock)
             else:
                 exc = None
-                found = self.outcome_of_value(value)
-            if found is None:
-                answer = self.resolve(m, m.succeeded())
+                found = (
+                    None
+                    if self.plain and type(value) in _NOT_RESPONSES
+                    else self.outcome_of_value(value)
+                )
+            if found is not None:
+                inst = _instant[0]
+                answer = m.failed(found, self.clock() + (inst.local.offset if inst else 0.0))
                 continue
-            inst = _instant[0]
-            answer = m.failed(found, self.clock() + (inst.local.offset if inst else 0.0))
-            if type(answer) is not Wait or self.on_retry is not None or _hooks._hooks:
-                answer = self.resolve(m, answer)  # a store step, a give-up, or someone to tell
+            answer = m.succeeded()
+            if type(answer) is Settle and in_place:
+                inst = _instant[0]
+                now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
+                guard.refund_in_place(now, answer.refund, paid=answer.retried)  # type: ignore[union-attr]
+                answer = m.answered(None)
 
     def finish(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -578,7 +614,7 @@ class Retrier:
                 if exc is not None:
                     raise exc
                 return value
-            self.announce(m.attempts, m.state.started)
+            self.announce(m.attempts, m.started)
             try:
                 value = await fn(*args, **kwargs)
             except NEVER_RETRIED:

@@ -231,15 +231,20 @@ class Guard:
 
     # -- the budget ------------------------------------------------------------------------
 
+    def _fullness(self, full: bool) -> None:
+        """The bucket became full, or stopped being: a first-try success has news for it only
+        while it is not (``RUNTIME.unfull``)."""
+        self.full = full
+        if full:
+            RUNTIME.unfull.discard(self)
+        else:
+            RUNTIME.unfull.add(self)
+
     def _budget_seen(self, result: BudgetResult, call: str, attempt: int) -> None:
         self._notice(result.notice, call, attempt)
         full = result.level >= result.capacity
         if full != self.full:
-            self.full = full
-            if full:
-                RUNTIME.unfull.discard(self)
-            else:
-                RUNTIME.unfull.add(self)
+            self._fullness(full)
         if result.event == "exhausted":
             self.emit(
                 ev.BUDGET_EXHAUSTED, call, attempt, level=result.level, capacity=result.capacity
@@ -323,7 +328,9 @@ class Guard:
             self.counters["retries_allowed" if ok else "retries_refused"] += 1
         finally:
             lock.release()
-        if ok and not event and (level >= budget.capacity) is self.full:
+        if ok and not event:
+            if (level >= budget.capacity) is not self.full:
+                self._fullness(not self.full)  # a retry from a full bucket: the common flip
             return None
         result = BudgetResult(ok, level, budget.capacity, event)
         self._budget_seen(result, call, attempt)
@@ -376,8 +383,10 @@ class Guard:
             _, level, event = bucket.step(budget, now, pending)
         finally:
             lock.release()
-        if event or (level >= budget.capacity) is not self.full:
+        if event:
             self._budget_seen(BudgetResult(True, level, budget.capacity, event), "", 0)
+        elif (level >= budget.capacity) is not self.full:
+            self._fullness(not self.full)  # topped up again: the common flip back
         return 0.0
 
     # -- before an attempt -------------------------------------------------------------------

@@ -31,7 +31,8 @@ from typing import Final
 
 from .._budget import _TIMEOUT_KINDS
 from .._outcome import AttemptState, Decision, Outcome
-from .._policy import Policy
+from .._policy import Policy, retry_reason
+from .._rules import Classification, Kind
 from .._verdict import StormVerdict, storm_decision
 
 __all__ = [
@@ -78,14 +79,26 @@ class Wait:
     """Wait *seconds* before going on. ``decision`` is the retry decided (None for the
     limiter's pacing before an attempt); ``outcome`` the failure retried past."""
 
-    __slots__ = ("decision", "outcome", "seconds")
+    __slots__ = ("_decision", "_source", "outcome", "seconds")
 
     def __init__(
         self, seconds: float, decision: Decision | None = None, outcome: Outcome | None = None
     ) -> None:
         self.seconds = seconds
-        self.decision = decision
+        self._decision = decision
         self.outcome = outcome
+        self._source: _Retry | None = None
+
+    @property
+    def decision(self) -> Decision | None:
+        """The retry decided: built when first read (most retries are never looked at)."""
+        d = self._decision
+        if d is None and self._source is not None:
+            c, n, hint, started, attempt, retries = self._source
+            state = AttemptState(started, attempt, retries, self.seconds)
+            reason = retry_reason(c.kind, n, c.max_retries)
+            d = self._decision = Decision("retry", c, reason, state, self.seconds, hint)
+        return d
 
     def __repr__(self) -> str:
         return f"Wait({self.seconds!r})"
@@ -171,8 +184,27 @@ STEPS: Final = frozenset({Gate, Report, Settle})
 
 Answer = Send | Wait | Ask | Done | Fail
 
+_SUCCESS_KIND: Final = Kind.SUCCESS
+
+_Retry = tuple[Classification, int, float | None, float, int, tuple[tuple[str, int], ...]]
+"""A retry decided, as plain values: classification, which retry of its kind, the server's
+hint, and the state after it (started, attempt, retries per kind)."""
+
 _GATE: Final = object()
 _SETTLE: Final = object()
+
+
+def _after_retry(retries: tuple[tuple[str, int], ...], kind: str) -> tuple[tuple[str, int], ...]:
+    """*retries* (per kind) one retry of *kind* later."""
+    if not retries:
+        return ((kind, 1),)
+    if len(retries) == 1:  # one kind so far: the common case
+        k, n = retries[0]
+        return ((k, n + 1),) if k == kind else (*retries, (kind, 1))
+    for i, (k, n) in enumerate(retries):
+        if k == kind:
+            return (*retries[:i], (kind, n + 1), *retries[i + 1 :])
+    return (*retries, (kind, 1))
 
 
 class AttemptMachine:
@@ -181,29 +213,34 @@ class AttemptMachine:
 
     ``retrying=False``: the request is not the policy's to retry (sent once, judged,
     never refused or paced, and nothing is reported).
+
+    Where the call stands is kept as plain values (``attempt``, ``retries``,
+    ``last_delay``): :attr:`state` and :attr:`decision` are built from them when read.
     """
 
     __slots__ = (
         "_cost",
+        "_decided",
         "_pending",
         "_waited_hold",
+        "attempt",
         "attempts",
         "budget",
-        "decision",
         "gated",
         "host",
         "last",
+        "last_delay",
         "policy",
+        "retries",
         "retrying",
         "rng",
-        "state",
+        "started",
         "storm",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional too: a class called with keywords is slower
         self,
         policy: Policy,
-        *,
         started: float,
         retrying: bool = True,
         host: str = "",
@@ -215,25 +252,40 @@ class AttemptMachine:
         self.host = host
         """The host whose breaker is asked ("" for one breaker per policy)."""
         self.rng = rng
-        self.state = AttemptState(started=started)
+        self.started = started
+        self.attempt = 1
+        """The attempt whose outcome is next decided (1 = the first try)."""
+        self.retries: tuple[tuple[str, int], ...] = ()
+        """Retries decided so far, per kind."""
+        self.last_delay: float | None = None
         self.attempts = attempts
         """Attempts begun so far."""
-        self.decision: Decision | None = None
-        """The last decision taken; None before the first failure."""
+        self._decided: Decision | Wait | None = None
         self.last: Outcome | None = None
         """The last failure; None after a success."""
-        self.budget = policy.budget
-        self.gated = retrying and (policy.limiter is not None or policy.breaker is not None)
-        self.storm = retrying and (self.gated or self.budget is not None)
+        budget = self.budget = policy.budget
+        self.gated = gated = retrying and (policy.limiter is not None or policy.breaker is not None)
+        self.storm = gated or (retrying and budget is not None)
         self._cost = 0.0
         """What the last paid retry cost: the refund when the call then succeeds."""
         self._pending: object = None
         self._waited_hold = False
 
     @property
+    def state(self) -> AttemptState:
+        """Where the call stands, as the policy's :class:`~retrypolicy.engine.AttemptState`."""
+        return AttemptState(self.started, self.attempt, self.retries, self.last_delay)
+
+    @property
+    def decision(self) -> Decision | None:
+        """The last decision taken; None before the first failure."""
+        d = self._decided
+        return d.decision if isinstance(d, Wait) else d
+
+    @property
     def retried(self) -> bool:
         """True once a retry was decided."""
-        return self.state.attempt > 1
+        return self.attempt > 1
 
     # -- what happened -------------------------------------------------------------
 
@@ -251,24 +303,42 @@ class AttemptMachine:
         if not self.retrying:
             self.last = outcome
             return Fail(None, outcome)
-        d = self.policy.decide(outcome, self.state, now=now, rng=self.rng)
-        action = d.action
-        if self.storm and action != "succeed" and not outcome.exhausted:
-            retry = action == "retry"
-            if retry or self.gated:
-                kind = d.classification.kind
-                budget = self.budget
-                cost = 0.0
-                if retry and budget is not None:
-                    cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
-                self._pending = (d, outcome)
-                return Report(self.host, kind, retry, d.delay, cost, self.attempts)
-        self.decision = d
+        policy = self.policy
+        status, failure = outcome.status, outcome.failure
+        c = policy._cache.get((status, outcome.code, failure)) if failure or status else None
+        if c is None:
+            c = policy._classification_of(outcome)
+        kind = c.kind
+        retries = self.retries
+        used = 0
+        if retries:
+            for k, n in retries:
+                if k == kind:
+                    used = n
+                    break
+        if c.retryable and kind != _SUCCESS_KIND:  # the policy's one decision (Policy.decide's)
+            delay = policy._judge(c, outcome, used, self, now, self.rng)
+        else:  # success, unknown, or a kind the contract never retries
+            delay = c.reason if kind != _SUCCESS_KIND else "success"
+        if type(delay) is str:
+            return self._give_up(c, delay, outcome)
+        wait = Wait(delay, None, outcome)  # type: ignore[arg-type] # not a str: a delay
+        attempt = self.attempt + 1
+        after = ((kind, 1),) if not retries else _after_retry(retries, kind)
+        wait._source = (c, used + 1, outcome.retry_after, self.started, attempt, after)
+        if self.storm:
+            budget = self.budget
+            cost = 0.0
+            if budget is not None:
+                cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
+            self._pending = wait
+            return Report(self.host, kind, True, delay, cost, self.attempts)  # type: ignore[arg-type]
+        self.attempt = attempt  # the retry goes ahead: the call moves past the failure
+        self.retries = after
+        self.last_delay = delay  # type: ignore[assignment]
+        self._decided = wait
         self.last = outcome
-        if action == "retry":
-            self.state = d.state
-            return Wait(d.delay, d, outcome)
-        return Fail(d, outcome)
+        return wait
 
     def succeeded(self) -> Done | Ask:
         """The attempt succeeded: :data:`DONE`, or the success's news for storm protection."""
@@ -284,14 +354,21 @@ class AttemptMachine:
     def answered(self, result: object) -> Answer:
         """The store step of the last :class:`Ask` answered *result*."""
         pending, self._pending = self._pending, None
-        if type(pending) is tuple and type(result) is StormVerdict:  # a Report's verdict
-            d, outcome = pending
+        if type(pending) is Wait and type(result) is StormVerdict:  # a retry's verdict
             budget = result.budget
             if result.refused or (budget is not None and not budget.ok):
-                d = storm_decision(d, result, self.state)
-            elif budget is not None:  # paid: the refund if the call then succeeds
+                d = storm_decision(pending.decision, result, self.state)  # type: ignore[arg-type]
+                self._decided = d
+                self.last = pending.outcome
+                return Fail(d, pending.outcome)  # type: ignore[arg-type] # a failure's Wait
+            if budget is not None:  # paid: the refund if the call then succeeds
                 self._cost = result.cost
-            return self._settle(d, outcome)
+            return self._retry(pending)
+        if type(pending) is tuple:  # a give-up reported to the limiter and the breaker
+            d, outcome = pending
+            self._decided = d
+            self.last = outcome
+            return Fail(d, outcome)
         if pending is _SETTLE:
             return DONE
         if pending is _GATE:
@@ -317,10 +394,23 @@ class AttemptMachine:
 
     # -- internals -------------------------------------------------------------------
 
-    def _settle(self, d: Decision, outcome: Outcome) -> Wait | Fail:
-        self.decision = d
+    def _retry(self, wait: Wait) -> Wait:
+        """Go ahead with the retry *wait* stands for: the call moves past the failure."""
+        _, _, _, _, self.attempt, self.retries = wait._source  # type: ignore[misc]
+        self.last_delay = wait.seconds
+        self._decided = wait
+        self.last = wait.outcome
+        return wait
+
+    def _give_up(self, c: Classification, why: str, outcome: Outcome) -> Fail | Ask:
+        state = self.state
+        if c.kind == _SUCCESS_KIND:
+            d = Decision("succeed", c, why, state)
+        else:
+            d = Decision("give_up", c, why, state, retry_after=outcome.retry_after)
+            if self.gated and not outcome.exhausted:  # the limiter and breaker still hear of it
+                self._pending = (d, outcome)
+                return Report(self.host, c.kind, False, 0.0, 0.0, self.attempts)
+        self._decided = d
         self.last = outcome
-        if d.action == "retry":
-            self.state = d.state
-            return Wait(d.delay, d, outcome)
         return Fail(d, outcome)
