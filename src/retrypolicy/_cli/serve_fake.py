@@ -30,7 +30,6 @@ __all__ = ["add_to", "run", "serve_fake"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``serve-fake``."""
     serve = sub.add_parser(
         "serve-fake",
         help="serve the fake EU GPT API for your own integration tests",
