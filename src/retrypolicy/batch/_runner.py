@@ -89,7 +89,10 @@ class BatchReport:
         return self.done + self.earlier_done == self.total
 
 
-def _items(jobs: Mapping[str, P] | Iterable[tuple[str, P]]) -> list[tuple[str, P]]:
+def _items(
+    jobs: Mapping[str, P] | Iterable[tuple[str, P]], concurrency: int
+) -> list[tuple[str, P]]:
+    """The (job_id, payload) pairs of *jobs*, checked, and *concurrency* checked."""
     pairs = list(jobs.items()) if isinstance(jobs, Mapping) else list(jobs)
     seen: set[str] = set()
     for pair in pairs:
@@ -101,6 +104,9 @@ def _items(jobs: Mapping[str, P] | Iterable[tuple[str, P]]) -> list[tuple[str, P
             msg = f"jobs: job id {job_id!r} appears twice; each job needs its own id"
             raise LedgerError(msg)
         seen.add(job_id)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        msg = f"concurrency: expected a whole number >= 1, got {concurrency!r}"
+        raise ValueError(msg)
     return pairs
 
 
@@ -288,8 +294,7 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     lets the running ones end, and re-raises it; a second one gives the running jobs back
     to the ledger (pending) at once. Either way no job is left ``running``.
     """
-    pairs = _items(jobs)
-    _check_concurrency(concurrency)
+    pairs = _items(jobs, concurrency)
     ledger.add(job_id for job_id, _ in pairs)
     batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
     shown = batch.progress
@@ -413,12 +418,6 @@ def _run_threads(
         raise
 
 
-def _check_concurrency(concurrency: int) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        msg = f"concurrency: expected a whole number >= 1, got {concurrency!r}"
-        raise ValueError(msg)
-
-
 def _keep_renewing(ledger: Ledger) -> None:
     start = getattr(ledger, "_start_renewing", None)
     if start is not None:
@@ -442,8 +441,7 @@ async def arun_batch(
     The ledger's steps run in a worker thread, so a store round trip never blocks the
     loop; cancelling the call gives the job being run back to the ledger.
     """
-    pairs = _items(jobs)
-    _check_concurrency(concurrency)
+    pairs = _items(jobs, concurrency)
     await asyncio.to_thread(ledger.add, [job_id for job_id, _ in pairs])
     batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
     shown = batch.progress
