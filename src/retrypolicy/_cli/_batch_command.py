@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ from ..batch._ledger_sqlite import SQLiteLedger
 from ..batch._model import UNSERIALIZABLE_RESULT, JobRecord, JobState, LedgerError, idempotency_key
 from ..batch._runner import BatchReport, run_batch
 from ..batch._setup import PROBE, what_to_fix
+from ._common import EXIT_INTERRUPTED, EXIT_NO, EXIT_OK, EXIT_USAGE, plural, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     import requests
@@ -61,8 +61,6 @@ _FAKE_KEY: Final = "eugpt_fake_batch_0000000000000000"
 _ENDPOINT: Final = "/v1/responses"
 _CONNECT_TIMEOUT: Final = 10.0
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
-
-EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # -- checked before anything is created --------------------------------------------------
@@ -259,15 +257,11 @@ def _session(policy: Policy, concurrency: int) -> requests.Session:
 # -- what is printed -------------------------------------------------------------------------
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def cost_line(requests: int, jobs: int, retries: int, resent: int) -> str:
     """What was paid for: requests sent for how many jobs, retries, re-sends."""
     return (
-        f"{_plural(requests, 'request')} sent for {_plural(jobs, 'job')} "
-        f"({retries} {'retry' if retries == 1 else 'retries'}, {_plural(resent, 'job')} "
+        f"{plural(requests, 'request')} sent for {plural(jobs, 'job')} "
+        f"({retries} {'retry' if retries == 1 else 'retries'}, {plural(resent, 'job')} "
         "re-sent after an interruption)"
     )
 
@@ -283,17 +277,17 @@ def _summary(
         parts.append(f"{report.failed} failed ({kinds})")
     if report.earlier_failed:
         parts.append(f"{report.earlier_failed} failed earlier for good")
-    lines = [f"{_plural(report.total, 'job')} from {input_name}: " + ", ".join(parts)]
+    lines = [f"{plural(report.total, 'job')} from {input_name}: " + ", ".join(parts)]
     lines.append(
         "cost: " + cost_line(report.requests, report.sent_jobs, report.retries, report.resent)
     )
     if adopted:
         lines.append(
-            f"{_plural(adopted, 'job')} had a done line in --out but not in the ledger: "
+            f"{plural(adopted, 'job')} had a done line in --out but not in the ledger: "
             "recorded as done, not sent again"
         )
     if bad:
-        lines.append(f"{_plural(bad, 'bad input line')} skipped (listed above)")
+        lines.append(f"{plural(bad, 'bad input line')} skipped (listed above)")
     if report.retryable_failed:
         lines.append(
             f"{report.retryable_failed} failed with a retryable kind (the policy gave up "
@@ -323,7 +317,7 @@ def _stopped_line(report: BatchReport, url: str) -> str:
         what = f"the first {PROBE} jobs that failed got {got} from {url}, and none succeeded"
     return (
         f"{PREFIX} stopped: {what}; {what_to_fix(failure.kind)}. "
-        f"{_plural(report.requeued, 'job')} that got it are pending again: fix it and run "
+        f"{plural(report.requeued, 'job')} that got it are pending again: fix it and run "
         "the same command"
     )
 
@@ -344,27 +338,6 @@ class _Tally:
                 self.done += 1
             elif record.final:
                 self.final_failed += 1
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[list[int]]:
-    """SIGTERM raises KeyboardInterrupt in the main thread while the batch runs, so it
-    ends as Ctrl-C does (no job left running); yields the signals received."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        del frame
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _adopt_done_lines(results: ResultsFile, ledger: LedgerBase, ids: set[str]) -> int:
@@ -461,7 +434,7 @@ def run_command(  # noqa: PLR0915 - the options of one command, checked in order
             with (
                 _endpoint(url, err) as (target, key),
                 _session(policy, concurrency) as session,
-                _sigterm_as_interrupt() as signals,
+                sigterm_as_interrupt() as signals,
             ):
                 try:
                     report = run_batch(
@@ -515,7 +488,7 @@ def status_command(*, ledger_spec: str, out: TextIO, as_json: bool = False) -> i
         }
         print(json.dumps(value), file=out)
         return EXIT_OK
-    print(f"{ledger_spec}: {_plural(counts.total, 'job')}", file=out)
+    print(f"{ledger_spec}: {plural(counts.total, 'job')}", file=out)
     for state in JobState:
         n = counts.states.get(state, 0)
         note = ""
@@ -556,13 +529,13 @@ def requeue_command(
         ledger.close()
     which = f" of kind {', '.join(sorted(set(kinds)))}" if kinds else ""
     print(
-        f"{PREFIX} {_plural(n, 'failed job')}{which} put back to pending; `batch run` with "
+        f"{PREFIX} {plural(n, 'failed job')}{which} put back to pending; `batch run` with "
         "this ledger sends them again (a new result line supersedes the old one)",
         file=out,
     )
     if ids is not None and n < len(set(ids)):
         print(
-            f"{PREFIX} {_plural(len(set(ids)) - n, 'given id')} left as they are: not "
+            f"{PREFIX} {plural(len(set(ids)) - n, 'given id')} left as they are: not "
             "failed" + (" with those kinds" if kinds else "") + " (done, pending, running or "
             "unknown to the ledger); a done job is never sent again",
             file=out,

@@ -7,9 +7,14 @@ the command line cannot explain a policy the library would not use.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from .._config import ConfigFileError, load_policy
 from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
@@ -26,11 +31,15 @@ __all__ = [
     "Subparsers",
     "add_policy_options",
     "epilog",
+    "plural",
     "policy_of",
     "positive_float",
     "positive_int",
+    "sigterm_as_interrupt",
     "tcp_port",
 ]
+
+T = TypeVar("T")
 
 EXIT_OK: Final = 0
 EXIT_NO: Final = 1
@@ -50,40 +59,57 @@ def epilog(exit_codes: str, *notes: str) -> str:
     return " ".join([f"exit codes: {exit_codes}; 130 Ctrl-C.", *notes])
 
 
+def _checked(text: str, parse: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> T:
+    """*text* parsed, if that works and the value is *ok*; else argparse's usage error."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"expected a whole number >= 1, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+    return _checked(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def positive_float(text: str) -> float:
     """An argparse type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        msg = f"expected a number of seconds > 0, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+    return _checked(text, float, lambda v: 0 < v < math.inf, "a number of seconds > 0")
 
 
 def tcp_port(text: str) -> int:
     """An argparse type: a TCP port, 0 for any free one."""
+    return _checked(text, int, lambda v: 0 <= v <= 65535, "a port 0-65535 (0: any free port)")
+
+
+def plural(n: int, word: str, words: str = "") -> str:
+    """``1 job``, ``2 jobs``; *words* for a plural that is not *word* + s."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """While the block runs, SIGTERM raises KeyboardInterrupt in the main thread, so it
+    ends the command as Ctrl-C does; yields the signals received. (Signal handlers can
+    only be set from the main thread: elsewhere nothing changes.)"""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        del frame
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        msg = f"expected a port 0-65535 (0: any free port), got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:

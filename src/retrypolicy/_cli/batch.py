@@ -11,30 +11,30 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from .._defaults import CONFIG_ENV, PROFILE_ENV
-from ._common import add_policy_options as _add_policy_options
-from ._common import policy_of as _policy_of
-from ._common import positive_float as _positive_float
-from ._common import positive_int as _positive_int
+from ._common import (
+    ENV_NOTE,
+    Subparsers,
+    add_policy_options,
+    policy_of,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["add_to"]
-
-
-def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``batch`` and its subcommands."""
-    _add_batch(sub)
-
 
 _BATCH_EPILOG = "each subcommand's --help says its exit codes and options."
 
 
-def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``batch run|status|requeue``: the logic is in :mod:`retrypolicy.batch`."""
+def _ledger_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--ledger", required=True, metavar="LEDGER", help=help)
+
+
+def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
+    """Register ``batch`` and its subcommands (``batch run|status|requeue``)."""
     run_epilog = (
         "exit codes: 0 every job done; 1 some jobs failed, input lines were bad, or the "
         "input holds no job; 2 bad usage or input (a missing file too), or a setup error "
-        "stopped the run; 130 interrupted (143 by SIGTERM). Without --config/--profile, "
-        f"{CONFIG_ENV} and {PROFILE_ENV} choose the policy, as in the library."
+        f"stopped the run; 130 interrupted (143 by SIGTERM). {ENV_NOTE}"
     )
     ledger_epilog = "exit codes: 0 ok; 2 bad usage, or a ledger that cannot be read."
     batch = sub.add_parser(
@@ -66,12 +66,7 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         epilog=run_epilog,
     )
     run.add_argument("input", metavar="INPUT.jsonl", help="the requests, one JSON object a line")
-    run.add_argument(
-        "--ledger",
-        required=True,
-        metavar="LEDGER",
-        help="an SQLite file (created if missing), or redis://host:port/db",
-    )
+    _ledger_option(run, "an SQLite file (created if missing), or redis://host:port/db")
     run.add_argument(
         "--out",
         required=True,
@@ -93,23 +88,23 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run against a built-in fake EU GPT server instead (to try the command)",
     )
     run.add_argument(
-        "--concurrency", type=_positive_int, default=8, metavar="N", help="parallel jobs (8)"
+        "--concurrency", type=positive_int, default=8, metavar="N", help="parallel jobs (8)"
     )
     run.add_argument(
         "--lease",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="how long a crashed worker's jobs stay locked (30; renewed while running)",
     )
     run.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=300.0,
         metavar="SECONDS",
         help="read timeout of one request (300)",
     )
-    _add_policy_options(run)
+    add_policy_options(run)
     run.set_defaults(run=_batch_run)
     status = group.add_parser(
         "status",
@@ -120,9 +115,7 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ),
         epilog=ledger_epilog,
     )
-    status.add_argument(
-        "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
-    )
+    _ledger_option(status, "an SQLite file, or redis://host:port/db")
     status.add_argument(
         "--json",
         action="store_true",
@@ -140,9 +133,7 @@ def _add_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         ),
         epilog=ledger_epilog,
     )
-    requeue.add_argument(
-        "--ledger", required=True, metavar="LEDGER", help="an SQLite file, or redis://host:port/db"
-    )
+    _ledger_option(requeue, "an SQLite file, or redis://host:port/db")
     requeue.add_argument(
         "--kind",
         action="append",
@@ -168,7 +159,7 @@ def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
         concurrency=args.concurrency,
         lease=args.lease,
         timeout=args.timeout,
-        policy=_policy_of(args),
+        policy=policy_of(args),
         out=out,
     )
 

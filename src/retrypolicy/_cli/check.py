@@ -30,7 +30,6 @@ _STDIN_LIMIT: Final = 16 * 1024 * 1024
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``check``."""
     check = sub.add_parser(
         "check",
         help="validate a policy file; list every problem",

@@ -15,7 +15,6 @@ __all__ = ["add_to", "run"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``demo``."""
     demo = sub.add_parser(
         "demo",
         help="run a realistic failure scenario against a built-in fake EU GPT server",

@@ -12,7 +12,6 @@ __all__ = ["add_to", "run"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``dump``."""
     dump = sub.add_parser(
         "dump",
         help="print a policy as TOML (the built-in EU GPT policy by default)",

@@ -49,7 +49,6 @@ def _status_or_failure(text: str) -> int | Failure:
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``explain``."""
     explain = sub.add_parser(
         "explain",
         help="classify a status (and code/body) and show the waits the policy would schedule",

@@ -30,7 +30,6 @@ __all__ = ["add_to", "run"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``schedule``."""
     schedule = sub.add_parser(
         "schedule",
         help="the waits before each retry, sampled with the jitter, with a small chart",

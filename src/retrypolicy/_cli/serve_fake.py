@@ -12,18 +12,16 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 import attrs
 
 from .._errors import ConfigError
 from .._redact import redact
-from ._common import EXIT_OK, Subparsers, tcp_port
+from ._common import EXIT_OK, Subparsers, plural, sigterm_as_interrupt, tcp_port
 
 if TYPE_CHECKING:
     from ..testing import FakeEUGPT, RecordedRequest
@@ -32,7 +30,6 @@ __all__ = ["add_to", "run", "serve_fake"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
-    """Register ``serve-fake``."""
     serve = sub.add_parser(
         "serve-fake",
         help="serve the fake EU GPT API for your own integration tests",
@@ -70,34 +67,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     )
 
 
-def _plural(n: int, word: str, words: str = "") -> str:
-    return f"{n} {word if n == 1 else words or word + 's'}"
-
-
 def _wait_forever(server: FakeEUGPT) -> None:
     """Block until interrupted (Ctrl-C, or SIGTERM, raises KeyboardInterrupt here)."""
     del server  # tests replace this function and drive the server instead
     forever = threading.Event()
     while not forever.wait(0.5):  # timed waits: a signal is always seen within half a second
         pass
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    del signum, frame
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    """While serving, SIGTERM stops the server as Ctrl-C does (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @attrs.define
@@ -131,10 +106,10 @@ class _Tally:
             total = sum(self.sources.values())
             statuses = ", ".join(f"{s} x{n}" for s, n in sorted(self.statuses.items()))
             sources = ", ".join(f"{n} {s}" for s, n in sorted(self.sources.items()))
-        text = f"served {_plural(total, 'request')}"
+        text = f"served {plural(total, 'request')}"
         if total:
             text += f" ({sources}; {statuses})"
-        return f"{text}; {_plural(pending, 'scripted reply', 'scripted replies')} left unused"
+        return f"{text}; {plural(pending, 'scripted reply', 'scripted replies')} left unused"
 
 
 def _request_line(request: RecordedRequest, status: int | None, outcome: str) -> str:
@@ -178,10 +153,10 @@ def serve_fake(
         server.script(*replies)
         # SIGTERM is handled before the address is announced: a supervisor that reads it and
         # stops the server at once gets the summary too
-        with _sigterm_stops(), contextlib.suppress(KeyboardInterrupt):
+        with sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
             print(f"serving the fake EU GPT API on {server.responses_url}", file=out, flush=True)
             print(
-                f"{_plural(len(replies), 'scripted reply', 'scripted replies')}, "
+                f"{plural(len(replies), 'scripted reply', 'scripted replies')}, "
                 "then the default success; Ctrl-C stops",
                 file=out,
                 flush=True,

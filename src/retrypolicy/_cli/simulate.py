@@ -21,10 +21,9 @@ from .._profiles import PROFILES
 from .._simulate._api import simulate
 from .._simulate._report import Simulation, format_table, json_line
 from .._simulate._scenario import Scenario
+from ._common import EXIT_OK, EXIT_USAGE, Subparsers
 
-__all__ = ["add_parser", "simulate_command"]
-
-EXIT_OK, EXIT_USAGE = 0, 2
+__all__ = ["add_parser", "add_to", "simulate_command"]
 
 _DESCRIPTION: Final = (
     "Run one or more policies against a scenario — an outage, a rate limit, an error "
@@ -58,7 +57,7 @@ def _number(low: float, *, strict: bool = False, whole: bool = False) -> type:
     return parse  # type: ignore[return-value] # argparse only calls it
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     """Register ``simulate`` on the command line's subcommands."""
     p = sub.add_parser(
         "simulate",
@@ -288,6 +287,4 @@ def simulate_command(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def add_to(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``retrypolicy simulate`` (the command line's one interface per command)."""
-    add_parser(sub)
+add_to = add_parser  # the command line's one interface per command

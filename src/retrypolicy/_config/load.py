@@ -155,31 +155,12 @@ _FALSE_IS_NONE: Final = frozenset({"max_attempts", "deadline", "initial_rate"})
 """TOML has no null: ``false`` removes a limit."""
 
 _NUMBERS: Final = frozenset(
-    {
-        "initial",
-        "multiplier",
-        "max_delay",
-        "max_retry_after",
-        "deadline",
-        # storm protection
-        "capacity",
-        "retry_cost",
-        "timeout_cost",
-        "success_refund",
-        "refill_rate",
-        "decrease",
-        "increase",
-        "min_rate",
-        "initial_rate",
-        "cooldown",
-        "idle_reset",
-        "persist_window",
-        "failure_rate",
-        "window",
-        "open_for",
-    }
+    field.name
+    for probe in _PROBES.values()
+    for field in attrs.fields(type(probe))
+    if field.type in ("float", "float | None")
 )
-"""Keys the core holds as floats: a TOML integer there is read as one."""
+"""Keys the core holds as floats (its fields typed so): a TOML integer there is read as one."""
 
 _ARRAYS: Final = frozenset({"status"})
 """Keys that may hold an array: each item is tried alone first, so a problem names it."""

@@ -206,35 +206,33 @@ def settle(job_id: str, retrier: Retrier, ending: Ending, run: JobRun) -> Settle
 
 def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple[bool, JobRecord]:
     """Store *settled* in *ledger*; (whether it changed the ledger, the job's new record)."""
+    failure = settled.failure
     if settled.result_json is not None:
         changed = ledger.finish(job_id, settled.result_json, settled.attempts)
-        if not changed:  # done elsewhere after our lease was lost: the first result stays
-            stored = ledger.get(job_id)
-            if stored is not None:
-                return False, stored
-        return changed, JobRecord(
+        record = JobRecord(
             job_id=job_id,
             state=JobState.DONE,
             result=settled.value,
             runs=runs,
             attempts=settled.attempts,
         )
-    failure = settled.failure
-    if failure is None:  # pragma: no cover - a Settled holds a result or a failure
+    elif failure is not None:
+        changed = ledger.fail(job_id, failure)
+        record = JobRecord(
+            job_id=job_id,
+            state=JobState.FAILED,
+            failure=failure,
+            runs=runs,
+            attempts=failure.attempts,
+        )
+    else:  # pragma: no cover - a Settled holds a result or a failure
         msg = f"job {job_id!r}: neither a result nor a failure to record"
         raise LedgerError(msg)
-    changed = ledger.fail(job_id, failure)
-    if not changed:  # our lease was lost: the job is another worker's (or done): say so
-        stored = ledger.get(job_id)
-        if stored is not None:
-            return False, stored
-    return changed, JobRecord(
-        job_id=job_id,
-        state=JobState.FAILED,
-        failure=failure,
-        runs=runs,
-        attempts=failure.attempts,
-    )
+    # unchanged: our lease was lost and the job is another worker's, or done elsewhere
+    # (the first result stays): the stored record says so
+    if not changed and (stored := ledger.get(job_id)) is not None:
+        return False, stored
+    return changed, record
 
 
 def run_claimed(  # noqa: PLR0917 - the pieces of one call, as Retrier.call takes them

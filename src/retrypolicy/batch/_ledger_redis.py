@@ -61,10 +61,10 @@ local function paid(key, attempts)  -- requests sent: per job, and ledger-wide
 end
 """
 
+# Each script below runs after _PRELUDE (see RedisLedger.__init__).
+
 # ARGV: prefix, id, owner, now, lease, steal_from
-_CLAIM: Final = (
-    _PRELUDE
-    + """
+_CLAIM: Final = """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
 local now = now_of(ARGV[4])
@@ -95,12 +95,9 @@ if take then
 end
 return {take and 1 or 0, redis.call('HGETALL', key), took_over}
 """
-)
 
 # ARGV: prefix, id, result, now, attempts
-_FINISH: Final = (
-    _PRELUDE
-    + """
+_FINISH: Final = """
 local id = ARGV[2]
 local key = p .. ':job:' .. id
 local st = redis.call('HGET', key, 'state')
@@ -114,12 +111,9 @@ redis.call('HSET', key, 'state', 'done', 'result', ARGV[3], 'updated', tostring(
 paid(key, ARGV[5])
 return 1
 """
-)
 
 # ARGV: prefix, id, owner, now, kind, retryable, attempts, code, status, message
-_FAIL: Final = (
-    _PRELUDE
-    + """
+_FAIL: Final = """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
 if not held(key, owner) then return 0 end
@@ -133,12 +127,9 @@ if ARGV[9] ~= '' then redis.call('HSET', key, 'status', ARGV[9]) end
 paid(key, ARGV[7])
 return 1
 """
-)
 
 # ARGV: prefix, id, owner, now, attempts
-_RELEASE: Final = (
-    _PRELUDE
-    + """
+_RELEASE: Final = """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
 if not held(key, owner) then return 0 end
@@ -149,12 +140,9 @@ redis.call('HSET', key, 'state', 'pending', 'updated', tostring(now_of(ARGV[4]))
 paid(key, ARGV[5])
 return 1
 """
-)
 
 # ARGV: prefix, now, number of kinds k, kinds (k), ids (none: every failed job)
-_REQUEUE: Final = (
-    _PRELUDE
-    + """
+_REQUEUE: Final = """
 local now = tostring(now_of(ARGV[2]))
 local k = tonumber(ARGV[3])
 local kinds = {}
@@ -178,12 +166,9 @@ for _, id in ipairs(ids) do
 end
 return n
 """
-)
 
 # ARGV: prefix, owner, now, lease
-_RENEW: Final = (
-    _PRELUDE
-    + """
+_RENEW: Final = """
 local owner = ARGV[2]
 local expires = tostring(now_of(ARGV[3]) + tonumber(ARGV[4]))
 local held = p .. ':owner:' .. owner
@@ -200,12 +185,9 @@ for _, id in ipairs(redis.call('SMEMBERS', held)) do
 end
 return n
 """
-)
 
 # ARGV: prefix, now, id...
-_ADD: Final = (
-    _PRELUDE
-    + """
+_ADD: Final = """
 local now = tostring(now_of(ARGV[2]))
 local n = 0
 for i = 3, #ARGV do
@@ -218,7 +200,6 @@ for i = 3, #ARGV do
 end
 return n
 """
-)
 
 _ADD_CHUNK: Final = 500
 
@@ -283,13 +264,11 @@ class RedisLedger(LedgerBase):
         self._init_base(policy=policy, lease=lease, clock=clock)
         self.client = client
         self.prefix = prefix
-        self._claim = client.register_script(_CLAIM)
-        self._finish = client.register_script(_FINISH)
-        self._fail = client.register_script(_FAIL)
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
-        self._add = client.register_script(_ADD)
-        self._requeue = client.register_script(_REQUEUE)
+        self._claim, self._finish, self._fail, self._release, self._renew, self._add = (
+            client.register_script(_PRELUDE + body)
+            for body in (_CLAIM, _FINISH, _FAIL, _RELEASE, _RENEW, _ADD)
+        )
+        self._requeue = client.register_script(_PRELUDE + _REQUEUE)
 
     def __repr__(self) -> str:
         return f"RedisLedger(prefix={self.prefix!r}, owner={self.owner!r}, lease={self.lease})"
@@ -297,17 +276,20 @@ class RedisLedger(LedgerBase):
     def _now_arg(self) -> str:
         return "" if self._clock is None else repr(float(self._clock()))
 
+    def _call(self, script: Any, *args: str) -> int:
+        """Run *script* with ARGV = the prefix, then *args*; its number."""
+        return int(script(args=[self.prefix, *args]))
+
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
     def add(self, job_ids: Iterable[str]) -> int:
         """Register *job_ids* as pending (known ones keep their state); how many were new."""
         ids = [check_job_id(j) for j in job_ids]
-        new = 0
-        for start in range(0, len(ids), _ADD_CHUNK):
-            chunk = ids[start : start + _ADD_CHUNK]
-            new += int(self._add(args=[self.prefix, self._now_arg(), *chunk]))
-        return new
+        return sum(
+            self._call(self._add, self._now_arg(), *ids[start : start + _ADD_CHUNK])
+            for start in range(0, len(ids), _ADD_CHUNK)
+        )
 
     def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
         """Take the job if it is claimable (see :class:`Ledger`); (taken?, its record)."""
@@ -328,39 +310,31 @@ class RedisLedger(LedgerBase):
     def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
         """Mark the job done with *result_json* after *attempts* requests, unless it is done
         already (then False)."""
-        return bool(
-            self._finish(
-                args=[self.prefix, job_id, result_json, self._now_arg(), str(int(attempts))]
-            )
-        )
+        attempts_arg = str(int(attempts))
+        return bool(self._call(self._finish, job_id, result_json, self._now_arg(), attempts_arg))
 
     def fail(self, job_id: str, failure: FailureInfo) -> bool:
         """Record *failure* if this owner holds the job; False (no change) otherwise."""
         return bool(
-            self._fail(
-                args=[
-                    self.prefix,
-                    job_id,
-                    self.owner,
-                    self._now_arg(),
-                    failure.kind,
-                    "1" if failure.retryable else "0",
-                    str(failure.attempts),
-                    failure.code or "",
-                    "" if failure.status is None else str(failure.status),
-                    failure.message,
-                ]
+            self._call(
+                self._fail,
+                job_id,
+                self.owner,
+                self._now_arg(),
+                failure.kind,
+                "1" if failure.retryable else "0",
+                str(failure.attempts),
+                failure.code or "",
+                "" if failure.status is None else str(failure.status),
+                failure.message,
             )
         )
 
     def release(self, job_id: str, attempts: int = 0) -> bool:
         """Put a job this owner holds back to pending (counting the *attempts* it sent);
         False if it does not hold it."""
-        return bool(
-            self._release(
-                args=[self.prefix, job_id, self.owner, self._now_arg(), str(int(attempts))]
-            )
-        )
+        attempts_arg = str(int(attempts))
+        return bool(self._call(self._release, job_id, self.owner, self._now_arg(), attempts_arg))
 
     def requeue(
         self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
@@ -372,18 +346,18 @@ class RedisLedger(LedgerBase):
         kind_list = [] if kinds is None else sorted(set(kinds))
         if kinds is not None and not kind_list:
             return 0
-        head = [self.prefix, self._now_arg(), str(len(kind_list)), *kind_list]
+        head = [self._now_arg(), str(len(kind_list)), *kind_list]
         if job_ids is None:
-            return int(self._requeue(args=head))
+            return self._call(self._requeue, *head)
         ids = sorted({check_job_id(j) for j in job_ids})
         return sum(
-            int(self._requeue(args=[*head, *ids[start : start + _ADD_CHUNK]]))
+            self._call(self._requeue, *head, *ids[start : start + _ADD_CHUNK])
             for start in range(0, len(ids), _ADD_CHUNK)
         )
 
     def renew(self) -> int:
         """Push the lease of every job this owner holds to ``now + lease``."""
-        return int(self._renew(args=[self.prefix, self.owner, self._now_arg(), repr(self.lease)]))
+        return self._call(self._renew, self.owner, self._now_arg(), repr(self.lease))
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None for a job this ledger never saw."""

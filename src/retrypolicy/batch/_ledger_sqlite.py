@@ -21,6 +21,7 @@ Why these settings:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -261,34 +262,25 @@ class SQLiteLedger(LedgerBase):
 
     # -- transactions ----------------------------------------------------------------
 
-    class _Txn:
-        def __init__(self, ledger: SQLiteLedger) -> None:
-            self.ledger = ledger
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection (call under ``self._lock``); LedgerError once closed."""
+        if self._conn is None:
+            msg = f"ledger {str(self.path)!r} is closed"
+            raise LedgerError(msg)
+        return self._conn
 
-        def __enter__(self) -> sqlite3.Connection:
-            self.ledger._lock.acquire()
-            conn = self.ledger._conn
-            if conn is None:
-                self.ledger._lock.release()
-                msg = f"ledger {str(self.ledger.path)!r} is closed"
-                raise LedgerError(msg)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                self.ledger._lock.release()
-                raise
-            self.conn = conn
-            return conn
-
-        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-            try:
-                self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-            finally:
-                self.ledger._lock.release()
-
-    def _write(self) -> SQLiteLedger._Txn:
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction holding SQLite's write lock (and this object's lock)."""
-        return SQLiteLedger._Txn(self)
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], int]:
         """Run one statement as its own transaction (autocommit): (rows it returned, rows it
@@ -297,19 +289,13 @@ class SQLiteLedger(LedgerBase):
         this object's lock is held, not the three of ``BEGIN`` … ``COMMIT``, which keeps 32
         threads from queueing behind a thread waiting for the GIL."""
         with self._lock:
-            if self._conn is None:
-                msg = f"ledger {str(self.path)!r} is closed"
-                raise LedgerError(msg)
-            cur = self._conn.execute(sql, params)
+            cur = self._connection().execute(sql, params)
             rows = cur.fetchall()  # a RETURNING statement completes (and commits) here
             return rows, cur.rowcount
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            if self._conn is None:
-                msg = f"ledger {str(self.path)!r} is closed"
-                raise LedgerError(msg)
-            return self._conn.execute(sql, params).fetchall()
+            return self._connection().execute(sql, params).fetchall()
 
     # -- the steps -------------------------------------------------------------------
 

@@ -88,11 +88,13 @@ class Progress:
         ran = self.done + self.failed
         return ran / elapsed if elapsed > 0 else 0.0
 
+    def _rate_and_eta(self) -> tuple[float, str]:
+        rate = self.rate()
+        return rate, _duration((self.total - self.finished) / rate) if rate > 0 else "?"
+
     def line(self) -> str:
         """``120/500 done 110 failed 2 retrying 3 earlier 8 | 35.2 jobs/s | ETA 0:11``."""
-        rate = self.rate()
-        left = self.total - self.finished
-        eta = _duration(left / rate) if rate > 0 else "?"
+        rate, eta = self._rate_and_eta()
         return (
             f"{self.finished}/{self.total} | done {self.done} failed {self.failed} "
             f"retrying {self.retrying} earlier {self.earlier} | {rate:.1f} jobs/s | ETA {eta}"
@@ -105,11 +107,9 @@ class PlainProgress(Progress):
     def __init__(self, total: int, stream: TextIO, *, clock: Clock = time.monotonic) -> None:
         super().__init__(total, clock=clock)
         self.stream = stream
-        self._next = self._step()
+        self._step = max(1, -(-total // _STEPS))
+        self._next = self._step
         self._printed = -1
-
-    def _step(self) -> int:
-        return max(1, -(-self.total // _STEPS))
 
     def _print(self) -> None:
         finished = self.finished
@@ -124,7 +124,7 @@ class PlainProgress(Progress):
             due = self.finished >= self._next
             if due:
                 while self._next <= self.finished:
-                    self._next += self._step()
+                    self._next += self._step
         if due:
             self._print()
 
@@ -138,11 +138,7 @@ class RichProgress(Progress):
     def __init__(self, total: int, stream: TextIO, *, clock: Clock = time.monotonic) -> None:
         super().__init__(total, clock=clock)
         from rich.console import Console  # noqa: PLC0415 - the optional extra
-        from rich.progress import (  # noqa: PLC0415
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn  # noqa: PLC0415
         from rich.progress import Progress as Bar  # noqa: PLC0415
 
         self._bar = Bar(
@@ -157,9 +153,7 @@ class RichProgress(Progress):
         self._task = self._bar.add_task("batch", total=total, status=self._status())
 
     def _status(self) -> str:
-        rate = self.rate()
-        left = self.total - self.finished
-        eta = _duration(left / rate) if rate > 0 else "?"
+        rate, eta = self._rate_and_eta()
         return (
             f"[green]done {self.done}[/] [red]failed {self.failed}[/] "
             f"[yellow]retrying {self.retrying}[/] earlier {self.earlier} "

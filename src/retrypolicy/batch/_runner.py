@@ -89,7 +89,10 @@ class BatchReport:
         return self.done + self.earlier_done == self.total
 
 
-def _items(jobs: Mapping[str, P] | Iterable[tuple[str, P]]) -> list[tuple[str, P]]:
+def _items(
+    jobs: Mapping[str, P] | Iterable[tuple[str, P]], concurrency: int
+) -> list[tuple[str, P]]:
+    """The (job_id, payload) pairs of *jobs*, checked, and *concurrency* checked."""
     pairs = list(jobs.items()) if isinstance(jobs, Mapping) else list(jobs)
     seen: set[str] = set()
     for pair in pairs:
@@ -101,6 +104,9 @@ def _items(jobs: Mapping[str, P] | Iterable[tuple[str, P]]) -> list[tuple[str, P
             msg = f"jobs: job id {job_id!r} appears twice; each job needs its own id"
             raise LedgerError(msg)
         seen.add(job_id)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        msg = f"concurrency: expected a whole number >= 1, got {concurrency!r}"
+        raise ValueError(msg)
     return pairs
 
 
@@ -112,23 +118,24 @@ class _Batch:
     def __init__(  # noqa: PLR0917 - private, called from two places
         self,
         ledger: Ledger,
-        policy: Policy,
+        policy: Policy | None,
         fn: Callable[..., Any],
         total: int,
-        progress: Progress,
+        progress: bool | TextIO | Progress | None,
         on_finish: Callable[[JobRecord], None] | None,
         clock: Clock,
         stop_on_setup_error: bool = True,
     ) -> None:
         self.ledger = ledger
-        self.progress = progress
+        self.progress = make_progress(total, progress, clock=clock)
         self.on_finish = on_finish
         self.lock = threading.Lock()
         self.clock = clock
         self.started = clock()
         self.total = total
-        self.done = self.failed = self.earlier_done = self.earlier_failed = self.retryable = 0
-        self.kinds: dict[str, int] = {}
+        self.done = self.failed = self.earlier_done = self.earlier_failed = 0
+        self.retryable_failed = 0
+        self.failed_kinds: dict[str, int] = {}
         self.requests = self.retries = self.sent_jobs = self.resent = self.requeued = 0
         self.watch = stop_on_setup_error
         self.held: list[JobRecord] = []
@@ -141,7 +148,7 @@ class _Batch:
         """Jobs claimed by this run and not ended yet."""
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
         # one Retrier for every job: its hook finds the running job in a context variable
-        self.retrier = Retrier(policy=policy, name=name, on_retry=job_retry_hook)
+        self.retrier = Retrier(policy=policy or ledger.policy, name=name, on_retry=job_retry_hook)
         self.cap = min(max(ledger.lease / 10, _MIN_POLL), _MAX_POLL)
         self.poll = _MIN_POLL
 
@@ -219,8 +226,8 @@ class _Batch:
 
     def _failed(self, record: JobRecord, failure: FailureInfo) -> None:
         self.failed += 1
-        self.retryable += failure.retryable
-        self.kinds[failure.kind] = self.kinds.get(failure.kind, 0) + 1
+        self.retryable_failed += failure.retryable
+        self.failed_kinds[failure.kind] = self.failed_kinds.get(failure.kind, 0) + 1
         self._report(record)
 
     def held_ids(self) -> list[str]:
@@ -245,23 +252,14 @@ class _Batch:
         if self.on_finish is not None:
             self.on_finish(record)
 
+    @property
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
     def report(self) -> BatchReport:
-        return BatchReport(
-            total=self.total,
-            done=self.done,
-            failed=self.failed,
-            earlier_done=self.earlier_done,
-            earlier_failed=self.earlier_failed,
-            retryable_failed=self.retryable,
-            failed_kinds=dict(self.kinds),
-            elapsed=self.clock() - self.started,
-            requests=self.requests,
-            retries=self.retries,
-            sent_jobs=self.sent_jobs,
-            resent=self.resent,
-            stopped=self.stopped,
-            requeued=self.requeued,
-        )
+        """The report: each field is this object's attribute of the same name."""
+        values = {field.name: getattr(self, field.name) for field in attrs.fields(BatchReport)}
+        return BatchReport(**{**values, "failed_kinds": dict(self.failed_kinds)})
 
 
 def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
@@ -296,20 +294,10 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     lets the running ones end, and re-raises it; a second one gives the running jobs back
     to the ledger (pending) at once. Either way no job is left ``running``.
     """
-    pairs = _items(jobs)
-    _check_concurrency(concurrency)
+    pairs = _items(jobs, concurrency)
     ledger.add(job_id for job_id, _ in pairs)
-    shown = make_progress(len(pairs), progress, clock=clock)
-    batch = _Batch(
-        ledger,
-        policy or ledger.policy,
-        fn,
-        len(pairs),
-        shown,
-        on_finish,
-        clock,
-        stop_on_setup_error,
-    )
+    batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
+    shown = batch.progress
     queue: Iterator[tuple[str, P]] = iter(pairs)
     take = threading.Lock()
     stop = batch.stop
@@ -430,12 +418,6 @@ def _run_threads(
         raise
 
 
-def _check_concurrency(concurrency: int) -> None:
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        msg = f"concurrency: expected a whole number >= 1, got {concurrency!r}"
-        raise ValueError(msg)
-
-
 def _keep_renewing(ledger: Ledger) -> None:
     start = getattr(ledger, "_start_renewing", None)
     if start is not None:
@@ -459,20 +441,10 @@ async def arun_batch(
     The ledger's steps run in a worker thread, so a store round trip never blocks the
     loop; cancelling the call gives the job being run back to the ledger.
     """
-    pairs = _items(jobs)
-    _check_concurrency(concurrency)
+    pairs = _items(jobs, concurrency)
     await asyncio.to_thread(ledger.add, [job_id for job_id, _ in pairs])
-    shown = make_progress(len(pairs), progress, clock=clock)
-    batch = _Batch(
-        ledger,
-        policy or ledger.policy,
-        fn,
-        len(pairs),
-        shown,
-        on_finish,
-        clock,
-        stop_on_setup_error,
-    )
+    batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
+    shown = batch.progress
     waiting: list[tuple[str, P]] = []
 
     async def one(job_id: str, payload: P) -> bool:

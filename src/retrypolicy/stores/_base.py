@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .._breaker import BreakerOp, BreakerResult, BreakerState, CircuitBreaker, breaker_step
 from .._budget import Bucket, BudgetResult, RetryBudget
@@ -221,18 +221,25 @@ def use_store(store: Store) -> Iterator[Store]:
         set_default_store(previous)
 
 
+async def _astep(store: Store, step: str, *args: Any, **kwargs: Any) -> Any:
+    """The store's coroutine twin of *step* if it has one, else the sync step: in a worker
+    thread for a shared store (it may block on the network), else in place."""
+    twin = getattr(store, "a" + step, None)
+    if twin is not None:
+        return await twin(*args, **kwargs)
+    sync = getattr(store, step)
+    if store.shared:
+        return await asyncio.to_thread(sync, *args, **kwargs)
+    return sync(*args, **kwargs)
+
+
 async def abudget(
     store: Store, key: str, config: RetryBudget, now: float, delta: float
 ) -> BudgetResult:
     """:meth:`Store.budget` for an async caller, never blocking the event loop (see the
     module docstring for how each kind of store is stepped)."""
-    step = getattr(store, "abudget", None)
-    if step is not None:
-        result: BudgetResult = await step(key, config, now, delta)
-        return result
-    if store.shared:
-        return await asyncio.to_thread(store.budget, key, config, now, delta)
-    return store.budget(key, config, now, delta)
+    result: BudgetResult = await _astep(store, "budget", key, config, now, delta)
+    return result
 
 
 async def alimiter(  # noqa: PLR0917 - Store.limiter's arguments, the store first
@@ -244,13 +251,8 @@ async def alimiter(  # noqa: PLR0917 - Store.limiter's arguments, the store firs
     measured: float = 0.0,
 ) -> LimiterResult:
     """:meth:`Store.limiter` for an async caller (as :func:`abudget`)."""
-    step = getattr(store, "alimiter", None)
-    if step is not None:
-        result: LimiterResult = await step(key, config, now, op, measured)
-        return result
-    if store.shared:
-        return await asyncio.to_thread(store.limiter, key, config, now, op, measured)
-    return store.limiter(key, config, now, op, measured)
+    result: LimiterResult = await _astep(store, "limiter", key, config, now, op, measured)
+    return result
 
 
 async def abreaker(
@@ -264,14 +266,6 @@ async def abreaker(
     successes: int = 0,
 ) -> BreakerResult:
     """:meth:`Store.breaker` for an async caller (as :func:`abudget`)."""
-    step = getattr(store, "abreaker", None)
-    if step is not None:
-        result: BreakerResult = await step(
-            key, config, now, op, failures=failures, successes=successes
-        )
-        return result
-    if store.shared:
-        return await asyncio.to_thread(
-            store.breaker, key, config, now, op, failures=failures, successes=successes
-        )
-    return store.breaker(key, config, now, op, failures=failures, successes=successes)
+    kwargs = {"failures": failures, "successes": successes}
+    result: BreakerResult = await _astep(store, "breaker", key, config, now, op, **kwargs)
+    return result

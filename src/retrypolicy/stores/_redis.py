@@ -28,6 +28,7 @@ never sees the exception.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -50,7 +51,7 @@ from ._gate import OutageGate
 
 __all__ = ["RedisStore"]
 
-T = TypeVar("T")
+R = TypeVar("R", BudgetResult, LimiterResult, BreakerResult)
 
 _MAX_ERROR: Final = 200
 
@@ -457,53 +458,56 @@ class RedisStore:
         self.fallback.clear()  # the shared state is the truth again: the next outage starts afresh
         return ("store.recovered", "")
 
-    def _run(
-        self, now: float, remote: Callable[[], T], local: Callable[[], T]
-    ) -> tuple[T, tuple[str, str] | None]:
-        """*remote* when Redis may be asked and answers, else *local*; and the outage news."""
+    def _step(self, now: float, remote: Callable[[], R], local: Callable[[], R]) -> R:
+        """*remote* when Redis may be asked and answers, else *local*; an outage's news
+        (its start, its end) rides on the result as its ``notice``."""
         probe = self._gate.enter(now)
         if probe is None:
-            return local(), None
+            return local()
         started = time.monotonic()
         try:
             value = remote()
         except Exception as exc:  # noqa: BLE001 - any failure of the store: fall back, never raise
             first = self._gate.failed(probe, now + (time.monotonic() - started))
-            return local(), (self._unavailable(exc) if first else None)
+            return _with(local(), self._unavailable(exc)) if first else local()
         except BaseException:
             self._gate.abandoned(probe)
             raise
-        return value, self._answered(probe)
+        notice = self._answered(probe)
+        return value if notice is None else _with(value, notice)
 
-    async def _arun(
-        self, now: float, remote: Callable[[], Awaitable[T]], local: Callable[[], T]
-    ) -> tuple[T, tuple[str, str] | None]:
-        """:meth:`_run` for the asyncio path: the same gate, the round trip awaited."""
+    async def _astep(
+        self, now: float, remote: Callable[[], Awaitable[R]], local: Callable[[], R]
+    ) -> R:
+        """:meth:`_step` for the asyncio path: the same gate, the round trip awaited."""
         probe = self._gate.enter(now)
         if probe is None:
-            return local(), None
+            return local()
         started = time.monotonic()
         try:
             value = await remote()
         except Exception as exc:  # noqa: BLE001 - as above
             first = self._gate.failed(probe, now + (time.monotonic() - started))
-            return local(), (self._unavailable(exc) if first else None)
+            return _with(local(), self._unavailable(exc)) if first else local()
         except BaseException:  # cancelled: nothing learned, the probe is free again
             self._gate.abandoned(probe)
             raise
-        return value, self._answered(probe)
+        notice = self._answered(probe)
+        return value if notice is None else _with(value, notice)
+
+    async def _ascript(self, index: int, key: str, args: list[Any]) -> Any:
+        """Script *index* of :data:`_SCRIPTS` on *key*, through the running loop's client."""
+        _, scripts = await self._async.get()
+        return await scripts[index](keys=[self._key(key)], args=args)
 
     def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
         """See :meth:`retrypolicy.stores.Store.budget`."""
-
-        def remote() -> BudgetResult:
-            reply = self._budget(keys=[self._key(key)], args=_budget_args(config, now, delta))
-            return _budget_reply(reply, config)
-
-        result, notice = self._run(
-            now, remote, lambda: self.fallback.budget(key, config, now, delta)
+        args = _budget_args(config, now, delta)
+        return self._step(
+            now,
+            lambda: _budget_reply(self._budget(keys=[self._key(key)], args=args), config),
+            functools.partial(self.fallback.budget, key, config, now, delta),
         )
-        return result if notice is None else _with(result, notice)
 
     async def abudget(
         self, key: str, config: RetryBudget, now: float, delta: float
@@ -511,28 +515,23 @@ class RedisStore:
         """:meth:`budget` through the asyncio client: the same script, fallback and probe."""
 
         async def remote() -> BudgetResult:
-            _, (script, _, _) = await self._async.get()
             args = _budget_args(config, now, delta)
-            return _budget_reply(await script(keys=[self._key(key)], args=args), config)
+            return _budget_reply(await self._ascript(0, key, args), config)
 
-        result, notice = await self._arun(
-            now, remote, lambda: self.fallback.budget(key, config, now, delta)
+        return await self._astep(
+            now, remote, functools.partial(self.fallback.budget, key, config, now, delta)
         )
-        return result if notice is None else _with(result, notice)
 
     def limiter(
         self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
     ) -> LimiterResult:
         """See :meth:`retrypolicy.stores.Store.limiter`."""
-
-        def remote() -> LimiterResult:
-            args = _limiter_args(config, now, op, measured)
-            return _limiter_reply(self._limiter(keys=[self._key(key)], args=args))
-
-        result, notice = self._run(
-            now, remote, lambda: self.fallback.limiter(key, config, now, op, measured)
+        args = _limiter_args(config, now, op, measured)
+        return self._step(
+            now,
+            lambda: _limiter_reply(self._limiter(keys=[self._key(key)], args=args)),
+            functools.partial(self.fallback.limiter, key, config, now, op, measured),
         )
-        return result if notice is None else _with(result, notice)
 
     async def alimiter(
         self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
@@ -540,14 +539,12 @@ class RedisStore:
         """:meth:`limiter` through the asyncio client."""
 
         async def remote() -> LimiterResult:
-            _, (_, script, _) = await self._async.get()
             args = _limiter_args(config, now, op, measured)
-            return _limiter_reply(await script(keys=[self._key(key)], args=args))
+            return _limiter_reply(await self._ascript(1, key, args))
 
-        result, notice = await self._arun(
-            now, remote, lambda: self.fallback.limiter(key, config, now, op, measured)
+        return await self._astep(
+            now, remote, functools.partial(self.fallback.limiter, key, config, now, op, measured)
         )
-        return result if notice is None else _with(result, notice)
 
     def breaker(
         self,
@@ -560,18 +557,13 @@ class RedisStore:
         successes: int = 0,
     ) -> BreakerResult:
         """See :meth:`retrypolicy.stores.Store.breaker`."""
-
-        def remote() -> BreakerResult:
-            args = _breaker_args(config, now, op, failures, successes)
-            return _breaker_reply(self._breaker(keys=[self._key(key)], args=args))
-
-        def local() -> BreakerResult:
-            return self.fallback.breaker(
-                key, config, now, op, failures=failures, successes=successes
-            )
-
-        result, notice = self._run(now, remote, local)
-        return result if notice is None else _with(result, notice)
+        args = _breaker_args(config, now, op, failures, successes)
+        local = functools.partial(
+            self.fallback.breaker, key, config, now, op, failures=failures, successes=successes
+        )
+        return self._step(
+            now, lambda: _breaker_reply(self._breaker(keys=[self._key(key)], args=args)), local
+        )
 
     async def abreaker(
         self,
@@ -586,17 +578,13 @@ class RedisStore:
         """:meth:`breaker` through the asyncio client."""
 
         async def remote() -> BreakerResult:
-            _, (_, _, script) = await self._async.get()
             args = _breaker_args(config, now, op, failures, successes)
-            return _breaker_reply(await script(keys=[self._key(key)], args=args))
+            return _breaker_reply(await self._ascript(2, key, args))
 
-        def local() -> BreakerResult:
-            return self.fallback.breaker(
-                key, config, now, op, failures=failures, successes=successes
-            )
-
-        result, notice = await self._arun(now, remote, local)
-        return result if notice is None else _with(result, notice)
+        local = functools.partial(
+            self.fallback.breaker, key, config, now, op, failures=failures, successes=successes
+        )
+        return await self._astep(now, remote, local)
 
     def breaker_keys(self, prefix: str) -> list[str]:
         """The keys of the breakers starting with *prefix* (for stats). While Redis is
@@ -627,8 +615,6 @@ class RedisStore:
 
 
 _SCRIPTS: Final = (_BUDGET, _LIMITER, _BREAKER)
-
-R = TypeVar("R", BudgetResult, LimiterResult, BreakerResult)
 
 
 def _with(result: R, notice: tuple[str, str]) -> R:

@@ -716,7 +716,7 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         return b"".join(parts)
 
-    # ---- what a Reply uses to write ------------------------------------------------
+    # ---- what a Reply uses to write (the Wire protocol documents each) ---------------
 
     def _head(self, status: int, headers: Sequence[tuple[str, str]]) -> bytes:
         base = [
@@ -736,7 +736,6 @@ class _Handler(BaseHTTPRequestHandler):
     def send_full(
         self, status: int, content_type: str, body: bytes, headers: Sequence[tuple[str, str]]
     ) -> None:
-        """A complete response with a Content-Length."""
         if status in (204, 304):
             framing: list[tuple[str, str]] = []
             body = b""
@@ -749,7 +748,6 @@ class _Handler(BaseHTTPRequestHandler):
     def start_stream(
         self, status: int, content_type: str, headers: Sequence[tuple[str, str]]
     ) -> None:
-        """Status line and headers of a body sent piecemeal (chunked on HTTP/1.1)."""
         self._chunked = self.request_version != "HTTP/1.0"
         self._streamed = True
         if not self._chunked:
@@ -779,7 +777,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def hang_up(self) -> None:
-        """Close cleanly (FIN) once this request returns, whatever was sent so far."""
         self.close_connection = True
 
     def reset(self) -> None:
@@ -794,7 +791,6 @@ class _Handler(BaseHTTPRequestHandler):
             sock.close()
 
     def pause(self, seconds: float) -> bool:
-        """Wait *seconds*; ``False`` as soon as the server stops or the client leaves."""
         stop = self._server.stopping
         if seconds <= 0:
             return not stop.is_set()
