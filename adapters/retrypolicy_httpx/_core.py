@@ -193,8 +193,9 @@ class Library(NamedTuple):
 
 
 def _lists(module: ModuleType) -> bool:
-    """Whether *module*'s ``Headers`` keep their (raw key, lower key, value) list as httpx
-    0.28 does: read directly, it spares every success ``headers.raw``'s copy."""
+    """Whether *module*'s ``Headers`` keep the (raw key, lower key, value) list httpx and
+    httpx2 keep today: read directly, it spares every success ``headers.raw``'s copy and
+    the lower-casing of each key (a private layout, so it is checked once, here)."""
     try:
         probe = module.Headers({"Content-Type": "x"})
         return bool(probe._list == [(b"Content-Type", b"content-type", b"x")])
