@@ -26,8 +26,12 @@ The attempt logic is written once, as a coroutine over a small I/O object:
 :class:`_AsyncIO` awaits the inner transport; :class:`_SyncIO` calls it, never
 suspends, and the sync transport runs the coroutine to its end with one
 ``send(None)``. The two differ only in the lines that do I/O. The common case —
-a success with nothing to read — the sync shell settles before any coroutine
-exists, which keeps the transport's cost per request near httpx-retries'.
+a first attempt that succeeds with nothing to read — both transports settle
+before any coroutine or attempt loop exists (when the policy has no limiter or
+breaker to ask first, and nobody listens for ``before_attempt``): a clock
+reading, one status look-up and a Content-Type scan, which keeps the
+transport's cost per request near httpx-retries'. Anything else is handed to
+the loop from where it stands.
 
 Connections: a response retried past is closed before the wait (a pool of one
 connection must not deadlock on it); an error body or a stream opening read to
@@ -39,10 +43,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import ModuleType
-from typing import Any, ClassVar, Final, NamedTuple, NoReturn, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, Unpack
 
 from retrypolicy import Policy
 from retrypolicy.transport import (
+    ATTEMPTS_ATTRIBUTE,
     MAX_ERROR_BODY,
     AdapterKeywords,
     AdapterOptions,
@@ -52,6 +57,9 @@ from retrypolicy.transport import (
     StreamProblem,
     is_event_stream,
 )
+
+if TYPE_CHECKING:  # not exported by the seam (yet): only its instances are handed out
+    from retrypolicy.transport._adapter import FirstAttempt
 
 __all__ = ["ATTEMPTS_EXTENSION", "AsyncTransport", "Library", "SyncTransport"]
 
@@ -153,6 +161,8 @@ class Library(NamedTuple):
     AsyncHTTPTransport: Callable[[], Any]
     other: str
     """The other library's name: in a TypeError that says which transport to use."""
+    may_stream: Callable[[Any], bool]
+    """Whether a response's headers may name an event stream (see :func:`_listed_type`)."""
 
     @classmethod
     def of(cls, module: ModuleType, other: str) -> Library:
@@ -173,12 +183,41 @@ class Library(NamedTuple):
             HTTPTransport=module.HTTPTransport,
             AsyncHTTPTransport=module.AsyncHTTPTransport,
             other=other,
+            may_stream=_listed_type if _lists(module) else _raw_type,
         )
 
     def where(self, cls: str) -> str:
         """The import that gives the *cls* transport of this library."""
         module = "retrypolicy_httpx" if self.name == "httpx" else "retrypolicy_httpx.httpx2"
         return f"{module}.{cls}"
+
+
+def _lists(module: ModuleType) -> bool:
+    """Whether *module*'s ``Headers`` keep the (raw key, lower key, value) list httpx and
+    httpx2 keep today: read directly, it spares every success ``headers.raw``'s copy and
+    the lower-casing of each key (a private layout, so it is checked once, here)."""
+    try:
+        probe = module.Headers({"Content-Type": "x"})
+        return bool(probe._list == [(b"Content-Type", b"content-type", b"x")])
+    except Exception:  # noqa: BLE001 - another layout: the public reading instead
+        return False
+
+
+def _listed_type(response: Any) -> bool:
+    """Whether *response*'s Content-Type may be an event stream (for the fast path: a yes
+    is only a maybe, which the seam decides). Headers as :func:`_lists` found them."""
+    for _, key, value in response.headers._list:  # see _lists
+        if key == b"content-type":
+            return b"event-stream" in value.lower()
+    return False
+
+
+def _raw_type(response: Any) -> bool:
+    """:func:`_listed_type` through the public ``headers.raw``."""
+    for key, value in response.headers.raw:
+        if len(key) == 12 and key.lower() == b"content-type":
+            return b"event-stream" in value.lower()
+    return False
 
 
 # --------------------------------------------------------------------------- the I/O
@@ -321,9 +360,22 @@ class _Retrying:
             _mismatch(library, request, self.options.name)
         # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
         resendable = isinstance(request.stream, library.ByteStream)
-        # the host keys the policy's breaker: not even read without one (it costs per request)
-        host = request.url.host if self.options.policy.breaker is not None else ""
-        return self.options.loop(request.method, resendable=resendable, host=host)
+        return self.options.loop(request.method, resendable=resendable, host=self.host(request))
+
+    def host(self, request: Any) -> str:
+        """The host that keys the policy's breaker: not even read without one (it costs)."""
+        return request.url.host if self.options.policy.breaker is not None else ""
+
+    def later(self, first: FirstAttempt, started: float, request: Any) -> AttemptLoop:
+        """The loop of *request* (of this library) whose first attempt went out already."""
+        resendable = isinstance(request.stream, self.library.ByteStream)
+        return first.loop(started, request.method, resendable=resendable, host=self.host(request))
+
+    def retrying(self, request: Any) -> bool:
+        """Whether *request* is the policy's to retry (see :meth:`AdapterOptions.loop`)."""
+        return isinstance(request.stream, self.library.ByteStream) and self.options.retries(
+            request.method
+        )
 
     async def handle(
         self,
@@ -544,6 +596,10 @@ class _Transport:
             else _AsyncIO(inner, core.options.async_sleep, library.async_)
         )
         self._transport = inner
+        self._first: FirstAttempt | None = core.options.first_attempt()
+        """Set when a first attempt needs no loop (the fast path); None: always a loop."""
+        self._request: type = library.Request
+        self._may_stream = library.may_stream
 
     @property
     def policy(self) -> Policy:
@@ -554,13 +610,51 @@ class _Transport:
         return f"<{self._core.options.name} {self._core!r}>"
 
 
+def _mark(response: Any) -> Any:
+    """*response*, a first-try success, marked as :meth:`AttemptLoop.finish` marks it."""
+    response.extensions[ATTEMPTS_EXTENSION] = 1
+    try:  # noqa: SIM105 - not contextlib.suppress: on every success, it costs 4x as much
+        setattr(response, ATTEMPTS_ATTRIBUTE, 1)
+    except (AttributeError, TypeError):
+        pass  # a type that refuses attributes: the count is informative only
+    return response
+
+
 class SyncTransport(_Transport):
     """The sync transport's body; a library's ``RetryTransport`` adds its base class."""
 
     _sync = True
 
     def handle_request(self, request: Any) -> Any:
-        """Send *request* through the inner transport, retrying by the policy."""
+        """Send *request* through the inner transport, retrying by the policy.
+
+        A first attempt that succeeds with nothing to read is settled here, without
+        a loop, when the options allow it (:meth:`AdapterOptions.first_attempt`);
+        anything else goes on in the loop from where it stands.
+        """
+        first = self._first
+        if first is None or type(request) is not self._request:
+            return self._handle(request)
+        started = first.started()
+        sent: Any
+        try:
+            sent = self._transport.handle_request(request)
+        except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
+            sent = exc
+        else:
+            status = sent.status_code
+            if (ok := first.known.get(status)) is None:
+                ok = first.options.succeeds(status)
+            if ok and status < 400 and not self._may_stream(sent):
+                if first.needs_news():
+                    first.news(self._core.retrying(request))
+                return _mark(sent)
+        core = self._core
+        return _run(core.handle(request, self._io, core.later(first, started, request), sent))
+
+    def _handle(self, request: Any) -> Any:
+        """:meth:`handle_request` with a loop from the start (a limiter or breaker to ask,
+        ``before_attempt`` to tell, or a request of a type to check)."""
         core = self._core
         loop = core.first(request)
         if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
@@ -592,8 +686,27 @@ class AsyncTransport(_Transport):
     _sync = False
 
     async def handle_async_request(self, request: Any) -> Any:
-        """Send *request* through the inner transport, retrying by the policy."""
-        return await self._core.handle(request, self._io)
+        """Send *request* through the inner transport, retrying by the policy (the common
+        case settled without a loop, as :meth:`SyncTransport.handle_request` does)."""
+        first = self._first
+        if first is None or type(request) is not self._request:
+            return await self._core.handle(request, self._io)
+        started = first.started()
+        sent: Any
+        try:
+            sent = await self._transport.handle_async_request(request)
+        except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
+            sent = exc
+        else:
+            status = sent.status_code
+            if (ok := first.known.get(status)) is None:
+                ok = first.options.succeeds(status)
+            if ok and status < 400 and not self._may_stream(sent):
+                if first.needs_news():
+                    await first.anews(self._core.retrying(request))
+                return _mark(sent)
+        core = self._core
+        return await core.handle(request, self._io, core.later(first, started, request), sent)
 
     async def aclose(self) -> None:
         """Close the inner transport."""

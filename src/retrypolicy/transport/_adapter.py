@@ -174,17 +174,44 @@ class AdapterOptions:
         methods = self.methods
         return methods is None or (method is not None and method.upper() in methods)
 
+    def succeeds(self, status: int) -> bool:
+        """Whether *status* alone is a success for the policy (asked of every response:
+        remembered, for the statuses there are)."""
+        ok = self.policy.classify(status).kind == Kind.SUCCESS
+        if 100 <= status <= 999:  # only real statuses are remembered: the dict stays small
+            self._succeeds[status] = ok
+        return ok
+
     def loop(
-        self, method: str | None = None, *, resendable: bool = True, host: str = ""
+        self,
+        method: str | None = None,
+        *,
+        resendable: bool = True,
+        host: str = "",
+        started: float | None = None,
     ) -> AttemptLoop:
         """A new attempt loop for one request to *host* (its breaker's key: ``api.example.com``).
 
         A request whose method is outside ``methods``, or whose body cannot be
         sent twice (a generator), gets a loop that never retries: it is sent
         once, and its response (its event stream too) is still judged; the
-        policy's limiter and breaker are not asked for it.
+        policy's limiter and breaker are not asked for it. *started* is
+        :meth:`FirstAttempt.started`'s reading when the first attempt went out
+        before the loop existed (None: now).
         """
-        return AttemptLoop(self, retrying=resendable and self.retries(method), host=host)
+        return AttemptLoop(
+            self, retrying=resendable and self.retries(method), host=host, started=started
+        )
+
+    def first_attempt(self) -> FirstAttempt | None:
+        """What settles a first-try success without a loop; None when these options need
+        one from the start (a limiter or breaker to ask, ``before_attempt`` to tell)."""
+        policy = self.policy
+        if policy.limiter is not None or policy.breaker is not None:
+            return None
+        if self.before_attempt is not None:
+            return None
+        return FirstAttempt(self)
 
     def stream_check(self, *, content_encoding: str | None = None) -> StreamCheck:
         """A :class:`StreamCheck` for one event stream, with these options' policy and preamble."""
@@ -262,6 +289,67 @@ def _shell_of(options: AdapterOptions) -> Retrier:
     return shell
 
 
+def _started(shell: Retrier) -> float:
+    """A request's start on the shell's clock (``rp.testing.instant()``'s skipped waits in)."""
+    inst = _instant[0]
+    return shell.clock() + (inst.local.offset if inst is not None else 0.0)
+
+
+class FirstAttempt:
+    """A request's first attempt, for an adapter that settles its success without a loop.
+
+    Most requests succeed at once, and then an :class:`AttemptLoop` — built, begun,
+    judged, finished — is the bulk of what a transport adds to a request. With no
+    limiter or breaker to ask and no ``before_attempt`` to tell
+    (:meth:`AdapterOptions.first_attempt`), nothing has to happen before the first
+    attempt but a clock reading, and after a success only the storm news
+    (:meth:`news`). Anything else — a failure, a response to read — goes to
+    :meth:`loop`, which carries on as if it had been there all along.
+    """
+
+    __slots__ = ("_clock", "_shell", "known", "needs_news", "options")
+
+    def __init__(self, options: AdapterOptions) -> None:
+        self.options = options
+        self.known = options._succeeds
+        """Status -> whether the status alone is a success, for the statuses seen so far
+        (one look-up on the fast path; :meth:`AdapterOptions.succeeds` for the others)."""
+        self._shell = shell = options._shell[0] if options._shell else _shell_of(options)
+        self._clock = shell.clock
+        self.needs_news: Callable[[], bool] = shell.needs_news
+        """Whether a first-try success has storm news to give (:meth:`news`): on the
+        common path, False and nothing else to do."""
+
+    def started(self) -> float:
+        """The request's start, read before its first attempt goes out (for :meth:`loop`)."""
+        inst = _instant[0]  # _started(), one call less: this runs on every request
+        return self._clock() + (inst.local.offset if inst is not None else 0.0)
+
+    def news(self, retrying: bool) -> None:
+        """Give storm protection a first-try success (when :attr:`needs_news`): the
+        budget's refund. *retrying*: the request was the policy's to retry."""
+        if retrying:
+            self._shell.storm_success()
+
+    async def anews(self, retrying: bool) -> None:
+        """:meth:`news` for async adapters (a shared store is awaited)."""
+        if retrying:
+            await self._shell.astorm_success()
+
+    def loop(
+        self,
+        started: float,
+        method: str | None,
+        *,
+        resendable: bool = True,
+        host: str = "",
+    ) -> AttemptLoop:
+        """The loop of a request whose first attempt went out at *started*, counted."""
+        loop = self.options.loop(method, resendable=resendable, host=host, started=started)
+        loop.begin(sent=True)
+        return loop
+
+
 class AttemptLoop:
     """One request's attempts, as steps an adapter calls; it never waits itself.
 
@@ -279,15 +367,21 @@ class AttemptLoop:
 
     __slots__ = ("_attempts", "_m", "_shell", "_started", "host", "options", "retrying")
 
-    def __init__(self, options: AdapterOptions, *, retrying: bool = True, host: str = "") -> None:
+    def __init__(
+        self,
+        options: AdapterOptions,
+        *,
+        retrying: bool = True,
+        host: str = "",
+        started: float | None = None,
+    ) -> None:
         self.options = options
         self.retrying = retrying
         self.host = host
         """The host whose breaker is asked ("" for one breaker per policy)."""
         cache = options._shell  # the shell is built once per options: this runs per request
         self._shell = shell = cache[0] if cache else _shell_of(options)
-        inst = _instant[0]
-        self._started = shell.clock() + (inst.local.offset if inst is not None else 0.0)
+        self._started = _started(shell) if started is None else started
         self._attempts = 0
         self._m: AttemptMachine | None = None
         """The request's machine: built on the first failure, or the first gated attempt."""
@@ -381,9 +475,7 @@ class AttemptLoop:
         options = self.options
         ok = options._succeeds.get(status)
         if ok is None:
-            ok = options.policy.classify(status).kind == Kind.SUCCESS
-            if 100 <= status <= 999:  # only real statuses are remembered: the dict stays small
-                options._succeeds[status] = ok
+            ok = options.succeeds(status)
         if ok:
             return None
         if body and content_encoding:
