@@ -295,3 +295,13 @@ def test_the_machine_decides_exactly_what_policy_decide_decides(outcomes: list[O
         assert m.state == expected.state
         state = expected.state
         m.waited()
+
+
+def test_a_machine_forgets_its_failures_when_the_call_is_over() -> None:
+    """forget(): the last failure and decision are let go (their tracebacks hold frames)."""
+    m = machine(PLAIN)
+    m.begin()
+    assert isinstance(m.failed(E503, 0.0), Wait)
+    assert (m.last, m.decision) != (None, None)
+    m.forget()
+    assert (m.last, m.decision) == (None, None)

@@ -398,12 +398,19 @@ class _Retrying:
             if isinstance(sent, self.library.Response):
                 final, wait = await self._judge(loop, request, sent, io)
                 if final is not None:
+                    # the failures' tracebacks hold this frame (their f_back): without the
+                    # loop in it they are freed now, not by the garbage collector
+                    loop = sent = None
                     return final
             else:
                 assert sent is not None  # noqa: S101 - an attempt was made
                 wait = await io.failed(loop, loop.judge_exception(sent))
                 if wait is None:
-                    raise sent  # unchanged
+                    loop = None
+                    try:
+                        raise sent  # unchanged
+                    finally:
+                        sent = None
             if wait:
                 await io.pause(wait)
             if hold := await io.begin(loop):
@@ -650,7 +657,9 @@ class SyncTransport(_Transport):
                     first.news(self._core.retrying(request))
                 return _mark(sent)
         core = self._core
-        return _run(core.handle(request, self._io, core.later(first, started, request), sent))
+        handled = core.handle(request, self._io, core.later(first, started, request), sent)
+        sent = None  # an error's traceback holds this frame: no way back to the error from it
+        return _run(handled)
 
     def _handle(self, request: Any) -> Any:
         """:meth:`handle_request` with a loop from the start (a limiter or breaker to ask,
@@ -673,7 +682,9 @@ class SyncTransport(_Transport):
             ):
                 loop.succeeded()
                 return _hand_over(loop, sent, None, None)
-        return _run(core.handle(request, self._io, loop, sent))
+        handled = core.handle(request, self._io, loop, sent)
+        loop = sent = None  # type: ignore[assignment] # as in handle_request: no cycle back
+        return _run(handled)
 
     def close(self) -> None:
         """Close the inner transport."""
@@ -706,7 +717,9 @@ class AsyncTransport(_Transport):
                     await first.anews(self._core.retrying(request))
                 return _mark(sent)
         core = self._core
-        return await core.handle(request, self._io, core.later(first, started, request), sent)
+        handled = core.handle(request, self._io, core.later(first, started, request), sent)
+        sent = None  # as in handle_request: no way back to the error from this frame
+        return await handled
 
     async def aclose(self) -> None:
         """Close the inner transport."""

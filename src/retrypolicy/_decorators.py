@@ -209,6 +209,7 @@ class Attempts:
                 answer = r.resolve(m, m.waited())
                 continue
             if answer is not SEND:
+                m.forget()  # the caller's frame holds the last Attempt: no cycle through it
                 return  # done, given up, or stopped
             r.announce(m.attempts, m.started)
             s.answer = None
@@ -227,6 +228,7 @@ class Attempts:
                 answer = await r.aresolve(m, m.waited())
                 continue
             if answer is not SEND:
+                m.forget()
                 return
             r.announce(m.attempts, m.started)
             s.answer = None

@@ -408,10 +408,13 @@ class Retrier:
             return self.drive(m, self.resolve(m, m.begin()), fn, args, kwargs)
         try:
             value = fn(*args, **kwargs)
-        except NEVER_RETRIED:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - classified, re-raised unchanged
+        except Exception as exc:  # noqa: BLE001 - classified, re-raised unchanged
             failure: BaseException | None = exc
+            outcome = outcome_of_exception(exc, wall=self.wall_clock)
+        except NEVER_RETRIED:  # checked second: an Exception is matched in one step
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            failure = exc
             outcome = outcome_of_exception(exc, wall=self.wall_clock)
         else:
             if self.plain and type(value) in _NOT_RESPONSES:
@@ -429,7 +432,10 @@ class Retrier:
         m = AttemptMachine(self.policy, started, True, "", self.rng, 1)
         inst = _instant[0]
         answer: Answer = m.failed(outcome, self.clock() + (inst.local.offset if inst else 0.0))
-        return self.drive(m, answer, fn, args, kwargs, None if failure else value, failure)
+        try:
+            return self.drive(m, answer, fn, args, kwargs, None if failure else value, failure)
+        finally:  # the failure's traceback holds this frame: no cycle back to the failure
+            failure = outcome = m = answer = None  # type: ignore[assignment]
 
     def drive(  # noqa: PLR0915, PLR0917 - one hot loop, inlined on purpose; call()'s pieces
         self,
@@ -491,19 +497,29 @@ class Retrier:
             if answer is DONE:
                 if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
                     self.report(m, answer)
+                # the failures' tracebacks hold this frame: without a way back to them, they
+                # are freed as the call returns, not left to the garbage collector
+                m = retried = None  # type: ignore[assignment]
                 return value
             if t is Fail:
                 self.report(m, answer)
+                m = retried = answer = found = None  # type: ignore[assignment] # as above
                 if exc is not None:
-                    raise exc
+                    try:
+                        raise exc
+                    finally:
+                        exc = None
                 return value
             if announce:
                 self.announce(m.attempts, m.started)
             try:
                 value = fn(*args, **kwargs)
-            except NEVER_RETRIED:
+            except Exception as e:  # noqa: BLE001 - classified, re-raised unchanged
+                exc, value = e, None
+                found = outcome_of_exception(e, wall=self.wall_clock)
+            except NEVER_RETRIED:  # checked second: an Exception is matched in one step
                 raise
-            except BaseException as e:  # noqa: BLE001 - classified, re-raised unchanged
+            except BaseException as e:  # noqa: BLE001
                 exc, value = e, None
                 found = outcome_of_exception(e, wall=self.wall_clock)
             else:
@@ -587,7 +603,12 @@ class Retrier:
             outcome = found
         m = self.machine(started, attempts=1)
         answer = await self.aresolve(m, m.failed(outcome, self.now()))
-        return await self.adrive(m, answer, fn, args, kwargs, None if failure else value, failure)
+        try:
+            return await self.adrive(
+                m, answer, fn, args, kwargs, None if failure else value, failure
+            )
+        finally:  # as in call(): no cycle back to the failure through this frame
+            failure = outcome = m = answer = None  # type: ignore[assignment]
 
     async def adrive(  # noqa: PLR0917 - as drive()
         self,
@@ -609,10 +630,15 @@ class Retrier:
                 answer = await self.aresolve(m, m.waited())
                 continue
             if answer is DONE:
+                m = None  # type: ignore[assignment] # as in drive(): no cycle to the failures
                 return value
             if t is Fail:
+                m = answer = found = None  # type: ignore[assignment]
                 if exc is not None:
-                    raise exc
+                    try:
+                        raise exc
+                    finally:
+                        exc = None
                 return value
             self.announce(m.attempts, m.started)
             try:

@@ -621,7 +621,11 @@ class AttemptLoop:
                 wait = self.raised(exc)
             else:
                 if (wait := self.returned(ex)) is None:
-                    return self.finish(ex.response, ex.outcome, ex.check)
+                    final = self.finish(ex.response, ex.outcome, ex.check)
+                    # the failures' tracebacks hold this frame: without this loop in it (and
+                    # its machine, which holds them) they are freed now, not by the collector
+                    del self, ex
+                    return final
                 ex.release()
             if wait:
                 self.options.sleep(wait)
@@ -641,9 +645,13 @@ class AttemptLoop:
             else:
                 if ex.outcome is None:
                     await self.asucceeded()
-                    return self.finish(ex.response, None, ex.check)
+                    final = self.finish(ex.response, None, ex.check)
+                    del self, ex  # as in run(): no way back to the failures from this frame
+                    return final
                 if (wait := await self.afailed(ex.outcome)) is None:
-                    return self.finish(ex.response, ex.outcome, ex.check)
+                    final = self.finish(ex.response, ex.outcome, ex.check)
+                    del self, ex
+                    return final
                 await ex.arelease()
             if wait:
                 await self.options.async_sleep(wait)

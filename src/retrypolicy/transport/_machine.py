@@ -392,6 +392,12 @@ class AttemptMachine:
             return Gate(self.host, self.attempts)
         return SEND
 
+    def forget(self) -> None:
+        """The call is over: let go of its failures. Their tracebacks hold the frames that
+        ran the attempts, and a frame still holding this machine makes a cycle that only
+        the garbage collector frees; :attr:`decision` and :attr:`last` are None after."""
+        self._decided = self.last = self._pending = None
+
     # -- internals -------------------------------------------------------------------
 
     def _retry(self, wait: Wait) -> Wait:
