@@ -11,6 +11,9 @@ Run: python bench/bench_httpx.py [--stream-mb 50]
    ``httpx.MockTransport`` answering the canned 200 at once (µs per request added), as
    medians and as the best round (load only ever adds time: on a shared machine the
    best round is the steadier figure for a difference of a few µs).
+   Then each wrapper's ``handle_request`` alone over an inner transport that hands back a
+   prebuilt response, against a pass-through wrapper: the cost the transport itself adds,
+   free of the client's noise, as a share of the MockTransport request.
 3. Stream throughput: a ``Reply.large_stream`` read with ``iter_raw`` through a plain
    client and through ``RetryTransport`` (whose stream guard decodes and checks every
    event), in MB/s.
@@ -72,6 +75,41 @@ def async_cases(url: str, loop: asyncio.AbstractEventLoop) -> dict[str, Callable
     }
 
 
+class PassThrough(httpx.BaseTransport):
+    """The floor: a transport that only hands the request on (any wrapper pays this)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.inner.handle_request(request)
+
+
+class Canned(httpx.BaseTransport):
+    """An inner transport that hands back one prebuilt 200: nothing but the wrapper runs."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.response = httpx.Response(
+            200, content=payload, headers={"Content-Type": "application/json"}
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.response
+
+
+def own_cases(payload: bytes) -> dict[str, Callable[[], object]]:
+    """Each wrapper's ``handle_request`` alone, over :class:`Canned` (no client around it)."""
+    request = httpx.Request("POST", "http://api.invalid/v1/responses", json=BODY)
+    transports: dict[str, httpx.BaseTransport] = {
+        "pass-through wrapper": PassThrough(Canned(payload)),
+        "RetryTransport": RetryTransport(transport=Canned(payload)),
+        "httpx_retries.RetryTransport": httpx_retries.RetryTransport(
+            transport=Canned(payload), retry=_their_retry()
+        ),
+    }
+    return {name: (lambda t=t: t.handle_request(request)) for name, t in transports.items()}
+
+
 def mock_cases(payload: bytes) -> dict[str, Callable[[], object]]:
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=payload, headers={"Content-Type": "application/json"})
@@ -81,6 +119,7 @@ def mock_cases(payload: bytes) -> dict[str, Callable[[], object]]:
 
     clients = {
         "plain, MockTransport": httpx.Client(transport=mock()),
+        "pass-through wrapper": httpx.Client(transport=PassThrough(mock())),
         "RetryTransport(MockTransport)": httpx.Client(transport=RetryTransport(transport=mock())),
         "httpx_retries(MockTransport)": httpx.Client(
             transport=httpx_retries.RetryTransport(transport=mock(), retry=_their_retry())
@@ -149,7 +188,8 @@ def main() -> None:
         print(table(results, baseline="plain httpx.AsyncClient"))
         print(per_second(results), "\n")
 
-        cases = mock_cases(b'{"id":"resp_1","object":"response","output_text":"ok"}')
+        payload = b'{"id":"resp_1","object":"response","output_text":"ok"}'
+        cases = mock_cases(payload)
         results = interleaved(cases, number=args.number * 5, rounds=args.rounds)
         print(table(results, baseline="plain, MockTransport"))
         best = best_round(cases, number=args.number, rounds=args.rounds * 4)
@@ -158,6 +198,17 @@ def main() -> None:
             print(
                 f"{name:<38} {(ns - base) / 1000:+8.1f} µs/request over plain (median),"
                 f" {(best[name] - best_base) / 1000:+6.1f} (best round)"
+            )
+        print()
+
+        own = interleaved(own_cases(payload), number=args.number * 50, rounds=args.rounds)
+        floor = own["pass-through wrapper"]
+        print("the transport's own cost: handle_request over a canned 200, no client around it")
+        for name, ns in own.items():
+            extra = ns - floor
+            print(
+                f"{name:<38} {ns:8.0f} ns; {extra:+6.0f} ns over a pass-through ="
+                f" {extra / base * 100:5.2f} % of a MockTransport request"
             )
         print()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from email.message import Message
 from typing import Final, Literal, TypeAlias
 
@@ -251,8 +251,6 @@ _CASE_INSENSITIVE: Final = frozenset(
     {"CaseInsensitiveDict", "Headers", "HTTPHeaderDict", "CIMultiDictProxy", "CIMultiDict"}
 )
 """Header mappings of requests, httpx and urllib3: a missed ``get`` means absent."""
-
-HeadersLike: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
 def header_value(headers: object, name: str) -> str | None:

@@ -97,12 +97,6 @@ class Service:
                         return picked
         return None
 
-    def full_latency(self) -> float:
-        """How long a complete answer takes."""
-        if self.sigma:
-            return self.rng.lognormvariate(self.mu, self.sigma)
-        return self.median
-
     def latency(self, answer: Answer | None) -> float:
         """How long *answer* takes to arrive."""
         if answer is None or answer.paid:

@@ -363,7 +363,12 @@ class AttemptMachine:
                 return Fail(d, pending.outcome)  # type: ignore[arg-type] # a failure's Wait
             if budget is not None:  # paid: the refund if the call then succeeds
                 self._cost = result.cost
-            return self._retry(pending)
+            # the retry goes ahead: the call moves past the failure
+            _, _, _, _, self.attempt, self.retries = pending._source  # type: ignore[misc]
+            self.last_delay = pending.seconds
+            self._decided = pending
+            self.last = pending.outcome
+            return pending
         if type(pending) is tuple:  # a give-up reported to the limiter and the breaker
             d, outcome = pending
             self._decided = d
@@ -399,14 +404,6 @@ class AttemptMachine:
         self._decided = self.last = self._pending = None
 
     # -- internals -------------------------------------------------------------------
-
-    def _retry(self, wait: Wait) -> Wait:
-        """Go ahead with the retry *wait* stands for: the call moves past the failure."""
-        _, _, _, _, self.attempt, self.retries = wait._source  # type: ignore[misc]
-        self.last_delay = wait.seconds
-        self._decided = wait
-        self.last = wait.outcome
-        return wait
 
     def _give_up(self, c: Classification, why: str, outcome: Outcome) -> Fail | Ask:
         state = self.state
