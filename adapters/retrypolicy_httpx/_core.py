@@ -58,8 +58,8 @@ from retrypolicy.transport import (
     is_event_stream,
 )
 
-if TYPE_CHECKING:  # not exported by the seam (yet): only its instances are handed out
-    from retrypolicy.transport._adapter import FirstAttempt
+if TYPE_CHECKING:
+    from retrypolicy.transport import FirstAttempt
 
 __all__ = ["ATTEMPTS_EXTENSION", "AsyncTransport", "Library", "SyncTransport"]
 

@@ -476,9 +476,6 @@ class Retrier:
                 else:
                     answer = m.answered(StormVerdict("", refused, cost))
                 t = type(answer)
-            elif t in STEPS:
-                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
-                continue
             if t is Wait:
                 if self.on_retry is not None or _hooks._hooks:
                     self.report(m, answer)
@@ -493,15 +490,19 @@ class Retrier:
                 elif delay > 0:
                     self.sleep(delay)
                 answer = m.waited()
+                if answer is not SEND:
+                    continue  # a store step first (the limiter, the breaker)
+            elif t in STEPS:
+                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
                 continue
-            if answer is DONE:
+            elif answer is DONE:
                 if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
                     self.report(m, answer)
                 # the failures' tracebacks hold this frame: without a way back to them, they
                 # are freed as the call returns, not left to the garbage collector
                 m = retried = None  # type: ignore[assignment]
                 return value
-            if t is Fail:
+            elif t is Fail:
                 self.report(m, answer)
                 m = retried = answer = found = None  # type: ignore[assignment] # as above
                 if exc is not None:

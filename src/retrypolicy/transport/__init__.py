@@ -28,6 +28,10 @@ keep a protocol apart from its sockets.
     the attempts instead of multiplying them). Async adapters await
     ``abegin``/``afailed``/``asucceeded``: a shared store is never called on
     the event loop.
+:class:`FirstAttempt`
+    From :meth:`AdapterOptions.first_attempt`: a first attempt sent before any loop
+    exists, its success settled without one (the common case, made cheap); anything
+    else goes on in :meth:`FirstAttempt.loop`, counted from the attempt's start.
 :class:`StreamCheck`
     An event stream judged as it is read: :meth:`~StreamCheck.feed` a chunk,
     :meth:`~StreamCheck.close` at its end, :meth:`~StreamCheck.lost` when the
@@ -100,7 +104,14 @@ from ._machine import (
 from ._stream import StreamCheck, is_event_stream
 
 if TYPE_CHECKING:
-    from ._adapter import AdapterKeywords, AdapterOptions, AttemptLoop, Exchange, normalize_methods
+    from ._adapter import (
+        AdapterKeywords,
+        AdapterOptions,
+        AttemptLoop,
+        Exchange,
+        FirstAttempt,
+        normalize_methods,
+    )
 
 __all__ = [
     "ATTEMPTS_ATTRIBUTE",
@@ -121,6 +132,7 @@ __all__ = [
     "Done",
     "Exchange",
     "Fail",
+    "FirstAttempt",
     "Gate",
     "Outcome",
     "Report",
@@ -144,7 +156,14 @@ __all__ = [
 
 
 _ADAPTER = frozenset(
-    {"AdapterKeywords", "AdapterOptions", "AttemptLoop", "Exchange", "normalize_methods"}
+    {
+        "AdapterKeywords",
+        "AdapterOptions",
+        "AttemptLoop",
+        "Exchange",
+        "FirstAttempt",
+        "normalize_methods",
+    }
 )
 
 
