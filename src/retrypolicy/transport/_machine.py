@@ -185,6 +185,7 @@ STEPS: Final = frozenset({Gate, Report, Settle})
 Answer = Send | Wait | Ask | Done | Fail
 
 _SUCCESS_KIND: Final = Kind.SUCCESS
+_new: Final = object.__new__
 
 _Retry = tuple[Classification, int, float | None, float, int, tuple[tuple[str, int], ...]]
 """A retry decided, as plain values: classification, which retry of its kind, the server's
@@ -322,9 +323,12 @@ class AttemptMachine:
             delay = c.reason if kind != _SUCCESS_KIND else "success"
         if type(delay) is str:
             return self._give_up(c, delay, outcome)
-        wait = Wait(delay, None, outcome)  # type: ignore[arg-type] # not a str: a delay
         attempt = self.attempt + 1
         after = ((kind, 1),) if not retries else _after_retry(retries, kind)
+        wait = _new(Wait)  # Wait(delay, None, outcome), its decision to build when read
+        wait.seconds = delay  # type: ignore[assignment] # not a str: a delay
+        wait._decision = None
+        wait.outcome = outcome
         wait._source = (c, used + 1, outcome.retry_after, self.started, attempt, after)
         if self.storm:
             budget = self.budget
