@@ -138,16 +138,22 @@ class AttemptState:
 
     def after_retry(self, kind: str, delay: float) -> AttemptState:
         """The state for the next attempt, one retry of *kind* later."""
-        retries = self.retries
-        if not retries:  # the first retry of a call: the common case
-            return AttemptState(self.started, self.attempt + 1, ((kind, 1),), delay)
-        for i, (k, n) in enumerate(retries):
-            if k == kind:
-                retries = (*retries[:i], (kind, n + 1), *retries[i + 1 :])
-                break
-        else:
-            retries = (*retries, (kind, 1))
-        return AttemptState(self.started, self.attempt + 1, retries, delay)
+        return AttemptState(
+            self.started, self.attempt + 1, retries_after(self.retries, kind), delay
+        )
+
+
+def retries_after(retries: tuple[tuple[str, int], ...], kind: str) -> tuple[tuple[str, int], ...]:
+    """*retries* (per kind, as :attr:`AttemptState.retries`) one retry of *kind* later."""
+    if not retries:  # the first retry of a call: the common case
+        return ((kind, 1),)
+    if len(retries) == 1:  # one kind so far: the next most common
+        k, n = retries[0]
+        return ((k, n + 1),) if k == kind else (*retries, (kind, 1))
+    for i, (k, n) in enumerate(retries):
+        if k == kind:
+            return (*retries[:i], (kind, n + 1), *retries[i + 1 :])
+    return (*retries, (kind, 1))
 
 
 @attrs.frozen(slots=False, init=False)

@@ -30,7 +30,7 @@ import random
 from typing import Final
 
 from .._budget import _TIMEOUT_KINDS
-from .._outcome import AttemptState, Decision, Outcome
+from .._outcome import AttemptState, Decision, Outcome, retries_after
 from .._policy import Policy, retry_reason
 from .._rules import Classification, Kind
 from .._verdict import StormVerdict, storm_decision
@@ -195,19 +195,6 @@ _GATE: Final = object()
 _SETTLE: Final = object()
 
 
-def _after_retry(retries: tuple[tuple[str, int], ...], kind: str) -> tuple[tuple[str, int], ...]:
-    """*retries* (per kind) one retry of *kind* later."""
-    if not retries:
-        return ((kind, 1),)
-    if len(retries) == 1:  # one kind so far: the common case
-        k, n = retries[0]
-        return ((k, n + 1),) if k == kind else (*retries, (kind, 1))
-    for i, (k, n) in enumerate(retries):
-        if k == kind:
-            return (*retries[:i], (kind, n + 1), *retries[i + 1 :])
-    return (*retries, (kind, 1))
-
-
 class AttemptMachine:
     """One call's attempts. Built when a call needs one (after a first failure, or before
     a first attempt the limiter or breaker must allow); cheap to build.
@@ -311,7 +298,7 @@ class AttemptMachine:
             c = policy._classification_of(outcome)
         kind = c.kind
         retries = self.retries
-        used = 0
+        used = 0  # AttemptState.retries_of(kind), inlined: this runs on every failure
         if retries:
             for k, n in retries:
                 if k == kind:
@@ -324,7 +311,7 @@ class AttemptMachine:
         if type(delay) is str:
             return self._give_up(c, delay, outcome)
         attempt = self.attempt + 1
-        after = ((kind, 1),) if not retries else _after_retry(retries, kind)
+        after = ((kind, 1),) if not retries else retries_after(retries, kind)
         wait = _new(Wait)  # Wait(delay, None, outcome), its decision to build when read
         wait.seconds = delay  # type: ignore[assignment] # not a str: a delay
         wait._decision = None
