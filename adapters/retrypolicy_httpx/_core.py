@@ -616,6 +616,14 @@ class _Transport:
     def __repr__(self) -> str:
         return f"<{self._core.options.name} {self._core!r}>"
 
+    def _settled(self, first: FirstAttempt, response: Any) -> bool:
+        """Whether a first attempt's *response* ends the request here: a status the policy
+        counts as success, below 400, and nothing that may be an event stream to read."""
+        status = response.status_code
+        if (ok := first.known.get(status)) is None:
+            ok = first.options.succeeds(status)
+        return ok and status < 400 and not self._may_stream(response)
+
 
 def _mark(response: Any) -> Any:
     """*response*, a first-try success, marked as :meth:`AttemptLoop.finish` marks it."""
@@ -649,10 +657,7 @@ class SyncTransport(_Transport):
         except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
             sent = exc
         else:
-            status = sent.status_code
-            if (ok := first.known.get(status)) is None:
-                ok = first.options.succeeds(status)
-            if ok and status < 400 and not self._may_stream(sent):
+            if self._settled(first, sent):
                 if first.needs_news():
                     first.news(self._core.retrying(request))
                 return _mark(sent)
@@ -709,10 +714,7 @@ class AsyncTransport(_Transport):
         except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
             sent = exc
         else:
-            status = sent.status_code
-            if (ok := first.known.get(status)) is None:
-                ok = first.options.succeeds(status)
-            if ok and status < 400 and not self._may_stream(sent):
+            if self._settled(first, sent):
                 if first.needs_news():
                     await first.anews(self._core.retrying(request))
                 return _mark(sent)

@@ -216,14 +216,7 @@ class Retrier:
         if type(step) is Report and guard.paid_in_place and not self.hooks:
             # the common retry: an in-process budget alone, paid in place (no store step,
             # and no call hook for its events to reach)
-            if not step.retrying:
-                return NO_OBJECTION
-            cost = step.cost
-            refused = guard.pay_in_place(step.kind, now, self.name, step.attempt, cost=cost)
-            if refused is None:
-                paid = _PAID.get(cost)
-                return paid if paid is not None else _paid(cost)
-            return StormVerdict("", refused, cost)
+            return self.pay_here(guard, step, now) if step.retrying else NO_OBJECTION
         if type(step) is Settle and guard.paid_in_place and not self.hooks:
             guard.refund_in_place(now, step.refund, paid=step.retried)  # nothing else to tell
             return None
@@ -234,6 +227,16 @@ class Retrier:
             return guard.run(self._steps(guard, step, now))
         finally:
             CALL_HOOKS.reset(token)
+
+    def pay_here(self, guard: Guard, step: Report, now: float) -> StormVerdict:
+        """The verdict on *step*'s retry, paid in place from an in-process budget (the
+        common retry: no store step, and no call hook for its events to reach)."""
+        cost = step.cost
+        refused = guard.pay_in_place(step.kind, now, self.name, step.attempt, cost=cost)
+        if refused is None:
+            paid = _PAID.get(cost)
+            return paid if paid is not None else _paid(cost)
+        return StormVerdict("", refused, cost)
 
     async def aperform(self, step: Step) -> object:
         """:meth:`perform` for async code: the steps of a shared store are awaited (a
@@ -459,22 +462,10 @@ class Retrier:
         in_place = guard is not None and guard.paid_in_place and not self.hooks
         while True:
             t = type(answer)
-            if t is Report and in_place:
+            if t is Report and in_place and answer.retrying:  # type: ignore[union-attr]
                 inst = _instant[0]
                 now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
-                cost = answer.cost  # type: ignore[union-attr]
-                refused = guard.pay_in_place(  # type: ignore[union-attr]
-                    answer.kind,  # type: ignore[union-attr]
-                    now,
-                    self.name,
-                    m.attempts,
-                    cost=cost,
-                )
-                if refused is None:
-                    paid = _PAID.get(cost)
-                    answer = m.answered(paid if paid is not None else _paid(cost))
-                else:
-                    answer = m.answered(StormVerdict("", refused, cost))
+                answer = m.answered(self.pay_here(guard, answer, now))  # type: ignore[arg-type]
                 t = type(answer)
             if t is Wait:
                 if self.on_retry is not None or _hooks._hooks:

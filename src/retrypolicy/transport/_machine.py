@@ -293,6 +293,7 @@ class AttemptMachine:
             return Fail(None, outcome)
         policy = self.policy
         status, failure = outcome.status, outcome.failure
+        # Policy._classification_of, its cache read inline: this runs on every failure
         c = policy._cache.get((status, outcome.code, failure)) if failure or status else None
         if c is None:
             c = policy._classification_of(outcome)
