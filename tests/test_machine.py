@@ -118,41 +118,75 @@ def test_a_request_not_the_policys_to_retry_fails_without_a_decision() -> None:
 
 
 def test_a_retry_asks_the_budget_to_pay_its_cost() -> None:
-    """With a budget, a failure the policy retries asks a Report step costing retry_cost."""
+    """With a budget alone, a failure the policy retries answers a Wait costing retry_cost."""
     m = machine(BUDGETED)
     m.begin()
-    ask = m.failed(E503, now=0.0)
-    assert isinstance(ask, Ask)
-    assert isinstance(ask.step, Report)
-    assert (ask.step.kind, ask.step.retrying, ask.step.cost) == ("unavailable", True, 5.0)
+    wait = m.failed(E503, now=0.0)
+    assert isinstance(wait, Wait)
+    assert (wait.seconds, wait.cost) == (0.5, 5.0)
 
 
 def test_a_timeout_costs_the_timeout_cost() -> None:
     """A retry after a timeout costs timeout_cost (10), as in AWS standard mode."""
     m = machine(BUDGETED)
     m.begin()
+    wait = m.failed(TIMEOUT, now=0.0)
+    assert isinstance(wait, Wait)
+    assert wait.cost == 10.0
+
+
+def test_a_retry_without_a_budget_costs_nothing() -> None:
+    """Without a budget a retry's Wait has nothing to pay."""
+    m = machine(PLAIN)
+    m.begin()
+    wait = m.failed(E503, now=0.0)
+    assert isinstance(wait, Wait)
+    assert wait.cost == 0.0
+
+
+def test_with_a_limiter_or_breaker_the_budget_is_paid_through_the_report() -> None:
+    """A gated policy reports every failure; the Report carries the budget's cost."""
+    m = machine(BUDGETED.evolve(breaker=rp.CircuitBreaker()))
+    m.begin()
+    m.answered(0.0)
     ask = m.failed(TIMEOUT, now=0.0)
     assert isinstance(ask, Ask)
     assert isinstance(ask.step, Report)
-    assert ask.step.cost == 10.0
+    assert (ask.step.kind, ask.step.retrying, ask.step.cost) == ("timeout", True, 10.0)
+    wait = m.answered(PAID)
+    assert isinstance(wait, Wait)
+    assert wait.cost == 0.0  # paid through the report
 
 
 def test_a_paid_retry_waits_and_a_refused_one_gives_up_saying_why() -> None:
-    """The store's verdict decides: paid → Wait; refused → Fail, the kind kept, the reason given."""
+    """The budget decides: paid → the Wait stands; refused → Fail, the kind kept, the
+    reason given, the call where it stood before the failure."""
     m = machine(BUDGETED)
     m.begin()
-    m.failed(E503, now=0.0)
-    assert isinstance(m.answered(PAID), Wait)
+    assert isinstance(m.failed(E503, now=0.0), Wait)
     m.waited()
-    m.failed(E503, now=0.0)
-    refused = m.answered(REFUSED)
+    before = m.state
+    assert isinstance(m.failed(E503, now=0.0), Wait)
+    refused = m.refused(REFUSED.budget)  # type: ignore[arg-type]
     assert isinstance(refused, Fail)
+    assert refused.outcome is E503
+    assert refused.decision is m.decision
     assert refused.decision is not None
+    assert refused.decision.action == "give_up"
     assert refused.decision.classification.kind == "unavailable"
     assert "retry budget exhausted (2 of 500 tokens left; a retry costs 5)" in (
         refused.decision.reason
     )
-    assert m.state.attempt == 2  # the refused retry did not count as one
+    assert m.state == before  # the refused retry did not count as one
+    assert refused.decision.state == before
+
+
+def test_refused_without_a_retry_to_pay_for_is_an_error() -> None:
+    """refused() answers only a retry's Wait that has a cost."""
+    m = machine(BUDGETED)
+    m.begin()
+    with pytest.raises(RuntimeError, match="no retry waits to be paid for"):
+        m.refused(REFUSED.budget)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -169,16 +203,13 @@ def test_a_success_refunds_by_aws_standard_mode(failures: list[Outcome], refund:
     m = machine(BUDGETED)
     m.begin()
     for outcome in failures:
-        ask = m.failed(outcome, now=0.0)
-        assert isinstance(ask, Ask)
-        assert isinstance(ask.step, Report)
-        paid = StormVerdict("", BudgetResult(True, 400.0, 500.0), ask.step.cost)
-        assert isinstance(m.answered(paid), Wait)
+        assert isinstance(m.failed(outcome, now=0.0), Wait)
         m.waited()
     ask = m.succeeded()
     assert isinstance(ask, Ask)
     assert isinstance(ask.step, Settle)
     assert ask.step.refund == refund
+    assert ask.step.retried is bool(failures)
     assert m.answered(None) is DONE
 
 

@@ -171,7 +171,7 @@ class _Session:
     def take(self, answer: Answer) -> Answer:
         """Keep the machine's *answer* to an attempt, carried out at once unless it asks an
         async loop for a store step (the loop awaits it after the block)."""
-        if self.is_async and type(answer) in STEPS:
+        if self.is_async and (type(answer) in STEPS or (type(answer) is Wait and answer.cost)):
             self.resolved = False
         else:
             answer = self.retrier.resolve(self.machine, answer)

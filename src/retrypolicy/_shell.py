@@ -213,10 +213,6 @@ class Retrier:
             guard: Guard = cache[1]
         else:
             guard = self.guard()
-        if type(step) is Report and guard.paid_in_place and not self.hooks:
-            # the common retry: an in-process budget alone, paid in place (no store step,
-            # and no call hook for its events to reach)
-            return self.pay_here(guard, step, now) if step.retrying else NO_OBJECTION
         if type(step) is Settle and guard.paid_in_place and not self.hooks:
             guard.refund_in_place(now, step.refund, paid=step.retried)  # nothing else to tell
             return None
@@ -228,15 +224,38 @@ class Retrier:
         finally:
             CALL_HOOKS.reset(token)
 
-    def pay_here(self, guard: Guard, step: Report, now: float) -> StormVerdict:
-        """The verdict on *step*'s retry, paid in place from an in-process budget (the
-        common retry: no store step, and no call hook for its events to reach)."""
-        cost = step.cost
-        refused = guard.pay_in_place(step.kind, now, self.name, step.attempt, cost=cost)
-        if refused is None:
-            paid = _PAID.get(cost)
-            return paid if paid is not None else _paid(cost)
-        return StormVerdict("", refused, cost)
+    def pay(self, m: AttemptMachine, wait: Wait) -> Wait | Fail:
+        """Pay for *wait*'s retry from the retry budget (its ``cost``): the wait when paid
+        for, the machine's :class:`Fail` when the budget refuses. Sync: the store is
+        called here."""
+        cost, wait.cost = wait.cost, 0.0
+        guard = self.guard()
+        now = self.storm_now()
+        token = CALL_HOOKS.set(self.hooks) if self.hooks else None
+        try:
+            if guard.paid_in_place:
+                refused = guard.pay_in_place(cost, now, self.name, m.attempts)
+            else:
+                refused = guard.run(guard.pay_steps(cost, now, self.name, m.attempts))
+        finally:
+            if token is not None:
+                CALL_HOOKS.reset(token)
+        return wait if refused is None else m.refused(refused)
+
+    async def apay(self, m: AttemptMachine, wait: Wait) -> Wait | Fail:
+        """:meth:`pay` for async code: a shared store's step is awaited."""
+        guard = self.guard()
+        if not guard.shared:
+            return self.pay(m, wait)
+        cost, wait.cost = wait.cost, 0.0
+        now = self.storm_now()
+        token = CALL_HOOKS.set(self.hooks) if self.hooks else None
+        try:
+            refused = await guard.arun(guard.pay_steps(cost, now, self.name, m.attempts))
+        finally:
+            if token is not None:
+                CALL_HOOKS.reset(token)
+        return wait if refused is None else m.refused(refused)
 
     async def aperform(self, step: Step) -> object:
         """:meth:`perform` for async code: the steps of a shared store are awaited (a
@@ -274,7 +293,7 @@ class Retrier:
             cost = step.cost
             if why or guard.budget is None:
                 return StormVerdict(why, None, cost)
-            refused = yield from guard.pay_steps(step.kind, now, name, step.attempt, cost=cost)
+            refused = yield from guard.pay_steps(cost, now, name, step.attempt)
             return _paid(cost) if refused is None else StormVerdict("", refused, cost)
         if type(step) is Gate:
             hold: float = yield from guard.before_steps(step.host, now, name, step.attempt)
@@ -288,6 +307,8 @@ class Retrier:
         else; report it (events, exhaustion marks). Sync."""
         while type(answer) in STEPS:
             answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+        if type(answer) is Wait and answer.cost:
+            answer = self.pay(m, answer)
         if answer is SEND or (type(answer) is Wait and self.on_retry is None and not _hooks._hooks):
             return answer  # nothing to report: no mark, nobody listening
         self.report(m, answer)
@@ -297,6 +318,8 @@ class Retrier:
         """:meth:`resolve`, awaiting the store steps."""
         while type(answer) in STEPS:
             answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
+        if type(answer) is Wait and answer.cost:
+            answer = await self.apay(m, answer)
         if answer is not SEND:
             self.report(m, answer)
         return answer
@@ -462,10 +485,16 @@ class Retrier:
         in_place = guard is not None and guard.paid_in_place and not self.hooks
         while True:
             t = type(answer)
-            if t is Report and in_place and answer.retrying:  # type: ignore[union-attr]
-                inst = _instant[0]
-                now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
-                answer = m.answered(self.pay_here(guard, answer, now))  # type: ignore[arg-type]
+            if t is Wait and answer.cost:  # type: ignore[union-attr] # the budget pays first
+                if in_place:  # pay(), inlined: an in-process budget with nobody to tell
+                    inst = _instant[0]
+                    now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
+                    cost, answer.cost = answer.cost, 0.0  # type: ignore[union-attr]
+                    refused = guard.pay_in_place(cost, now, self.name, m.attempts)  # type: ignore[union-attr]
+                    if refused is not None:
+                        answer = m.refused(refused)
+                else:
+                    answer = self.pay(m, answer)  # type: ignore[arg-type]
                 t = type(answer)
             if t is Wait:
                 if self.on_retry is not None or _hooks._hooks:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 
 from . import _events as ev
-from ._budget import _TIMEOUT_KINDS, Bucket, BudgetResult
+from ._budget import Bucket, BudgetResult
 from ._clock import WALL, _instant
 from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
@@ -255,13 +255,12 @@ class Guard:
             )
 
     def spend_steps(
-        self, kind: str, now: float, call: str, attempt: int
+        self, cost: float, now: float, call: str, attempt: int
     ) -> Steps[BudgetResult | None]:
-        """Pay for a retry after a failure of *kind* in the store; None without a budget."""
+        """Pay *cost* for a retry through the store's API; None without a budget."""
         budget = self.budget
         if budget is None:
             return None
-        cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
         refund = 0.0
         if self._pending_refund:
             with self._lock:
@@ -282,36 +281,33 @@ class Guard:
             self._budget_seen(result, call, attempt)
         return result
 
-    def pay(
-        self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
-    ) -> BudgetResult | None:
-        """:meth:`_pay`, its store steps performed here."""
+    def pay(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
+        """Pay for a retry after a failure of *kind*, here: None when paid for (or there is
+        no budget), the refusing result otherwise."""
+        cost = self.budget.cost_of(kind) if self.budget is not None else 0.0
         if self._buckets is not None:
-            return self.pay_in_place(kind, now, call, attempt, cost=cost)
-        return self.run(self.pay_steps(kind, now, call, attempt, cost=cost))
+            return self.pay_in_place(cost, now, call, attempt)
+        return self.run(self.pay_steps(cost, now, call, attempt))
 
     def pay_steps(
-        self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
+        self, cost: float, now: float, call: str, attempt: int
     ) -> Steps[BudgetResult | None]:
-        """:meth:`spend`, answering None when the retry is paid for (or there is no budget)
-        and the refusing result otherwise."""
+        """:meth:`spend_steps`, answering None when the retry is paid for (or there is no
+        budget) and the refusing result otherwise."""
         if self._buckets is not None:
-            return self.pay_in_place(kind, now, call, attempt, cost=cost)
-        result = yield from self.spend_steps(kind, now, call, attempt)
+            return self.pay_in_place(cost, now, call, attempt)
+        result = yield from self.spend_steps(cost, now, call, attempt)
         return None if result is None or result.ok else result
 
-    def pay_in_place(
-        self, kind: str, now: float, call: str, attempt: int, *, cost: float | None = None
-    ) -> BudgetResult | None:
-        """:meth:`_pay` with an in-process store: the step is applied here, in place, in the
-        same critical section as the pending refund and the counters; no result is built for
-        a retry that was paid for and changed nothing worth reporting (the common case)."""
+    def pay_in_place(self, cost: float, now: float, call: str, attempt: int) -> BudgetResult | None:
+        """:meth:`pay_steps` with an in-process store: the step is applied here, in place,
+        in the same critical section as the pending refund and the counters; no result is
+        built for a retry that was paid for and changed nothing worth reporting (the common
+        case). None when paid for, the refusing result otherwise."""
         buckets = self._buckets
         budget = self.budget
         assert buckets is not None  # noqa: S101 - callers check
         assert budget is not None  # noqa: S101 - buckets are taken only with a budget
-        if cost is None:
-            cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
         key = self._budget_key
         lock = self._lock
         lock.acquire()  # not ``with``: half the cost, and this runs on every retry

@@ -227,6 +227,11 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                 if type(reply) is Report:
                     verdict = _verdict(call.prot, reply, now)
                     reply = m.answered(verdict)
+                elif type(reply) is Wait and reply.cost:  # a budget alone: pay, or give up
+                    refusal = _pay(call.prot, reply, now)
+                    if refusal is not None:
+                        verdict = StormVerdict("", refusal, reply.cost)
+                        reply = m.refused(refusal)
                 if type(reply) is Wait:
                     push(heap, (now + reply.seconds, seq, _RESUME, call))
                     seq += 1
@@ -328,6 +333,18 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
 
 
 _PAID: dict[float, StormVerdict] = {}
+
+
+def _pay(prot: Protection | None, wait: Wait, now: float) -> BudgetResult | None:
+    """Pay for *wait*'s retry from the budget on the pure steps: None when paid for, else
+    the refusing result (what :meth:`~retrypolicy._storm.Guard.pay_in_place` answers)."""
+    if prot is None or prot.budget is None:
+        return None
+    assert wait._source is not None  # noqa: S101 - a retry's Wait knows its failure
+    if prot.pay(wait._source[0].kind, now):
+        return None
+    level = prot.bucket.level if prot.bucket is not None else 0.0
+    return BudgetResult(False, level, prot.budget.capacity)
 
 
 def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:

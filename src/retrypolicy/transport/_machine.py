@@ -10,7 +10,11 @@ step answered) and answers what to do next:
     send the attempt now;
 :class:`Wait`
     wait ``seconds`` first (a retry's backoff, or the limiter's pacing), then
-    ask :meth:`AttemptMachine.waited`;
+    ask :meth:`AttemptMachine.waited`. A retry's ``Wait`` with a ``cost`` must
+    first be paid for from the retry budget (a policy whose only storm
+    protection is a budget): when the budget refuses, hand its
+    :class:`~retrypolicy._budget.BudgetResult` to :meth:`AttemptMachine.refused`
+    instead of waiting;
 :class:`Ask`
     storm protection needs state from a store: perform ``step`` (a
     :class:`Gate`, :class:`Report` or :class:`Settle`) and hand its result to
@@ -29,7 +33,7 @@ from __future__ import annotations
 import random
 from typing import Final
 
-from .._budget import _TIMEOUT_KINDS
+from .._budget import _TIMEOUT_KINDS, BudgetResult
 from .._outcome import AttemptState, Decision, Outcome, retries_after
 from .._policy import Policy, retry_reason
 from .._rules import Classification, Kind
@@ -77,16 +81,27 @@ DONE: Final = Done()
 
 class Wait:
     """Wait *seconds* before going on. ``decision`` is the retry decided (None for the
-    limiter's pacing before an attempt); ``outcome`` the failure retried past."""
+    limiter's pacing before an attempt); ``outcome`` the failure retried past.
 
-    __slots__ = ("_decision", "_source", "outcome", "seconds")
+    ``cost``: the tokens the retry budget must pay before this wait (0.0: nothing to pay,
+    or paid already). Why a field and not a store step of its own: a budget alone is the
+    default storm protection, so this is the common retry, and one answer is half the
+    price of an :class:`Ask` and its round trip. A shell that paid sets it to 0.0.
+    """
+
+    __slots__ = ("_decision", "_source", "cost", "outcome", "seconds")
 
     def __init__(
-        self, seconds: float, decision: Decision | None = None, outcome: Outcome | None = None
+        self,
+        seconds: float,
+        decision: Decision | None = None,
+        outcome: Outcome | None = None,
+        cost: float = 0.0,
     ) -> None:
         self.seconds = seconds
         self._decision = decision
         self.outcome = outcome
+        self.cost = cost
         self._source: _Retry | None = None
 
     @property
@@ -150,7 +165,9 @@ class Gate(Ask):
 class Report(Ask):
     """A failure of ``kind`` from ``host``: tell the breaker and the limiter, and — when
     the policy would retry (``retrying``) after ``delay`` — ask the budget to pay
-    ``cost``. Answered with a :class:`~retrypolicy._verdict.StormVerdict`."""
+    ``cost``. Answered with a :class:`~retrypolicy._verdict.StormVerdict`. (Only a policy
+    with a limiter or breaker reports a failure; a budget alone is paid through
+    :attr:`Wait.cost`.)"""
 
     __slots__ = ("attempt", "cost", "delay", "host", "kind", "retrying")
 
@@ -168,7 +185,8 @@ class Report(Ask):
 class Settle(Ask):
     """The call succeeded: give the budget back ``refund`` tokens (AWS standard mode: the
     last retry's cost after retries, ``success_refund`` on a first try), and tell the
-    breaker and limiter. ``retried``: the call's retries were paid for. Answered with None."""
+    breaker and limiter. ``retried``: the call's retries were paid for. Answered with None,
+    to which the machine always answers :data:`DONE`."""
 
     __slots__ = ("host", "refund", "retried")
 
@@ -207,6 +225,7 @@ class AttemptMachine:
     """
 
     __slots__ = (
+        "_before",
         "_cost",
         "_decided",
         "_pending",
@@ -258,6 +277,8 @@ class AttemptMachine:
         """What the last paid retry cost: the refund when the call then succeeds."""
         self._pending: object = None
         self._waited_hold = False
+        self._before: tuple[int, tuple[tuple[str, int], ...], float | None] | None = None
+        """Where the call stood before a retry the budget has yet to pay for."""
 
     @property
     def state(self) -> AttemptState:
@@ -318,13 +339,18 @@ class AttemptMachine:
         wait._decision = None
         wait.outcome = outcome
         wait._source = (c, used + 1, outcome.retry_after, self.started, attempt, after)
+        wait.cost = 0.0
         if self.storm:
             budget = self.budget
             cost = 0.0
             if budget is not None:
                 cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
-            self._pending = wait
-            return Report(self.host, kind, True, delay, cost, self.attempts)  # type: ignore[arg-type]
+            if self.gated:
+                self._pending = wait
+                return Report(self.host, kind, True, delay, cost, self.attempts)  # type: ignore[arg-type]
+            # a budget alone: the retry goes ahead once the shell has paid (or refused())
+            self._before = (self.attempt, retries, self.last_delay)
+            self._cost = wait.cost = cost
         self.attempt = attempt  # the retry goes ahead: the call moves past the failure
         self.retries = after
         self.last_delay = delay  # type: ignore[assignment]
@@ -376,6 +402,20 @@ class AttemptMachine:
             return SEND
         msg = f"answered({result!r}): no store step was asked for"
         raise RuntimeError(msg)
+
+    def refused(self, result: BudgetResult) -> Fail:
+        """The retry budget could not pay for the last :class:`Wait`'s ``cost`` (*result*
+        is its answer): give up now, where the call stood before that failure."""
+        wait = self._decided
+        before = self._before
+        if type(wait) is not Wait or before is None:
+            msg = f"refused({result!r}): no retry waits to be paid for"
+            raise RuntimeError(msg)
+        self._before = None
+        self.attempt, self.retries, self.last_delay = before
+        verdict = StormVerdict("", result, self._cost)
+        d = self._decided = storm_decision(wait.decision, verdict, self.state)  # type: ignore[arg-type]
+        return Fail(d, wait.outcome)  # type: ignore[arg-type] # a retry's Wait has its failure
 
     def waited(self) -> Send | Ask | Wait:
         """A :class:`Wait` is over: send (after the limiter's pacing), or begin the next
