@@ -92,6 +92,13 @@ HAND = failing_twice()
 # and the refund in the measurement, not the give-up
 F_OURS = rp.retry(rp.EUGPT.evolve(budget=rp.RetryBudget(capacity=1e15)))(failing_twice())
 F_PLAIN = rp.retry(rp.EUGPT.evolve(budget=None))(failing_twice())  # no storm accounting
+# the same two with waits of zero by policy, outside instant mode (instant mode is a test
+# tool: it records every wait, which a production caller never pays for)
+ZERO = rp.Backoff(initial=0, max_delay=0)
+F_OURS_Z = rp.retry(rp.EUGPT.evolve(budget=rp.RetryBudget(capacity=1e15), backoff=ZERO))(
+    failing_twice()
+)
+F_PLAIN_Z = rp.retry(rp.EUGPT.evolve(budget=None, backoff=ZERO))(failing_twice())
 F_TEN = tenacity.retry(
     stop=tenacity.stop_after_attempt(3), wait=tenacity.wait_none(), reraise=True
 )(failing_twice())
@@ -162,6 +169,17 @@ def main() -> None:
         )
     print("\nfail twice, then succeed (zero waits)")
     print(table(fail, baseline="hand try/except loop"))
+
+    zero = interleaved(
+        {
+            "hand try/except loop": hand_loop,
+            "retrypolicy @retry": F_OURS_Z,
+            "retrypolicy, no budget": F_PLAIN_Z,
+        },
+        number=3_000,
+    )
+    print("\nthe same, waits of zero by policy (Backoff(initial=0)), not in instant mode")
+    print(table(zero, baseline="hand try/except loop"))
 
 
 if __name__ == "__main__":

@@ -205,8 +205,6 @@ class Retrier:
 
     def perform(self, step: Step) -> object:
         """Carry out one store step of the machine (sync: the store is called here)."""
-        inst = _instant[0]
-        now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
         cache = self._guard_cache
         store = self.store
         if cache[0] is (store if store is not None else _default_store[0]):
@@ -214,8 +212,11 @@ class Retrier:
         else:
             guard = self.guard()
         if type(step) is Settle and guard.paid_in_place and not self.hooks:
-            guard.refund_in_place(now, step.refund, paid=step.retried)  # nothing else to tell
+            if guard.owe(step.refund, paid=step.retried):  # nothing else to tell
+                guard.flush_in_place(self.storm_now())
             return None
+        inst = _instant[0]
+        now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
         if not self.hooks:  # no call hook for storm events to reach
             return guard.run(self._steps(guard, step, now))
         token = CALL_HOOKS.set(self.hooks)
@@ -483,13 +484,14 @@ class Retrier:
         announce = self.before_attempt is not None
         guard = self.guard() if m.storm else None
         in_place = guard is not None and guard.paid_in_place and not self.hooks
+        inst = _instant[0]
+        off = inst.local.offset if inst is not None else 0.0  # as of the last failure
         while True:
             t = type(answer)
             if t is Wait and answer.cost:  # type: ignore[union-attr] # the budget pays first
                 if in_place:  # pay(), inlined: an in-process budget with nobody to tell
-                    inst = _instant[0]
-                    now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
                     cost, answer.cost = answer.cost, 0.0  # type: ignore[union-attr]
+                    now = self.wall_clock() + off  # storm_now(), the failure's offset
                     refused = guard.pay_in_place(cost, now, self.name, m.attempts)  # type: ignore[union-attr]
                     if refused is not None:
                         answer = m.refused(refused)
@@ -552,14 +554,14 @@ class Retrier:
                 )
             if found is not None:
                 inst = _instant[0]
-                answer = m.failed(found, self.clock() + (inst.local.offset if inst else 0.0))
+                off = inst.local.offset if inst is not None else 0.0
+                answer = m.failed(found, self.clock() + off)
                 continue
             answer = m.succeeded()
-            if type(answer) is Settle and in_place:
-                inst = _instant[0]
-                now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
-                guard.refund_in_place(now, answer.refund, paid=answer.retried)  # type: ignore[union-attr]
-                answer = m.answered(None)
+            if type(answer) is Settle and in_place:  # perform(), inlined: a refund, owed
+                if guard.owe(answer.refund, paid=answer.retried):  # type: ignore[union-attr]
+                    guard.flush_in_place(self.storm_now())  # type: ignore[union-attr]
+                answer = DONE  # what answered(None) says to a Settle, one call shorter
 
     def finish(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -145,8 +145,13 @@ class Guard:
         self.paid_in_place = self._buckets is not None and not self.gated
         """An in-process budget alone: a retry is paid in place, with no store step."""
         self._pending_refund = 0.0
-        self._flush_at = max(self.budget.retry_cost, 1.0) if self.budget is not None else 1.0
-        """Pending refunds go to the store once they reach this (they pay for a retry)."""
+        one = max(self.budget.retry_cost, 1.0) if self.budget is not None else 1.0
+        self._flush_at = one if self.shared else 2 * one
+        """Pending refunds go to the store once they reach this, or with the next spend: as
+        soon as they pay for a retry in a shared store (other workers wait on them), for two
+        in this process's own. Two: a retried call's refund is its last retry's cost, and with
+        one that refund alone would step the bucket — a third step for a call that retried
+        twice, where riding with the next payment costs none."""
         self._pending_ok: dict[str, int] = {}
         self._flushed = 0.0
         self._hosts: dict[str, str] = {}
@@ -355,23 +360,38 @@ class Guard:
     def refund_in_place(
         self, now: float, amount: float | None = None, *, paid: bool = False
     ) -> float:
-        """The part of a refund done in this process: counted and added to what is pending,
-        and — with an in-process store — stepped into the bucket in place. What a shared
-        store must still be given (0.0 when nothing)."""
+        """The part of a refund done in this process (:meth:`owe`, then :meth:`flush_in_place`
+        when due): what a shared store must still be given (0.0 when nothing)."""
+        return self.flush_in_place(now) if self.owe(amount, paid=paid) else 0.0
+
+    def owe(self, amount: float | None = None, *, paid: bool = False) -> bool:
+        """A success's refund (*amount*; ``success_refund`` when None), counted and added to
+        what is pending; True when the pending refunds are due to the bucket now
+        (:meth:`flush_in_place`). No clock is read: most refunds wait for the next spend."""
         budget = self.budget
         if budget is None or (self.full and not paid):
-            return 0.0  # a full bucket takes no more (*paid*: this process spent, so it is not)
+            return False  # a full bucket takes no more (*paid*: this process spent, so it is not)
         lock = self._lock
-        buckets = self._buckets
         lock.acquire()  # not ``with``: half the cost, and this runs on every refund
         try:
             self.counters["refunds"] += 1
             self._pending_refund += budget.success_refund if amount is None else amount
-            pending = self._pending_refund
-            if pending < self._flush_at:
-                return 0.0
-            self._pending_refund = 0.0
-            if buckets is None:
+            return self._pending_refund >= self._flush_at
+        finally:
+            lock.release()
+
+    def flush_in_place(self, now: float) -> float:
+        """Hand the pending refunds to the bucket: with an in-process store stepped here, in
+        place; otherwise the amount a shared store must be given (0.0 when nothing)."""
+        budget = self.budget
+        buckets = self._buckets
+        if budget is None:
+            return 0.0
+        lock = self._lock
+        lock.acquire()
+        try:
+            pending, self._pending_refund = self._pending_refund, 0.0
+            if buckets is None or not pending:
                 return pending
             bucket = buckets.get(self._budget_key)  # in-process: in this critical section
             if bucket is None:
