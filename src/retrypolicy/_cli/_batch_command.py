@@ -368,13 +368,12 @@ def run_command(  # noqa: PLR0915 - the options of one command, checked in order
     timeout: float,
     policy: Policy,
     out: TextIO,
-    err: TextIO | None = None,
     fake: bool = False,
 ) -> int:
     """``batch run``: 0 when every job is done; 1 when some failed or lines were bad (or
     the input holds no job); 2 for bad usage and for a setup error that stopped the run;
     130 (143 for SIGTERM) when interrupted."""
-    err = sys.stderr if err is None else err
+    err = sys.stderr
     if base_url is not None and fake:
         msg = "--base-url and --fake: expected one of them, the API or the built-in fake"
         raise ConfigError(msg)

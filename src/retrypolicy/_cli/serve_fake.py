@@ -14,7 +14,6 @@ import collections
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 import attrs
@@ -26,7 +25,7 @@ from ._common import EXIT_OK, Subparsers, plural, sigterm_as_interrupt, tcp_port
 if TYPE_CHECKING:
     from ..testing import FakeEUGPT, RecordedRequest
 
-__all__ = ["add_to", "run", "serve_fake"]
+__all__ = ["add_to", "run"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -54,17 +53,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
         "--quiet", action="store_true", help="no line per request and no summary on stderr"
     )
     serve.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace, out: TextIO) -> int:
-    """Serve until stopped."""
-    return serve_fake(
-        out,
-        port=args.port,
-        script=args.script,
-        require_key=args.require_key,
-        quiet=args.quiet,
-    )
 
 
 def _wait_forever(server: FakeEUGPT) -> None:
@@ -123,32 +111,30 @@ def _request_line(request: RecordedRequest, status: int | None, outcome: str) ->
     return line
 
 
-def serve_fake(
-    out: TextIO,
-    *,
-    port: int,
-    script: str | None,
-    require_key: bool,
-    quiet: bool = False,
-    err: TextIO | None = None,
-) -> int:
+def run(args: argparse.Namespace, out: TextIO) -> int:
     """Serve the fake API until Ctrl-C or SIGTERM; 2 when the script or port cannot be used.
 
-    Unless *quiet*, each request is reported on *err* (standard error) as it is
-    answered, and a summary when the server stops.
+    Unless ``--quiet``, each request is reported on standard error as it is answered,
+    and a summary when the server stops.
     """
+    from ..testing import FakeEUGPT  # noqa: PLC0415 - a whole HTTP server: load only here
     from ..testing._replies import load_script  # noqa: PLC0415 - only serve-fake needs it
 
-    log = _Log(sys.stderr if err is None else err)
+    log = _Log(sys.stderr)
+    script = args.script
     replies = load_script(script) if script is not None else []  # ConfigError: main says 2
     tally = _Tally()
 
     def report(request: RecordedRequest, status: int | None, outcome: str) -> None:
         tally.add(request, status)
-        if not quiet:
+        if not args.quiet:
             log.line(_request_line(request, status, outcome))
 
-    server = _start(port, require_key, report)
+    try:
+        server = FakeEUGPT(port=args.port, require_key=args.require_key, on_request=report).start()
+    except OSError as e:
+        msg = f"--port {args.port}: expected a free port on 127.0.0.1; found {e.strerror or e}"
+        raise ConfigError(msg) from None
     try:
         server.script(*replies)
         # SIGTERM is handled before the address is announced: a supervisor that reads it and
@@ -164,18 +150,6 @@ def serve_fake(
             _wait_forever(server)
     finally:
         server.stop()
-    if not quiet:
+    if not args.quiet:
         log.line(tally.summary(server.pending))
     return EXIT_OK
-
-
-def _start(
-    port: int, require_key: bool, report: Callable[[RecordedRequest, int | None, str], None]
-) -> FakeEUGPT:
-    from ..testing import FakeEUGPT  # noqa: PLC0415 - a whole HTTP server: load only here
-
-    try:
-        return FakeEUGPT(port=port, require_key=require_key, on_request=report).start()
-    except OSError as e:
-        msg = f"--port {port}: expected a free port on 127.0.0.1; found {e.strerror or e}"
-        raise ConfigError(msg) from None

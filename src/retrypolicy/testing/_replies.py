@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json as _json
 import math
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal, cast, get_args
+from typing import Any, ClassVar, Final, Literal, TypeAlias, cast, get_args
 
 from retrypolicy._errors import ConfigError
 from retrypolicy._redact import redact
@@ -45,6 +46,8 @@ StreamEnd = Literal["completed", "error", "cut", "cut_mid_frame", "reset", "hang
 """How a :meth:`Reply.stream` ends (see there)."""
 
 _STREAM_ENDS: Final = frozenset(get_args(StreamEnd))
+_Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | None
+_Hint: TypeAlias = int | float | str | None  # a wait hint, sent verbatim
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -145,7 +148,7 @@ def _check_header_value(value: str, name: str) -> str:
     return value
 
 
-def _check_hint(value: object, name: str) -> int | float | str | None:
+def _check_hint(value: object, name: str) -> _Hint:
     """A wait hint is sent verbatim: numbers, HTTP-dates and garbage are all fair game."""
     if value is None:
         return None
@@ -218,8 +221,8 @@ class Reply:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     delay_seconds: float = 0.0
-    retry_after: int | float | str | None = None
-    retry_after_ms: int | float | str | None = None
+    retry_after: _Hint = None
+    retry_after_ms: _Hint = None
 
     def __post_init__(self) -> None:
         if type(self) is Reply:
@@ -237,9 +240,9 @@ class Reply:
         type: str | None = None,
         message: str | None = None,
         bare: bool = False,
-        retry_after: int | float | str | None = None,
-        retry_after_ms: int | float | str | None = None,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        retry_after: _Hint = None,
+        retry_after_ms: _Hint = None,
+        headers: _Headers = None,
         delay: float = 0.0,
     ) -> Reply:
         """The API's JSON error envelope.
@@ -260,14 +263,12 @@ class Reply:
         bare = _check_bool(bare, "bare")
         type = _check_optional_str(type, "type")
         error_type = None if bare else (default_type if type is None else type)
+        resolved_message = _check_optional_str(message, "message")
         if bare:
-            _check_optional_str(message, "message")
             resolved_message = None
-        else:
-            resolved_message = _check_optional_str(message, "message")
-            if resolved_message is None:
-                decoded = _json.loads(detail_json)
-                resolved_message = decoded if isinstance(decoded, str) else phrase(status)
+        elif resolved_message is None:
+            decoded = _json.loads(detail_json)
+            resolved_message = decoded if isinstance(decoded, str) else phrase(status)
         return _ErrorReply(
             status=status,
             detail_json=detail_json,
@@ -283,10 +284,10 @@ class Reply:
         cls,
         status: int,
         text: str,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: _Headers = None,
         *,
-        retry_after: int | float | str | None = None,
-        retry_after_ms: int | float | str | None = None,
+        retry_after: _Hint = None,
+        retry_after_ms: _Hint = None,
         delay: float = 0.0,
     ) -> Reply:
         """A plain-text body, as some 5xx paths (load balancers) send instead of JSON."""
@@ -301,10 +302,10 @@ class Reply:
         cls,
         status: int,
         obj: object,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: _Headers = None,
         *,
-        retry_after: int | float | str | None = None,
-        retry_after_ms: int | float | str | None = None,
+        retry_after: _Hint = None,
+        retry_after_ms: _Hint = None,
         delay: float = 0.0,
     ) -> Reply:
         """Any JSON body (*obj* is serialised now, so later changes to it do not leak in)."""
@@ -316,11 +317,7 @@ class Reply:
 
     @classmethod
     def ok(
-        cls,
-        text: str = "Hello from FakeEUGPT.",
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        delay: float = 0.0,
+        cls, text: str = "Hello from FakeEUGPT.", *, headers: _Headers = None, delay: float = 0.0
     ) -> Reply:
         """A 200 non-streamed response: a full Responses API ``Response`` object.
 
@@ -345,7 +342,7 @@ class Reply:
         message: str | None = None,
         skip_sequence: bool = False,
         interval: float = 0.0,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: _Headers = None,
         delay: float = 0.0,
     ) -> Reply:
         """A 200 ``text/event-stream``, sent chunked with one chunk per event.
@@ -394,11 +391,7 @@ class Reply:
 
     @classmethod
     def large_stream(
-        cls,
-        total_bytes: int,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        delay: float = 0.0,
+        cls, total_bytes: int, *, headers: _Headers = None, delay: float = 0.0
     ) -> Reply:
         """A 200 event stream of about *total_bytes*, generated as it is sent.
 
@@ -415,11 +408,7 @@ class Reply:
 
     @classmethod
     def reset(
-        cls,
-        before_headers: bool = True,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        delay: float = 0.0,
+        cls, before_headers: bool = True, *, headers: _Headers = None, delay: float = 0.0
     ) -> Reply:
         """Read the request, then reset the TCP connection (RST, via ``SO_LINGER`` 0).
 
@@ -734,35 +723,16 @@ class _CloseReply(Reply):
         out.hang_up()
 
 
-@dataclasses.dataclass(frozen=True)
-class _KindSpec:
-    build: Callable[..., Reply]  # the constructor; from_data feeds it plain data
-    keys: frozenset[str]
-    required: tuple[str, ...] = ()
-    params: Mapping[str, str] = dataclasses.field(default_factory=dict)
+_KINDS: Final = frozenset(cls.kind for cls in Reply.__subclasses__())
+"""Every kind of reply: each is built by the constructor of the same name."""
+_KEY_OF: Final = {"obj": "body"}
+"""A constructor's parameter -> its key in plain data, where the two differ."""
 
 
-_HINTS: Final = frozenset({"retry_after", "retry_after_ms"})
-_BASE: Final = frozenset({"headers", "delay"})
-_KINDS: Final[Mapping[str, _KindSpec]] = {
-    "error": _KindSpec(
-        Reply.error,
-        _BASE | _HINTS | {"status", "detail", "code", "type", "message", "bare"},
-        ("status",),
-    ),
-    "text": _KindSpec(Reply.text, _BASE | _HINTS | {"status", "text"}, ("status", "text")),
-    "json": _KindSpec(
-        Reply.json, _BASE | _HINTS | {"status", "body"}, ("status", "body"), {"body": "obj"}
-    ),
-    "ok": _KindSpec(Reply.ok, _BASE | {"text"}),
-    "stream": _KindSpec(
-        Reply.stream,
-        _BASE | {"n_deltas", "end", "code", "message", "skip_sequence", "interval"},
-    ),
-    "large_stream": _KindSpec(Reply.large_stream, _BASE | {"total_bytes"}, ("total_bytes",)),
-    "reset": _KindSpec(Reply.reset, _BASE | {"before_headers"}),
-    "close_without_response": _KindSpec(Reply.close_without_response, frozenset({"delay"})),
-}
+def _params(kind: str) -> dict[str, inspect.Parameter]:
+    """The parameters of the constructor of *kind*, by their keys in plain data."""
+    params = inspect.signature(getattr(Reply, kind)).parameters.values()
+    return {_KEY_OF.get(p.name, p.name): p for p in params}
 
 
 # --------------------------------------------------------------------------- script files
@@ -784,27 +754,25 @@ def _from_data(data: object, where: str = "") -> tuple[Reply | None, list[str]]:
         kinds = ", ".join(sorted(_KINDS))
         hint = _did_you_mean(kind, _KINDS)
         return None, [f"{prefix}kind: expected one of: {kinds}; found {found}{hint}"]
-    spec = _KINDS[kind]
+    params = _params(kind)
     problems: list[str] = []
     for key in data:
-        if key != "kind" and key not in spec.keys:
-            allowed = ", ".join(["kind", *sorted(spec.keys)])
-            hint = _did_you_mean(key, spec.keys)
+        if key != "kind" and key not in params:
+            allowed = ", ".join(["kind", *sorted(params)])
+            hint = _did_you_mean(key, params)
             problems.append(
                 f"{prefix}{key}: unknown key for kind {kind!r}; expected one of: {allowed}{hint}"
             )
     problems += [
         f"{prefix}{key}: expected a value (required for kind {kind!r}); found none"
-        for key in spec.required
-        if key not in data
+        for key, param in params.items()
+        if param.default is param.empty and key not in data
     ]
     if problems:
         return None, problems
-    kwargs: dict[str, Any] = {
-        spec.params.get(key, key): value for key, value in data.items() if key != "kind"
-    }
+    kwargs = {params[key].name: value for key, value in data.items() if key != "kind"}
     try:
-        return spec.build(**kwargs), []
+        return getattr(Reply, kind)(**kwargs), []
     except ValueError as exc:  # the constructors' messages start with the key
         return None, [f"{prefix}{exc}"]
     except TypeError as exc:
