@@ -15,7 +15,6 @@ from ._common import (
     ENV_NOTE,
     Subparsers,
     add_policy_options,
-    policy_of,
     positive_float,
     positive_int,
 )
@@ -150,27 +149,16 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
 def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import run_command  # noqa: PLC0415 - loads requests and the adapter
 
-    return run_command(
-        input_path=args.input,
-        ledger_spec=args.ledger,
-        out_path=args.out,
-        base_url=args.base_url,
-        fake=args.fake,
-        concurrency=args.concurrency,
-        lease=args.lease,
-        timeout=args.timeout,
-        policy=policy_of(args),
-        out=out,
-    )
+    return run_command(args, out)
 
 
 def _batch_status(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import status_command  # noqa: PLC0415
 
-    return status_command(ledger_spec=args.ledger, out=out, as_json=args.json)
+    return status_command(args, out)
 
 
 def _batch_requeue(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import requeue_command  # noqa: PLC0415
 
-    return requeue_command(ledger_spec=args.ledger, kinds=args.kind, ids=args.id, out=out)
+    return requeue_command(args, out)

@@ -57,6 +57,7 @@ from .sources import (
     BACKOFF_KEYS,
     DEFAULT,
     LIMITS,
+    POLICY_VALUES,
     RULE_VALUES,
     Origin,
     PolicySources,
@@ -93,11 +94,9 @@ class _Mark(enum.Enum):
 
 _INVALID: Final = _Mark.INVALID
 
-_Problems: TypeAlias = list[str]
-
 
 def _expected(
-    problems: _Problems, path: str, expected: str, value: object, hint: str = ""
+    problems: list[str], path: str, expected: str, value: object, hint: str = ""
 ) -> Literal[_Mark.INVALID]:
     problems.append(f"{path}: expected {expected}; found {show(value)}" + _then(hint))
     return _INVALID
@@ -198,7 +197,7 @@ def _tried(section: str, key: str, value: object) -> object:
         return _INVALID
 
 
-def _core_value(section: str, key: str, value: object, path: str, problems: _Problems) -> object:
+def _core_value(section: str, key: str, value: object, path: str, problems: list[str]) -> object:
     """The value of *key* as the core holds it, or INVALID (and a problem) if it refuses it."""
     expected = _type_of(section, key)
     if key in _ARRAYS and isinstance(value, list):
@@ -216,7 +215,7 @@ def _core_value(section: str, key: str, value: object, path: str, problems: _Pro
 
 
 def _unknown_keys(
-    table: Mapping[str, object], section: str, path: str, problems: _Problems
+    table: Mapping[str, object], section: str, path: str, problems: list[str]
 ) -> None:
     known = [k.name for k in SCHEMA[section]]
     for key in table:
@@ -228,7 +227,7 @@ def _unknown_keys(
 
 
 def _checked(
-    table: Mapping[str, object], section: str, path: str, problems: _Problems
+    table: Mapping[str, object], section: str, path: str, problems: list[str]
 ) -> dict[str, Any]:
     """The values of *table* the core accepted, as it holds them; problems for the rest."""
     _unknown_keys(table, section, path, problems)
@@ -241,7 +240,7 @@ def _checked(
 
 
 def _subtable(
-    table: Mapping[str, object], key: str, path: str, problems: _Problems
+    table: Mapping[str, object], key: str, path: str, problems: list[str]
 ) -> dict[str, Any] | None:
     value = table.get(key)
     if value is None:
@@ -261,7 +260,7 @@ STORM: Final[Mapping[str, type]] = {
 
 
 def _storm_changes(
-    table: Mapping[str, object], path: str, problems: _Problems
+    table: Mapping[str, object], path: str, problems: list[str]
 ) -> dict[str, dict[str, Any] | None]:
     """For each storm table *table* sets: None (turned off), or the checked keys (on)."""
     out: dict[str, dict[str, Any] | None] = {}
@@ -286,7 +285,7 @@ def _storm_changes(
 
 
 def _backoff_changes(
-    table: Mapping[str, object], path: str, problems: _Problems
+    table: Mapping[str, object], path: str, problems: list[str]
 ) -> dict[str, Any] | None:
     """The checked keys of the ``backoff`` sub-table of *table*, or None if it has none."""
     sub = _subtable(table, "backoff", path, problems)
@@ -319,12 +318,12 @@ class _PolicySpec:
     backoff: dict[str, Any]
     rules: list[_RuleSpec]
     valid: bool
+    """False when any of this policy's own values were rejected: it is then not built."""
     storm: dict[str, dict[str, Any] | None] = attrs.field(factory=dict)
     """Per storm table given: None (off) or the keys that change the parent's (or default)."""
-    """False when any of this policy's own values were rejected: it is then not built."""
 
 
-def _rule_spec(table: Mapping[str, object], path: str, problems: _Problems) -> _RuleSpec | None:
+def _rule_spec(table: Mapping[str, object], path: str, problems: list[str]) -> _RuleSpec | None:
     before = len(problems)
     got = _checked(table, "rule", path, problems)
     backoff = _backoff_changes(table, path, problems)
@@ -340,7 +339,7 @@ def _rule_spec(table: Mapping[str, object], path: str, problems: _Problems) -> _
     return _RuleSpec(path=path, rule=rule, given=frozenset(got), backoff=backoff)
 
 
-def _extends(table: Mapping[str, object], path: str, problems: _Problems) -> str | _Mark | None:
+def _extends(table: Mapping[str, object], path: str, problems: list[str]) -> str | _Mark | None:
     value = table.get("extends", DEFAULT_EXTENDS)
     if value is False:
         return None
@@ -350,7 +349,7 @@ def _extends(table: Mapping[str, object], path: str, problems: _Problems) -> str
 
 
 def _policy_spec(
-    name: str, table: Mapping[str, object], path: str, problems: _Problems
+    name: str, table: Mapping[str, object], path: str, problems: list[str]
 ) -> _PolicySpec:
     before = len(problems)
     limits = _checked(table, "policy", path, problems)
@@ -400,7 +399,7 @@ def _parent_in_file(spec: _PolicySpec, specs: Mapping[str, _PolicySpec]) -> str 
     return None
 
 
-def _check_parents(specs: Mapping[str, _PolicySpec], problems: _Problems) -> set[str]:
+def _check_parents(specs: Mapping[str, _PolicySpec], problems: list[str]) -> set[str]:
     """Report unknown parents and extends cycles; the names that cannot be built."""
     broken: set[str] = set()
     for spec in specs.values():
@@ -438,8 +437,11 @@ def _check_parents(specs: Mapping[str, _PolicySpec], problems: _Problems) -> set
 _Built: TypeAlias = tuple[Policy, PolicySources]
 """A policy, and where each of its values was written."""
 
+_NO_SOURCES: Final = dict.fromkeys(POLICY_VALUES, DEFAULT)
+"""The origins a policy without a parent inherits: a default for each value."""
 
-def _build_all(specs: Mapping[str, _PolicySpec], problems: _Problems) -> dict[str, _Built]:
+
+def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[str, _Built]:
     """Every policy that can be built: parents first, each built once."""
     broken = _check_parents(specs, problems)
     built: dict[str, _Built | None] = {}
@@ -478,15 +480,12 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     of different tables, so this does not fail.
     """
     p_policy, p_sources = parent if parent is not None else (None, None)
+    p_values = _NO_SOURCES if p_sources is None else p_sources.values
     here = Origin(spec.path, spec.path)
-    given_backoff = Origin(spec.path, join_key(spec.path, "backoff"))
-    values: dict[str, Origin] = {}
-    for key in BACKOFF_KEYS:
-        v = f"backoff.{key}"
-        values[v] = given_backoff if key in spec.backoff else _origin(p_sources, v)
-    for key in LIMITS:
-        values[key] = here if key in spec.limits else _origin(p_sources, key)
-    backoff = attrs.evolve(p_policy.backoff if p_policy is not None else Backoff(), **spec.backoff)
+    values = {key: here if key in spec.limits else p_values[key] for key in LIMITS}
+    given = Origin(spec.path, join_key(spec.path, "backoff"))
+    base = Backoff() if p_policy is None else p_policy.backoff
+    backoff = _rule_backoff(spec.backoff, given, base, p_values, values)
     inherited = p_policy.rules if p_policy is not None else ()
     inherited_sources = p_sources.rules if p_sources is not None else ()
     added: list[tuple[Rule, RuleSources]] = []
@@ -510,9 +509,7 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
             for item in overrides.get(i, [old])
         ),
     ]
-    limits: dict[str, Any] = {}
-    if p_policy is not None:
-        limits = {"max_attempts": p_policy.max_attempts, "deadline": p_policy.deadline}
+    limits = {key: None if p_policy is None else getattr(p_policy, key) for key in LIMITS}
     storm: dict[str, Any] = {}
     for key, cls in STORM.items():
         inherited_value = getattr(p_policy, key) if p_policy is not None else None
@@ -524,7 +521,7 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
             values[key] = Origin(spec.path, join_key(spec.path, key))
         else:
             storm[key] = inherited_value
-            values[key] = _origin(p_sources, key)
+            values[key] = p_values[key]
     policy = Policy(
         name=spec.name,
         rules=[r for r, _ in built],
@@ -541,10 +538,6 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     return policy, sources
 
 
-def _origin(sources: PolicySources | None, value: str) -> Origin:
-    return DEFAULT if sources is None else sources.values[value]
-
-
 def _rule_backoff(
     table: Mapping[str, Any],
     given: Origin,
@@ -552,7 +545,7 @@ def _rule_backoff(
     base_origins: Mapping[str, Origin],
     origins: dict[str, Origin],
 ) -> Backoff:
-    """A rule's backoff *table* on top of *base*; each key's origin into *origins*."""
+    """A backoff *table* on top of *base*; each key's origin into *origins*."""
     for key in BACKOFF_KEYS:
         v = f"backoff.{key}"
         origins[v] = given if key in table else base_origins[v]
@@ -647,7 +640,7 @@ def _derived_kind(rule: Rule, inherited: Sequence[Rule]) -> str:
 # -- reading -----------------------------------------------------------------------------
 
 
-def _read(path: Path, problems: _Problems) -> dict[str, Any] | None:
+def _read(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -675,7 +668,7 @@ def _read(path: Path, problems: _Problems) -> dict[str, Any] | None:
         return None
 
 
-def _top_level(root: Mapping[str, object], prefix: str, problems: _Problems) -> None:
+def _top_level(root: Mapping[str, object], prefix: str, problems: list[str]) -> None:
     """Unknown keys at the top level, with the likely fix for each."""
     for key, value in root.items():
         if key == "policies":
@@ -693,7 +686,7 @@ def _top_level(root: Mapping[str, object], prefix: str, problems: _Problems) -> 
         )
 
 
-def _load_file(path: Path, problems: _Problems) -> tuple[list[str], dict[str, _Built]]:
+def _load_file(path: Path, problems: list[str]) -> tuple[list[str], dict[str, _Built]]:
     """The names the file defines, and every policy of it that could be built.
 
     Everything wrong in the file is appended to *problems*.
@@ -743,7 +736,7 @@ def load_policies(path: str | os.PathLike[str]) -> dict[str, Policy]:
         ConfigFileError: naming the file and listing every problem in it.
     """
     file = Path(path)
-    problems: _Problems = []
+    problems: list[str] = []
     names, built = _load_file(file, problems)
     if problems:
         raise ConfigError.for_file(file, problems)
@@ -778,7 +771,7 @@ def load_policy_with_sources(
         msg = f"profile {profile!r}: expected a policy name (str) or None"
         raise TypeError(msg)
     file = Path(path)
-    problems: _Problems = []
+    problems: list[str] = []
     names, built = _load_file(file, problems)
     if profile is not None and names and profile not in names:
         problems.append(

@@ -27,6 +27,7 @@ __all__ = [
     "BACKOFF_KEYS",
     "DEFAULT",
     "LIMITS",
+    "POLICY_VALUES",
     "RULE_VALUES",
     "STORM_KEYS",
     "Origin",
@@ -47,6 +48,9 @@ LIMITS: Final = ("max_attempts", "deadline")
 
 STORM_KEYS: Final = ("budget", "limiter", "breaker")
 """The storm-protection settings of a policy: each has one origin (its table)."""
+
+POLICY_VALUES: Final = (*LIMITS, *STORM_KEYS, *(f"backoff.{k}" for k in BACKOFF_KEYS))
+"""The values of a policy that have an origin of their own, besides its rules'."""
 
 
 @attrs.frozen
@@ -103,7 +107,7 @@ def builtin_sources(name: str, policy: Policy) -> PolicySources:
     return PolicySources(
         policy=name,
         parent=None,
-        values=dict.fromkeys([*LIMITS, *STORM_KEYS, *(f"backoff.{k}" for k in BACKOFF_KEYS)], here),
+        values=dict.fromkeys(POLICY_VALUES, here),
         rules=tuple(
             RuleSources(
                 written=here,
