@@ -331,9 +331,6 @@ def _stopped_line(report: BatchReport, url: str) -> str:
     )
 
 
-# -- batch run ---------------------------------------------------------------------------
-
-
 class _Tally:
     """What the results file was told, for the line an interrupt prints."""
 
@@ -464,9 +461,6 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
         print(_stopped_line(report, target), file=err)
         return EXIT_USAGE
     return EXIT_OK if report.ok and not bad else EXIT_NO
-
-
-# -- batch status, batch requeue ------------------------------------------------------------
 
 
 def status_command(args: argparse.Namespace, out: TextIO) -> int:

@@ -143,9 +143,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     requeue.set_defaults(run=_batch_requeue)
 
 
-# -- batch ---------------------------------------------------------------------------
-
-
 def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import run_command  # noqa: PLC0415 - loads requests and the adapter
 

@@ -77,15 +77,9 @@ PYPROJECT: Final = "pyproject.toml"
 """Files with this name are read from their ``[tool.retrypolicy]`` table."""
 
 
-# -- the error ---------------------------------------------------------------------------
-
-
 ConfigFileError = ConfigError
 """The error a policy file raises: ``rp.ConfigError`` itself (``.path``, ``.problems``), built
 by :meth:`ConfigError.for_file`, so tracebacks and messages name the public class."""
-
-
-# -- problems ----------------------------------------------------------------------------
 
 
 class _Mark(enum.Enum):

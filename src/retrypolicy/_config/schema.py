@@ -66,7 +66,7 @@ def _enabled(what: str) -> Key:
     )
 
 
-_CORE_TABLES: Final[Mapping[str, tuple[Key, ...]]] = {
+SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
     "file": (
         Key(
             "policies",
@@ -216,9 +216,6 @@ _CORE_TABLES: Final[Mapping[str, tuple[Key, ...]]] = {
             "(an override's: the overridden rule's, when it has a backoff of its own).",
         ),
     ),
-}
-SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
-    **_CORE_TABLES,
     "budget": (
         _enabled("budget"),
         Key(

@@ -228,8 +228,6 @@ class Reply:
         if type(self) is Reply:
             raise TypeError("build a Reply with a constructor, e.g. Reply.error(503)")
 
-    # ---- constructors -------------------------------------------------------------
-
     @classmethod
     def error(
         cls,
@@ -433,8 +431,6 @@ class Reply:
         seconds = _check_seconds(seconds, "seconds")
         return dataclasses.replace(then, delay_seconds=then.delay_seconds + seconds)
 
-    # ---- plain data ---------------------------------------------------------------
-
     @classmethod
     def from_data(cls, data: Mapping[str, object]) -> Reply:
         """Build a reply from plain data, as read from a JSON or TOML script file.
@@ -499,8 +495,6 @@ class Reply:
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.to_data().items())
         return redact(f"Reply({args})")
-
-    # ---- what subclasses provide ------------------------------------------------------
 
     def _data(self) -> dict[str, object]:
         raise NotImplementedError

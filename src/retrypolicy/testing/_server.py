@@ -126,9 +126,6 @@ def _check_rate_limit(value: object) -> tuple[float, float] | None:
     )
 
 
-# --------------------------------------------------------------------------- recording
-
-
 @dataclasses.dataclass(frozen=True, repr=False)
 class RecordedRequest:
     """One request as the server received it, and the reply it chose for it.
@@ -251,8 +248,6 @@ class FakeEUGPT:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
 
-    # ---- lifecycle ------------------------------------------------------------------
-
     def start(self) -> FakeEUGPT:
         """Bind the port (a free one by default), serve in a background thread; returns self."""
         with self._lifecycle:
@@ -317,8 +312,6 @@ class FakeEUGPT:
         """The endpoint's URL, ``http://127.0.0.1:PORT/v1/responses``."""
         return self.url + _ENDPOINT
 
-    # ---- scripting ------------------------------------------------------------------
-
     def script(self, *replies: Reply) -> None:
         """Queue *replies*; each request to the endpoint takes the next one, in order."""
         for reply in replies:
@@ -372,8 +365,6 @@ class FakeEUGPT:
         """How many scripted replies are still queued."""
         with self._cond:
             return len(self._script)
-
-    # ---- recording ------------------------------------------------------------------
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -590,8 +581,6 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def stopping(self) -> bool:
         return self._server.stopping.is_set()
-
-    # ---- request loop ---------------------------------------------------------------
 
     def handle(self) -> None:
         self.close_connection = True
