@@ -208,9 +208,10 @@ def _core_value(section: str, key: str, value: object, path: str, problems: list
     return result
 
 
-def _unknown_keys(
+def _checked(
     table: Mapping[str, object], section: str, path: str, problems: list[str]
-) -> None:
+) -> dict[str, Any]:
+    """The values of *table* the core accepted, as it holds them; problems for the rest."""
     known = [k.name for k in SCHEMA[section]]
     for key in table:
         if key not in known:
@@ -218,31 +219,12 @@ def _unknown_keys(
                 f"{join_key(path, key)}: unknown key; expected one of: {', '.join(known)}"
                 + _then(_did_you_mean(key, known))
             )
-
-
-def _checked(
-    table: Mapping[str, object], section: str, path: str, problems: list[str]
-) -> dict[str, Any]:
-    """The values of *table* the core accepted, as it holds them; problems for the rest."""
-    _unknown_keys(table, section, path, problems)
     got = {
         key: _core_value(section, key, table[key], join_key(path, key), problems)
         for key in value_keys(section)
         if key in table
     }
     return {key: value for key, value in got.items() if value is not _INVALID}
-
-
-def _subtable(
-    table: Mapping[str, object], key: str, path: str, problems: list[str]
-) -> dict[str, Any] | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        _expected(problems, join_key(path, key), "a table", value)
-        return None
-    return value
 
 
 STORM: Final[Mapping[str, type]] = {
@@ -282,8 +264,12 @@ def _backoff_changes(
     table: Mapping[str, object], path: str, problems: list[str]
 ) -> dict[str, Any] | None:
     """The checked keys of the ``backoff`` sub-table of *table*, or None if it has none."""
-    sub = _subtable(table, "backoff", path, problems)
-    return None if sub is None else _checked(sub, "backoff", join_key(path, "backoff"), problems)
+    value, where = table.get("backoff"), join_key(path, "backoff")
+    if not isinstance(value, dict):
+        if value is not None:
+            _expected(problems, where, "a table", value)
+        return None
+    return _checked(value, "backoff", where, problems)
 
 
 # -- the file, checked ---------------------------------------------------------------------

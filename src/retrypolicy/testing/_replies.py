@@ -17,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal, TypeAlias, cast, get_args
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeGuard, get_args
 
 from retrypolicy._errors import ConfigError
 from retrypolicy._redact import redact
@@ -95,7 +95,7 @@ def _did_you_mean(word: object, choices: Iterable[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -128,12 +128,7 @@ def _check_count(value: object, name: str) -> int:
 
 
 def _check_seconds(value: object, name: str) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or math.isnan(value)
-        or value < 0
-    ):
+    if not _is_number(value) or math.isnan(value) or value < 0:
         raise _bad(name, "a non-negative number of seconds", value)
     return float(value)
 
@@ -155,7 +150,7 @@ def _check_hint(value: object, name: str) -> _Hint:
     if isinstance(value, str):
         return _check_header_value(value, name)
     if _is_number(value):
-        return cast("int | float", value)
+        return value
     raise _bad(name, "a number or a string", value)
 
 
@@ -373,10 +368,8 @@ class Reply:
             raise _bad("end", f"one of {sorted(_STREAM_ENDS)}", end)
         code = _check_str(code, "code")
         message = _check_optional_str(message, "message")
-        if end == "error":
-            message = (
-                message if message is not None else _STREAM_MESSAGES.get(code, "Stream failed")
-            )
+        if end == "error" and message is None:
+            message = _STREAM_MESSAGES.get(code, "Stream failed")
         return _StreamReply(
             n_deltas=_check_count(n_deltas, "n_deltas"),
             end=end,

@@ -34,18 +34,8 @@ Wire behaviour, following the API's error contract:
   ``event: message`` with a JSON ``data`` line, sent one HTTP chunk per event.
 
 Two modes play a whole fleet's weather rather than one request's reply (the storm
-benchmarks and tests use them; both are off by default):
-
-* :meth:`FakeEUGPT.outage` makes every request to the endpoint a 503 (or the reply
-  given) for a number of seconds, as a load balancer in front of a restarting backend
-  does, then lets the script and the default reply answer again.
-* ``rate_limit=(rate_per_s, burst)`` enforces a real token bucket: a request that
-  finds it empty gets the API's 429 envelope with ``Retry-After`` (whole seconds until
-  a token is back, at least 1) and takes no token.
-
-Both read the server's clock (``clock=``, :func:`time.monotonic` by default), so a
-test drives them without sleeping. :attr:`FakeEUGPT.status_counts` counts the requests
-by the status of the reply chosen.
+benchmarks and tests use them; both are off by default, and both read the server's
+``clock=``): an outage (:meth:`FakeEUGPT.outage`) and a token bucket (``rate_limit=``).
 """
 
 from __future__ import annotations
