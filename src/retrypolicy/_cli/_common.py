@@ -113,7 +113,9 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE`` and ``--profile P``, read by :func:`policy_of`."""
+    """``--config FILE`` and ``--profile P``, read by :func:`policy_of`, and :data:`ENV_NOTE`
+    at the end of the epilog."""
+    parser.epilog = f"{parser.epilog} {ENV_NOTE}"
     parser.add_argument(
         "--config",
         metavar="FILE",

@@ -12,7 +12,6 @@ import argparse
 from typing import TextIO
 
 from ._common import (
-    ENV_NOTE,
     Subparsers,
     add_policy_options,
     positive_float,
@@ -33,7 +32,7 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     run_epilog = (
         "exit codes: 0 every job done; 1 some jobs failed, input lines were bad, or the "
         "input holds no job; 2 bad usage or input (a missing file too), or a setup error "
-        f"stopped the run; 130 interrupted (143 by SIGTERM). {ENV_NOTE}"
+        "stopped the run; 130 interrupted (143 by SIGTERM)."
     )
     ledger_epilog = "exit codes: 0 ok; 2 bad usage, or a ledger that cannot be read."
     batch = sub.add_parser(

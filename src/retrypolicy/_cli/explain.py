@@ -21,7 +21,6 @@ from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
 from ._common import (
-    ENV_NOTE,
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
@@ -57,10 +56,7 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
             "response body, or a failure without a response - and print the class, the "
             "advice, and the retry schedule."
         ),
-        epilog=epilog(
-            "0 explained; 2 bad usage, or a --config or --body file that cannot be read",
-            ENV_NOTE,
-        ),
+        epilog=epilog("0 explained; 2 bad usage, or a --config or --body file that cannot be read"),
     )
     explain.add_argument(
         "status",

@@ -617,9 +617,6 @@ def _derived_kind(rule: Rule, inherited: Sequence[Rule]) -> str:
     return "custom"
 
 
-# -- reading -----------------------------------------------------------------------------
-
-
 def _read(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
         data = path.read_bytes()

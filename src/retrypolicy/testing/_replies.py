@@ -75,9 +75,6 @@ _STREAM_MESSAGES: Final[Mapping[str, str]] = {
 }
 
 
-# --------------------------------------------------------------------------- validation
-
-
 def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -190,9 +187,6 @@ def _status_defaults(status: int) -> tuple[str, str, str]:
     kind = "invalid_request_error" if status < 500 else "server_error"
     code = re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_") or f"http_{status}"
     return words, kind, code
-
-
-# --------------------------------------------------------------------------- replies
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)

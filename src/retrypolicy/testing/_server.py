@@ -148,9 +148,6 @@ class RecordedRequest:
         )
 
 
-# --------------------------------------------------------------------------- the server
-
-
 def _auth_problem(headers: Mapping[str, str], valid_keys: frozenset[str] | None) -> str | None:
     """Why the request's credentials are refused, in words that never include the key."""
     value = headers.get("authorization")
