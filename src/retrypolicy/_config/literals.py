@@ -82,15 +82,10 @@ _TOML_TYPES: Final[tuple[tuple[type, str], ...]] = (
     (float, "float"),
     (str, "string"),
     (list, "array"),
-    (dict, "table"),
     (datetime.datetime, "date-time"),  # before date, its base class
     (datetime.date, "date"),
     (datetime.time, "time"),
 )
-
-
-def _toml_type(value: object) -> str:
-    return next((name for tp, name in _TOML_TYPES if isinstance(value, tp)), type(value).__name__)
 
 
 def show(value: object) -> str:
@@ -103,7 +98,8 @@ def show(value: object) -> str:
         text = str(value)
     if len(text) > _SHOWN_CHARS:
         text = text[: _SHOWN_CHARS - 1] + "…"
-    return f"{text} ({_toml_type(value)})"
+    kind = next((name for tp, name in _TOML_TYPES if isinstance(value, tp)), type(value).__name__)
+    return f"{text} ({kind})"
 
 
 def either(choices: Sequence[str]) -> str:

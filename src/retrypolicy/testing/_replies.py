@@ -840,10 +840,5 @@ def load_script(path: str | Path) -> list[Reply]:
             if reply is not None:
                 replies.append(reply)
     if problems:
-        if len(problems) == 1:
-            message = f"{file}: {problems[0]}"
-        else:
-            listed = "\n".join(f"  - {p}" for p in problems)
-            message = f"{file}: {len(problems)} problems:\n{listed}"
-        raise ConfigError(message, path=file, problems=problems)
+        raise ConfigError.for_file(file, problems)
     return replies
