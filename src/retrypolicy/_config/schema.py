@@ -33,11 +33,7 @@ DEFAULT_RETRIES: Final = 2
 
 @attrs.frozen
 class Key:
-    """One key of the file format, as documented in ``docs/configuration.md``.
-
-    ``type`` is also what error messages say was expected, so the docs and the
-    messages use the same words.
-    """
+    """One key of the file format, as documented in ``docs/configuration.md``."""
 
     name: str
     type: str

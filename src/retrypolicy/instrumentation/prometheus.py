@@ -254,15 +254,13 @@ class PrometheusHook:
         """The store whose state the gauges of *policy* show (see the class docstring)."""
         if self.store is not None:
             return self.store
-        used = {
+        used: dict[int, Store] = {
             id(guard.store): guard.store
             for guard in list(_RUNTIME.guards.values())
             if guard.name == policy.name
         }
         if len(used) == 1:
-            (only,) = used.values()
-            store: Store = only
-            return store
+            return next(iter(used.values()))
         return stores.get_default_store()
 
     def _host(self, value: object) -> str:

@@ -63,7 +63,7 @@ from urllib.parse import urlsplit
 
 from retrypolicy._redact import redact, redact_headers
 
-from ._replies import Reply, _check_seconds, show
+from ._replies import Reply, _check_seconds, _is_number, show
 from ._wire import frame, merge, phrase
 
 __all__ = ["FakeEUGPT", "OnRequest", "RecordedRequest", "RequestSource"]
@@ -102,13 +102,7 @@ def _check_rate_limit(value: object) -> tuple[float, float] | None:
         return None
     if isinstance(value, tuple | list) and len(value) == 2:
         rate, burst = value
-        if (
-            all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, burst))
-            and math.isfinite(rate)
-            and math.isfinite(burst)
-            and rate > 0
-            and burst >= 1
-        ):
+        if _is_number(rate) and _is_number(burst) and 0 < rate < math.inf and 1 <= burst < math.inf:
             return float(rate), float(burst)
     raise ValueError(
         "rate_limit: expected (rate_per_s, burst) with rate_per_s > 0 and burst >= 1, "
