@@ -11,12 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ._common import (
-    Subparsers,
-    add_policy_options,
-    positive_float,
-    positive_int,
-)
+from ._common import Subparsers, add_policy_options, positive_float, positive_int
 
 __all__ = ["add_to"]
 

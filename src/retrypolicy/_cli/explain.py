@@ -20,14 +20,7 @@ from .._envelope import parse_error
 from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
-from ._common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    Subparsers,
-    add_policy_options,
-    epilog,
-    policy_of,
-)
+from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, policy_of
 
 __all__ = ["add_to", "backoff_of", "retries_allowed", "run"]
 
