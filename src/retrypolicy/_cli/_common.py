@@ -139,8 +139,7 @@ def policy_of(args: argparse.Namespace) -> Policy:
     """
     if args.config is None and args.profile is None:
         return default_policy()
-    env_config = os.environ.get(CONFIG_ENV) or None
-    config = args.config if args.config is not None else env_config
+    config = args.config if args.config is not None else os.environ.get(CONFIG_ENV) or None
     profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
     if config is None:
         try:

@@ -604,17 +604,14 @@ class _StreamReply(Reply):
         out.send_event(
             {"type": "response.created", "sequence_number": next(numbers), "response": response}
         )
-        deltas: list[str] = []
         for index in range(self.n_deltas + 1):
             if not out.pause(self.interval):
                 out.hang_up()
                 return
-            if index == self.n_deltas:
-                break
-            deltas.append(delta_text(index))
-            out.send_event(delta_event(next(numbers), deltas[-1]))
+            if index < self.n_deltas:
+                out.send_event(delta_event(next(numbers), delta_text(index)))
         if self.end == "completed":
-            text = "".join(deltas)
+            text = "".join(map(delta_text, range(self.n_deltas)))
             done = response_object(out.response_id, status="completed", text=text)
             out.send_event(
                 {"type": "response.completed", "sequence_number": next(numbers), "response": done}
