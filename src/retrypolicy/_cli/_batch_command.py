@@ -452,11 +452,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
             ledger.close()
     for line in _summary(report, input_path, len(bad), adopted, ledger_spec):
         print(line, file=out)
-    print(
-        f"{PREFIX} results in {out_path} ({results.written} new "
-        f"{'line' if results.written == 1 else 'lines'})",
-        file=out,
-    )
+    print(f"{PREFIX} results in {out_path} ({plural(results.written, 'new line')})", file=out)
     if report.stopped is not None:
         print(_stopped_line(report, target), file=err)
         return EXIT_USAGE

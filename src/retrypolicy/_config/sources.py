@@ -131,10 +131,6 @@ def _line(name: str, text: str) -> str:
     return f"  {name:<{_NAME_WIDTH}}{text}"
 
 
-def _limit(value: object) -> str:
-    return "none" if value is None else toml_value(value)
-
-
 def _advice(advice: str) -> str:
     if not advice:
         return '""'
@@ -180,17 +176,11 @@ def explain_sources(policy: Policy, sources: PolicySources, rule: Rule | None) -
             lines += _backoff("the rule's", rule.backoff, rs.values, own)
     if rule is None or rule.backoff is None:
         lines += _backoff("the policy's", policy.backoff, sources.values, own)
-    lines += [
-        _line(k, f"{_limit(getattr(policy, k))} ({sources.values[k].describe(own)})")
-        for k in LIMITS
-    ]
-    lines += [
-        _line(
-            k,
-            f"{'on' if getattr(policy, k) is not None else 'off'} "
-            f"({sources.values[k].describe(own)})",
-        )
-        for k in STORM_KEYS
-        if k in sources.values
-    ]
+    for key in (*LIMITS, *STORM_KEYS):
+        value = getattr(policy, key)
+        if key in LIMITS:
+            text = "none" if value is None else toml_value(value)
+        else:
+            text = "off" if value is None else "on"
+        lines.append(_line(key, f"{text} ({sources.values[key].describe(own)})"))
     return lines
