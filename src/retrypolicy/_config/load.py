@@ -59,6 +59,7 @@ from .sources import (
     LIMITS,
     POLICY_VALUES,
     RULE_VALUES,
+    STORM_KEYS,
     Origin,
     PolicySources,
     RuleSources,
@@ -227,20 +228,12 @@ def _checked(
     return {key: value for key, value in got.items() if value is not _INVALID}
 
 
-STORM: Final[Mapping[str, type]] = {
-    "budget": RetryBudget,
-    "limiter": AdaptiveLimiter,
-    "breaker": CircuitBreaker,
-}
-"""The storm-protection tables of a policy and the core class each one builds."""
-
-
 def _storm_changes(
     table: Mapping[str, object], path: str, problems: list[str]
 ) -> dict[str, dict[str, Any] | None]:
     """For each storm table *table* sets: None (turned off), or the checked keys (on)."""
     out: dict[str, dict[str, Any] | None] = {}
-    for key in STORM:
+    for key in STORM_KEYS:
         if key not in table:
             continue
         value = table[key]
@@ -491,13 +484,11 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     ]
     limits = {key: None if p_policy is None else getattr(p_policy, key) for key in LIMITS}
     storm: dict[str, Any] = {}
-    for key, cls in STORM.items():
+    for key in STORM_KEYS:
         inherited_value = getattr(p_policy, key) if p_policy is not None else None
         if key in spec.storm:
-            changes = spec.storm[key]
-            storm[key] = (
-                None if changes is None else attrs.evolve(inherited_value or cls(), **changes)
-            )
+            changes, base = spec.storm[key], inherited_value or _PROBES[key]
+            storm[key] = None if changes is None else attrs.evolve(base, **changes)
             values[key] = Origin(spec.path, join_key(spec.path, key))
         else:
             storm[key] = inherited_value
