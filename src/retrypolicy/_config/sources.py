@@ -104,20 +104,13 @@ class PolicySources:
 def builtin_sources(name: str, policy: Policy) -> PolicySources:
     """The sources of a built-in profile: every value was written by *name*."""
     here = Origin(name, name)
+    plain = dict.fromkeys(RULE_VALUES, here)
+    backed = plain | dict.fromkeys((f"backoff.{k}" for k in BACKOFF_KEYS), here)
     return PolicySources(
         policy=name,
         parent=None,
         values=dict.fromkeys(POLICY_VALUES, here),
-        rules=tuple(
-            RuleSources(
-                written=here,
-                overrides=None,
-                values=dict.fromkeys(
-                    [*RULE_VALUES, *(f"backoff.{k}" for k in BACKOFF_KEYS if r.backoff)], here
-                ),
-            )
-            for r in policy.rules
-        ),
+        rules=tuple(RuleSources(here, None, backed if r.backoff else plain) for r in policy.rules),
     )
 
 

@@ -795,11 +795,10 @@ def _replies_list(data: object, form: str, problems: list[str]) -> list[object] 
                 f"{key}: unknown key; expected one of: replies{_did_you_mean(key, ['replies'])}"
             )
     replies = data.get("replies")
-    if replies is None and problems:
-        return None  # a misspelt "replies" was reported with a suggestion
     if replies is None:
-        expected = "[[replies]] tables" if form == "toml" else "a 'replies' list"
-        problems.append(f"replies: expected {expected}; found none")
+        if not problems:  # else a misspelt "replies" was reported with a suggestion
+            expected = "[[replies]] tables" if form == "toml" else "a 'replies' list"
+            problems.append(f"replies: expected {expected}; found none")
         return None
     if not isinstance(replies, list):
         problems.append(f"replies: expected a list of replies; found {show(replies)}")
