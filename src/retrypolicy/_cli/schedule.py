@@ -63,11 +63,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-    seen: set[str] = set()
+    first: dict[str, Rule] = {}
     for rule in rules:
-        if rule.kind in seen:
-            continue
-        seen.add(rule.kind)
+        first.setdefault(rule.kind, rule)
+    for rule in first.values():
         _print_schedule(policy, rule, args.samples, random.Random(args.seed), out)
     return EXIT_OK
 
