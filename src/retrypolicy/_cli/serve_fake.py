@@ -64,30 +64,29 @@ def _wait_forever(server: FakeEUGPT) -> None:
 
 
 @attrs.define
-class _Log:
-    """Whole lines to a stream shared by the connection threads: one write each, locked."""
+class _Report:
+    """What serve-fake says on *stream* (unless *quiet*): a line per request served, and a
+    closing summary. The connection threads share the stream: each line is one write,
+    under the lock."""
 
     stream: TextIO
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
-
-    def line(self, text: str) -> None:
-        with self.lock, contextlib.suppress(OSError, ValueError):  # stderr gone: keep serving
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-
-@attrs.define
-class _Tally:
-    """What serve-fake served, for its closing summary."""
-
+    quiet: bool
     statuses: collections.Counter[str] = attrs.field(factory=collections.Counter)
     sources: collections.Counter[str] = attrs.field(factory=collections.Counter)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
 
-    def add(self, request: RecordedRequest, status: int | None) -> None:
+    def served(self, request: RecordedRequest, status: int | None, outcome: str) -> None:
         with self.lock:
             self.statuses["no response" if status is None else str(status)] += 1
             self.sources[request.source] += 1
+        self.line(_request_line(request, status, outcome))
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        with self.lock, contextlib.suppress(OSError, ValueError):  # stderr gone: keep serving
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def summary(self, pending: int) -> str:
         with self.lock:
@@ -120,18 +119,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from ..testing import FakeEUGPT  # noqa: PLC0415 - a whole HTTP server: load only here
     from ..testing._replies import load_script  # noqa: PLC0415 - only serve-fake needs it
 
-    log = _Log(sys.stderr)
     script = args.script
     replies = load_script(script) if script is not None else []  # ConfigError: main says 2
-    tally = _Tally()
-
-    def report(request: RecordedRequest, status: int | None, outcome: str) -> None:
-        tally.add(request, status)
-        if not args.quiet:
-            log.line(_request_line(request, status, outcome))
-
+    report = _Report(sys.stderr, args.quiet)
     try:
-        server = FakeEUGPT(port=args.port, require_key=args.require_key, on_request=report).start()
+        server = FakeEUGPT(port=args.port, require_key=args.require_key, on_request=report.served)
+        server.start()
     except OSError as e:
         msg = f"--port {args.port}: expected a free port on 127.0.0.1; found {e.strerror or e}"
         raise ConfigError(msg) from None
@@ -150,6 +143,5 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             _wait_forever(server)
     finally:
         server.stop()
-    if not args.quiet:
-        log.line(tally.summary(server.pending))
+    report.line(report.summary(server.pending))
     return EXIT_OK
