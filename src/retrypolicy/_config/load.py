@@ -456,9 +456,8 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     p_values = _NO_SOURCES if p_sources is None else p_sources.values
     here = Origin(spec.path, spec.path)
     values = {key: here if key in spec.limits else p_values[key] for key in LIMITS}
-    given = Origin(spec.path, join_key(spec.path, "backoff"))
     base = Backoff() if p_policy is None else p_policy.backoff
-    backoff = _rule_backoff(spec.backoff, given, base, p_values, values)
+    backoff = _backoff_over(spec.backoff, here, base, p_values, values)
     inherited = p_policy.rules if p_policy is not None else ()
     inherited_sources = p_sources.rules if p_sources is not None else ()
     added: list[tuple[Rule, RuleSources]] = []
@@ -509,14 +508,16 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     return policy, sources
 
 
-def _rule_backoff(
+def _backoff_over(
     table: Mapping[str, Any],
-    given: Origin,
+    here: Origin,
     base: Backoff,
     base_origins: Mapping[str, Origin],
     origins: dict[str, Origin],
 ) -> Backoff:
-    """A backoff *table* on top of *base*; each key's origin into *origins*."""
+    """The ``backoff`` *table* of the table at *here*, on top of *base*; each key's origin
+    into *origins*."""
+    given = Origin(here.policy, join_key(here.path, "backoff"))
     for key in BACKOFF_KEYS:
         v = f"backoff.{key}"
         origins[v] = given if key in table else base_origins[v]
@@ -536,8 +537,7 @@ def _new_rule(
     origins = dict.fromkeys(RULE_VALUES, here)
     backoff = None
     if spec.backoff is not None:
-        given = Origin(policy, join_key(spec.path, "backoff"))
-        backoff = _rule_backoff(spec.backoff, given, policy_backoff, policy_origins, origins)
+        backoff = _backoff_over(spec.backoff, here, policy_backoff, policy_origins, origins)
     kind = rule.kind if "kind" in spec.given else _derived_kind(rule, inherited)
     return attrs.evolve(rule, kind=kind, backoff=backoff), RuleSources(here, None, origins)
 
@@ -573,8 +573,7 @@ def _override(
         base, base_origins = old_rule.backoff, old_sources.values
         if base is None:
             base, base_origins = policy_backoff, policy_origins
-        given = Origin(policy, join_key(spec.path, "backoff"))
-        changes["backoff"] = _rule_backoff(spec.backoff, given, base, base_origins, origins)
+        changes["backoff"] = _backoff_over(spec.backoff, here, base, base_origins, origins)
     return attrs.evolve(old_rule, **changes), RuleSources(here, old_sources.written, origins)
 
 

@@ -217,11 +217,9 @@ class PrometheusHook:
     def _storm(self, name: str, policy: str, extra: Mapping[str, object]) -> None:
         family, _, what = name.partition(".")
         if family == "budget":
-            level, capacity = _number(extra.get("level")), _number(extra.get("capacity"))
-            if level is not None:
-                self._last[policy, "level"] = level
-            if capacity is not None:
-                self._last[policy, "capacity"] = capacity
+            for key in ("level", "capacity"):
+                if (value := _number(extra.get(key))) is not None:
+                    self._last[policy, key] = value
             if what == "exhausted":
                 self._last[policy, "exhausted"] = 1.0
                 self.budget_exhaustions.labels(policy).inc()
