@@ -332,18 +332,22 @@ def _stopped_line(report: BatchReport, url: str) -> str:
 
 
 class _Tally:
-    """What the results file was told, for the line an interrupt prints."""
+    """``on_finish``: a final record goes to the results file; the counts are for the line
+    an interrupt prints."""
 
-    def __init__(self) -> None:
+    def __init__(self, results: ResultsFile) -> None:
+        self.results = results
         self.done = self.final_failed = 0
         self.lock = threading.Lock()
 
-    def saw(self, record: JobRecord) -> None:
+    def finish(self, record: JobRecord) -> None:
         with self.lock:
             if record.state is JobState.DONE:
                 self.done += 1
             elif record.final:
                 self.final_failed += 1
+        if record.final:
+            self.results.write(record)
 
 
 def _adopt_done_lines(results: ResultsFile, ledger: LedgerBase, ids: set[str]) -> int:
@@ -402,7 +406,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
         raise ConfigError(f"--out {e}") from None
     except OSError as e:
         raise ConfigError(f"--out {out_path}: cannot write it ({e.strerror or e})") from None
-    tally = _Tally()
+    tally = _Tally(results)
     with results:
         try:
             ledger = open_ledger(ledger_spec, policy=policy, lease=args.lease)
@@ -419,11 +423,6 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
                 file=err,
             )
 
-        def write(record: JobRecord) -> None:
-            tally.saw(record)
-            if record.final:
-                results.write(record)
-
         try:
             adopted = _adopt_done_lines(results, ledger, {job_id for job_id, _ in jobs})
             with (
@@ -438,7 +437,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
                         ledger=ledger,
                         policy=policy,
                         concurrency=args.concurrency,
-                        on_finish=write,
+                        on_finish=tally.finish,
                     )
                 except KeyboardInterrupt:
                     left = len(jobs) - tally.done - tally.final_failed

@@ -167,9 +167,8 @@ def _check_headers(value: object, name: str = "headers") -> tuple[tuple[str, str
         key, val = item
         if not isinstance(key, str) or not _TOKEN_RE.fullmatch(key):
             raise _bad(name, "header names that are HTTP tokens", key)
-        if not isinstance(val, str):
-            raise _bad(f"{name}[{key!r}]", "a string", val)
-        out.append((key, _check_header_value(val, f"{name}[{key!r}]")))
+        where = f"{name}[{key!r}]"
+        out.append((key, _check_header_value(_check_str(val, where), where)))
     return tuple(out)
 
 
