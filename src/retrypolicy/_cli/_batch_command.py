@@ -391,8 +391,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     try:
         jobs, bad = read_jobs(Path(input_path))
     except OSError as e:
-        msg = f"INPUT {input_path}: cannot read it ({e.strerror or e})"
-        raise ConfigError(msg) from None
+        raise ConfigError(f"INPUT {input_path}: cannot read it ({e.strerror or e})") from None
     for problem in bad:
         print(f"{PREFIX} {input_path} {problem}", file=err)
     if not jobs:
@@ -504,8 +503,7 @@ def requeue_command(args: argparse.Namespace, out: TextIO) -> int:
     ledger_spec, kinds, ids = args.ledger, args.kind, args.id
     for kind in kinds or ():
         if kind not in KINDS:
-            msg = f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}"
-            raise ConfigError(msg)
+            raise ConfigError(f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}")
     ledger = open_ledger(ledger_spec, create=False)
     try:
         try:

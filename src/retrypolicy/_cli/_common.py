@@ -100,8 +100,7 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
         yield received
         return
 
-    def interrupt(signum: int, frame: object) -> None:
-        del frame
+    def interrupt(signum: int, _frame: object) -> None:
         received.append(signum)
         raise KeyboardInterrupt
 

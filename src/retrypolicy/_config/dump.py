@@ -46,8 +46,7 @@ def dump_policy(policy: Policy) -> str:
             ``[policies.<name>]`` for it).
     """
     if not policy.name:
-        msg = "policy name '': expected a non-empty name to write as [policies.<name>]"
-        raise ConfigError(msg)
+        raise ConfigError("policy name '': expected a non-empty name to write as [policies.<name>]")
     head = f"policies.{toml_key(policy.name)}"
     storm_off, storm_tables = _storm_lines(head, policy)
     lines = [

@@ -39,8 +39,7 @@ def toml_string(text: str) -> str:
         elif code < 0x20 or code == 0x7F:
             out.append(f"\\u{code:04X}")
         elif 0xD800 <= code <= 0xDFFF:
-            msg = f"{text!r}: a lone surrogate cannot be written as TOML"
-            raise ValueError(msg)
+            raise ValueError(f"{text!r}: a lone surrogate cannot be written as TOML")
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
@@ -72,8 +71,7 @@ def toml_value(value: object) -> str:
         return toml_string(str(value))  # str(): a StrEnum member writes its value
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    msg = f"{value!r}: no TOML form for {type(value).__name__}"
-    raise TypeError(msg)
+    raise TypeError(f"{value!r}: no TOML form for {type(value).__name__}")
 
 
 _TOML_TYPES: Final[tuple[tuple[type, str], ...]] = (

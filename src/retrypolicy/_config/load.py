@@ -735,8 +735,7 @@ def load_policy_with_sources(
     equality: ``retrypolicy explain`` shows them. Raises as :func:`load_policy`.
     """
     if profile is not None and not isinstance(profile, str):
-        msg = f"profile {profile!r}: expected a policy name (str) or None"
-        raise TypeError(msg)
+        raise TypeError(f"profile {profile!r}: expected a policy name (str) or None")
     file = Path(path)
     problems: list[str] = []
     names, built = _load_file(file, problems)

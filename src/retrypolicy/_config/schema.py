@@ -42,8 +42,7 @@ class Key:
 
 
 def _backoff_default(name: str) -> str:
-    value = attrs.fields_dict(Backoff)[name].default
-    return f"the parent's; `{toml_value(value)}` without one"
+    return f"the parent's; {_storm_default(Backoff, name)} without one"
 
 
 def _storm_default(cls: type, name: str) -> str:

@@ -119,12 +119,10 @@ class PrometheusHook:
         store: Store | None = None,
     ) -> None:
         if store is not None and not isinstance(store, stores.Store):
-            msg = f"store {store!r}: expected a retrypolicy.stores.Store or None"
-            raise TypeError(msg)
+            raise TypeError(f"store {store!r}: expected a retrypolicy.stores.Store or None")
         self.store = store
         if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
-            msg = f"max_hosts: expected a whole number >= 1, got {max_hosts!r}"
-            raise ValueError(msg)
+            raise ValueError(f"max_hosts: expected a whole number >= 1, got {max_hosts!r}")
         self.registry: CollectorRegistry = (
             prometheus_client.REGISTRY if registry is None else registry
         )
