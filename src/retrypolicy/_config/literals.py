@@ -9,7 +9,6 @@ Only the value types a policy holds are covered: this is no general TOML writer.
 from __future__ import annotations
 
 import datetime
-import math
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -62,11 +61,7 @@ def toml_value(value: object) -> str:
     if isinstance(value, int):
         return str(int(value))  # int(): an IntEnum would print its name
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
+        return repr(value)  # TOML's own nan, inf and -inf included
     if isinstance(value, str):
         return toml_string(str(value))  # str(): a StrEnum member writes its value
     if isinstance(value, list | tuple):
