@@ -125,8 +125,6 @@ def _line(name: str, text: str) -> str:
 
 
 def _advice(advice: str) -> str:
-    if not advice:
-        return '""'
     if len(advice) > _SHOWN_ADVICE:
         advice = advice[: _SHOWN_ADVICE - 1] + "…"
     return toml_string(advice)

@@ -466,10 +466,8 @@ class Reply:
 
         Keys holding ``None`` are left out, so the result also fits TOML.
         """
-        data: dict[str, object] = {"kind": self.kind}
-        data.update(self._data())
-        data["retry_after"] = self.retry_after
-        data["retry_after_ms"] = self.retry_after_ms
+        data: dict[str, object] = {"kind": self.kind, **self._data()}
+        data |= {"retry_after": self.retry_after, "retry_after_ms": self.retry_after_ms}
         if self.headers:
             names = [name.lower() for name, _ in self.headers]
             unique = len(set(names)) == len(names)
