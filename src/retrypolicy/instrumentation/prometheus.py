@@ -123,9 +123,7 @@ class PrometheusHook:
         self.store = store
         if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
             raise ValueError(f"max_hosts: expected a whole number >= 1, got {max_hosts!r}")
-        self.registry: CollectorRegistry = (
-            prometheus_client.REGISTRY if registry is None else registry
-        )
+        self.registry = prometheus_client.REGISTRY if registry is None else registry
         self.namespace = namespace
         self.max_hosts = max_hosts
         self._hosts: set[str] = set()
