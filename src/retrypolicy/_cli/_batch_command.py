@@ -17,6 +17,7 @@ the run cost. Every message it prints starts with ``retrypolicy batch:``.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -36,7 +37,15 @@ from ..batch._ledger_sqlite import SQLiteLedger
 from ..batch._model import UNSERIALIZABLE_RESULT, JobRecord, JobState, LedgerError, idempotency_key
 from ..batch._runner import BatchReport, run_batch
 from ..batch._setup import PROBE, what_to_fix
-from ._common import EXIT_INTERRUPTED, EXIT_NO, EXIT_OK, EXIT_USAGE, plural, sigterm_as_interrupt
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_NO,
+    EXIT_OK,
+    EXIT_USAGE,
+    plural,
+    policy_of,
+    sigterm_as_interrupt,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -322,22 +331,23 @@ def _stopped_line(report: BatchReport, url: str) -> str:
     )
 
 
-# -- batch run ---------------------------------------------------------------------------
-
-
 class _Tally:
-    """What the results file was told, for the line an interrupt prints."""
+    """``on_finish``: a final record goes to the results file; the counts are for the line
+    an interrupt prints."""
 
-    def __init__(self) -> None:
+    def __init__(self, results: ResultsFile) -> None:
+        self.results = results
         self.done = self.final_failed = 0
         self.lock = threading.Lock()
 
-    def saw(self, record: JobRecord) -> None:
+    def finish(self, record: JobRecord) -> None:
         with self.lock:
             if record.state is JobState.DONE:
                 self.done += 1
             elif record.final:
                 self.final_failed += 1
+        if record.final:
+            self.results.write(record)
 
 
 def _adopt_done_lines(results: ResultsFile, ledger: LedgerBase, ids: set[str]) -> int:
@@ -357,28 +367,17 @@ def _adopt_done_lines(results: ResultsFile, ledger: LedgerBase, ids: set[str]) -
     return adopted
 
 
-def run_command(  # noqa: PLR0915 - the options of one command, checked in order
-    *,
-    input_path: str,
-    ledger_spec: str,
-    out_path: str,
-    base_url: str | None,
-    concurrency: int,
-    lease: float,
-    timeout: float,
-    policy: Policy,
-    out: TextIO,
-    err: TextIO | None = None,
-    fake: bool = False,
-) -> int:
+def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 - checked in order
     """``batch run``: 0 when every job is done; 1 when some failed or lines were bad (or
     the input holds no job); 2 for bad usage and for a setup error that stopped the run;
     130 (143 for SIGTERM) when interrupted."""
-    err = sys.stderr if err is None else err
-    if base_url is not None and fake:
+    policy = policy_of(args)
+    input_path, ledger_spec, out_path, base_url = args.input, args.ledger, args.out, args.base_url
+    err = sys.stderr
+    if base_url is not None and args.fake:
         msg = "--base-url and --fake: expected one of them, the API or the built-in fake"
         raise ConfigError(msg)
-    if base_url is None and not fake:
+    if base_url is None and not args.fake:
         msg = (
             "expected --base-url URL (the API's base; the key from "
             f"{KEY_ENV}), or --fake to run against a built-in fake EU GPT server"
@@ -392,8 +391,7 @@ def run_command(  # noqa: PLR0915 - the options of one command, checked in order
     try:
         jobs, bad = read_jobs(Path(input_path))
     except OSError as e:
-        msg = f"INPUT {input_path}: cannot read it ({e.strerror or e})"
-        raise ConfigError(msg) from None
+        raise ConfigError(f"INPUT {input_path}: cannot read it ({e.strerror or e})") from None
     for problem in bad:
         print(f"{PREFIX} {input_path} {problem}", file=err)
     if not jobs:
@@ -407,10 +405,10 @@ def run_command(  # noqa: PLR0915 - the options of one command, checked in order
         raise ConfigError(f"--out {e}") from None
     except OSError as e:
         raise ConfigError(f"--out {out_path}: cannot write it ({e.strerror or e})") from None
-    tally = _Tally()
+    tally = _Tally(results)
     with results:
         try:
-            ledger = open_ledger(ledger_spec, policy=policy, lease=lease)
+            ledger = open_ledger(ledger_spec, policy=policy, lease=args.lease)
         except BaseException:
             results.close()
             if not existed:
@@ -424,26 +422,21 @@ def run_command(  # noqa: PLR0915 - the options of one command, checked in order
                 file=err,
             )
 
-        def write(record: JobRecord) -> None:
-            tally.saw(record)
-            if record.final:
-                results.write(record)
-
         try:
             adopted = _adopt_done_lines(results, ledger, {job_id for job_id, _ in jobs})
             with (
                 _endpoint(url, err) as (target, key),
-                _session(policy, concurrency) as session,
+                _session(policy, args.concurrency) as session,
                 sigterm_as_interrupt() as signals,
             ):
                 try:
                     report = run_batch(
                         [(job_id, (job_id, body)) for job_id, body in jobs],
-                        http_job(session, target, key, timeout),
+                        http_job(session, target, key, args.timeout),
                         ledger=ledger,
                         policy=policy,
-                        concurrency=concurrency,
-                        on_finish=write,
+                        concurrency=args.concurrency,
+                        on_finish=tally.finish,
                     )
                 except KeyboardInterrupt:
                     left = len(jobs) - tally.done - tally.final_failed
@@ -457,28 +450,22 @@ def run_command(  # noqa: PLR0915 - the options of one command, checked in order
             ledger.close()
     for line in _summary(report, input_path, len(bad), adopted, ledger_spec):
         print(line, file=out)
-    print(
-        f"{PREFIX} results in {out_path} ({results.written} new "
-        f"{'line' if results.written == 1 else 'lines'})",
-        file=out,
-    )
+    print(f"{PREFIX} results in {out_path} ({plural(results.written, 'new line')})", file=out)
     if report.stopped is not None:
         print(_stopped_line(report, target), file=err)
         return EXIT_USAGE
     return EXIT_OK if report.ok and not bad else EXIT_NO
 
 
-# -- batch status, batch requeue ------------------------------------------------------------
-
-
-def status_command(*, ledger_spec: str, out: TextIO, as_json: bool = False) -> int:
+def status_command(args: argparse.Namespace, out: TextIO) -> int:
     """``batch status``: jobs per state, failed jobs per kind, and what they cost."""
+    ledger_spec = args.ledger
     ledger = open_ledger(ledger_spec, create=False)
     try:
         counts = ledger.counts()
     finally:
         ledger.close()
-    if as_json:
+    if args.json:
         value = {
             "total": counts.total,
             **{str(state): int(counts.states.get(state, 0)) for state in JobState},
@@ -511,14 +498,12 @@ KINDS: Final = (*sorted(str(k) for k in Kind if k != Kind.SUCCESS), UNSERIALIZAB
 """The failure kinds ``batch requeue --kind`` accepts."""
 
 
-def requeue_command(
-    *, ledger_spec: str, kinds: list[str] | None, ids: list[str] | None, out: TextIO
-) -> int:
-    """``batch requeue``: failed jobs (of *kinds*, among *ids*) back to pending."""
+def requeue_command(args: argparse.Namespace, out: TextIO) -> int:
+    """``batch requeue``: failed jobs (of ``--kind``, among ``--id``) back to pending."""
+    ledger_spec, kinds, ids = args.ledger, args.kind, args.id
     for kind in kinds or ():
         if kind not in KINDS:
-            msg = f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}"
-            raise ConfigError(msg)
+            raise ConfigError(f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}")
     ledger = open_ledger(ledger_spec, create=False)
     try:
         try:

@@ -100,8 +100,7 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
         yield received
         return
 
-    def interrupt(signum: int, frame: object) -> None:
-        del frame
+    def interrupt(signum: int, _frame: object) -> None:
         received.append(signum)
         raise KeyboardInterrupt
 
@@ -113,7 +112,9 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE`` and ``--profile P``, read by :func:`policy_of`."""
+    """``--config FILE`` and ``--profile P``, read by :func:`policy_of`, and :data:`ENV_NOTE`
+    at the end of the epilog."""
+    parser.epilog = f"{parser.epilog} {ENV_NOTE}"
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -137,8 +138,7 @@ def policy_of(args: argparse.Namespace) -> Policy:
     """
     if args.config is None and args.profile is None:
         return default_policy()
-    env_config = os.environ.get(CONFIG_ENV) or None
-    config = args.config if args.config is not None else env_config
+    config = args.config if args.config is not None else os.environ.get(CONFIG_ENV) or None
     profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
     if config is None:
         try:

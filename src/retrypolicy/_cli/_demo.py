@@ -70,11 +70,8 @@ def project_urls() -> dict[str, str]:
         entries = metadata.metadata("retrypolicy").get_all("Project-URL") or []
     except metadata.PackageNotFoundError:
         return {}
-    urls = {}
-    for entry in entries:
-        label, _, url = entry.partition(",")
-        urls[label.strip()] = url.strip()
-    return urls
+    pairs = (entry.partition(",") for entry in entries)
+    return {label.strip(): url.strip() for label, _, url in pairs}
 
 
 def _published(url: str | None) -> bool:

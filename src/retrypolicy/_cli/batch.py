@@ -11,14 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ._common import (
-    ENV_NOTE,
-    Subparsers,
-    add_policy_options,
-    policy_of,
-    positive_float,
-    positive_int,
-)
+from ._common import Subparsers, add_policy_options, positive_float, positive_int
 
 __all__ = ["add_to"]
 
@@ -34,7 +27,7 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     run_epilog = (
         "exit codes: 0 every job done; 1 some jobs failed, input lines were bad, or the "
         "input holds no job; 2 bad usage or input (a missing file too), or a setup error "
-        f"stopped the run; 130 interrupted (143 by SIGTERM). {ENV_NOTE}"
+        "stopped the run; 130 interrupted (143 by SIGTERM)."
     )
     ledger_epilog = "exit codes: 0 ok; 2 bad usage, or a ledger that cannot be read."
     batch = sub.add_parser(
@@ -144,33 +137,19 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     requeue.set_defaults(run=_batch_requeue)
 
 
-# -- batch ---------------------------------------------------------------------------
-
-
 def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import run_command  # noqa: PLC0415 - loads requests and the adapter
 
-    return run_command(
-        input_path=args.input,
-        ledger_spec=args.ledger,
-        out_path=args.out,
-        base_url=args.base_url,
-        fake=args.fake,
-        concurrency=args.concurrency,
-        lease=args.lease,
-        timeout=args.timeout,
-        policy=policy_of(args),
-        out=out,
-    )
+    return run_command(args, out)
 
 
 def _batch_status(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import status_command  # noqa: PLC0415
 
-    return status_command(ledger_spec=args.ledger, out=out, as_json=args.json)
+    return status_command(args, out)
 
 
 def _batch_requeue(args: argparse.Namespace, out: TextIO) -> int:
     from ._batch_command import requeue_command  # noqa: PLC0415
 
-    return requeue_command(ledger_spec=args.ledger, kinds=args.kind, ids=args.id, out=out)
+    return requeue_command(args, out)

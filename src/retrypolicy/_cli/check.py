@@ -114,12 +114,9 @@ def _report_profile(file: Path, shown: Path, profile: str, problems: list[str]) 
         print(f"retrypolicy check: {ConfigError.for_file(shown, asked)}", file=sys.stderr)
         return EXIT_USAGE
     heads = [join_key(base, profile) for base in ("policies", "tool.retrypolicy.policies")]
+    of_profile = tuple(f"{head}{mark}" for head in heads for mark in ".[:")
     bases = ("policies.", "tool.retrypolicy.policies.")
-
-    def of_profile(problem: str) -> bool:
-        return any(problem.startswith((f"{h}.", f"{h}[", f"{h}:")) for h in heads)
-
-    own = [p for p in problems if of_profile(p) or not p.startswith(bases)]
+    own = [p for p in problems if p.startswith(of_profile) or not p.startswith(bases)]
     others = len(problems) - len(own)
     built = profile in _load_file(file, [])[1]
     if own or not built:

@@ -6,7 +6,7 @@ import argparse
 from typing import TextIO
 
 from .._config import dump_policy
-from ._common import ENV_NOTE, EXIT_OK, Subparsers, add_policy_options, epilog, policy_of
+from ._common import EXIT_OK, Subparsers, add_policy_options, epilog, policy_of
 
 __all__ = ["add_to", "run"]
 
@@ -19,7 +19,7 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
             "Print a policy as a self-contained TOML file that `check` accepts "
             "(retrypolicy dump | retrypolicy check -)."
         ),
-        epilog=epilog("0 printed; 2 bad usage, or a --config file that cannot be used", ENV_NOTE),
+        epilog=epilog("0 printed; 2 bad usage, or a --config file that cannot be used"),
     )
     add_policy_options(dump)
     dump.set_defaults(run=run)

@@ -20,15 +20,7 @@ from .._envelope import parse_error
 from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
-from ._common import (
-    ENV_NOTE,
-    EXIT_OK,
-    EXIT_USAGE,
-    Subparsers,
-    add_policy_options,
-    epilog,
-    policy_of,
-)
+from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, policy_of
 
 __all__ = ["add_to", "backoff_of", "retries_allowed", "run"]
 
@@ -57,10 +49,7 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
             "response body, or a failure without a response - and print the class, the "
             "advice, and the retry schedule."
         ),
-        epilog=epilog(
-            "0 explained; 2 bad usage, or a --config or --body file that cannot be read",
-            ENV_NOTE,
-        ),
+        epilog=epilog("0 explained; 2 bad usage, or a --config or --body file that cannot be read"),
     )
     explain.add_argument(
         "status",

@@ -15,7 +15,6 @@ from typing import TextIO
 from .._policy import Policy
 from .._rules import Rule
 from ._common import (
-    ENV_NOTE,
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
@@ -38,9 +37,7 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
             "jitter, and a chart of the curve (█ up to p50, ░ up to p95)."
         ),
         epilog=epilog(
-            "0 printed; 2 bad usage (an unknown --kind too), or a --config file that "
-            "cannot be used",
-            ENV_NOTE,
+            "0 printed; 2 bad usage (an unknown --kind too), or a --config file that cannot be used"
         ),
     )
     schedule.add_argument("--kind", help="only this kind (e.g. rate_limited); default: all")
@@ -66,11 +63,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-    seen: set[str] = set()
+    first: dict[str, Rule] = {}
     for rule in rules:
-        if rule.kind in seen:
-            continue
-        seen.add(rule.kind)
+        first.setdefault(rule.kind, rule)
+    for rule in first.values():
         _print_schedule(policy, rule, args.samples, random.Random(args.seed), out)
     return EXIT_OK
 

@@ -14,7 +14,6 @@ import collections
 import contextlib
 import sys
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 import attrs
@@ -26,7 +25,7 @@ from ._common import EXIT_OK, Subparsers, plural, sigterm_as_interrupt, tcp_port
 if TYPE_CHECKING:
     from ..testing import FakeEUGPT, RecordedRequest
 
-__all__ = ["add_to", "run", "serve_fake"]
+__all__ = ["add_to", "run"]
 
 
 def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
@@ -56,17 +55,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     serve.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, out: TextIO) -> int:
-    """Serve until stopped."""
-    return serve_fake(
-        out,
-        port=args.port,
-        script=args.script,
-        require_key=args.require_key,
-        quiet=args.quiet,
-    )
-
-
 def _wait_forever(server: FakeEUGPT) -> None:
     """Block until interrupted (Ctrl-C, or SIGTERM, raises KeyboardInterrupt here)."""
     del server  # tests replace this function and drive the server instead
@@ -76,30 +64,29 @@ def _wait_forever(server: FakeEUGPT) -> None:
 
 
 @attrs.define
-class _Log:
-    """Whole lines to a stream shared by the connection threads: one write each, locked."""
+class _Report:
+    """What serve-fake says on *stream* (unless *quiet*): a line per request served, and a
+    closing summary. The connection threads share the stream: each line is one write,
+    under the lock."""
 
     stream: TextIO
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
-
-    def line(self, text: str) -> None:
-        with self.lock, contextlib.suppress(OSError, ValueError):  # stderr gone: keep serving
-            self.stream.write(text + "\n")
-            self.stream.flush()
-
-
-@attrs.define
-class _Tally:
-    """What serve-fake served, for its closing summary."""
-
+    quiet: bool
     statuses: collections.Counter[str] = attrs.field(factory=collections.Counter)
     sources: collections.Counter[str] = attrs.field(factory=collections.Counter)
     lock: threading.Lock = attrs.field(factory=threading.Lock)
 
-    def add(self, request: RecordedRequest, status: int | None) -> None:
+    def served(self, request: RecordedRequest, status: int | None, outcome: str) -> None:
         with self.lock:
             self.statuses["no response" if status is None else str(status)] += 1
             self.sources[request.source] += 1
+        self.line(_request_line(request, status, outcome))
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        with self.lock, contextlib.suppress(OSError, ValueError):  # stderr gone: keep serving
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def summary(self, pending: int) -> str:
         with self.lock:
@@ -123,32 +110,24 @@ def _request_line(request: RecordedRequest, status: int | None, outcome: str) ->
     return line
 
 
-def serve_fake(
-    out: TextIO,
-    *,
-    port: int,
-    script: str | None,
-    require_key: bool,
-    quiet: bool = False,
-    err: TextIO | None = None,
-) -> int:
+def run(args: argparse.Namespace, out: TextIO) -> int:
     """Serve the fake API until Ctrl-C or SIGTERM; 2 when the script or port cannot be used.
 
-    Unless *quiet*, each request is reported on *err* (standard error) as it is
-    answered, and a summary when the server stops.
+    Unless ``--quiet``, each request is reported on standard error as it is answered,
+    and a summary when the server stops.
     """
+    from ..testing import FakeEUGPT  # noqa: PLC0415 - a whole HTTP server: load only here
     from ..testing._replies import load_script  # noqa: PLC0415 - only serve-fake needs it
 
-    log = _Log(sys.stderr if err is None else err)
+    script = args.script
     replies = load_script(script) if script is not None else []  # ConfigError: main says 2
-    tally = _Tally()
-
-    def report(request: RecordedRequest, status: int | None, outcome: str) -> None:
-        tally.add(request, status)
-        if not quiet:
-            log.line(_request_line(request, status, outcome))
-
-    server = _start(port, require_key, report)
+    report = _Report(sys.stderr, args.quiet)
+    try:
+        server = FakeEUGPT(port=args.port, require_key=args.require_key, on_request=report.served)
+        server.start()
+    except OSError as e:
+        msg = f"--port {args.port}: expected a free port on 127.0.0.1; found {e.strerror or e}"
+        raise ConfigError(msg) from None
     try:
         server.script(*replies)
         # SIGTERM is handled before the address is announced: a supervisor that reads it and
@@ -164,18 +143,5 @@ def serve_fake(
             _wait_forever(server)
     finally:
         server.stop()
-    if not quiet:
-        log.line(tally.summary(server.pending))
+    report.line(report.summary(server.pending))
     return EXIT_OK
-
-
-def _start(
-    port: int, require_key: bool, report: Callable[[RecordedRequest, int | None, str], None]
-) -> FakeEUGPT:
-    from ..testing import FakeEUGPT  # noqa: PLC0415 - a whole HTTP server: load only here
-
-    try:
-        return FakeEUGPT(port=port, require_key=require_key, on_request=report).start()
-    except OSError as e:
-        msg = f"--port {port}: expected a free port on 127.0.0.1; found {e.strerror or e}"
-        raise ConfigError(msg) from None

@@ -221,9 +221,8 @@ def _scenario(args: argparse.Namespace, duration: float) -> Scenario:
     if args.trace is not None:
         scenario += Scenario.trace(args.trace)
     if args.outage is not None:
-        at = args.outage_at
-        if at is None:
-            at = max(0.0, (duration - args.outage) / 2)
+        middle = max(0.0, (duration - args.outage) / 2)
+        at = middle if args.outage_at is None else args.outage_at
         scenario += Scenario.outage(args.outage, at=at, answer=args.outage_kind)
     if args.rate_limit is not None:
         scenario += Scenario.rate_limit(args.rate_limit, burst=args.burst)

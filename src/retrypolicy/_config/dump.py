@@ -6,6 +6,7 @@ from .._backoff import Backoff
 from .._errors import ConfigError
 from .._policy import APPLIED, Policy
 from .literals import toml_key, toml_string, toml_value
+from .load import value_keys
 from .schema import SCHEMA
 
 __all__ = ["dump_policy"]
@@ -25,13 +26,11 @@ def _storm_lines(head: str, policy: Policy) -> tuple[list[str], list[str]]:
             off.append(f"{section} = false")
             continue
         tables += ["", f"[{head}.{section}]"]
-        for k in SCHEMA[section]:
-            if k.name == "enabled":
-                continue
-            v = getattr(value, k.name)
+        for key in value_keys(section):
+            v = getattr(value, key)
             if isinstance(v, frozenset):
                 v = sorted(str(x) for x in v)
-            tables.append(f"{k.name} = " + ("false" if v is None else toml_value(v)))
+            tables.append(f"{key} = " + ("false" if v is None else toml_value(v)))
     return off, tables
 
 
@@ -47,8 +46,7 @@ def dump_policy(policy: Policy) -> str:
             ``[policies.<name>]`` for it).
     """
     if not policy.name:
-        msg = "policy name '': expected a non-empty name to write as [policies.<name>]"
-        raise ConfigError(msg)
+        raise ConfigError("policy name '': expected a non-empty name to write as [policies.<name>]")
     head = f"policies.{toml_key(policy.name)}"
     storm_off, storm_tables = _storm_lines(head, policy)
     lines = [

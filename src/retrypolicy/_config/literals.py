@@ -9,7 +9,6 @@ Only the value types a policy holds are covered: this is no general TOML writer.
 from __future__ import annotations
 
 import datetime
-import math
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -39,8 +38,7 @@ def toml_string(text: str) -> str:
         elif code < 0x20 or code == 0x7F:
             out.append(f"\\u{code:04X}")
         elif 0xD800 <= code <= 0xDFFF:
-            msg = f"{text!r}: a lone surrogate cannot be written as TOML"
-            raise ValueError(msg)
+            raise ValueError(f"{text!r}: a lone surrogate cannot be written as TOML")
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
@@ -63,17 +61,12 @@ def toml_value(value: object) -> str:
     if isinstance(value, int):
         return str(int(value))  # int(): an IntEnum would print its name
     if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
+        return repr(value)  # TOML's own nan, inf and -inf included
     if isinstance(value, str):
         return toml_string(str(value))  # str(): a StrEnum member writes its value
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    msg = f"{value!r}: no TOML form for {type(value).__name__}"
-    raise TypeError(msg)
+    raise TypeError(f"{value!r}: no TOML form for {type(value).__name__}")
 
 
 _TOML_TYPES: Final[tuple[tuple[type, str], ...]] = (
@@ -82,15 +75,10 @@ _TOML_TYPES: Final[tuple[tuple[type, str], ...]] = (
     (float, "float"),
     (str, "string"),
     (list, "array"),
-    (dict, "table"),
     (datetime.datetime, "date-time"),  # before date, its base class
     (datetime.date, "date"),
     (datetime.time, "time"),
 )
-
-
-def _toml_type(value: object) -> str:
-    return next((name for tp, name in _TOML_TYPES if isinstance(value, tp)), type(value).__name__)
 
 
 def show(value: object) -> str:
@@ -103,7 +91,8 @@ def show(value: object) -> str:
         text = str(value)
     if len(text) > _SHOWN_CHARS:
         text = text[: _SHOWN_CHARS - 1] + "…"
-    return f"{text} ({_toml_type(value)})"
+    kind = next((name for tp, name in _TOML_TYPES if isinstance(value, tp)), type(value).__name__)
+    return f"{text} ({kind})"
 
 
 def either(choices: Sequence[str]) -> str:

@@ -57,7 +57,9 @@ from .sources import (
     BACKOFF_KEYS,
     DEFAULT,
     LIMITS,
+    POLICY_VALUES,
     RULE_VALUES,
+    STORM_KEYS,
     Origin,
     PolicySources,
     RuleSources,
@@ -76,15 +78,9 @@ PYPROJECT: Final = "pyproject.toml"
 """Files with this name are read from their ``[tool.retrypolicy]`` table."""
 
 
-# -- the error ---------------------------------------------------------------------------
-
-
 ConfigFileError = ConfigError
 """The error a policy file raises: ``rp.ConfigError`` itself (``.path``, ``.problems``), built
 by :meth:`ConfigError.for_file`, so tracebacks and messages name the public class."""
-
-
-# -- problems ----------------------------------------------------------------------------
 
 
 class _Mark(enum.Enum):
@@ -93,11 +89,9 @@ class _Mark(enum.Enum):
 
 _INVALID: Final = _Mark.INVALID
 
-_Problems: TypeAlias = list[str]
-
 
 def _expected(
-    problems: _Problems, path: str, expected: str, value: object, hint: str = ""
+    problems: list[str], path: str, expected: str, value: object, hint: str = ""
 ) -> Literal[_Mark.INVALID]:
     problems.append(f"{path}: expected {expected}; found {show(value)}" + _then(hint))
     return _INVALID
@@ -198,7 +192,7 @@ def _tried(section: str, key: str, value: object) -> object:
         return _INVALID
 
 
-def _core_value(section: str, key: str, value: object, path: str, problems: _Problems) -> object:
+def _core_value(section: str, key: str, value: object, path: str, problems: list[str]) -> object:
     """The value of *key* as the core holds it, or INVALID (and a problem) if it refuses it."""
     expected = _type_of(section, key)
     if key in _ARRAYS and isinstance(value, list):
@@ -215,9 +209,10 @@ def _core_value(section: str, key: str, value: object, path: str, problems: _Pro
     return result
 
 
-def _unknown_keys(
-    table: Mapping[str, object], section: str, path: str, problems: _Problems
-) -> None:
+def _checked(
+    table: Mapping[str, object], section: str, path: str, problems: list[str]
+) -> dict[str, Any]:
+    """The values of *table* the core accepted, as it holds them; problems for the rest."""
     known = [k.name for k in SCHEMA[section]]
     for key in table:
         if key not in known:
@@ -225,13 +220,6 @@ def _unknown_keys(
                 f"{join_key(path, key)}: unknown key; expected one of: {', '.join(known)}"
                 + _then(_did_you_mean(key, known))
             )
-
-
-def _checked(
-    table: Mapping[str, object], section: str, path: str, problems: _Problems
-) -> dict[str, Any]:
-    """The values of *table* the core accepted, as it holds them; problems for the rest."""
-    _unknown_keys(table, section, path, problems)
     got = {
         key: _core_value(section, key, table[key], join_key(path, key), problems)
         for key in value_keys(section)
@@ -240,32 +228,12 @@ def _checked(
     return {key: value for key, value in got.items() if value is not _INVALID}
 
 
-def _subtable(
-    table: Mapping[str, object], key: str, path: str, problems: _Problems
-) -> dict[str, Any] | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        _expected(problems, join_key(path, key), "a table", value)
-        return None
-    return value
-
-
-STORM: Final[Mapping[str, type]] = {
-    "budget": RetryBudget,
-    "limiter": AdaptiveLimiter,
-    "breaker": CircuitBreaker,
-}
-"""The storm-protection tables of a policy and the core class each one builds."""
-
-
 def _storm_changes(
-    table: Mapping[str, object], path: str, problems: _Problems
+    table: Mapping[str, object], path: str, problems: list[str]
 ) -> dict[str, dict[str, Any] | None]:
     """For each storm table *table* sets: None (turned off), or the checked keys (on)."""
     out: dict[str, dict[str, Any] | None] = {}
-    for key in STORM:
+    for key in STORM_KEYS:
         if key not in table:
             continue
         value = table[key]
@@ -286,11 +254,15 @@ def _storm_changes(
 
 
 def _backoff_changes(
-    table: Mapping[str, object], path: str, problems: _Problems
+    table: Mapping[str, object], path: str, problems: list[str]
 ) -> dict[str, Any] | None:
     """The checked keys of the ``backoff`` sub-table of *table*, or None if it has none."""
-    sub = _subtable(table, "backoff", path, problems)
-    return None if sub is None else _checked(sub, "backoff", join_key(path, "backoff"), problems)
+    value, where = table.get("backoff"), join_key(path, "backoff")
+    if not isinstance(value, dict):
+        if value is not None:
+            _expected(problems, where, "a table", value)
+        return None
+    return _checked(value, "backoff", where, problems)
 
 
 # -- the file, checked ---------------------------------------------------------------------
@@ -319,12 +291,12 @@ class _PolicySpec:
     backoff: dict[str, Any]
     rules: list[_RuleSpec]
     valid: bool
+    """False when any of this policy's own values were rejected: it is then not built."""
     storm: dict[str, dict[str, Any] | None] = attrs.field(factory=dict)
     """Per storm table given: None (off) or the keys that change the parent's (or default)."""
-    """False when any of this policy's own values were rejected: it is then not built."""
 
 
-def _rule_spec(table: Mapping[str, object], path: str, problems: _Problems) -> _RuleSpec | None:
+def _rule_spec(table: Mapping[str, object], path: str, problems: list[str]) -> _RuleSpec | None:
     before = len(problems)
     got = _checked(table, "rule", path, problems)
     backoff = _backoff_changes(table, path, problems)
@@ -340,7 +312,7 @@ def _rule_spec(table: Mapping[str, object], path: str, problems: _Problems) -> _
     return _RuleSpec(path=path, rule=rule, given=frozenset(got), backoff=backoff)
 
 
-def _extends(table: Mapping[str, object], path: str, problems: _Problems) -> str | _Mark | None:
+def _extends(table: Mapping[str, object], path: str, problems: list[str]) -> str | _Mark | None:
     value = table.get("extends", DEFAULT_EXTENDS)
     if value is False:
         return None
@@ -350,7 +322,7 @@ def _extends(table: Mapping[str, object], path: str, problems: _Problems) -> str
 
 
 def _policy_spec(
-    name: str, table: Mapping[str, object], path: str, problems: _Problems
+    name: str, table: Mapping[str, object], path: str, problems: list[str]
 ) -> _PolicySpec:
     before = len(problems)
     limits = _checked(table, "policy", path, problems)
@@ -400,7 +372,7 @@ def _parent_in_file(spec: _PolicySpec, specs: Mapping[str, _PolicySpec]) -> str 
     return None
 
 
-def _check_parents(specs: Mapping[str, _PolicySpec], problems: _Problems) -> set[str]:
+def _check_parents(specs: Mapping[str, _PolicySpec], problems: list[str]) -> set[str]:
     """Report unknown parents and extends cycles; the names that cannot be built."""
     broken: set[str] = set()
     for spec in specs.values():
@@ -438,8 +410,11 @@ def _check_parents(specs: Mapping[str, _PolicySpec], problems: _Problems) -> set
 _Built: TypeAlias = tuple[Policy, PolicySources]
 """A policy, and where each of its values was written."""
 
+_NO_SOURCES: Final = dict.fromkeys(POLICY_VALUES, DEFAULT)
+"""The origins a policy without a parent inherits: a default for each value."""
 
-def _build_all(specs: Mapping[str, _PolicySpec], problems: _Problems) -> dict[str, _Built]:
+
+def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[str, _Built]:
     """Every policy that can be built: parents first, each built once."""
     broken = _check_parents(specs, problems)
     built: dict[str, _Built | None] = {}
@@ -478,15 +453,11 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     of different tables, so this does not fail.
     """
     p_policy, p_sources = parent if parent is not None else (None, None)
+    p_values = _NO_SOURCES if p_sources is None else p_sources.values
     here = Origin(spec.path, spec.path)
-    given_backoff = Origin(spec.path, join_key(spec.path, "backoff"))
-    values: dict[str, Origin] = {}
-    for key in BACKOFF_KEYS:
-        v = f"backoff.{key}"
-        values[v] = given_backoff if key in spec.backoff else _origin(p_sources, v)
-    for key in LIMITS:
-        values[key] = here if key in spec.limits else _origin(p_sources, key)
-    backoff = attrs.evolve(p_policy.backoff if p_policy is not None else Backoff(), **spec.backoff)
+    values = {key: here if key in spec.limits else p_values[key] for key in LIMITS}
+    base = Backoff() if p_policy is None else p_policy.backoff
+    backoff = _backoff_over(spec.backoff, here, base, p_values, values)
     inherited = p_policy.rules if p_policy is not None else ()
     inherited_sources = p_sources.rules if p_sources is not None else ()
     added: list[tuple[Rule, RuleSources]] = []
@@ -510,21 +481,17 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
             for item in overrides.get(i, [old])
         ),
     ]
-    limits: dict[str, Any] = {}
-    if p_policy is not None:
-        limits = {"max_attempts": p_policy.max_attempts, "deadline": p_policy.deadline}
+    limits = {key: None if p_policy is None else getattr(p_policy, key) for key in LIMITS}
     storm: dict[str, Any] = {}
-    for key, cls in STORM.items():
+    for key in STORM_KEYS:
         inherited_value = getattr(p_policy, key) if p_policy is not None else None
         if key in spec.storm:
-            changes = spec.storm[key]
-            storm[key] = (
-                None if changes is None else attrs.evolve(inherited_value or cls(), **changes)
-            )
+            changes, base = spec.storm[key], inherited_value or _PROBES[key]
+            storm[key] = None if changes is None else attrs.evolve(base, **changes)
             values[key] = Origin(spec.path, join_key(spec.path, key))
         else:
             storm[key] = inherited_value
-            values[key] = _origin(p_sources, key)
+            values[key] = p_values[key]
     policy = Policy(
         name=spec.name,
         rules=[r for r, _ in built],
@@ -541,18 +508,16 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     return policy, sources
 
 
-def _origin(sources: PolicySources | None, value: str) -> Origin:
-    return DEFAULT if sources is None else sources.values[value]
-
-
-def _rule_backoff(
+def _backoff_over(
     table: Mapping[str, Any],
-    given: Origin,
+    here: Origin,
     base: Backoff,
     base_origins: Mapping[str, Origin],
     origins: dict[str, Origin],
 ) -> Backoff:
-    """A rule's backoff *table* on top of *base*; each key's origin into *origins*."""
+    """The ``backoff`` *table* of the table at *here*, on top of *base*; each key's origin
+    into *origins*."""
+    given = Origin(here.policy, join_key(here.path, "backoff"))
     for key in BACKOFF_KEYS:
         v = f"backoff.{key}"
         origins[v] = given if key in table else base_origins[v]
@@ -572,8 +537,7 @@ def _new_rule(
     origins = dict.fromkeys(RULE_VALUES, here)
     backoff = None
     if spec.backoff is not None:
-        given = Origin(policy, join_key(spec.path, "backoff"))
-        backoff = _rule_backoff(spec.backoff, given, policy_backoff, policy_origins, origins)
+        backoff = _backoff_over(spec.backoff, here, policy_backoff, policy_origins, origins)
     kind = rule.kind if "kind" in spec.given else _derived_kind(rule, inherited)
     return attrs.evolve(rule, kind=kind, backoff=backoff), RuleSources(here, None, origins)
 
@@ -609,8 +573,7 @@ def _override(
         base, base_origins = old_rule.backoff, old_sources.values
         if base is None:
             base, base_origins = policy_backoff, policy_origins
-        given = Origin(policy, join_key(spec.path, "backoff"))
-        changes["backoff"] = _rule_backoff(spec.backoff, given, base, base_origins, origins)
+        changes["backoff"] = _backoff_over(spec.backoff, here, base, base_origins, origins)
     return attrs.evolve(old_rule, **changes), RuleSources(here, old_sources.written, origins)
 
 
@@ -644,10 +607,7 @@ def _derived_kind(rule: Rule, inherited: Sequence[Rule]) -> str:
     return "custom"
 
 
-# -- reading -----------------------------------------------------------------------------
-
-
-def _read(path: Path, problems: _Problems) -> dict[str, Any] | None:
+def _read(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -675,7 +635,7 @@ def _read(path: Path, problems: _Problems) -> dict[str, Any] | None:
         return None
 
 
-def _top_level(root: Mapping[str, object], prefix: str, problems: _Problems) -> None:
+def _top_level(root: Mapping[str, object], prefix: str, problems: list[str]) -> None:
     """Unknown keys at the top level, with the likely fix for each."""
     for key, value in root.items():
         if key == "policies":
@@ -693,7 +653,7 @@ def _top_level(root: Mapping[str, object], prefix: str, problems: _Problems) -> 
         )
 
 
-def _load_file(path: Path, problems: _Problems) -> tuple[list[str], dict[str, _Built]]:
+def _load_file(path: Path, problems: list[str]) -> tuple[list[str], dict[str, _Built]]:
     """The names the file defines, and every policy of it that could be built.
 
     Everything wrong in the file is appended to *problems*.
@@ -743,7 +703,7 @@ def load_policies(path: str | os.PathLike[str]) -> dict[str, Policy]:
         ConfigFileError: naming the file and listing every problem in it.
     """
     file = Path(path)
-    problems: _Problems = []
+    problems: list[str] = []
     names, built = _load_file(file, problems)
     if problems:
         raise ConfigError.for_file(file, problems)
@@ -775,10 +735,9 @@ def load_policy_with_sources(
     equality: ``retrypolicy explain`` shows them. Raises as :func:`load_policy`.
     """
     if profile is not None and not isinstance(profile, str):
-        msg = f"profile {profile!r}: expected a policy name (str) or None"
-        raise TypeError(msg)
+        raise TypeError(f"profile {profile!r}: expected a policy name (str) or None")
     file = Path(path)
-    problems: _Problems = []
+    problems: list[str] = []
     names, built = _load_file(file, problems)
     if profile is not None and names and profile not in names:
         problems.append(

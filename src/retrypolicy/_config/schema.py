@@ -33,11 +33,7 @@ DEFAULT_RETRIES: Final = 2
 
 @attrs.frozen
 class Key:
-    """One key of the file format, as documented in ``docs/configuration.md``.
-
-    ``type`` is also what error messages say was expected, so the docs and the
-    messages use the same words.
-    """
+    """One key of the file format, as documented in ``docs/configuration.md``."""
 
     name: str
     type: str
@@ -46,8 +42,7 @@ class Key:
 
 
 def _backoff_default(name: str) -> str:
-    value = attrs.fields_dict(Backoff)[name].default
-    return f"the parent's; `{toml_value(value)}` without one"
+    return f"the parent's; {_storm_default(Backoff, name)} without one"
 
 
 def _storm_default(cls: type, name: str) -> str:
@@ -66,7 +61,7 @@ def _enabled(what: str) -> Key:
     )
 
 
-_CORE_TABLES: Final[Mapping[str, tuple[Key, ...]]] = {
+SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
     "file": (
         Key(
             "policies",
@@ -216,9 +211,6 @@ _CORE_TABLES: Final[Mapping[str, tuple[Key, ...]]] = {
             "(an override's: the overridden rule's, when it has a backoff of its own).",
         ),
     ),
-}
-SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
-    **_CORE_TABLES,
     "budget": (
         _enabled("budget"),
         Key(

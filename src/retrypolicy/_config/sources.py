@@ -27,6 +27,7 @@ __all__ = [
     "BACKOFF_KEYS",
     "DEFAULT",
     "LIMITS",
+    "POLICY_VALUES",
     "RULE_VALUES",
     "STORM_KEYS",
     "Origin",
@@ -47,6 +48,9 @@ LIMITS: Final = ("max_attempts", "deadline")
 
 STORM_KEYS: Final = ("budget", "limiter", "breaker")
 """The storm-protection settings of a policy: each has one origin (its table)."""
+
+POLICY_VALUES: Final = (*LIMITS, *STORM_KEYS, *(f"backoff.{k}" for k in BACKOFF_KEYS))
+"""The values of a policy that have an origin of their own, besides its rules'."""
 
 
 @attrs.frozen
@@ -100,20 +104,13 @@ class PolicySources:
 def builtin_sources(name: str, policy: Policy) -> PolicySources:
     """The sources of a built-in profile: every value was written by *name*."""
     here = Origin(name, name)
+    plain = dict.fromkeys(RULE_VALUES, here)
+    backed = plain | dict.fromkeys((f"backoff.{k}" for k in BACKOFF_KEYS), here)
     return PolicySources(
         policy=name,
         parent=None,
-        values=dict.fromkeys([*LIMITS, *STORM_KEYS, *(f"backoff.{k}" for k in BACKOFF_KEYS)], here),
-        rules=tuple(
-            RuleSources(
-                written=here,
-                overrides=None,
-                values=dict.fromkeys(
-                    [*RULE_VALUES, *(f"backoff.{k}" for k in BACKOFF_KEYS if r.backoff)], here
-                ),
-            )
-            for r in policy.rules
-        ),
+        values=dict.fromkeys(POLICY_VALUES, here),
+        rules=tuple(RuleSources(here, None, backed if r.backoff else plain) for r in policy.rules),
     )
 
 
@@ -127,13 +124,7 @@ def _line(name: str, text: str) -> str:
     return f"  {name:<{_NAME_WIDTH}}{text}"
 
 
-def _limit(value: object) -> str:
-    return "none" if value is None else toml_value(value)
-
-
 def _advice(advice: str) -> str:
-    if not advice:
-        return '""'
     if len(advice) > _SHOWN_ADVICE:
         advice = advice[: _SHOWN_ADVICE - 1] + "…"
     return toml_string(advice)
@@ -176,17 +167,11 @@ def explain_sources(policy: Policy, sources: PolicySources, rule: Rule | None) -
             lines += _backoff("the rule's", rule.backoff, rs.values, own)
     if rule is None or rule.backoff is None:
         lines += _backoff("the policy's", policy.backoff, sources.values, own)
-    lines += [
-        _line(k, f"{_limit(getattr(policy, k))} ({sources.values[k].describe(own)})")
-        for k in LIMITS
-    ]
-    lines += [
-        _line(
-            k,
-            f"{'on' if getattr(policy, k) is not None else 'off'} "
-            f"({sources.values[k].describe(own)})",
-        )
-        for k in STORM_KEYS
-        if k in sources.values
-    ]
+    for key in (*LIMITS, *STORM_KEYS):
+        value = getattr(policy, key)
+        if key in LIMITS:
+            text = "none" if value is None else toml_value(value)
+        else:
+            text = "off" if value is None else "on"
+        lines.append(_line(key, f"{text} ({sources.values[key].describe(own)})"))
     return lines

@@ -6,9 +6,7 @@ it (``structlog.is_configured()``), through the stdlib ``logging`` module (logge
 prints there, mixing retry events into the program's own output, while an
 unconfigured ``logging`` sends warnings and errors to standard error through its
 last-resort handler and otherwise obeys whatever logging setup the application has.
-The choice is made per event (one attribute read), so an application that
-configures structlog after importing retrypolicy, or a test inside
-``structlog.testing.capture_logs()``, gets the events through structlog from then on.
+The choice is made per event (see :class:`DefaultHook`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 try:
     import prometheus_client
@@ -119,15 +119,11 @@ class PrometheusHook:
         store: Store | None = None,
     ) -> None:
         if store is not None and not isinstance(store, stores.Store):
-            msg = f"store {store!r}: expected a retrypolicy.stores.Store or None"
-            raise TypeError(msg)
+            raise TypeError(f"store {store!r}: expected a retrypolicy.stores.Store or None")
         self.store = store
         if isinstance(max_hosts, bool) or not isinstance(max_hosts, int) or max_hosts < 1:
-            msg = f"max_hosts: expected a whole number >= 1, got {max_hosts!r}"
-            raise ValueError(msg)
-        self.registry: CollectorRegistry = (
-            prometheus_client.REGISTRY if registry is None else registry
-        )
+            raise ValueError(f"max_hosts: expected a whole number >= 1, got {max_hosts!r}")
+        self.registry = prometheus_client.REGISTRY if registry is None else registry
         self.namespace = namespace
         self.max_hosts = max_hosts
         self._hosts: set[str] = set()
@@ -136,78 +132,58 @@ class PrometheusHook:
         """The policies seen in events, by name: whose budget and limiter a scrape reads."""
         self._last: dict[tuple[str, str], float] = {}
         """The level / rate each policy's last storm event reported (if a read fails)."""
-        r = self.registry
-        at: dict[str, Any] = {"namespace": namespace, "registry": r}  # every metric's home
         pk = ("policy", "kind")
-        self.failed_attempts = Counter(
-            "failed_attempts",
-            "Attempts that failed, by failure kind.",
-            pk,
-            **at,
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ("policy",)) -> Counter:
+            return Counter(name, doc, labels, namespace=namespace, registry=self.registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+            return Gauge(name, doc, labels, namespace=namespace, registry=self.registry)
+
+        self.failed_attempts = counter(
+            "failed_attempts", "Attempts that failed, by failure kind.", pk
         )
-        self.retries = Counter(
-            "retries",
-            "Retries scheduled, by the kind of the failure retried.",
-            pk,
-            **at,
+        self.retries = counter(
+            "retries", "Retries scheduled, by the kind of the failure retried.", pk
         )
-        self.give_ups = Counter("give_ups", "Failures handed to the caller, by kind.", pk, **at)
-        self.successes_after_retry = Counter(
-            "successes_after_retry",
-            "Calls that succeeded after at least one retry.",
-            ("policy",),
-            **at,
+        self.give_ups = counter("give_ups", "Failures handed to the caller, by kind.", pk)
+        self.successes_after_retry = counter(
+            "successes_after_retry", "Calls that succeeded after at least one retry."
         )
-        self.attempts = Counter(
-            "attempts",
-            "Attempts started (needs the hook as before_attempt too).",
-            ("policy",),
-            **at,
+        self.attempts = counter(
+            "attempts", "Attempts started (needs the hook as before_attempt too)."
         )
         self.waits = Histogram(
             "retry_wait_seconds",
             "Seconds waited before a retry.",
             pk,
-            **at,
+            namespace=namespace,
+            registry=self.registry,
             buckets=WAIT_BUCKETS,
         )
-        self.budget_exhaustions = Counter(
-            "budget_exhaustions",
-            "Times the retry budget ran dry.",
-            ("policy",),
-            **at,
-        )
-        self.breaker_state = Gauge(
+        self.budget_exhaustions = counter("budget_exhaustions", "Times the retry budget ran dry.")
+        self.breaker_state = gauge(
             "breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
             ("policy", "host"),
-            **at,
         )
-        self.breaker_transitions = Counter(
+        self.breaker_transitions = counter(
             "breaker_transitions",
             "Circuit breaker state changes, by the state entered.",
             ("policy", "host", "state"),
-            **at,
         )
-        self.rate_limit_persistent = Counter(
-            "rate_limit_persistent",
-            "Times 429s were found persistent (slow down).",
-            ("policy",),
-            **at,
+        self.rate_limit_persistent = counter(
+            "rate_limit_persistent", "Times 429s were found persistent (slow down)."
         )
-        self.store_unavailable = Counter(
-            "store_unavailable",
-            "Times a shared store could not be reached.",
-            ("policy", "store"),
-            **at,
+        self.store_unavailable = counter(
+            "store_unavailable", "Times a shared store could not be reached.", ("policy", "store")
         )
         self.live = _LiveState(self)
-        r.register(self.live)
-        self.store_up = Gauge(
+        self.registry.register(self.live)
+        self.store_up = gauge(
             "store_up",
             "1 while the store answers, 0 after it failed until it recovers.",
             ("policy", "store"),
-            **at,
         )
 
     def __repr__(self) -> str:
@@ -237,11 +213,9 @@ class PrometheusHook:
     def _storm(self, name: str, policy: str, extra: Mapping[str, object]) -> None:
         family, _, what = name.partition(".")
         if family == "budget":
-            level, capacity = _number(extra.get("level")), _number(extra.get("capacity"))
-            if level is not None:
-                self._last[policy, "level"] = level
-            if capacity is not None:
-                self._last[policy, "capacity"] = capacity
+            for key in ("level", "capacity"):
+                if (value := _number(extra.get(key))) is not None:
+                    self._last[policy, key] = value
             if what == "exhausted":
                 self._last[policy, "exhausted"] = 1.0
                 self.budget_exhaustions.labels(policy).inc()
@@ -274,15 +248,13 @@ class PrometheusHook:
         """The store whose state the gauges of *policy* show (see the class docstring)."""
         if self.store is not None:
             return self.store
-        used = {
+        used: dict[int, Store] = {
             id(guard.store): guard.store
             for guard in list(_RUNTIME.guards.values())
             if guard.name == policy.name
         }
         if len(used) == 1:
-            (only,) = used.values()
-            store: Store = only
-            return store
+            return next(iter(used.values()))
         return stores.get_default_store()
 
     def _host(self, value: object) -> str:

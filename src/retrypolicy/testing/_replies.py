@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json as _json
 import math
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal, cast, get_args
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeGuard, get_args
 
 from retrypolicy._errors import ConfigError
 from retrypolicy._redact import redact
@@ -45,6 +46,8 @@ StreamEnd = Literal["completed", "error", "cut", "cut_mid_frame", "reset", "hang
 """How a :meth:`Reply.stream` ends (see there)."""
 
 _STREAM_ENDS: Final = frozenset(get_args(StreamEnd))
+_Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | None
+_Hint: TypeAlias = int | float | str | None  # a wait hint, sent verbatim
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -72,9 +75,6 @@ _STREAM_MESSAGES: Final[Mapping[str, str]] = {
 }
 
 
-# --------------------------------------------------------------------------- validation
-
-
 def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -92,7 +92,7 @@ def _did_you_mean(word: object, choices: Iterable[str]) -> str:
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -125,12 +125,7 @@ def _check_count(value: object, name: str) -> int:
 
 
 def _check_seconds(value: object, name: str) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or math.isnan(value)
-        or value < 0
-    ):
+    if not _is_number(value) or math.isnan(value) or value < 0:
         raise _bad(name, "a non-negative number of seconds", value)
     return float(value)
 
@@ -145,14 +140,14 @@ def _check_header_value(value: str, name: str) -> str:
     return value
 
 
-def _check_hint(value: object, name: str) -> int | float | str | None:
+def _check_hint(value: object, name: str) -> _Hint:
     """A wait hint is sent verbatim: numbers, HTTP-dates and garbage are all fair game."""
     if value is None:
         return None
     if isinstance(value, str):
         return _check_header_value(value, name)
     if _is_number(value):
-        return cast("int | float", value)
+        return value
     raise _bad(name, "a number or a string", value)
 
 
@@ -172,9 +167,8 @@ def _check_headers(value: object, name: str = "headers") -> tuple[tuple[str, str
         key, val = item
         if not isinstance(key, str) or not _TOKEN_RE.fullmatch(key):
             raise _bad(name, "header names that are HTTP tokens", key)
-        if not isinstance(val, str):
-            raise _bad(f"{name}[{key!r}]", "a string", val)
-        out.append((key, _check_header_value(val, f"{name}[{key!r}]")))
+        where = f"{name}[{key!r}]"
+        out.append((key, _check_header_value(_check_str(val, where), where)))
     return tuple(out)
 
 
@@ -192,9 +186,6 @@ def _status_defaults(status: int) -> tuple[str, str, str]:
     kind = "invalid_request_error" if status < 500 else "server_error"
     code = re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_") or f"http_{status}"
     return words, kind, code
-
-
-# --------------------------------------------------------------------------- replies
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
@@ -218,14 +209,12 @@ class Reply:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     delay_seconds: float = 0.0
-    retry_after: int | float | str | None = None
-    retry_after_ms: int | float | str | None = None
+    retry_after: _Hint = None
+    retry_after_ms: _Hint = None
 
     def __post_init__(self) -> None:
         if type(self) is Reply:
             raise TypeError("build a Reply with a constructor, e.g. Reply.error(503)")
-
-    # ---- constructors -------------------------------------------------------------
 
     @classmethod
     def error(
@@ -237,9 +226,9 @@ class Reply:
         type: str | None = None,
         message: str | None = None,
         bare: bool = False,
-        retry_after: int | float | str | None = None,
-        retry_after_ms: int | float | str | None = None,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        retry_after: _Hint = None,
+        retry_after_ms: _Hint = None,
+        headers: _Headers = None,
         delay: float = 0.0,
     ) -> Reply:
         """The API's JSON error envelope.
@@ -260,14 +249,12 @@ class Reply:
         bare = _check_bool(bare, "bare")
         type = _check_optional_str(type, "type")
         error_type = None if bare else (default_type if type is None else type)
+        resolved_message = _check_optional_str(message, "message")
         if bare:
-            _check_optional_str(message, "message")
             resolved_message = None
-        else:
-            resolved_message = _check_optional_str(message, "message")
-            if resolved_message is None:
-                decoded = _json.loads(detail_json)
-                resolved_message = decoded if isinstance(decoded, str) else phrase(status)
+        elif resolved_message is None:
+            decoded = _json.loads(detail_json)
+            resolved_message = decoded if isinstance(decoded, str) else phrase(status)
         return _ErrorReply(
             status=status,
             detail_json=detail_json,
@@ -283,10 +270,10 @@ class Reply:
         cls,
         status: int,
         text: str,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: _Headers = None,
         *,
-        retry_after: int | float | str | None = None,
-        retry_after_ms: int | float | str | None = None,
+        retry_after: _Hint = None,
+        retry_after_ms: _Hint = None,
         delay: float = 0.0,
     ) -> Reply:
         """A plain-text body, as some 5xx paths (load balancers) send instead of JSON."""
@@ -301,10 +288,10 @@ class Reply:
         cls,
         status: int,
         obj: object,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: _Headers = None,
         *,
-        retry_after: int | float | str | None = None,
-        retry_after_ms: int | float | str | None = None,
+        retry_after: _Hint = None,
+        retry_after_ms: _Hint = None,
         delay: float = 0.0,
     ) -> Reply:
         """Any JSON body (*obj* is serialised now, so later changes to it do not leak in)."""
@@ -316,11 +303,7 @@ class Reply:
 
     @classmethod
     def ok(
-        cls,
-        text: str = "Hello from FakeEUGPT.",
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        delay: float = 0.0,
+        cls, text: str = "Hello from FakeEUGPT.", *, headers: _Headers = None, delay: float = 0.0
     ) -> Reply:
         """A 200 non-streamed response: a full Responses API ``Response`` object.
 
@@ -345,7 +328,7 @@ class Reply:
         message: str | None = None,
         skip_sequence: bool = False,
         interval: float = 0.0,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: _Headers = None,
         delay: float = 0.0,
     ) -> Reply:
         """A 200 ``text/event-stream``, sent chunked with one chunk per event.
@@ -378,10 +361,8 @@ class Reply:
             raise _bad("end", f"one of {sorted(_STREAM_ENDS)}", end)
         code = _check_str(code, "code")
         message = _check_optional_str(message, "message")
-        if end == "error":
-            message = (
-                message if message is not None else _STREAM_MESSAGES.get(code, "Stream failed")
-            )
+        if end == "error" and message is None:
+            message = _STREAM_MESSAGES.get(code, "Stream failed")
         return _StreamReply(
             n_deltas=_check_count(n_deltas, "n_deltas"),
             end=end,
@@ -394,11 +375,7 @@ class Reply:
 
     @classmethod
     def large_stream(
-        cls,
-        total_bytes: int,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        delay: float = 0.0,
+        cls, total_bytes: int, *, headers: _Headers = None, delay: float = 0.0
     ) -> Reply:
         """A 200 event stream of about *total_bytes*, generated as it is sent.
 
@@ -415,11 +392,7 @@ class Reply:
 
     @classmethod
     def reset(
-        cls,
-        before_headers: bool = True,
-        *,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-        delay: float = 0.0,
+        cls, before_headers: bool = True, *, headers: _Headers = None, delay: float = 0.0
     ) -> Reply:
         """Read the request, then reset the TCP connection (RST, via ``SO_LINGER`` 0).
 
@@ -443,8 +416,6 @@ class Reply:
             raise TypeError(f"then: expected a Reply, got {show(then)}")
         seconds = _check_seconds(seconds, "seconds")
         return dataclasses.replace(then, delay_seconds=then.delay_seconds + seconds)
-
-    # ---- plain data ---------------------------------------------------------------
 
     @classmethod
     def from_data(cls, data: Mapping[str, object]) -> Reply:
@@ -495,10 +466,8 @@ class Reply:
 
         Keys holding ``None`` are left out, so the result also fits TOML.
         """
-        data: dict[str, object] = {"kind": self.kind}
-        data.update(self._data())
-        data["retry_after"] = self.retry_after
-        data["retry_after_ms"] = self.retry_after_ms
+        data: dict[str, object] = {"kind": self.kind, **self._data()}
+        data |= {"retry_after": self.retry_after, "retry_after_ms": self.retry_after_ms}
         if self.headers:
             names = [name.lower() for name, _ in self.headers]
             unique = len(set(names)) == len(names)
@@ -510,8 +479,6 @@ class Reply:
     def __repr__(self) -> str:
         args = ", ".join(f"{key}={value!r}" for key, value in self.to_data().items())
         return redact(f"Reply({args})")
-
-    # ---- what subclasses provide ------------------------------------------------------
 
     def _data(self) -> dict[str, object]:
         raise NotImplementedError
@@ -634,17 +601,14 @@ class _StreamReply(Reply):
         out.send_event(
             {"type": "response.created", "sequence_number": next(numbers), "response": response}
         )
-        deltas: list[str] = []
         for index in range(self.n_deltas + 1):
             if not out.pause(self.interval):
                 out.hang_up()
                 return
-            if index == self.n_deltas:
-                break
-            deltas.append(delta_text(index))
-            out.send_event(delta_event(next(numbers), deltas[-1]))
+            if index < self.n_deltas:
+                out.send_event(delta_event(next(numbers), delta_text(index)))
         if self.end == "completed":
-            text = "".join(deltas)
+            text = "".join(map(delta_text, range(self.n_deltas)))
             done = response_object(out.response_id, status="completed", text=text)
             out.send_event(
                 {"type": "response.completed", "sequence_number": next(numbers), "response": done}
@@ -734,35 +698,16 @@ class _CloseReply(Reply):
         out.hang_up()
 
 
-@dataclasses.dataclass(frozen=True)
-class _KindSpec:
-    build: Callable[..., Reply]  # the constructor; from_data feeds it plain data
-    keys: frozenset[str]
-    required: tuple[str, ...] = ()
-    params: Mapping[str, str] = dataclasses.field(default_factory=dict)
+_KINDS: Final = frozenset(cls.kind for cls in Reply.__subclasses__())
+"""Every kind of reply: each is built by the constructor of the same name."""
+_KEY_OF: Final = {"obj": "body"}
+"""A constructor's parameter -> its key in plain data, where the two differ."""
 
 
-_HINTS: Final = frozenset({"retry_after", "retry_after_ms"})
-_BASE: Final = frozenset({"headers", "delay"})
-_KINDS: Final[Mapping[str, _KindSpec]] = {
-    "error": _KindSpec(
-        Reply.error,
-        _BASE | _HINTS | {"status", "detail", "code", "type", "message", "bare"},
-        ("status",),
-    ),
-    "text": _KindSpec(Reply.text, _BASE | _HINTS | {"status", "text"}, ("status", "text")),
-    "json": _KindSpec(
-        Reply.json, _BASE | _HINTS | {"status", "body"}, ("status", "body"), {"body": "obj"}
-    ),
-    "ok": _KindSpec(Reply.ok, _BASE | {"text"}),
-    "stream": _KindSpec(
-        Reply.stream,
-        _BASE | {"n_deltas", "end", "code", "message", "skip_sequence", "interval"},
-    ),
-    "large_stream": _KindSpec(Reply.large_stream, _BASE | {"total_bytes"}, ("total_bytes",)),
-    "reset": _KindSpec(Reply.reset, _BASE | {"before_headers"}),
-    "close_without_response": _KindSpec(Reply.close_without_response, frozenset({"delay"})),
-}
+def _params(kind: str) -> dict[str, inspect.Parameter]:
+    """The parameters of the constructor of *kind*, by their keys in plain data."""
+    params = inspect.signature(getattr(Reply, kind)).parameters.values()
+    return {_KEY_OF.get(p.name, p.name): p for p in params}
 
 
 # --------------------------------------------------------------------------- script files
@@ -784,27 +729,25 @@ def _from_data(data: object, where: str = "") -> tuple[Reply | None, list[str]]:
         kinds = ", ".join(sorted(_KINDS))
         hint = _did_you_mean(kind, _KINDS)
         return None, [f"{prefix}kind: expected one of: {kinds}; found {found}{hint}"]
-    spec = _KINDS[kind]
+    params = _params(kind)
     problems: list[str] = []
     for key in data:
-        if key != "kind" and key not in spec.keys:
-            allowed = ", ".join(["kind", *sorted(spec.keys)])
-            hint = _did_you_mean(key, spec.keys)
+        if key != "kind" and key not in params:
+            allowed = ", ".join(["kind", *sorted(params)])
+            hint = _did_you_mean(key, params)
             problems.append(
                 f"{prefix}{key}: unknown key for kind {kind!r}; expected one of: {allowed}{hint}"
             )
     problems += [
         f"{prefix}{key}: expected a value (required for kind {kind!r}); found none"
-        for key in spec.required
-        if key not in data
+        for key, param in params.items()
+        if param.default is param.empty and key not in data
     ]
     if problems:
         return None, problems
-    kwargs: dict[str, Any] = {
-        spec.params.get(key, key): value for key, value in data.items() if key != "kind"
-    }
+    kwargs = {params[key].name: value for key, value in data.items() if key != "kind"}
     try:
-        return spec.build(**kwargs), []
+        return getattr(Reply, kind)(**kwargs), []
     except ValueError as exc:  # the constructors' messages start with the key
         return None, [f"{prefix}{exc}"]
     except TypeError as exc:
@@ -849,11 +792,10 @@ def _replies_list(data: object, form: str, problems: list[str]) -> list[object] 
                 f"{key}: unknown key; expected one of: replies{_did_you_mean(key, ['replies'])}"
             )
     replies = data.get("replies")
-    if replies is None and problems:
-        return None  # a misspelt "replies" was reported with a suggestion
     if replies is None:
-        expected = "[[replies]] tables" if form == "toml" else "a 'replies' list"
-        problems.append(f"replies: expected {expected}; found none")
+        if not problems:  # else a misspelt "replies" was reported with a suggestion
+            expected = "[[replies]] tables" if form == "toml" else "a 'replies' list"
+            problems.append(f"replies: expected {expected}; found none")
         return None
     if not isinstance(replies, list):
         problems.append(f"replies: expected a list of replies; found {show(replies)}")
@@ -891,10 +833,5 @@ def load_script(path: str | Path) -> list[Reply]:
             if reply is not None:
                 replies.append(reply)
     if problems:
-        if len(problems) == 1:
-            message = f"{file}: {problems[0]}"
-        else:
-            listed = "\n".join(f"  - {p}" for p in problems)
-            message = f"{file}: {len(problems)} problems:\n{listed}"
-        raise ConfigError(message, path=file, problems=problems)
+        raise ConfigError.for_file(file, problems)
     return replies

@@ -34,18 +34,8 @@ Wire behaviour, following the API's error contract:
   ``event: message`` with a JSON ``data`` line, sent one HTTP chunk per event.
 
 Two modes play a whole fleet's weather rather than one request's reply (the storm
-benchmarks and tests use them; both are off by default):
-
-* :meth:`FakeEUGPT.outage` makes every request to the endpoint a 503 (or the reply
-  given) for a number of seconds, as a load balancer in front of a restarting backend
-  does, then lets the script and the default reply answer again.
-* ``rate_limit=(rate_per_s, burst)`` enforces a real token bucket: a request that
-  finds it empty gets the API's 429 envelope with ``Retry-After`` (whole seconds until
-  a token is back, at least 1) and takes no token.
-
-Both read the server's clock (``clock=``, :func:`time.monotonic` by default), so a
-test drives them without sleeping. :attr:`FakeEUGPT.status_counts` counts the requests
-by the status of the reply chosen.
+benchmarks and tests use them; both are off by default, and both read the server's
+``clock=``): an outage (:meth:`FakeEUGPT.outage`) and a token bucket (``rate_limit=``).
 """
 
 from __future__ import annotations
@@ -73,7 +63,7 @@ from urllib.parse import urlsplit
 
 from retrypolicy._redact import redact, redact_headers
 
-from ._replies import Reply, _check_seconds, show
+from ._replies import Reply, _check_seconds, _is_number, show
 from ._wire import frame, merge, phrase
 
 __all__ = ["FakeEUGPT", "OnRequest", "RecordedRequest", "RequestSource"]
@@ -112,21 +102,12 @@ def _check_rate_limit(value: object) -> tuple[float, float] | None:
         return None
     if isinstance(value, tuple | list) and len(value) == 2:
         rate, burst = value
-        if (
-            all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rate, burst))
-            and math.isfinite(rate)
-            and math.isfinite(burst)
-            and rate > 0
-            and burst >= 1
-        ):
+        if _is_number(rate) and _is_number(burst) and 0 < rate < math.inf and 1 <= burst < math.inf:
             return float(rate), float(burst)
     raise ValueError(
         "rate_limit: expected (rate_per_s, burst) with rate_per_s > 0 and burst >= 1, "
         f"or None; got {show(value)}"
     )
-
-
-# --------------------------------------------------------------------------- recording
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -159,9 +140,6 @@ class RecordedRequest:
             f"json={redact(show(self.json))}, reply={self.reply!r}, source={self.source!r}, "
             f"request_id={self.request_id!r}, client={self.client!r})"
         )
-
-
-# --------------------------------------------------------------------------- the server
 
 
 def _auth_problem(headers: Mapping[str, str], valid_keys: frozenset[str] | None) -> str | None:
@@ -251,8 +229,6 @@ class FakeEUGPT:
         self._thread: threading.Thread | None = None
         self._port: int | None = None
 
-    # ---- lifecycle ------------------------------------------------------------------
-
     def start(self) -> FakeEUGPT:
         """Bind the port (a free one by default), serve in a background thread; returns self."""
         with self._lifecycle:
@@ -317,8 +293,6 @@ class FakeEUGPT:
         """The endpoint's URL, ``http://127.0.0.1:PORT/v1/responses``."""
         return self.url + _ENDPOINT
 
-    # ---- scripting ------------------------------------------------------------------
-
     def script(self, *replies: Reply) -> None:
         """Queue *replies*; each request to the endpoint takes the next one, in order."""
         for reply in replies:
@@ -372,8 +346,6 @@ class FakeEUGPT:
         """How many scripted replies are still queued."""
         with self._cond:
             return len(self._script)
-
-    # ---- recording ------------------------------------------------------------------
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -590,8 +562,6 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def stopping(self) -> bool:
         return self._server.stopping.is_set()
-
-    # ---- request loop ---------------------------------------------------------------
 
     def handle(self) -> None:
         self.close_connection = True

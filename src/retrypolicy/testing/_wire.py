@@ -41,43 +41,34 @@ class Wire(Protocol):
     @property
     def stopping(self) -> bool:
         """Whether the server is stopping: a long reply ends early."""
-        ...
 
     def send_full(
         self, status: int, content_type: str, body: bytes, headers: Sequence[tuple[str, str]]
     ) -> None:
         """A complete response with a Content-Length."""
-        ...
 
     def start_stream(
         self, status: int, content_type: str, headers: Sequence[tuple[str, str]]
     ) -> None:
         """Status line and headers of a body sent piecemeal (chunked on HTTP/1.1)."""
-        ...
 
     def send_chunk(self, data: bytes) -> None:
         """Part of a body started with :meth:`start_stream`."""
-        ...
 
     def send_event(self, event: Mapping[str, object]) -> int:
         """One SSE frame as one chunk; returns its size in bytes."""
-        ...
 
     def end_stream(self) -> None:
         """End a body started with :meth:`start_stream` normally."""
-        ...
 
     def hang_up(self) -> None:
         """Close cleanly (FIN) once the reply returns, whatever was sent so far."""
-        ...
 
     def reset(self) -> None:
         """Reset the connection now (RST)."""
-        ...
 
     def pause(self, seconds: float) -> bool:
         """Wait *seconds*; ``False`` as soon as the server stops or the client leaves."""
-        ...
 
 
 def dumps(value: object, *, strict: bool = False) -> str:
