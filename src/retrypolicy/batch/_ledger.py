@@ -13,7 +13,7 @@ import contextvars
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -30,7 +30,7 @@ from ._model import (
     JobFailedError,
     JobRecord,
     JobState,
-    LedgerCounts,
+    Ledger,
     LedgerError,
     check_job_id,
     dump_result,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from .._events import RetryEvent
     from .._policy import Policy
     from ..typing import Clock
-    from ._model import Ledger
 
 __all__ = [
     "JobRun",
@@ -266,12 +265,10 @@ def job_retrier(policy: Policy, fn: Callable[..., Any], run: JobRun) -> Retrier:
 # -- the base class -----------------------------------------------------------------------
 
 
-class LedgerBase:
-    """Owner, lease renewal and :meth:`run_once`; subclasses implement the atomic steps."""
+class LedgerBase(Ledger):
+    """Owner, lease renewal and :meth:`run_once`; subclasses implement the atomic steps of
+    :class:`Ledger`."""
 
-    owner: str
-    lease: float
-    policy: Policy
     _clock: Clock | None
 
     def _init_base(self, *, policy: Policy | None, lease: float, clock: Clock | None) -> None:
@@ -288,38 +285,8 @@ class LedgerBase:
         self._stop = threading.Event()
         self._renewer_lock = threading.Lock()
 
-    # the steps, implemented by each store
-    def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
-        raise NotImplementedError
-
-    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
-        raise NotImplementedError
-
-    def fail(self, job_id: str, failure: FailureInfo) -> bool:
-        raise NotImplementedError
-
-    def release(self, job_id: str, attempts: int = 0) -> bool:
-        raise NotImplementedError
-
-    def requeue(
-        self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
-    ) -> int:
-        raise NotImplementedError
-
-    def renew(self) -> int:
-        raise NotImplementedError
-
-    def get(self, job_id: str) -> JobRecord | None:
-        raise NotImplementedError
-
-    def counts(self) -> LedgerCounts:
-        raise NotImplementedError
-
-    def add(self, job_ids: Iterable[str]) -> int:
-        raise NotImplementedError
-
     def _close_store(self) -> None:
-        raise NotImplementedError
+        """Close the store's connection (a caller's client is left open)."""
 
     # lease renewal: one thread per ledger object renews every job it holds at once
     def _start_renewing(self) -> None:

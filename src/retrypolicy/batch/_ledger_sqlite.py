@@ -131,14 +131,12 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             have = {row[1] for row in conn.execute("PRAGMA table_info(retrypolicy_jobs)")}
-        except sqlite3.OperationalError as e:
-            conn.close()
-            if "unable to open" in str(e) or "readonly" in str(e):
-                continue  # no -shm and no right to create it: read the file as it stands
-            msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
-            raise LedgerError(msg) from e
         except sqlite3.DatabaseError as e:
             conn.close()
+            if isinstance(e, sqlite3.OperationalError) and (
+                "unable to open" in str(e) or "readonly" in str(e)
+            ):
+                continue  # no -shm and no right to create it: read the file as it stands
             msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
             raise LedgerError(msg) from e
         if not have:
@@ -171,7 +169,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
     (job_id, state, owner, expires, runs, result, kind, retryable, attempts, code, status) = row[
         :11
     ]
-    message, updated, resent = row[11], row[12], row[13]
+    message, updated, resent = row[11:]
     failure = None
     if kind is not None:
         failure = FailureInfo(
@@ -498,14 +496,9 @@ class SQLiteLedger(LedgerBase):
 
     def records(self, state: JobState | None = None) -> Iterator[JobRecord]:
         """Every job (in a given *state*), ordered by id."""
-        if state is None:
-            rows = self._read(f"SELECT {_COLUMNS} FROM retrypolicy_jobs ORDER BY id")  # noqa: S608
-        else:
-            rows = self._read(
-                f"SELECT {_COLUMNS} FROM retrypolicy_jobs WHERE state = ? ORDER BY id",  # noqa: S608
-                (str(state),),
-            )
-        return iter([_record(r) for r in rows])
+        where, params = ("", ()) if state is None else ("WHERE state = ?", (str(state),))
+        sql = f"SELECT {_COLUMNS} FROM retrypolicy_jobs {where} ORDER BY id"  # noqa: S608
+        return iter([_record(r) for r in self._read(sql, params)])
 
     def counts(self) -> LedgerCounts:
         """Jobs per state, and failed jobs per kind (``batch status``)."""
