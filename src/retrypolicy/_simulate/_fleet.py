@@ -214,10 +214,8 @@ class Protection:
         """An attempt succeeded: the breaker's and the limiter's good news."""
         breaker = self.breaker
         if breaker is not None:
-            self.breaker_state, b = self.steps.breaker_step(
+            self.breaker_state, _ = self.steps.breaker_step(
                 breaker, self.breaker_state, now, "record", successes=1
-            )
-            if b.event == "opened":  # pragma: no cover - a success never opens it
-                self.counters.breaker_openings += 1
+            )  # a success never opens it
         if self.consecutive:
             self._answered(now)

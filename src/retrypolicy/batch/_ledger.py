@@ -31,7 +31,6 @@ from ._model import (
     JobRecord,
     JobState,
     Ledger,
-    LedgerError,
     check_job_id,
     dump_result,
 )
@@ -206,7 +205,8 @@ def settle(job_id: str, retrier: Retrier, ending: Ending, run: JobRun) -> Settle
 def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple[bool, JobRecord]:
     """Store *settled* in *ledger*; (whether it changed the ledger, the job's new record)."""
     failure = settled.failure
-    if settled.result_json is not None:
+    if failure is None:
+        assert settled.result_json is not None  # noqa: S101 - a Settled holds a result or a failure
         changed = ledger.finish(job_id, settled.result_json, settled.attempts)
         record = JobRecord(
             job_id=job_id,
@@ -215,7 +215,7 @@ def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple
             runs=runs,
             attempts=settled.attempts,
         )
-    elif failure is not None:
+    else:
         changed = ledger.fail(job_id, failure)
         record = JobRecord(
             job_id=job_id,
@@ -224,9 +224,6 @@ def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple
             runs=runs,
             attempts=failure.attempts,
         )
-    else:  # pragma: no cover - a Settled holds a result or a failure
-        msg = f"job {job_id!r}: neither a result nor a failure to record"
-        raise LedgerError(msg)
     # unchanged: our lease was lost and the job is another worker's, or done elsewhere
     # (the first result stays): the stored record says so
     if not changed and (stored := ledger.get(job_id)) is not None:
