@@ -29,7 +29,6 @@ never sees the exception.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias, TypeVar
@@ -43,7 +42,7 @@ from ._clients import (
     LoopClients,
     async_factory_from_client,
     async_factory_from_url,
-    check_timeout,
+    check_seconds,
     is_async_client,
     sync_client_from_url,
 )
@@ -342,14 +341,6 @@ def _breaker_reply(reply: Any) -> BreakerResult:
     )
 
 
-def _check_retry_every(value: object) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (0 <= float(value) < math.inf):  # type: ignore[arg-type]
-        msg = f"retry_every {value!r}: expected seconds, a number >= 0 (default 5.0)"
-        raise ValueError(msg)
-    return float(value)  # type: ignore[arg-type]
-
-
 class RedisStore:
     """Budgets, limiters and breakers shared through Redis by every process that uses it.
 
@@ -388,7 +379,7 @@ class RedisStore:
             raise TypeError(msg)
         self.client = client
         self.prefix = prefix
-        self._gate = OutageGate(_check_retry_every(retry_every))
+        self._gate = OutageGate(check_seconds("retry_every", retry_every, zero=True, default=5.0))
         self._scripts = tuple(client.register_script(source) for source in _SCRIPTS)
         self._async = LoopClients(
             _SCRIPTS,
@@ -416,7 +407,7 @@ class RedisStore:
         twin for async callers. *options* go to both clients (``max_connections``,
         ``ssl_ca_certs``, ``client_name``...). Nothing connects until the first step.
         """
-        seconds = check_timeout(timeout)
+        seconds = check_seconds("timeout", timeout, zero=False, default=0.25)
         client = sync_client_from_url(url, seconds, options)
         store = cls(client, prefix, retry_every=retry_every)
         store._async = LoopClients(_SCRIPTS, factory=async_factory_from_url(url, seconds, options))
@@ -438,7 +429,7 @@ class RedisStore:
 
     @retry_every.setter
     def retry_every(self, value: float) -> None:
-        self._gate.retry_every = _check_retry_every(value)
+        self._gate.retry_every = check_seconds("retry_every", value, zero=True, default=5.0)
 
     def close(self) -> None:
         """Close the sync client if :meth:`from_url` built it (yours stay yours to close)."""
