@@ -253,10 +253,12 @@ def run_claimed(  # noqa: PLR0917 - the pieces of one call, as Retrier.call take
     return settle(job_id, retrier, ending, run)
 
 
-def job_retrier(policy: Policy, fn: Callable[..., Any], run: JobRun) -> Retrier:
-    """The Retrier one job runs under: the policy, and the job's retry counter as hook."""
+def job_retrier(
+    policy: Policy, fn: Callable[..., Any], on_retry: Callable[[RetryEvent], None]
+) -> Retrier:
+    """The Retrier jobs run *fn* under: the policy, and *on_retry* to count their retries."""
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    return Retrier(policy=policy, name=name, on_retry=run.retried)
+    return Retrier(policy=policy, name=name, on_retry=on_retry)
 
 
 # -- the base class -----------------------------------------------------------------------
@@ -345,7 +347,7 @@ class LedgerBase(Ledger):
             raise JobFailedError(record)
         self._start_renewing()
         run = JobRun(job_id)
-        retrier = job_retrier(self.policy, fn, run)
+        retrier = job_retrier(self.policy, fn, run.retried)
         settled = run_claimed(self, job_id, retrier, fn, args, kwargs, run)
         record_of(self, job_id, settled, record.runs)
         if settled.error is not None:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 
 import attrs
 
-from .._shell import NEVER_RETRIED, Retrier
+from .._shell import NEVER_RETRIED
 from ._ledger import (
     _CURRENT,
     JobRun,
     claim_job,
+    job_retrier,
     job_retry_hook,
     record_of,
     run_claimed,
@@ -146,9 +147,8 @@ class _Batch:
         """Set when no more jobs are to be handed out (a setup error, an interrupt)."""
         self.running: set[str] = set()
         """Jobs claimed by this run and not ended yet."""
-        name = getattr(fn, "__qualname__", None) or type(fn).__name__
         # one Retrier for every job: its hook finds the running job in a context variable
-        self.retrier = Retrier(policy=policy or ledger.policy, name=name, on_retry=job_retry_hook)
+        self.retrier = job_retrier(policy or ledger.policy, fn, job_retry_hook)
         self.cap = min(max(ledger.lease / 10, _MIN_POLL), _MAX_POLL)
         self.poll = _MIN_POLL
 
