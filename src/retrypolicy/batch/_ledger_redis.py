@@ -209,10 +209,8 @@ def _text(value: Any) -> str:
 
 
 def _record(job_id: str, flat: list[Any] | dict[Any, Any]) -> JobRecord:
-    if isinstance(flat, dict):
-        fields = {_text(k): _text(v) for k, v in flat.items()}
-    else:
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+    fields = {_text(k): _text(v) for k, v in pairs}
     failure = None
     if "kind" in fields:
         failure = FailureInfo(
