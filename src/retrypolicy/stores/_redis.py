@@ -146,16 +146,12 @@ if op == 'acquire' then
   save()
   return out(start - now, r, 0, 1, 0, consecutive, persistent, 0)
 end
-if op == 'answered' then
+if op == 'answered' or op == 'read' then
+  local r = 0
+  if active == 1 then r = grown() end
+  if op == 'read' then return out(0, r, 0, active, 0, consecutive, persistent, 0) end
   if consecutive ~= 0 then consecutive = 0; save() end
-  local r = 0
-  if active == 1 then r = grown() end
   return out(0, r, 0, active, 0, 0, 0, 0)
-end
-if op == 'read' then
-  local r = 0
-  if active == 1 then r = grown() end
-  return out(0, r, 0, active, 0, consecutive, persistent, 0)
 end
 consecutive = consecutive + 1
 local changed, previous, r = 0, 0, 0
