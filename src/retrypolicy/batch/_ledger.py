@@ -284,9 +284,6 @@ class LedgerBase(Ledger):
         self._stop = threading.Event()
         self._renewer_lock = threading.Lock()
 
-    def _close_store(self) -> None:
-        """Close the store's connection (a caller's client is left open)."""
-
     # lease renewal: one thread per ledger object renews every job it holds at once
     def _start_renewing(self) -> None:
         if self._renewer is not None or self._stop.is_set():
@@ -310,12 +307,11 @@ class LedgerBase(Ledger):
                 )
 
     def close(self) -> None:
-        """Stop renewing leases and close the store's connection; idempotent."""
+        """Stop renewing leases; idempotent. (A client you passed is yours to close.)"""
         self._stop.set()
         renewer = self._renewer
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join()
-        self._close_store()
 
     def __enter__(self) -> Any:
         return self

@@ -511,7 +511,9 @@ class SQLiteLedger(LedgerBase):
             sent_jobs=sent_jobs,
         )
 
-    def _close_store(self) -> None:
+    def close(self) -> None:
+        """Stop renewing leases and close the connection to the file; idempotent."""
+        super().close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
