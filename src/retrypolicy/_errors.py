@@ -26,6 +26,7 @@ code that asks for them (:func:`api_error`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -181,16 +182,14 @@ class CircuitOpenError(APIError):
         self.host = host
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_circuit_open,
-            (self.message, self.retry_in, self.host, self.attempts, self.advice),
+        rebuild = functools.partial(
+            CircuitOpenError,
+            retry_in=self.retry_in,
+            host=self.host,
+            attempts=self.attempts,
+            advice=self.advice,
         )
-
-
-def _rebuild_circuit_open(
-    message: str, retry_in: float, host: str, attempts: int, advice: str
-) -> CircuitOpenError:
-    return CircuitOpenError(message, retry_in=retry_in, host=host, attempts=attempts, advice=advice)
+        return (rebuild, (self.message,))
 
 
 class ConfigError(ValueError):
@@ -231,13 +230,10 @@ class ConfigError(ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the default would call cls(message) and lose the rest (multiprocessing pickles it)
-        return (_rebuild_config_error, (str(self), self.path, self.problems, self.origin))
-
-
-def _rebuild_config_error(
-    message: str, path: Path | None, problems: list[str], origin: str
-) -> ConfigError:
-    return ConfigError(message, path=path, problems=problems, origin=origin)
+        rebuild = functools.partial(
+            ConfigError, path=self.path, problems=self.problems, origin=self.origin
+        )
+        return (rebuild, (str(self),))
 
 
 _BY_KIND: Final[dict[str, type[APIError]]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .._policy import Policy
+from ._effects import check_number
 from ._engine import run
 from ._report import Simulation
 from ._scenario import Scenario
@@ -13,15 +14,10 @@ __all__ = ["simulate"]
 
 
 def _positive(name: str, value: object, *, whole: bool = False) -> None:
-    kind = "a whole number" if whole else "a number"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int if whole else int | float)
-        or not math.isfinite(value)
-        or not value > 0
-    ):
-        msg = f"{name} {value!r}: expected {kind} > 0"
-        raise ValueError(msg)
+    def ok(v: float) -> bool:
+        return (not whole or isinstance(v, int)) and math.isfinite(v) and v > 0
+
+    check_number(name, value, ok, f"{'a whole number' if whole else 'a number'} > 0")
 
 
 def simulate(
@@ -67,9 +63,7 @@ def simulate(
         if rate is not None:
             msg = "rate and think: give one (open loop at a rate, or closed loop with think time)"
             raise ValueError(msg)
-        if isinstance(think, bool) or not isinstance(think, int | float) or not think >= 0:
-            msg = f"think {think!r}: expected a number of seconds >= 0"
-            raise ValueError(msg)
+        check_number("think", think, lambda v: v >= 0, "a number of seconds >= 0")
         latency = scenario.latency
         if not think and not (latency.median > 0 and latency.fail_fast > 0):
             # a call that takes no time, then the next at once: endless calls at one instant

@@ -4,13 +4,14 @@ share (one module, so that neither imports the other)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 import attrs
 
 from .._rules import Failure, Kind
 
-__all__ = ["KIND_ANSWERS", "Answer", "Effect", "Latency", "answer_of"]
+__all__ = ["KIND_ANSWERS", "Answer", "Effect", "Latency", "answer_of", "check_number"]
 
 _P99_Z: Final = 2.326347874
 """The standard normal's 99th percentile: a lognormal's sigma is ln(p99 / median) / this."""
@@ -78,10 +79,17 @@ def answer_of(what: str | int, *, where: str = "kind") -> Answer | None:
     return found
 
 
-def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        msg = f"{attr.name} {value!r}: expected a number >= 0"
+def check_number(name: str, value: object, ok: Callable[[float], bool], expected: str) -> float:
+    """*value* as a float when it is a number (not a bool) for which *ok* holds (never for
+    NaN), else a ValueError naming *name* and what was *expected*."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
+        msg = f"{name} {value!r}: expected {expected}"
         raise ValueError(msg)
+    return float(value)
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    check_number(attr.name, value, lambda v: v >= 0, "a number >= 0")
 
 
 @attrs.frozen

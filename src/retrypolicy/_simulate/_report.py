@@ -198,18 +198,16 @@ def _rows(
     ]
     if results[0].bad_period is not None:
         start, end = results[0].bad_period
-        rows.append(
+        rows += [
             (
                 f"  in the incident ({start:g}-{end:g} s)",
                 each(lambda r: f"{r.amplification_bad:.3f}"),
-            )
-        )
-        rows.append(
+            ),
             (
                 "recovery after it",
                 each(lambda r: (">" if r.still_failing else "") + _seconds(r.recovery)),
-            )
-        )
+            ),
+        ]
     rows += [
         ("succeeded", each(lambda r: f"{r.succeeded:,} ({r.success_rate:.2%})")),
         (
@@ -232,10 +230,10 @@ def _rows(
         ("  paid twice (beyond one per call)", each(lambda r: f"{r.paid_extra:,}")),
     ]
     if cost_per_request is not None:
-        rows.append(("cost", each(lambda r: f"{r.paid * cost_per_request:,.2f}")))
-        rows.append(
-            ("  of which paid twice", each(lambda r: f"{r.paid_extra * cost_per_request:,.2f}"))
-        )
+        rows += [
+            ("cost", each(lambda r: f"{r.paid * cost_per_request:,.2f}")),
+            ("  of which paid twice", each(lambda r: f"{r.paid_extra * cost_per_request:,.2f}")),
+        ]
     return rows
 
 

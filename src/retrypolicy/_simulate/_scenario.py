@@ -18,7 +18,7 @@ from pathlib import Path
 import attrs
 
 from .._rules import Kind
-from ._effects import KIND_ANSWERS, Answer, Effect, Latency, answer_of
+from ._effects import KIND_ANSWERS, Answer, Effect, Latency, answer_of, check_number
 from ._trace import read_trace
 
 __all__ = [
@@ -33,11 +33,8 @@ __all__ = [
 
 def _window(at: float, seconds: float | None, name: str) -> tuple[float, float]:
     for label, value in (("at", at), (name, seconds)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            msg = f"{label} {value!r}: expected a number of seconds >= 0"
-            raise ValueError(msg)
+        if value is not None:
+            check_number(label, value, lambda v: v >= 0, "a number of seconds >= 0")
     return float(at), math.inf if seconds is None else float(at) + float(seconds)
 
 
@@ -82,21 +79,17 @@ class Scenario:
         """A token bucket of *rate* requests/s holding *burst* (default: one second's worth)
         that every request — retries included — draws from; an empty bucket answers 429,
         with ``Retry-After`` unless *retry_after* is False."""
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
-            msg = f"rate {rate!r}: expected requests per second > 0"
-            raise ValueError(msg)
-        size = max(1.0, float(rate)) if burst is None else burst
-        if isinstance(size, bool) or not isinstance(size, int | float) or not size >= 1:
-            msg = f"burst {burst!r}: expected a number of requests >= 1"
-            raise ValueError(msg)
+        per_s = check_number("rate", rate, lambda v: v > 0, "requests per second > 0")
+        size = max(1.0, per_s) if burst is None else burst
+        size = check_number("burst", size, lambda v: v >= 1, "a number of requests >= 1")
         start, end = _window(at, seconds, "seconds")
         effect = Effect(
             "rate_limit",
             start,
             end,
             KIND_ANSWERS[Kind.RATE_LIMITED],
-            rate=float(rate),
-            burst=float(size),
+            rate=per_s,
+            burst=size,
             retry_after=retry_after,
             bad=None if math.isinf(end) else (start, end),
         )
@@ -112,7 +105,7 @@ class Scenario:
         seconds: float | None = None,
     ) -> Scenario:
         """A share *rate* (0-1) of the requests fails with *kind* (a kind or a status)."""
-        _probability_check(rate)
+        check_number("rate", rate, lambda v: 0 <= v <= 1, "a share of the requests between 0 and 1")
         found = answer_of(kind)
         if found is None:
             msg = f"kind {kind!r}: expected a failure, not a success"
@@ -167,12 +160,6 @@ class Scenario:
         lat = self.latency
         spread = f"-{lat.p99:g}" if lat.p99 != lat.median else ""
         return "; ".join(parts) + f"; latency {lat.median:g}{spread} s"
-
-
-def _probability_check(rate: object) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-        msg = f"rate {rate!r}: expected a share of the requests between 0 and 1"
-        raise ValueError(msg)
 
 
 def _when(e: Effect) -> str:

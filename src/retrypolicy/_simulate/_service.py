@@ -13,6 +13,8 @@ import math
 import random
 from typing import Final
 
+import attrs
+
 from ._scenario import Answer, Effect, Scenario
 
 __all__ = ["Service"]
@@ -52,10 +54,8 @@ class _Bucket:
         wait = max(1, math.ceil((1.0 - self.tokens) / self.rate - 1e-9))
         answer = self.answers.get(wait)
         if answer is None:
-            t = self.template
-            answer = self.answers[wait] = Answer(
-                t.status, t.code, t.failure, (("retry-after", str(wait)),), t.paid, t.midway
-            )
+            headers = (("retry-after", str(wait)),)
+            answer = self.answers[wait] = attrs.evolve(self.template, headers=headers)
         return answer
 
 

@@ -24,10 +24,6 @@ _MAX_MESSAGE: Final = 512
 """A :class:`StreamProblem` message quotes at most this many characters of the server's text."""
 
 
-def _redacted_code(value: str | None) -> str | None:
-    return None if value is None else redact(value)
-
-
 @attrs.frozen
 class StreamProblem:
     """Why a stream cannot be taken as a success, in the terms the policy classifies.
@@ -42,7 +38,7 @@ class StreamProblem:
     whoever builds the problem.
     """
 
-    code: str | None = attrs.field(converter=_redacted_code)
+    code: str | None = attrs.field(converter=attrs.converters.optional(redact))
     message: str = attrs.field(converter=redact)
     failure: Failure | None
     events_seen: int

@@ -13,7 +13,7 @@ import contextvars
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -30,8 +30,7 @@ from ._model import (
     JobFailedError,
     JobRecord,
     JobState,
-    LedgerCounts,
-    LedgerError,
+    Ledger,
     check_job_id,
     dump_result,
 )
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from .._events import RetryEvent
     from .._policy import Policy
     from ..typing import Clock
-    from ._model import Ledger
 
 __all__ = [
     "JobRun",
@@ -207,7 +205,8 @@ def settle(job_id: str, retrier: Retrier, ending: Ending, run: JobRun) -> Settle
 def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple[bool, JobRecord]:
     """Store *settled* in *ledger*; (whether it changed the ledger, the job's new record)."""
     failure = settled.failure
-    if settled.result_json is not None:
+    if failure is None:
+        assert settled.result_json is not None  # noqa: S101 - a Settled holds a result or a failure
         changed = ledger.finish(job_id, settled.result_json, settled.attempts)
         record = JobRecord(
             job_id=job_id,
@@ -216,7 +215,7 @@ def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple
             runs=runs,
             attempts=settled.attempts,
         )
-    elif failure is not None:
+    else:
         changed = ledger.fail(job_id, failure)
         record = JobRecord(
             job_id=job_id,
@@ -225,9 +224,6 @@ def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple
             runs=runs,
             attempts=failure.attempts,
         )
-    else:  # pragma: no cover - a Settled holds a result or a failure
-        msg = f"job {job_id!r}: neither a result nor a failure to record"
-        raise LedgerError(msg)
     # unchanged: our lease was lost and the job is another worker's, or done elsewhere
     # (the first result stays): the stored record says so
     if not changed and (stored := ledger.get(job_id)) is not None:
@@ -257,21 +253,21 @@ def run_claimed(  # noqa: PLR0917 - the pieces of one call, as Retrier.call take
     return settle(job_id, retrier, ending, run)
 
 
-def job_retrier(policy: Policy, fn: Callable[..., Any], run: JobRun) -> Retrier:
-    """The Retrier one job runs under: the policy, and the job's retry counter as hook."""
+def job_retrier(
+    policy: Policy, fn: Callable[..., Any], on_retry: Callable[[RetryEvent], None]
+) -> Retrier:
+    """The Retrier jobs run *fn* under: the policy, and *on_retry* to count their retries."""
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
-    return Retrier(policy=policy, name=name, on_retry=run.retried)
+    return Retrier(policy=policy, name=name, on_retry=on_retry)
 
 
 # -- the base class -----------------------------------------------------------------------
 
 
-class LedgerBase:
-    """Owner, lease renewal and :meth:`run_once`; subclasses implement the atomic steps."""
+class LedgerBase(Ledger):
+    """Owner, lease renewal and :meth:`run_once`; subclasses implement the atomic steps of
+    :class:`Ledger`."""
 
-    owner: str
-    lease: float
-    policy: Policy
     _clock: Clock | None
 
     def _init_base(self, *, policy: Policy | None, lease: float, clock: Clock | None) -> None:
@@ -287,39 +283,6 @@ class LedgerBase:
         self._renewer: threading.Thread | None = None
         self._stop = threading.Event()
         self._renewer_lock = threading.Lock()
-
-    # the steps, implemented by each store
-    def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
-        raise NotImplementedError
-
-    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
-        raise NotImplementedError
-
-    def fail(self, job_id: str, failure: FailureInfo) -> bool:
-        raise NotImplementedError
-
-    def release(self, job_id: str, attempts: int = 0) -> bool:
-        raise NotImplementedError
-
-    def requeue(
-        self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
-    ) -> int:
-        raise NotImplementedError
-
-    def renew(self) -> int:
-        raise NotImplementedError
-
-    def get(self, job_id: str) -> JobRecord | None:
-        raise NotImplementedError
-
-    def counts(self) -> LedgerCounts:
-        raise NotImplementedError
-
-    def add(self, job_ids: Iterable[str]) -> int:
-        raise NotImplementedError
-
-    def _close_store(self) -> None:
-        raise NotImplementedError
 
     # lease renewal: one thread per ledger object renews every job it holds at once
     def _start_renewing(self) -> None:
@@ -344,12 +307,11 @@ class LedgerBase:
                 )
 
     def close(self) -> None:
-        """Stop renewing leases and close the store's connection; idempotent."""
+        """Stop renewing leases; idempotent. (A client you passed is yours to close.)"""
         self._stop.set()
         renewer = self._renewer
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join()
-        self._close_store()
 
     def __enter__(self) -> Any:
         return self
@@ -381,7 +343,7 @@ class LedgerBase:
             raise JobFailedError(record)
         self._start_renewing()
         run = JobRun(job_id)
-        retrier = job_retrier(self.policy, fn, run)
+        retrier = job_retrier(self.policy, fn, run.retried)
         settled = run_claimed(self, job_id, retrier, fn, args, kwargs, run)
         record_of(self, job_id, settled, record.runs)
         if settled.error is not None:

@@ -209,10 +209,8 @@ def _text(value: Any) -> str:
 
 
 def _record(job_id: str, flat: list[Any] | dict[Any, Any]) -> JobRecord:
-    if isinstance(flat, dict):
-        fields = {_text(k): _text(v) for k, v in flat.items()}
-    else:
-        fields = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+    pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+    fields = {_text(k): _text(v) for k, v in pairs}
     failure = None
     if "kind" in fields:
         failure = FailureInfo(
@@ -294,18 +292,11 @@ class RedisLedger(LedgerBase):
     def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
         """Take the job if it is claimable (see :class:`Ledger`); (taken?, its record)."""
         check_job_id(job_id)
+        now, lease, steal = self._now_arg(), repr(self.lease), steal_from or ""
         taken, flat, took_over = self._claim(
-            args=[
-                self.prefix,
-                job_id,
-                self.owner,
-                self._now_arg(),
-                repr(self.lease),
-                steal_from or "",
-            ]
+            args=[self.prefix, job_id, self.owner, now, lease, steal]
         )
-        record = _record(job_id, flat)
-        return bool(taken), attrs.evolve(record, took_over=bool(took_over))
+        return bool(taken), attrs.evolve(_record(job_id, flat), took_over=bool(took_over))
 
     def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
         """Mark the job done with *result_json* after *attempts* requests, unless it is done
@@ -399,6 +390,3 @@ class RedisLedger(LedgerBase):
             resent=cost.get("resent", 0),
             sent_jobs=cost.get("jobs", 0),
         )
-
-    def _close_store(self) -> None:
-        """The client is the caller's: it is left open."""

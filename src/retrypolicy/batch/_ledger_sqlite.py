@@ -12,7 +12,8 @@ Why these settings:
   ``UPDATE … WHERE <held by me>``. A single statement is atomic in SQLite and takes the
   write lock for itself, so a claim's check and its write are one step across processes;
   ``busy_timeout`` makes other processes queue for the lock instead of failing. (SQLite
-  before 3.35 has no ``RETURNING``: there a claim is a ``BEGIN IMMEDIATE`` transaction.)
+  before 3.35 has no ``RETURNING``: there each statement of a claim and the read of its
+  run count are one ``BEGIN IMMEDIATE`` transaction.)
 - One connection per ledger object, serialised by a lock: SQLite runs one writer at a
   time anyway, and the threads of a runner then need no connection each. One statement
   per step holds that lock across one release of the GIL, where ``BEGIN`` … ``COMMIT``
@@ -95,6 +96,7 @@ _INSERT_RUNNING: Final = (
     "VALUES (?, 'running', ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING"
     + (" RETURNING runs, resent" if _RETURNING else "")
 )
+_RUNS: Final = "SELECT runs, resent FROM retrypolicy_jobs WHERE id = ?"
 _CLAIM_ATTEMPTS: Final = 5
 
 
@@ -131,14 +133,12 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             have = {row[1] for row in conn.execute("PRAGMA table_info(retrypolicy_jobs)")}
-        except sqlite3.OperationalError as e:
-            conn.close()
-            if "unable to open" in str(e) or "readonly" in str(e):
-                continue  # no -shm and no right to create it: read the file as it stands
-            msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
-            raise LedgerError(msg) from e
         except sqlite3.DatabaseError as e:
             conn.close()
+            if isinstance(e, sqlite3.OperationalError) and (
+                "unable to open" in str(e) or "readonly" in str(e)
+            ):
+                continue  # no -shm and no right to create it: read the file as it stands
             msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
             raise LedgerError(msg) from e
         if not have:
@@ -171,7 +171,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
     (job_id, state, owner, expires, runs, result, kind, retryable, attempts, code, status) = row[
         :11
     ]
-    message, updated, resent = row[11], row[12], row[13]
+    message, updated, resent = row[11:]
     failure = None
     if kind is not None:
         failure = FailureInfo(
@@ -293,6 +293,17 @@ class SQLiteLedger(LedgerBase):
             rows = cur.fetchall()  # a RETURNING statement completes (and commits) here
             return rows, cur.rowcount
 
+    def _claim_step(self, job_id: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One statement of a claim of *job_id*: [(runs, resent)] when it took the job, else
+        []. Before SQLite 3.35 (no ``RETURNING``) the statement and that read are one
+        transaction."""
+        if _RETURNING:
+            return self._one(sql, params)[0]
+        with self._write() as c:  # pragma: no cover - SQLite older than 3.35 (2021)
+            if not c.execute(sql, params).rowcount:
+                return []
+            return c.execute(_RUNS, (job_id,)).fetchall()
+
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._connection().execute(sql, params).fetchall()
@@ -335,19 +346,18 @@ class SQLiteLedger(LedgerBase):
             rows = self._read(_SELECT, (job_id,))
             if rows and rows[0][1] == JobState.DONE:
                 return False, _record(rows[0])
-        if not _RETURNING:  # pragma: no cover - SQLite older than 3.35 (2021)
-            return self._claim_in_transaction(job_id, steal_from)
         record: JobRecord | None = None
         for _ in range(_CLAIM_ATTEMPTS):
             now = self._now()
             expires = now + self.lease
             took_over = False
-            rows, _ = self._one(_CLAIM, (self.owner, expires, now, job_id))
+            rows = self._claim_step(job_id, _CLAIM, (self.owner, expires, now, job_id))
             if not rows:
-                rows, _ = self._one(_INSERT_RUNNING, (job_id, self.owner, expires, now))
+                rows = self._claim_step(job_id, _INSERT_RUNNING, (job_id, self.owner, expires, now))
             if not rows:
                 took_over = True
-                rows, _ = self._one(_TAKE_OVER, (self.owner, expires, now, job_id, now, steal_from))
+                params = (self.owner, expires, now, job_id, now, steal_from)
+                rows = self._claim_step(job_id, _TAKE_OVER, params)
             if rows:
                 return True, JobRecord(
                     job_id=job_id,
@@ -368,33 +378,6 @@ class SQLiteLedger(LedgerBase):
             msg = f"job {job_id!r}: its row vanished while it was being claimed"
             raise LedgerError(msg)
         return False, record
-
-    def _claim_in_transaction(
-        self, job_id: str, steal_from: str | None
-    ) -> tuple[bool, JobRecord]:  # pragma: no cover - SQLite older than 3.35 (2021)
-        with self._write() as c:
-            now = self._now()
-            expires = now + self.lease
-            if c.execute(_CLAIM, (self.owner, expires, now, job_id)).rowcount or (
-                c.execute(_TAKE_OVER, (self.owner, expires, now, job_id, now, steal_from)).rowcount
-            ):
-                runs = c.execute(
-                    "SELECT runs FROM retrypolicy_jobs WHERE id = ?", (job_id,)
-                ).fetchone()[0]
-            else:
-                row = c.execute(_SELECT, (job_id,)).fetchone()
-                if row is not None:
-                    return False, _record(row)
-                runs = 1
-                c.execute(_INSERT_RUNNING, (job_id, self.owner, expires, now))
-        return True, JobRecord(
-            job_id=job_id,
-            state=JobState.RUNNING,
-            owner=self.owner,
-            lease_expires=expires,
-            runs=runs,
-            updated=now,
-        )
 
     def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
         """Mark the job done with *result_json* after *attempts* requests, unless it is done
@@ -498,14 +481,9 @@ class SQLiteLedger(LedgerBase):
 
     def records(self, state: JobState | None = None) -> Iterator[JobRecord]:
         """Every job (in a given *state*), ordered by id."""
-        if state is None:
-            rows = self._read(f"SELECT {_COLUMNS} FROM retrypolicy_jobs ORDER BY id")  # noqa: S608
-        else:
-            rows = self._read(
-                f"SELECT {_COLUMNS} FROM retrypolicy_jobs WHERE state = ? ORDER BY id",  # noqa: S608
-                (str(state),),
-            )
-        return iter([_record(r) for r in rows])
+        where, params = ("", ()) if state is None else ("WHERE state = ?", (str(state),))
+        sql = f"SELECT {_COLUMNS} FROM retrypolicy_jobs {where} ORDER BY id"  # noqa: S608
+        return iter([_record(r) for r in self._read(sql, params)])
 
     def counts(self) -> LedgerCounts:
         """Jobs per state, and failed jobs per kind (``batch status``)."""
@@ -533,7 +511,9 @@ class SQLiteLedger(LedgerBase):
             sent_jobs=sent_jobs,
         )
 
-    def _close_store(self) -> None:
+    def close(self) -> None:
+        """Stop renewing leases and close the connection to the file; idempotent."""
+        super().close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 
 import attrs
 
-from .._shell import NEVER_RETRIED, Retrier
+from .._shell import NEVER_RETRIED
 from ._ledger import (
     _CURRENT,
     JobRun,
     claim_job,
+    job_retrier,
     job_retry_hook,
     record_of,
     run_claimed,
@@ -146,9 +147,8 @@ class _Batch:
         """Set when no more jobs are to be handed out (a setup error, an interrupt)."""
         self.running: set[str] = set()
         """Jobs claimed by this run and not ended yet."""
-        name = getattr(fn, "__qualname__", None) or type(fn).__name__
         # one Retrier for every job: its hook finds the running job in a context variable
-        self.retrier = Retrier(policy=policy or ledger.policy, name=name, on_retry=job_retry_hook)
+        self.retrier = job_retrier(policy or ledger.policy, fn, job_retry_hook)
         self.cap = min(max(ledger.lease / 10, _MIN_POLL), _MAX_POLL)
         self.poll = _MIN_POLL
 
@@ -160,12 +160,16 @@ class _Batch:
         self.poll = min(poll * 2, self.cap)
         return poll
 
-    def job(self, job_id: str, claim: JobRecord) -> tuple[JobRun, Retrier]:
-        """A claimed job starts: counted as running (and as re-sent after a takeover)."""
+    def job(self, job_id: str, claim: JobRecord) -> JobRun:
+        """A claimed job starts: counted as running (and as re-sent after a takeover), its
+        lease renewed while it runs."""
+        start_renewing = getattr(self.ledger, "_start_renewing", None)  # LedgerBase's
+        if start_renewing is not None:
+            start_renewing()
         with self.lock:
             self.running.add(job_id)
             self.resent += claim.took_over
-        return JobRun(job_id, on_retry=self.progress.retry), self.retrier
+        return JobRun(job_id, on_retry=self.progress.retry)
 
     def found(self, record: JobRecord) -> bool:
         """A claim that did not take the job: report it; False if it is held elsewhere."""
@@ -197,14 +201,14 @@ class _Batch:
             if record.failure is not None and failed:
                 if self._hold(record, record.failure):
                     return True
-                self._failed(record, record.failure)
+                self._failed(record)
             else:
                 self.done += 1
                 self._report(record)
                 if self.held and self.stopped is None:  # a success: they are the jobs' own
                     flushed, self.held = self.held, []
                     for held in flushed:
-                        self._failed(held, held.failure)  # type: ignore[arg-type]
+                        self._failed(held)
         for held in flushed:
             self.progress.finish(held.job_id, failed=True, earlier=False)
         self.progress.finish(record.job_id, failed=failed, earlier=False)
@@ -224,7 +228,9 @@ class _Batch:
             self.stop.set()
         return True
 
-    def _failed(self, record: JobRecord, failure: FailureInfo) -> None:
+    def _failed(self, record: JobRecord) -> None:
+        failure = record.failure
+        assert failure is not None  # noqa: S101 - a failed record has its failure
         self.failed += 1
         self.retryable_failed += failure.retryable
         self.failed_kinds[failure.kind] = self.failed_kinds.get(failure.kind, 0) + 1
@@ -243,7 +249,7 @@ class _Batch:
             if self.stopped is not None:
                 return [r.job_id for r in held]
             for record in held:
-                self._failed(record, record.failure)  # type: ignore[arg-type]
+                self._failed(record)
         for record in held:
             self.progress.finish(record.job_id, failed=True, earlier=False)
         return []
@@ -309,9 +315,8 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
         claimed, record = claim_job(ledger, job_id)
         if not claimed:
             return batch.found(record)
-        _keep_renewing(ledger)
-        run, retrier = batch.job(job_id, record)
-        settled = run_claimed(ledger, job_id, retrier, fn, (payload,), {}, run)
+        run = batch.job(job_id, record)
+        settled = run_claimed(ledger, job_id, batch.retrier, fn, (payload,), {}, run)
         _, stored = record_of(ledger, job_id, settled, record.runs)
         return batch.ended(stored)
 
@@ -418,12 +423,6 @@ def _run_threads(
         raise
 
 
-def _keep_renewing(ledger: Ledger) -> None:
-    start = getattr(ledger, "_start_renewing", None)
-    if start is not None:
-        start()
-
-
 async def arun_batch(
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Awaitable[Any]],
@@ -451,17 +450,16 @@ async def arun_batch(
         claimed, record = await asyncio.to_thread(claim_job, ledger, job_id)
         if not claimed:
             return batch.found(record)
-        _keep_renewing(ledger)
-        run, retrier = batch.job(job_id, record)
+        run = batch.job(job_id, record)
         token = _CURRENT.set(run)
         try:
-            ending = await retrier.afinish(fn, (payload,), {})
+            ending = await batch.retrier.afinish(fn, (payload,), {})
         except NEVER_RETRIED:
             await asyncio.shield(asyncio.to_thread(ledger.release, job_id, 1 + run.retries))
             raise
         finally:
             _CURRENT.reset(token)
-        settled = settle(job_id, retrier, ending, run)
+        settled = settle(job_id, batch.retrier, ending, run)
         _, stored = await asyncio.to_thread(record_of, ledger, job_id, settled, record.runs)
         return batch.ended(stored)
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from .._breaker import BreakerOp, BreakerResult, BreakerState, CircuitBreaker, breaker_step
 from .._budget import Bucket, BudgetResult, RetryBudget
@@ -238,8 +238,7 @@ async def abudget(
 ) -> BudgetResult:
     """:meth:`Store.budget` for an async caller, never blocking the event loop (see the
     module docstring for how each kind of store is stepped)."""
-    result: BudgetResult = await _astep(store, "budget", key, config, now, delta)
-    return result
+    return cast("BudgetResult", await _astep(store, "budget", key, config, now, delta))
 
 
 async def alimiter(  # noqa: PLR0917 - Store.limiter's arguments, the store first
@@ -251,8 +250,7 @@ async def alimiter(  # noqa: PLR0917 - Store.limiter's arguments, the store firs
     measured: float = 0.0,
 ) -> LimiterResult:
     """:meth:`Store.limiter` for an async caller (as :func:`abudget`)."""
-    result: LimiterResult = await _astep(store, "limiter", key, config, now, op, measured)
-    return result
+    return cast("LimiterResult", await _astep(store, "limiter", key, config, now, op, measured))
 
 
 async def abreaker(
@@ -267,5 +265,4 @@ async def abreaker(
 ) -> BreakerResult:
     """:meth:`Store.breaker` for an async caller (as :func:`abudget`)."""
     kwargs = {"failures": failures, "successes": successes}
-    result: BreakerResult = await _astep(store, "breaker", key, config, now, op, **kwargs)
-    return result
+    return cast("BreakerResult", await _astep(store, "breaker", key, config, now, op, **kwargs))

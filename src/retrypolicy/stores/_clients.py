@@ -34,7 +34,7 @@ __all__ = [
     "LoopClients",
     "async_factory_from_client",
     "async_factory_from_url",
-    "check_timeout",
+    "check_seconds",
     "is_async_client",
     "safe_url",
     "sync_client_from_url",
@@ -91,13 +91,15 @@ def safe_url(url: str) -> str:
     return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_NETLOC.sub(r"\1***@", url))
 
 
-def check_timeout(timeout: object) -> float:
-    """*timeout* as seconds, or a ValueError naming it and what was expected."""
-    ok = isinstance(timeout, int | float) and not isinstance(timeout, bool)
-    if not ok or not (0 < float(timeout) < math.inf):  # type: ignore[arg-type]
-        msg = f"timeout {timeout!r}: expected seconds, a number > 0 (default 0.25)"
+def check_seconds(name: str, value: object, *, zero: bool, default: float) -> float:
+    """*value* as a finite number of seconds (> 0, or >= 0 if *zero*), or a ValueError
+    naming *name* and what was expected."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (0 <= float(value) < math.inf) or not (zero or value):  # type: ignore[arg-type]
+        bound = ">= 0" if zero else "> 0"
+        msg = f"{name} {value!r}: expected seconds, a number {bound} (default {default})"
         raise ValueError(msg)
-    return float(timeout)  # type: ignore[arg-type]
+    return float(value)  # type: ignore[arg-type]
 
 
 def _check_url(url: object) -> str:

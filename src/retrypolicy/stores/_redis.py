@@ -29,10 +29,9 @@ never sees the exception.
 from __future__ import annotations
 
 import functools
-import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeAlias, TypeVar
 
 from .._breaker import BreakerOp, BreakerResult, CircuitBreaker, breaker_ttl
 from .._budget import BudgetResult, RetryBudget, budget_ttl
@@ -43,7 +42,7 @@ from ._clients import (
     LoopClients,
     async_factory_from_client,
     async_factory_from_url,
-    check_timeout,
+    check_seconds,
     is_async_client,
     sync_client_from_url,
 )
@@ -52,6 +51,12 @@ from ._gate import OutageGate
 __all__ = ["RedisStore"]
 
 R = TypeVar("R", BudgetResult, LimiterResult, BreakerResult)
+Reader: TypeAlias = Callable[[Any], R]
+"""What a script's reply reads as."""
+Local: TypeAlias = Callable[[], R]
+"""The fallback's answer to the same step."""
+Call: TypeAlias = tuple[int, str, list[Any]]
+"""A script's round trip: its index in :data:`_SCRIPTS`, its key, its ARGV."""
 
 _MAX_ERROR: Final = 200
 
@@ -141,16 +146,12 @@ if op == 'acquire' then
   save()
   return out(start - now, r, 0, 1, 0, consecutive, persistent, 0)
 end
-if op == 'answered' then
+if op == 'answered' or op == 'read' then
+  local r = 0
+  if active == 1 then r = grown() end
+  if op == 'read' then return out(0, r, 0, active, 0, consecutive, persistent, 0) end
   if consecutive ~= 0 then consecutive = 0; save() end
-  local r = 0
-  if active == 1 then r = grown() end
   return out(0, r, 0, active, 0, 0, 0, 0)
-end
-if op == 'read' then
-  local r = 0
-  if active == 1 then r = grown() end
-  return out(0, r, 0, active, 0, consecutive, persistent, 0)
 end
 consecutive = consecutive + 1
 local changed, previous, r = 0, 0, 0
@@ -271,7 +272,7 @@ def _budget_args(config: RetryBudget, now: float, delta: float) -> list[Any]:
     return [_num(config.capacity), _num(config.refill_rate), _num(now), _num(delta), ttl]
 
 
-def _budget_reply(reply: Any, config: RetryBudget) -> BudgetResult:
+def _budget_reply(config: RetryBudget, reply: Any) -> BudgetResult:
     ok, level, event = reply
     return BudgetResult(bool(int(ok)), float(_text(level)), config.capacity, _text(event))
 
@@ -336,14 +337,6 @@ def _breaker_reply(reply: Any) -> BreakerResult:
     )
 
 
-def _check_retry_every(value: object) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not (0 <= float(value) < math.inf):  # type: ignore[arg-type]
-        msg = f"retry_every {value!r}: expected seconds, a number >= 0 (default 5.0)"
-        raise ValueError(msg)
-    return float(value)  # type: ignore[arg-type]
-
-
 class RedisStore:
     """Budgets, limiters and breakers shared through Redis by every process that uses it.
 
@@ -382,10 +375,8 @@ class RedisStore:
             raise TypeError(msg)
         self.client = client
         self.prefix = prefix
-        self._gate = OutageGate(_check_retry_every(retry_every))
-        self._budget, self._limiter, self._breaker = (
-            client.register_script(source) for source in _SCRIPTS
-        )
+        self._gate = OutageGate(check_seconds("retry_every", retry_every, zero=True, default=5.0))
+        self._scripts = tuple(client.register_script(source) for source in _SCRIPTS)
         self._async = LoopClients(
             _SCRIPTS,
             factory=None if async_client is not None else async_factory_from_client(client),
@@ -412,7 +403,7 @@ class RedisStore:
         twin for async callers. *options* go to both clients (``max_connections``,
         ``ssl_ca_certs``, ``client_name``...). Nothing connects until the first step.
         """
-        seconds = check_timeout(timeout)
+        seconds = check_seconds("timeout", timeout, zero=False, default=0.25)
         client = sync_client_from_url(url, seconds, options)
         store = cls(client, prefix, retry_every=retry_every)
         store._async = LoopClients(_SCRIPTS, factory=async_factory_from_url(url, seconds, options))
@@ -434,7 +425,7 @@ class RedisStore:
 
     @retry_every.setter
     def retry_every(self, value: float) -> None:
-        self._gate.retry_every = _check_retry_every(value)
+        self._gate.retry_every = check_seconds("retry_every", value, zero=True, default=5.0)
 
     def close(self) -> None:
         """Close the sync client if :meth:`from_url` built it (yours stay yours to close)."""
@@ -449,102 +440,86 @@ class RedisStore:
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
-    def _unavailable(self, exc: Exception) -> tuple[str, str]:
-        return ("store.unavailable", redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR])
+    def _failed(self, probe: bool, ended: float, exc: Exception, local: Callable[[], R]) -> R:
+        """A round trip failed at *ended*: the fallback answers, and says so on an outage's
+        first step."""
+        if not self._gate.failed(probe, ended):
+            return local()
+        return _with(
+            local(), ("store.unavailable", redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR])
+        )
 
-    def _answered(self, probe: bool) -> tuple[str, str] | None:
+    def _answered(self, probe: bool, value: R) -> R:
+        """Redis answered *value*; the probe that ends an outage says so."""
         if not self._gate.answered(probe):
-            return None
+            return value
         self.fallback.clear()  # the shared state is the truth again: the next outage starts afresh
-        return ("store.recovered", "")
+        return _with(value, ("store.recovered", ""))
 
-    def _step(self, now: float, remote: Callable[[], R], local: Callable[[], R]) -> R:
-        """*remote* when Redis may be asked and answers, else *local*; an outage's news
-        (its start, its end) rides on the result as its ``notice``."""
+    def _step(self, now: float, call: Call, read: Reader[R], local: Local[R]) -> R:
+        """*call* (its reply *read*) when Redis may be asked and answers, else *local*; an
+        outage's news (its start, its end) rides on the result as its ``notice``."""
         probe = self._gate.enter(now)
         if probe is None:
             return local()
         started = time.monotonic()
+        script, key, args = call
         try:
-            value = remote()
+            value = read(self._scripts[script](keys=[self._key(key)], args=args))
         except Exception as exc:  # noqa: BLE001 - any failure of the store: fall back, never raise
-            first = self._gate.failed(probe, now + (time.monotonic() - started))
-            return _with(local(), self._unavailable(exc)) if first else local()
+            return self._failed(probe, now + (time.monotonic() - started), exc, local)
         except BaseException:
             self._gate.abandoned(probe)
             raise
-        notice = self._answered(probe)
-        return value if notice is None else _with(value, notice)
+        return self._answered(probe, value)
 
-    async def _astep(
-        self, now: float, remote: Callable[[], Awaitable[R]], local: Callable[[], R]
-    ) -> R:
-        """:meth:`_step` for the asyncio path: the same gate, the round trip awaited."""
+    async def _astep(self, now: float, call: Call, read: Reader[R], local: Local[R]) -> R:
+        """:meth:`_step` for the asyncio path: the same gate, the round trip awaited through
+        the running loop's client."""
         probe = self._gate.enter(now)
         if probe is None:
             return local()
         started = time.monotonic()
+        script, key, args = call
         try:
-            value = await remote()
+            _, scripts = await self._async.get()
+            value = read(await scripts[script](keys=[self._key(key)], args=args))
         except Exception as exc:  # noqa: BLE001 - as above
-            first = self._gate.failed(probe, now + (time.monotonic() - started))
-            return _with(local(), self._unavailable(exc)) if first else local()
+            return self._failed(probe, now + (time.monotonic() - started), exc, local)
         except BaseException:  # cancelled: nothing learned, the probe is free again
             self._gate.abandoned(probe)
             raise
-        notice = self._answered(probe)
-        return value if notice is None else _with(value, notice)
-
-    async def _ascript(self, index: int, key: str, args: list[Any]) -> Any:
-        """Script *index* of :data:`_SCRIPTS` on *key*, through the running loop's client."""
-        _, scripts = await self._async.get()
-        return await scripts[index](keys=[self._key(key)], args=args)
+        return self._answered(probe, value)
 
     def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
         """See :meth:`retrypolicy.stores.Store.budget`."""
-        args = _budget_args(config, now, delta)
-        return self._step(
-            now,
-            lambda: _budget_reply(self._budget(keys=[self._key(key)], args=args), config),
-            functools.partial(self.fallback.budget, key, config, now, delta),
-        )
+        local = functools.partial(self.fallback.budget, key, config, now, delta)
+        args, read = _budget_args(config, now, delta), functools.partial(_budget_reply, config)
+        return self._step(now, (0, key, args), read, local)
 
     async def abudget(
         self, key: str, config: RetryBudget, now: float, delta: float
     ) -> BudgetResult:
         """:meth:`budget` through the asyncio client: the same script, fallback and probe."""
-
-        async def remote() -> BudgetResult:
-            args = _budget_args(config, now, delta)
-            return _budget_reply(await self._ascript(0, key, args), config)
-
-        return await self._astep(
-            now, remote, functools.partial(self.fallback.budget, key, config, now, delta)
-        )
+        local = functools.partial(self.fallback.budget, key, config, now, delta)
+        args, read = _budget_args(config, now, delta), functools.partial(_budget_reply, config)
+        return await self._astep(now, (0, key, args), read, local)
 
     def limiter(
         self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
     ) -> LimiterResult:
         """See :meth:`retrypolicy.stores.Store.limiter`."""
+        local = functools.partial(self.fallback.limiter, key, config, now, op, measured)
         args = _limiter_args(config, now, op, measured)
-        return self._step(
-            now,
-            lambda: _limiter_reply(self._limiter(keys=[self._key(key)], args=args)),
-            functools.partial(self.fallback.limiter, key, config, now, op, measured),
-        )
+        return self._step(now, (1, key, args), _limiter_reply, local)
 
     async def alimiter(
         self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
     ) -> LimiterResult:
         """:meth:`limiter` through the asyncio client."""
-
-        async def remote() -> LimiterResult:
-            args = _limiter_args(config, now, op, measured)
-            return _limiter_reply(await self._ascript(1, key, args))
-
-        return await self._astep(
-            now, remote, functools.partial(self.fallback.limiter, key, config, now, op, measured)
-        )
+        local = functools.partial(self.fallback.limiter, key, config, now, op, measured)
+        args = _limiter_args(config, now, op, measured)
+        return await self._astep(now, (1, key, args), _limiter_reply, local)
 
     def breaker(
         self,
@@ -557,13 +532,10 @@ class RedisStore:
         successes: int = 0,
     ) -> BreakerResult:
         """See :meth:`retrypolicy.stores.Store.breaker`."""
+        counts = {"failures": failures, "successes": successes}
+        local = functools.partial(self.fallback.breaker, key, config, now, op, **counts)
         args = _breaker_args(config, now, op, failures, successes)
-        local = functools.partial(
-            self.fallback.breaker, key, config, now, op, failures=failures, successes=successes
-        )
-        return self._step(
-            now, lambda: _breaker_reply(self._breaker(keys=[self._key(key)], args=args)), local
-        )
+        return self._step(now, (2, key, args), _breaker_reply, local)
 
     async def abreaker(
         self,
@@ -576,15 +548,10 @@ class RedisStore:
         successes: int = 0,
     ) -> BreakerResult:
         """:meth:`breaker` through the asyncio client."""
-
-        async def remote() -> BreakerResult:
-            args = _breaker_args(config, now, op, failures, successes)
-            return _breaker_reply(await self._ascript(2, key, args))
-
-        local = functools.partial(
-            self.fallback.breaker, key, config, now, op, failures=failures, successes=successes
-        )
-        return await self._astep(now, remote, local)
+        counts = {"failures": failures, "successes": successes}
+        local = functools.partial(self.fallback.breaker, key, config, now, op, **counts)
+        args = _breaker_args(config, now, op, failures, successes)
+        return await self._astep(now, (2, key, args), _breaker_reply, local)
 
     def breaker_keys(self, prefix: str) -> list[str]:
         """The keys of the breakers starting with *prefix* (for stats). While Redis is
@@ -593,8 +560,7 @@ class RedisStore:
         if self._gate.down:
             return self.fallback.breaker_keys(prefix)
         try:
-            found = self.client.scan_iter(match=self._key(prefix) + "*", count=500)
-            return self._strip(found)
+            return self._strip(self.client.scan_iter(match=self._key(prefix) + "*", count=500))
         except Exception:  # noqa: BLE001 - stats never raise
             return self.fallback.breaker_keys(prefix)
 
