@@ -347,22 +347,16 @@ class Guard:
         """A success: put *amount* back (AWS standard mode: the last retry's cost after
         retries; ``success_refund``, the default, after a first try).
 
-        Batched: refunds add up here until they pay for a retry (``retry_cost``), or go
-        with the next spend, so a store is asked once per several successes — a round
-        trip saved with Redis, a step saved in-process. What is pending is in the stats.
+        Batched (:meth:`owe`): refunds add up here until they pay for a retry (two with an
+        in-process store), or go with the next spend, so a store is asked once per several
+        successes — a round trip saved with Redis, a step saved in-process. What is
+        pending is in the stats.
         """
-        pending = self.refund_in_place(now, amount, paid=paid)
+        pending = self.flush_in_place(now) if self.owe(amount, paid=paid) else 0.0
         if pending:  # a shared store's turn: the refunds that added up go to it
             budget = self.budget
             flushed = yield ("budget", (self._budget_key, budget, now, pending), _NO_KW)
             self._budget_seen(flushed, "", 0)
-
-    def refund_in_place(
-        self, now: float, amount: float | None = None, *, paid: bool = False
-    ) -> float:
-        """The part of a refund done in this process (:meth:`owe`, then :meth:`flush_in_place`
-        when due): what a shared store must still be given (0.0 when nothing)."""
-        return self.flush_in_place(now) if self.owe(amount, paid=paid) else 0.0
 
     def owe(self, amount: float | None = None, *, paid: bool = False) -> bool:
         """A success's refund (*amount*; ``success_refund`` when None), counted and added to
