@@ -43,7 +43,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, Unpack
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    NamedTuple,
+    NoReturn,
+    TypeVar,
+    Unpack,
+)
 
 from retrypolicy import Policy
 from retrypolicy.transport import (
@@ -65,6 +75,8 @@ __all__ = ["ATTEMPTS_EXTENSION", "AsyncTransport", "Library", "SyncTransport"]
 
 ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
 """The ``response.extensions`` key that says how many attempts a final response took."""
+
+Inner = TypeVar("Inner")
 
 Failure = Callable[[], BaseException]
 """Builds the exception a replayed body ends with (late: the attempts are known then)."""
@@ -138,8 +150,11 @@ class _AsyncReplay(_Body):
 
 
 class _Wiring(NamedTuple):
-    """The non-I/O parts where sync and async differ: which stream, iterator, guard, body."""
+    """What differs between sync and async but the I/O: types, iterator, guard, body."""
 
+    name: str  # of the transport class: RetryTransport or AsyncRetryTransport
+    base: type  # the library's BaseTransport or AsyncBaseTransport
+    default: Callable[[], Any]  # the inner transport by default: its (Async)HTTPTransport
     stream: type  # the library's SyncByteStream or AsyncByteStream
     open: Callable[[Any], Any]  # iter or aiter
     guard: Callable[[StreamCheck, Any], Any]  # StreamCheck.guard or .aguard
@@ -155,10 +170,6 @@ class Library(NamedTuple):
     ByteStream: Any
     sync: _Wiring
     async_: _Wiring
-    BaseTransport: type
-    AsyncBaseTransport: type
-    HTTPTransport: Callable[[], Any]
-    AsyncHTTPTransport: Callable[[], Any]
     other: str
     """The other library's name: in a TypeError that says which transport to use."""
     may_stream: Callable[[Any], bool]
@@ -167,29 +178,38 @@ class Library(NamedTuple):
     @classmethod
     def of(cls, module: ModuleType, other: str) -> Library:
         """The record of *module* (``httpx`` or ``httpx2``), its replay bodies made once."""
-        replay = type("_Replay", (_Replay, module.SyncByteStream), {"__module__": __name__})
-        areplay = type(
-            "_AsyncReplay", (_AsyncReplay, module.AsyncByteStream), {"__module__": __name__}
-        )
+        m, here = module, {"__module__": __name__}
         return cls(
-            name=module.__name__,
-            Request=module.Request,
-            Response=module.Response,
-            ByteStream=module.ByteStream,
-            sync=_Wiring(module.SyncByteStream, iter, StreamCheck.guard, replay),
-            async_=_Wiring(module.AsyncByteStream, aiter, StreamCheck.aguard, areplay),
-            BaseTransport=module.BaseTransport,
-            AsyncBaseTransport=module.AsyncBaseTransport,
-            HTTPTransport=module.HTTPTransport,
-            AsyncHTTPTransport=module.AsyncHTTPTransport,
+            name=m.__name__,
+            Request=m.Request,
+            Response=m.Response,
+            ByteStream=m.ByteStream,
+            sync=_Wiring(
+                "RetryTransport",
+                m.BaseTransport,
+                m.HTTPTransport,
+                m.SyncByteStream,
+                iter,
+                StreamCheck.guard,
+                type("_Replay", (_Replay, m.SyncByteStream), here),
+            ),
+            async_=_Wiring(
+                "AsyncRetryTransport",
+                m.AsyncBaseTransport,
+                m.AsyncHTTPTransport,
+                m.AsyncByteStream,
+                aiter,
+                StreamCheck.aguard,
+                type("_AsyncReplay", (_AsyncReplay, m.AsyncByteStream), here),
+            ),
             other=other,
             may_stream=_listed_type if _lists(module) else _raw_type,
         )
 
-    def where(self, cls: str) -> str:
-        """The import that gives the *cls* transport of this library."""
-        module = "retrypolicy_httpx" if self.name == "httpx" else "retrypolicy_httpx.httpx2"
-        return f"{module}.{cls}"
+
+def _home(library: str) -> str:
+    """The package whose transports are those of *library* (``httpx`` or ``httpx2``)."""
+    return "retrypolicy_httpx" if library == "httpx" else "retrypolicy_httpx.httpx2"
 
 
 def _lists(module: ModuleType) -> bool:
@@ -253,11 +273,8 @@ class _SyncIO(_Shell):
     async def next(self, chunks: Iterator[bytes]) -> bytes | None:
         return next(chunks, None)
 
-    async def end(self, stream: Any) -> None:
+    async def close(self, stream: Any) -> None:  # a response, or a response's stream
         stream.close()
-
-    async def close(self, response: Any) -> None:
-        response.close()
 
     async def pause(self, seconds: float) -> None:
         self.sleep(seconds)
@@ -283,11 +300,8 @@ class _AsyncIO(_Shell):
     async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
         return await anext(chunks, None)
 
-    async def end(self, stream: Any) -> None:
+    async def close(self, stream: Any) -> None:
         await stream.aclose()
-
-    async def close(self, response: Any) -> None:
-        await response.aclose()
 
     async def pause(self, seconds: float) -> None:
         await self.sleep(seconds)
@@ -458,7 +472,7 @@ class _Retrying:
 
         read, ended, error = await _take(io, chunks, more)
         if ended:
-            await io.end(stream)  # the whole body is in hand: free the connection now
+            await io.close(stream)  # the whole body is in hand: free the connection now
         failure = None if error is None else (lambda: error)
         response.stream = io.wiring.replay(stream, chunks, read, None if ended else chunks, failure)
         encoding = response.headers.get("content-encoding")
@@ -485,7 +499,7 @@ class _Retrying:
                 stream, chunks, read, io.wiring.guard(check, chunks), None
             )
             return None, check
-        await io.end(stream)  # ended or failed: nothing more is read
+        await io.close(stream)  # ended or failed: nothing more is read
         if problems:
             problem: StreamProblem | None = problems[0]
         else:  # a stream that completed is a success, whatever the connection did next
@@ -510,26 +524,16 @@ def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception
 
 def _is_stream(request: Any, response: Any) -> bool:
     """Whether *response* is an event stream to check to its last event."""
-    if request.method == "HEAD":
-        return False
-    # the seam decides; this scan (a third cheaper than httpx's own look-up, on every
-    # success) only spares it the common JSON response
-    for key, value in response.headers.raw:
-        if len(key) == 12 and key.lower() == b"content-type":
-            return b"event-stream" in value.lower() and is_event_stream(response.headers)
-    return False
+    # the seam decides; the scan (cheaper than httpx's own look-up) spares it the common JSON
+    return request.method != "HEAD" and _raw_type(response) and is_event_stream(response.headers)
 
 
 def _hand_over(
-    loop: AttemptLoop,
-    response: Any,
-    outcome: Outcome | None,
-    check: StreamCheck | None,
+    loop: AttemptLoop, response: Any, outcome: Outcome | None, check: StreamCheck | None
 ) -> Any:
     """The final response, marked with its attempts (or the error raised on give-up)."""
     response.extensions[ATTEMPTS_EXTENSION] = loop.attempts
-    final: Any = loop.finish(response, outcome, check)
-    return final
+    return loop.finish(response, outcome, check)
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -537,8 +541,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         coro.send(None)
     except StopIteration as done:
-        response: Any = done.value
-        return response
+        return done.value
     coro.close()  # pragma: no cover - _SyncIO never suspends
     msg = "a sync RetryTransport attempt suspended"  # pragma: no cover
     raise RuntimeError(msg)  # pragma: no cover
@@ -549,33 +552,33 @@ def _mismatch(library: Library, request: object, name: str) -> NoReturn:
     theirs = type(request).__module__.partition(".")[0]
     hint = ""
     if theirs == library.other:
-        right = "retrypolicy_httpx" if theirs == "httpx" else "retrypolicy_httpx.httpx2"
-        hint = f": use {right}.{name} (openai's DefaultHttpxClient is an httpx2.Client)"
+        hint = f": use {_home(theirs)}.{name} (openai's DefaultHttpxClient is an httpx2.Client)"
     msg = (
-        f"{library.where(name)} is a transport for {library.name} clients, but it was "
+        f"{_home(library.name)}.{name} is a transport for {library.name} clients, but it was "
         f"given a {type(request).__module__}.{type(request).__qualname__}{hint}"
     )
     raise TypeError(msg)
 
 
-def _inner(transport: Any, base: type, default: Callable[[], Any], library: Library) -> Any:
+def _inner(transport: Any, wiring: _Wiring, library: Library) -> Any:
     """The inner transport: *transport*, checked, or a new default one."""
-    inner = default() if transport is None else transport
-    if isinstance(inner, base):
+    inner = wiring.default() if transport is None else transport
+    if isinstance(inner, wiring.base):
         return inner
-    msg = f"transport {transport!r}: expected a {library.name}.{base.__qualname__}"
+    msg = f"transport {transport!r}: expected a {library.name}.{wiring.base.__qualname__}"
     if type(inner).__module__.partition(".")[0] == library.other:
-        msg += f" (for a {library.other} transport, use the transports of " + (
-            "retrypolicy_httpx.httpx2)" if library.other == "httpx2" else "retrypolicy_httpx)"
-        )
+        msg += f" (for a {library.other} transport, use the transports of {_home(library.other)})"
     raise TypeError(msg)
 
 
 # --------------------------------------------------------------------------- the transports
 
 
-class _Transport:
-    """What the sync and async transports share: building the loop's options and I/O."""
+class _Transport(Generic[Inner]):
+    """What the sync and async transports share: building the loop's options and I/O.
+
+    *Inner* is the type of the inner transport the library's class takes.
+    """
 
     _library: ClassVar[Library]
     _sync: ClassVar[bool]
@@ -584,24 +587,16 @@ class _Transport:
     def __init__(
         self,
         policy: Policy | None = None,
-        transport: Any = None,
+        transport: Inner | None = None,
         **options: Unpack[AdapterKeywords],
     ) -> None:
-        library, sync = self._library, self._sync
-        if sync:
-            inner = _inner(transport, library.BaseTransport, library.HTTPTransport, library)
-        else:
-            inner = _inner(
-                transport, library.AsyncBaseTransport, library.AsyncHTTPTransport, library
-            )
-        name = "RetryTransport" if sync else "AsyncRetryTransport"
-        core = _Retrying(AdapterOptions(policy=policy, name=name, **options), inner, library)
+        library = self._library
+        wiring = library.sync if self._sync else library.async_
+        inner = _inner(transport, wiring, library)
+        core = _Retrying(AdapterOptions(policy=policy, name=wiring.name, **options), inner, library)
         self._core = core
-        self._io: IO = (
-            _SyncIO(inner, core.options.sleep, library.sync)
-            if sync
-            else _AsyncIO(inner, core.options.async_sleep, library.async_)
-        )
+        sleep = core.options.sleep if self._sync else core.options.async_sleep
+        self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, sleep, wiring)
         self._transport = inner
         self._first: FirstAttempt | None = core.options.first_attempt()
         """Set when a first attempt needs no loop (the fast path); None: always a loop."""
@@ -635,7 +630,7 @@ def _mark(response: Any) -> Any:
     return response
 
 
-class SyncTransport(_Transport):
+class SyncTransport(_Transport[Inner]):
     """The sync transport's body; a library's ``RetryTransport`` adds its base class."""
 
     _sync = True
@@ -696,7 +691,7 @@ class SyncTransport(_Transport):
         self._transport.close()
 
 
-class AsyncTransport(_Transport):
+class AsyncTransport(_Transport[Inner]):
     """The async transport's body; a library's ``AsyncRetryTransport`` adds its base class."""
 
     _sync = False
