@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-from retrypolicy import APIError, Classification, Policy, parse_error
+from retrypolicy import APIError, Classification, ErrorInfo, Policy, parse_error
 from retrypolicy.transport import (
     ATTEMPTS_ATTRIBUTE,
     EXHAUSTED,
@@ -51,13 +51,17 @@ def _response(exc: BaseException) -> Any:
     return response if isinstance(status, int) and not isinstance(status, bool) else None
 
 
-def _body(response: Any) -> bytes | None:
-    """The start of a response's body, if it was read (the SDK reads an error's body)."""
+def _envelope(response: Any) -> ErrorInfo | None:
+    """The error of a failed *response* (from the start of its body, if it was read: the
+    SDK reads an error's body); None when there is no response or it did not fail."""
+    if response is None or response.status_code < 400:
+        return None
     try:
         content = response.content
     except Exception:  # noqa: BLE001 - never read (a stream): the status alone decides
-        return None
-    return content[:MAX_ERROR_BODY] if isinstance(content, bytes) else None
+        content = None
+    body = content[:MAX_ERROR_BODY] if isinstance(content, bytes) else None
+    return parse_error(response.status_code, body, response.headers)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -111,13 +115,10 @@ def classify(exc: BaseException, policy: Policy | None = None) -> Classification
     their status and code; anything else as ``policy.classify(exception=exc)``.
     """
     policy = _policy(policy)
-    if isinstance(exc, APIError):
+    info = None if isinstance(exc, APIError) else _envelope(_response(exc))
+    if info is None:
         return policy.classify(exception=exc)
-    response = _response(exc)
-    if response is not None and response.status_code >= 400:
-        status = response.status_code
-        return policy.classify(status, parse_error(status, _body(response), response.headers).code)
-    return policy.classify(exception=exc)
+    return policy.classify(info.status, info.code)
 
 
 def api_error(exc: BaseException, policy: Policy | None = None) -> APIError:
@@ -138,10 +139,8 @@ def api_error(exc: BaseException, policy: Policy | None = None) -> APIError:
     policy = _policy(policy)
     response = _response(exc)
     attempts = _attempts(exc, response)
-    if response is not None and response.status_code >= 400:
-        status = response.status_code
-        info = parse_error(status, _body(response), response.headers)
-        verdict = policy.classify(status, info.code)
+    if (info := _envelope(response)) is not None:
+        verdict = policy.classify(info.status, info.code)
         hint = retry_after_from_headers(response.headers)
         error = _api_error(verdict, info, attempts=attempts, retry_after=hint)
     else:
