@@ -150,14 +150,11 @@ class _AsyncReplay(_Body):
 
 
 class _Wiring(NamedTuple):
-    """What differs between sync and async but the I/O: types, iterator, guard, body."""
+    """One library's classes for one side (sync or async): transports, stream, body."""
 
-    name: str  # of the transport class: RetryTransport or AsyncRetryTransport
     base: type  # the library's BaseTransport or AsyncBaseTransport
     default: Callable[[], Any]  # the inner transport by default: its (Async)HTTPTransport
     stream: type  # the library's SyncByteStream or AsyncByteStream
-    open: Callable[[Any], Any]  # iter or aiter
-    guard: Callable[[StreamCheck, Any], Any]  # StreamCheck.guard or .aguard
     replay: Callable[..., Any]  # the final body: a stream of the library's own type
 
 
@@ -179,29 +176,15 @@ class Library(NamedTuple):
     def of(cls, module: ModuleType, other: str) -> Library:
         """The record of *module* (``httpx`` or ``httpx2``), its replay bodies made once."""
         m, here = module, {"__module__": __name__}
+        replay = type("_Replay", (_Replay, m.SyncByteStream), here)
+        areplay = type("_AsyncReplay", (_AsyncReplay, m.AsyncByteStream), here)
         return cls(
             name=m.__name__,
             Request=m.Request,
             Response=m.Response,
             ByteStream=m.ByteStream,
-            sync=_Wiring(
-                "RetryTransport",
-                m.BaseTransport,
-                m.HTTPTransport,
-                m.SyncByteStream,
-                iter,
-                StreamCheck.guard,
-                type("_Replay", (_Replay, m.SyncByteStream), here),
-            ),
-            async_=_Wiring(
-                "AsyncRetryTransport",
-                m.AsyncBaseTransport,
-                m.AsyncHTTPTransport,
-                m.AsyncByteStream,
-                aiter,
-                StreamCheck.aguard,
-                type("_AsyncReplay", (_AsyncReplay, m.AsyncByteStream), here),
-            ),
+            sync=_Wiring(m.BaseTransport, m.HTTPTransport, m.SyncByteStream, replay),
+            async_=_Wiring(m.AsyncBaseTransport, m.AsyncHTTPTransport, m.AsyncByteStream, areplay),
             other=other,
             may_stream=_listed_type if _lists(module) else _raw_type,
         )
@@ -247,6 +230,7 @@ class _Shell:
     """What the sync and async I/O share: the inner transport, the sleeper, the wiring."""
 
     __slots__ = ("sleep", "transport", "wiring")
+    open: Any  # iter or aiter (a class attribute of each side)
 
     def __init__(self, transport: Any, sleep: Any, wiring: _Wiring) -> None:
         self.transport = transport
@@ -259,13 +243,15 @@ class _Shell:
         if not isinstance(stream, wiring.stream):
             msg = f"{self.transport!r} returned a {type(stream).__name__}, not {wiring.stream}"
             raise TypeError(msg)
-        return wiring.open(stream)
+        return self.open(stream)
 
 
 class _SyncIO(_Shell):
     """The inner transport's I/O for the shared coroutine, done at once (never suspends)."""
 
     __slots__ = ()
+    open = staticmethod(iter)
+    guard = staticmethod(StreamCheck.guard)
 
     async def send(self, request: Any) -> Any:
         return self.transport.handle_request(request)
@@ -293,6 +279,8 @@ class _AsyncIO(_Shell):
     """:class:`_SyncIO` for an async inner transport."""
 
     __slots__ = ()
+    open = staticmethod(aiter)
+    guard = staticmethod(StreamCheck.aguard)
 
     async def send(self, request: Any) -> Any:
         return await self.transport.handle_async_request(request)
@@ -495,9 +483,7 @@ class _Retrying:
 
         read, ended, error = await _take(io, chunks, more)
         if not ended and not problems:  # committed: the caller gets it, checked to its end
-            response.stream = io.wiring.replay(
-                stream, chunks, read, io.wiring.guard(check, chunks), None
-            )
+            response.stream = io.wiring.replay(stream, chunks, read, io.guard(check, chunks), None)
             return None, check
         await io.close(stream)  # ended or failed: nothing more is read
         if problems:
@@ -593,7 +579,8 @@ class _Transport(Generic[Inner]):
         library = self._library
         wiring = library.sync if self._sync else library.async_
         inner = _inner(transport, wiring, library)
-        core = _Retrying(AdapterOptions(policy=policy, name=wiring.name, **options), inner, library)
+        name = "RetryTransport" if self._sync else "AsyncRetryTransport"
+        core = _Retrying(AdapterOptions(policy=policy, name=name, **options), inner, library)
         self._core = core
         sleep = core.options.sleep if self._sync else core.options.async_sleep
         self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, sleep, wiring)
