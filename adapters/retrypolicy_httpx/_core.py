@@ -393,10 +393,11 @@ class _Retrying:
         """
         if loop is None:
             loop = self.first(request)
-            if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
-                await io.pause(hold)
-            sent = await _send(io, request)
         while True:
+            if sent is None:  # an attempt to make (not the shell's first, made already)
+                if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
+                    await io.pause(hold)
+                sent = await _send(io, request)
             if isinstance(sent, self.library.Response):
                 final, wait = await self._judge(loop, request, sent, io)
                 if final is not None:
@@ -415,9 +416,7 @@ class _Retrying:
                         sent = None
             if wait:
                 await io.pause(wait)
-            if hold := await io.begin(loop):
-                await io.pause(hold)
-            sent = await _send(io, request)
+            sent = None
 
     async def _judge(
         self, loop: AttemptLoop, request: Any, response: Any, io: IO
@@ -473,22 +472,17 @@ class _Retrying:
         stream = response.stream
         chunks = io.chunks(stream)
         check = self.options.stream_check(content_encoding=response.headers.get("content-encoding"))
-        problems: list[StreamProblem] = []
-
-        def more(chunk: bytes) -> bool:
-            problem = check.feed(chunk)
-            if problem is not None:
-                problems.append(problem)
-            return problem is None and not check.committed
-
-        read, ended, error = await _take(io, chunks, more)
-        if not ended and not problems:  # committed: the caller gets it, checked to its end
+        read, ended, error = await _take(
+            io, chunks, lambda chunk: check.feed(chunk) is None and not check.committed
+        )
+        if not ended and check.problem is None:  # committed: the caller gets it, checked to its end
             response.stream = io.wiring.replay(stream, chunks, read, io.guard(check, chunks), None)
             return None, check
         await io.close(stream)  # ended or failed: nothing more is read
-        if problems:
-            problem: StreamProblem | None = problems[0]
-        else:  # a stream that completed is a success, whatever the connection did next
+        problem = check.problem
+        if (
+            problem is None
+        ):  # a stream that completed is a success, whatever the connection did next
             problem = check.close() if error is None else check.lost(error)
         if problem is None:
             response.stream = io.wiring.replay(stream, chunks, read, None, None)
