@@ -345,15 +345,11 @@ async def _release(io: IO, response: Any) -> None:
 class _Retrying:
     """What both transports share: the options, and the attempt loop written once."""
 
-    __slots__ = ("inner", "library", "options")
+    __slots__ = ("library", "options")
 
-    def __init__(self, options: AdapterOptions, inner: object, library: Library) -> None:
+    def __init__(self, options: AdapterOptions, library: Library) -> None:
         self.options = options
-        self.inner = inner
         self.library = library
-
-    def __repr__(self) -> str:
-        return f"policy={self.options.policy.name!r} transport={self.inner!r}"
 
     def first(self, request: Any) -> AttemptLoop:
         """The attempt loop of *request* (the caller begins its first attempt)."""
@@ -574,7 +570,7 @@ class _Transport(Generic[Inner]):
         wiring = library.sync if self._sync else library.async_
         inner = _inner(transport, wiring, library)
         name = "RetryTransport" if self._sync else "AsyncRetryTransport"
-        core = _Retrying(AdapterOptions(policy=policy, name=name, **options), inner, library)
+        core = _Retrying(AdapterOptions(policy=policy, name=name, **options), library)
         self._core = core
         sleep = core.options.sleep if self._sync else core.options.async_sleep
         self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, sleep, wiring)
@@ -590,7 +586,8 @@ class _Transport(Generic[Inner]):
         return self._core.options.policy
 
     def __repr__(self) -> str:
-        return f"<{self._core.options.name} {self._core!r}>"
+        options = self._core.options
+        return f"<{options.name} policy={options.policy.name!r} transport={self._transport!r}>"
 
     def _settled(self, first: FirstAttempt, response: Any) -> bool:
         """Whether a first attempt's *response* ends the request here: a status the policy

@@ -66,10 +66,8 @@ class ClientKeywords(AdapterKeywords, total=False):
 
 def _split(options: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the transport's keywords, the SDK's), refusing what would undo the point."""
-    adapter: dict[str, Any] = {}
-    sdk: dict[str, Any] = {}
-    for key, value in options.items():
-        (adapter if key in _ADAPTER_KEYS else sdk)[key] = value
+    adapter = {key: value for key, value in options.items() if key in _ADAPTER_KEYS}
+    sdk = {key: value for key, value in options.items() if key not in _ADAPTER_KEYS}
     retries = sdk.pop("max_retries", 0)
     if retries != 0:
         msg = (
