@@ -129,8 +129,7 @@ class _AsyncReplay(_Body):
                 yield chunk
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        body = self._body()
-        self._open = body
+        body = self._open = self._body()
         return body
 
     async def aclose(self) -> None:
@@ -342,153 +341,6 @@ async def _release(io: IO, response: Any) -> None:
         await io.close(response)
 
 
-class _Retrying:
-    """What both transports share: the options, and the attempt loop written once."""
-
-    __slots__ = ("library", "options")
-
-    def __init__(self, options: AdapterOptions, library: Library) -> None:
-        self.options = options
-        self.library = library
-
-    def first(self, request: Any) -> AttemptLoop:
-        """The attempt loop of *request* (the caller begins its first attempt)."""
-        library = self.library
-        if not isinstance(request, library.Request):
-            _mismatch(library, request, self.options.name)
-        # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
-        resendable = isinstance(request.stream, library.ByteStream)
-        return self.options.loop(request.method, resendable=resendable, host=self.host(request))
-
-    def host(self, request: Any) -> str:
-        """The host that keys the policy's breaker: not even read without one (it costs)."""
-        return request.url.host if self.options.policy.breaker is not None else ""
-
-    def later(self, first: FirstAttempt, started: float, request: Any) -> AttemptLoop:
-        """The loop of *request* (of this library) whose first attempt went out already."""
-        resendable = isinstance(request.stream, self.library.ByteStream)
-        return first.loop(started, request.method, resendable=resendable, host=self.host(request))
-
-    def retrying(self, request: Any) -> bool:
-        """Whether *request* is the policy's to retry (see :meth:`AdapterOptions.loop`)."""
-        return isinstance(request.stream, self.library.ByteStream) and self.options.retries(
-            request.method
-        )
-
-    async def handle(
-        self,
-        request: Any,
-        io: IO,
-        loop: AttemptLoop | None = None,
-        sent: Any = None,
-    ) -> Any:
-        """Send *request* until the policy is satisfied or gives up; the final response.
-
-        *loop* and *sent* (the response, or the exception raised) are the first
-        attempt's, when the shell made it itself.
-        """
-        if loop is None:
-            loop = self.first(request)
-        while True:
-            if sent is None:  # an attempt to make (not the shell's first, made already)
-                if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
-                    await io.pause(hold)
-                sent = await _send(io, request)
-            if isinstance(sent, self.library.Response):
-                final, wait = await self._judge(loop, request, sent, io)
-                if final is not None:
-                    # the failures' tracebacks hold this frame (their f_back): without the
-                    # loop in it they are freed now, not by the garbage collector
-                    loop = sent = None
-                    return final
-            else:
-                assert sent is not None  # noqa: S101 - an attempt was made
-                wait = await io.failed(loop, loop.judge_exception(sent))
-                if wait is None:
-                    loop = None
-                    try:
-                        raise sent  # unchanged
-                    finally:
-                        sent = None
-            if wait:
-                await io.pause(wait)
-            sent = None
-
-    async def _judge(
-        self, loop: AttemptLoop, request: Any, response: Any, io: IO
-    ) -> tuple[Any, float | None]:
-        """(the final response, or None and the seconds to wait) after *response*."""
-        check: StreamCheck | None = None
-        status = response.status_code
-        try:
-            if status >= 400:
-                outcome = await self._error_body(loop, response, io)
-            elif 200 <= status < 300 and _is_stream(request, response):
-                outcome, check = await self._event_stream(response, io)
-            else:
-                outcome = loop.judge(status, response.headers)
-        except BaseException:
-            await _release(io, response)
-            raise
-        if outcome is None:
-            await io.succeeded(loop)
-            return _hand_over(loop, response, None, check), None
-        wait = await io.failed(loop, outcome)
-        if wait is None:
-            try:
-                return _hand_over(loop, response, outcome, check), None
-            except Exception:  # raise_on_give_up: the response goes nowhere
-                await _release(io, response)
-                raise
-        await _release(io, response)  # before the wait: a pool of one must not deadlock
-        return None, wait
-
-    async def _error_body(self, loop: AttemptLoop, response: Any, io: IO) -> Outcome | None:
-        """Judge an error response by a bounded prefix of its body, replayed to the caller."""
-        stream = response.stream
-        chunks = io.chunks(stream)
-        size = [0]
-
-        def more(chunk: bytes) -> bool:
-            size[0] += len(chunk)
-            return size[0] < MAX_ERROR_BODY
-
-        read, ended, error = await _take(io, chunks, more)
-        if ended:
-            await io.close(stream)  # the whole body is in hand: free the connection now
-        failure = None if error is None else (lambda: error)
-        response.stream = io.wiring.replay(stream, chunks, read, None if ended else chunks, failure)
-        encoding = response.headers.get("content-encoding")
-        return loop.judge(
-            response.status_code, response.headers, b"".join(read), content_encoding=encoding
-        )
-
-    async def _event_stream(self, response: Any, io: IO) -> tuple[Outcome | None, StreamCheck]:
-        """Read an event stream up to its first content; the rest is checked as it is read."""
-        stream = response.stream
-        chunks = io.chunks(stream)
-        check = self.options.stream_check(content_encoding=response.headers.get("content-encoding"))
-        read, ended, error = await _take(
-            io, chunks, lambda chunk: check.feed(chunk) is None and not check.committed
-        )
-        if not ended and check.problem is None:  # committed: the caller gets it, checked to its end
-            response.stream = io.wiring.replay(stream, chunks, read, io.guard(check, chunks), None)
-            return None, check
-        await io.close(stream)  # ended or failed: nothing more is read
-        problem = check.problem
-        if (
-            problem is None
-        ):  # a stream that completed is a success, whatever the connection did next
-            problem = check.close() if error is None else check.lost(error)
-        if problem is None:
-            response.stream = io.wiring.replay(stream, chunks, read, None, None)
-            return None, check
-        response.stream = io.wiring.replay(  # the failing event itself is never replayed
-            stream, chunks, check.trimmed(read), None, _stream_failure(check, problem, error)
-        )
-        return check.outcome(problem, response.status_code), check
-
-
 def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception | None) -> Failure:
     def failure() -> BaseException:
         error = check.error(problem)
@@ -551,14 +403,11 @@ def _inner(transport: Any, wiring: _Wiring, library: Library) -> Any:
 
 
 class _Transport(Generic[Inner]):
-    """What the sync and async transports share: building the loop's options and I/O.
-
-    *Inner* is the type of the inner transport the library's class takes.
-    """
+    """What the sync and async transports share: the options, the I/O, and the attempt loop
+    written once (*Inner*: the inner transport's type)."""
 
     _library: ClassVar[Library]
     _sync: ClassVar[bool]
-    _core: _Retrying
 
     def __init__(
         self,
@@ -570,12 +419,11 @@ class _Transport(Generic[Inner]):
         wiring = library.sync if self._sync else library.async_
         inner = _inner(transport, wiring, library)
         name = "RetryTransport" if self._sync else "AsyncRetryTransport"
-        core = _Retrying(AdapterOptions(policy=policy, name=name, **options), library)
-        self._core = core
-        sleep = core.options.sleep if self._sync else core.options.async_sleep
+        self._options = opts = AdapterOptions(policy=policy, name=name, **options)
+        sleep = opts.sleep if self._sync else opts.async_sleep
         self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, sleep, wiring)
         self._transport = inner
-        self._first: FirstAttempt | None = core.options.first_attempt()
+        self._first: FirstAttempt | None = opts.first_attempt()
         """Set when a first attempt needs no loop (the fast path); None: always a loop."""
         self._request: type = library.Request
         self._may_stream = library.may_stream
@@ -583,10 +431,10 @@ class _Transport(Generic[Inner]):
     @property
     def policy(self) -> Policy:
         """The policy this transport retries by."""
-        return self._core.options.policy
+        return self._options.policy
 
     def __repr__(self) -> str:
-        options = self._core.options
+        options = self._options
         return f"<{options.name} policy={options.policy.name!r} transport={self._transport!r}>"
 
     def _settled(self, first: FirstAttempt, response: Any) -> bool:
@@ -596,6 +444,144 @@ class _Transport(Generic[Inner]):
         if (ok := first.known.get(status)) is None:
             ok = first.options.succeeds(status)
         return ok and status < 400 and not self._may_stream(response)
+
+    def _new_loop(self, request: Any) -> AttemptLoop:
+        """The attempt loop of *request* (the caller begins its first attempt)."""
+        library = self._library
+        if not isinstance(request, library.Request):
+            _mismatch(library, request, self._options.name)
+        # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
+        resendable = isinstance(request.stream, library.ByteStream)
+        return self._options.loop(request.method, resendable=resendable, host=self._host(request))
+
+    def _host(self, request: Any) -> str:
+        """The host that keys the policy's breaker: not even read without one (it costs)."""
+        return request.url.host if self._options.policy.breaker is not None else ""
+
+    def _later(self, first: FirstAttempt, started: float, request: Any) -> AttemptLoop:
+        """The loop of *request* (of this library) whose first attempt went out already."""
+        resendable = isinstance(request.stream, self._library.ByteStream)
+        return first.loop(started, request.method, resendable=resendable, host=self._host(request))
+
+    def _retrying(self, request: Any) -> bool:
+        """Whether *request* is the policy's to retry (see :meth:`AdapterOptions.loop`)."""
+        return isinstance(request.stream, self._library.ByteStream) and self._options.retries(
+            request.method
+        )
+
+    async def _attempts(
+        self, request: Any, loop: AttemptLoop | None = None, sent: Any = None
+    ) -> Any:
+        """Send *request* until the policy is satisfied or gives up; the final response.
+
+        *loop* and *sent* (the response, or the exception raised) are the first
+        attempt's, when the shell made it itself.
+        """
+        io = self._io
+        if loop is None:
+            loop = self._new_loop(request)
+        while True:
+            if sent is None:  # an attempt to make (not the shell's first, made already)
+                if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
+                    await io.pause(hold)
+                sent = await _send(io, request)
+            if isinstance(sent, self._library.Response):
+                final, wait = await self._judge(loop, request, sent)
+                if final is not None:
+                    # the failures' tracebacks hold this frame (their f_back): without the
+                    # loop in it they are freed now, not by the garbage collector
+                    loop = sent = None
+                    return final
+            else:
+                assert sent is not None  # noqa: S101 - an attempt was made
+                wait = await io.failed(loop, loop.judge_exception(sent))
+                if wait is None:
+                    loop = None
+                    try:
+                        raise sent  # unchanged
+                    finally:
+                        sent = None
+            if wait:
+                await io.pause(wait)
+            sent = None
+
+    async def _judge(
+        self, loop: AttemptLoop, request: Any, response: Any
+    ) -> tuple[Any, float | None]:
+        """(the final response, or None and the seconds to wait) after *response*."""
+        io = self._io
+        check: StreamCheck | None = None
+        status = response.status_code
+        try:
+            if status >= 400:
+                outcome = await self._error_body(loop, response)
+            elif 200 <= status < 300 and _is_stream(request, response):
+                outcome, check = await self._event_stream(response)
+            else:
+                outcome = loop.judge(status, response.headers)
+        except BaseException:
+            await _release(io, response)
+            raise
+        if outcome is None:
+            await io.succeeded(loop)
+            return _hand_over(loop, response, None, check), None
+        wait = await io.failed(loop, outcome)
+        if wait is None:
+            try:
+                return _hand_over(loop, response, outcome, check), None
+            except Exception:  # raise_on_give_up: the response goes nowhere
+                await _release(io, response)
+                raise
+        await _release(io, response)  # before the wait: a pool of one must not deadlock
+        return None, wait
+
+    async def _error_body(self, loop: AttemptLoop, response: Any) -> Outcome | None:
+        """Judge an error response by a bounded prefix of its body, replayed to the caller."""
+        io = self._io
+        stream = response.stream
+        chunks = io.chunks(stream)
+        size = [0]
+
+        def more(chunk: bytes) -> bool:
+            size[0] += len(chunk)
+            return size[0] < MAX_ERROR_BODY
+
+        read, ended, error = await _take(io, chunks, more)
+        if ended:
+            await io.close(stream)  # the whole body is in hand: free the connection now
+        failure = None if error is None else (lambda: error)
+        response.stream = io.wiring.replay(stream, chunks, read, None if ended else chunks, failure)
+        encoding = response.headers.get("content-encoding")
+        return loop.judge(
+            response.status_code, response.headers, b"".join(read), content_encoding=encoding
+        )
+
+    async def _event_stream(self, response: Any) -> tuple[Outcome | None, StreamCheck]:
+        """Read an event stream up to its first content; the rest is checked as it is read."""
+        io = self._io
+        stream = response.stream
+        chunks = io.chunks(stream)
+        check = self._options.stream_check(
+            content_encoding=response.headers.get("content-encoding")
+        )
+        read, ended, error = await _take(
+            io, chunks, lambda chunk: check.feed(chunk) is None and not check.committed
+        )
+        if not ended and check.problem is None:  # committed: the caller gets it, checked to its end
+            response.stream = io.wiring.replay(stream, chunks, read, io.guard(check, chunks), None)
+            return None, check
+        await io.close(stream)  # ended or failed: nothing more is read
+        problem = check.problem
+        # a stream that completed is a success, whatever the connection did next
+        if problem is None:
+            problem = check.close() if error is None else check.lost(error)
+        if problem is None:
+            response.stream = io.wiring.replay(stream, chunks, read, None, None)
+            return None, check
+        response.stream = io.wiring.replay(  # the failing event itself is never replayed
+            stream, chunks, check.trimmed(read), None, _stream_failure(check, problem, error)
+        )
+        return check.outcome(problem, response.status_code), check
 
 
 def _mark(response: Any) -> Any:
@@ -632,20 +618,18 @@ class SyncTransport(_Transport[Inner]):
         else:
             if self._settled(first, sent):
                 if first.needs_news():
-                    first.news(self._core.retrying(request))
+                    first.news(self._retrying(request))
                 return _mark(sent)
-        core = self._core
-        handled = core.handle(request, self._io, core.later(first, started, request), sent)
+        handled = self._attempts(request, self._later(first, started, request), sent)
         sent = None  # an error's traceback holds this frame: no way back to the error from it
         return _run(handled)
 
     def _handle(self, request: Any) -> Any:
         """:meth:`handle_request` with a loop from the start (a limiter or breaker to ask,
         ``before_attempt`` to tell, or a request of a type to check)."""
-        core = self._core
-        loop = core.first(request)
+        loop = self._new_loop(request)
         if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
-            core.options.sleep(hold)
+            self._options.sleep(hold)
         sent: Any
         try:
             sent = self._transport.handle_request(request)
@@ -660,7 +644,7 @@ class SyncTransport(_Transport[Inner]):
             ):
                 loop.succeeded()
                 return _hand_over(loop, sent, None, None)
-        handled = core.handle(request, self._io, loop, sent)
+        handled = self._attempts(request, loop, sent)
         loop = sent = None  # type: ignore[assignment] # as in handle_request: no cycle back
         return _run(handled)
 
@@ -679,7 +663,7 @@ class AsyncTransport(_Transport[Inner]):
         case settled without a loop, as :meth:`SyncTransport.handle_request` does)."""
         first = self._first
         if first is None or type(request) is not self._request:
-            return await self._core.handle(request, self._io)
+            return await self._attempts(request)
         started = first.started()
         sent: Any
         try:
@@ -689,10 +673,9 @@ class AsyncTransport(_Transport[Inner]):
         else:
             if self._settled(first, sent):
                 if first.needs_news():
-                    await first.anews(self._core.retrying(request))
+                    await first.anews(self._retrying(request))
                 return _mark(sent)
-        core = self._core
-        handled = core.handle(request, self._io, core.later(first, started, request), sent)
+        handled = self._attempts(request, self._later(first, started, request), sent)
         sent = None  # as in handle_request: no way back to the error from this frame
         return await handled
 

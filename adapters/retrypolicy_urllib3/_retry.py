@@ -86,16 +86,14 @@ class PolicyRetry(Retry):
         name: str = "urllib3.urlopen",
         **options: Unpack[AdapterKeywords],
     ) -> None:
-        options_ = AdapterOptions(policy=policy, name=name, **options)
         super().__init__(
             total=None,  # urllib3's counters stay unset: every limit is the policy's
             redirect=redirect,
-            allowed_methods=options_.methods,
             raise_on_redirect=raise_on_redirect,
             raise_on_status=raise_on_status,
             remove_headers_on_redirect=remove_headers_on_redirect,
         )
-        self._use(options_)
+        self._use(AdapterOptions(policy=policy, name=name, **options))
         self.loop: AttemptLoop | None = None
         """The request's attempt loop; None until its first failure (and on a pool's object)."""
         self.state: AttemptState | None = None
