@@ -77,11 +77,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _attempts(exc: BaseException, response: Any) -> int:
     """The attempts behind *exc*: its response's extension, or the count the transport
     set on the exception it re-raised (the SDK wraps that one); 1 when neither says."""
-    if response is not None:
-        extensions = getattr(response, "extensions", None)
-        count = extensions.get(ATTEMPTS_EXTENSION) if isinstance(extensions, dict) else None
-        if type(count) is int:
-            return count
+    extensions = getattr(response, "extensions", None)  # None without a response
+    count = extensions.get(ATTEMPTS_EXTENSION) if isinstance(extensions, dict) else None
+    if type(count) is int:
+        return count
     for e in _chain(exc):
         count = e.__dict__.get(ATTEMPTS_ATTRIBUTE)
         if type(count) is int:
@@ -91,18 +90,16 @@ def _attempts(exc: BaseException, response: Any) -> int:
 
 def _exhausted(exc: BaseException, response: Any) -> bool:
     """Whether the transport already retried this failure to the end."""
-    if response is not None and getattr(response, "__dict__", {}).get(EXHAUSTED) is True:
+    if getattr(response, "__dict__", {}).get(EXHAUSTED) is True:  # {} without a response
         return True
     return any(e.__dict__.get(EXHAUSTED) is True for e in _chain(exc))
 
 
 def _describe(exc: BaseException) -> str:
     """``APIConnectionError: Connection error. (ConnectError: ...)``: what the caller saw."""
-    text = f"{type(exc).__name__}: {exc}"
     cause = exc.__cause__
-    if cause is not None:
-        text += f" ({type(cause).__name__}: {cause})"
-    return text
+    because = "" if cause is None else f" ({type(cause).__name__}: {cause})"
+    return f"{type(exc).__name__}: {exc}{because}"
 
 
 def classify(exc: BaseException, policy: Policy | None = None) -> Classification:
