@@ -43,17 +43,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import ModuleType
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    ClassVar,
-    Final,
-    Generic,
-    NamedTuple,
-    NoReturn,
-    TypeVar,
-    Unpack,
-)
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NamedTuple, TypeVar, Unpack
 
 from retrypolicy import Policy
 from retrypolicy.transport import (
@@ -375,8 +365,8 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     raise RuntimeError(msg)  # pragma: no cover
 
 
-def _mismatch(library: Library, request: object, name: str) -> NoReturn:
-    """A transport of one library mounted in a client of the other: say what to use."""
+def _mismatch(library: Library, request: object, name: str) -> TypeError:
+    """A transport of one library mounted in a client of the other: what to use instead."""
     theirs = type(request).__module__.partition(".")[0]
     hint = ""
     if theirs == library.other:
@@ -385,7 +375,7 @@ def _mismatch(library: Library, request: object, name: str) -> NoReturn:
         f"{_home(library.name)}.{name} is a transport for {library.name} clients, but it was "
         f"given a {type(request).__module__}.{type(request).__qualname__}{hint}"
     )
-    raise TypeError(msg)
+    return TypeError(msg)
 
 
 def _inner(transport: Any, wiring: _Wiring, library: Library) -> Any:
@@ -449,7 +439,7 @@ class _Transport(Generic[Inner]):
         """The attempt loop of *request* (the caller begins its first attempt)."""
         library = self._library
         if not isinstance(request, library.Request):
-            _mismatch(library, request, self._options.name)
+            raise _mismatch(library, request, self._options.name)
         # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
         resendable = isinstance(request.stream, library.ByteStream)
         return self._options.loop(request.method, resendable=resendable, host=self._host(request))
