@@ -52,10 +52,8 @@ class RetryMiddleware:
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Send *request* through *handler* until the policy is satisfied or gives up."""
-        one_shot = isinstance(request.body, AsyncIterablePayload)
-        loop = self.options.loop(
-            request.method, resendable=not one_shot, host=request.url.host or ""
-        )
+        resendable = not isinstance(request.body, AsyncIterablePayload)  # one-shot: sent once
+        loop = self.options.loop(request.method, resendable=resendable, host=request.url.host or "")
 
         async def attempt() -> Exchange:
             response = await handler(request)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, Unpack
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, NamedTuple, TypeVar, Unpack
 
 from retrypolicy import Policy
 from retrypolicy.transport import (
@@ -65,6 +65,8 @@ __all__ = ["ATTEMPTS_EXTENSION", "AsyncTransport", "Library", "SyncTransport"]
 
 ATTEMPTS_EXTENSION: Final = "retrypolicy.attempts"
 """The ``response.extensions`` key that says how many attempts a final response took."""
+
+Inner = TypeVar("Inner")
 
 Failure = Callable[[], BaseException]
 """Builds the exception a replayed body ends with (late: the attempts are known then)."""
@@ -117,8 +119,7 @@ class _AsyncReplay(_Body):
                 yield chunk
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        body = self._body()
-        self._open = body
+        body = self._open = self._body()
         return body
 
     async def aclose(self) -> None:
@@ -138,11 +139,11 @@ class _AsyncReplay(_Body):
 
 
 class _Wiring(NamedTuple):
-    """The non-I/O parts where sync and async differ: which stream, iterator, guard, body."""
+    """One library's classes for one side (sync or async): transports, stream, body."""
 
+    base: type  # the library's BaseTransport or AsyncBaseTransport
+    default: Callable[[], Any]  # the inner transport by default: its (Async)HTTPTransport
     stream: type  # the library's SyncByteStream or AsyncByteStream
-    open: Callable[[Any], Any]  # iter or aiter
-    guard: Callable[[StreamCheck, Any], Any]  # StreamCheck.guard or .aguard
     replay: Callable[..., Any]  # the final body: a stream of the library's own type
 
 
@@ -155,10 +156,6 @@ class Library(NamedTuple):
     ByteStream: Any
     sync: _Wiring
     async_: _Wiring
-    BaseTransport: type
-    AsyncBaseTransport: type
-    HTTPTransport: Callable[[], Any]
-    AsyncHTTPTransport: Callable[[], Any]
     other: str
     """The other library's name: in a TypeError that says which transport to use."""
     may_stream: Callable[[Any], bool]
@@ -167,29 +164,24 @@ class Library(NamedTuple):
     @classmethod
     def of(cls, module: ModuleType, other: str) -> Library:
         """The record of *module* (``httpx`` or ``httpx2``), its replay bodies made once."""
-        replay = type("_Replay", (_Replay, module.SyncByteStream), {"__module__": __name__})
-        areplay = type(
-            "_AsyncReplay", (_AsyncReplay, module.AsyncByteStream), {"__module__": __name__}
-        )
+        m, here = module, {"__module__": __name__}
+        replay = type("_Replay", (_Replay, m.SyncByteStream), here)
+        areplay = type("_AsyncReplay", (_AsyncReplay, m.AsyncByteStream), here)
         return cls(
-            name=module.__name__,
-            Request=module.Request,
-            Response=module.Response,
-            ByteStream=module.ByteStream,
-            sync=_Wiring(module.SyncByteStream, iter, StreamCheck.guard, replay),
-            async_=_Wiring(module.AsyncByteStream, aiter, StreamCheck.aguard, areplay),
-            BaseTransport=module.BaseTransport,
-            AsyncBaseTransport=module.AsyncBaseTransport,
-            HTTPTransport=module.HTTPTransport,
-            AsyncHTTPTransport=module.AsyncHTTPTransport,
+            name=m.__name__,
+            Request=m.Request,
+            Response=m.Response,
+            ByteStream=m.ByteStream,
+            sync=_Wiring(m.BaseTransport, m.HTTPTransport, m.SyncByteStream, replay),
+            async_=_Wiring(m.AsyncBaseTransport, m.AsyncHTTPTransport, m.AsyncByteStream, areplay),
             other=other,
             may_stream=_listed_type if _lists(module) else _raw_type,
         )
 
-    def where(self, cls: str) -> str:
-        """The import that gives the *cls* transport of this library."""
-        module = "retrypolicy_httpx" if self.name == "httpx" else "retrypolicy_httpx.httpx2"
-        return f"{module}.{cls}"
+
+def _home(library: str) -> str:
+    """The package whose transports are those of *library* (``httpx`` or ``httpx2``)."""
+    return "retrypolicy_httpx" if library == "httpx" else "retrypolicy_httpx.httpx2"
 
 
 def _lists(module: ModuleType) -> bool:
@@ -227,6 +219,7 @@ class _Shell:
     """What the sync and async I/O share: the inner transport, the sleeper, the wiring."""
 
     __slots__ = ("sleep", "transport", "wiring")
+    open: Any  # iter or aiter (a class attribute of each side)
 
     def __init__(self, transport: Any, sleep: Any, wiring: _Wiring) -> None:
         self.transport = transport
@@ -239,13 +232,15 @@ class _Shell:
         if not isinstance(stream, wiring.stream):
             msg = f"{self.transport!r} returned a {type(stream).__name__}, not {wiring.stream}"
             raise TypeError(msg)
-        return wiring.open(stream)
+        return self.open(stream)
 
 
 class _SyncIO(_Shell):
     """The inner transport's I/O for the shared coroutine, done at once (never suspends)."""
 
     __slots__ = ()
+    open = staticmethod(iter)
+    guard = staticmethod(StreamCheck.guard)
 
     async def send(self, request: Any) -> Any:
         return self.transport.handle_request(request)
@@ -253,11 +248,8 @@ class _SyncIO(_Shell):
     async def next(self, chunks: Iterator[bytes]) -> bytes | None:
         return next(chunks, None)
 
-    async def end(self, stream: Any) -> None:
+    async def close(self, stream: Any) -> None:  # a response, or a response's stream
         stream.close()
-
-    async def close(self, response: Any) -> None:
-        response.close()
 
     async def pause(self, seconds: float) -> None:
         self.sleep(seconds)
@@ -276,6 +268,8 @@ class _AsyncIO(_Shell):
     """:class:`_SyncIO` for an async inner transport."""
 
     __slots__ = ()
+    open = staticmethod(aiter)
+    guard = staticmethod(StreamCheck.aguard)
 
     async def send(self, request: Any) -> Any:
         return await self.transport.handle_async_request(request)
@@ -283,11 +277,8 @@ class _AsyncIO(_Shell):
     async def next(self, chunks: AsyncIterator[bytes]) -> bytes | None:
         return await anext(chunks, None)
 
-    async def end(self, stream: Any) -> None:
+    async def close(self, stream: Any) -> None:
         await stream.aclose()
-
-    async def close(self, response: Any) -> None:
-        await response.aclose()
 
     async def pause(self, seconds: float) -> None:
         await self.sleep(seconds)
@@ -340,63 +331,152 @@ async def _release(io: IO, response: Any) -> None:
         await io.close(response)
 
 
-class _Retrying:
-    """What both transports share: the options, and the attempt loop written once."""
+def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception | None) -> Failure:
+    def failure() -> BaseException:
+        error = check.error(problem)
+        error.__cause__ = cause
+        return error
 
-    __slots__ = ("inner", "library", "options")
+    return failure
 
-    def __init__(self, options: AdapterOptions, inner: object, library: Library) -> None:
-        self.options = options
-        self.inner = inner
-        self.library = library
+
+def _is_stream(request: Any, response: Any) -> bool:
+    """Whether *response* is an event stream to check to its last event."""
+    # the seam decides; the scan (cheaper than httpx's own look-up) spares it the common JSON
+    return request.method != "HEAD" and _raw_type(response) and is_event_stream(response.headers)
+
+
+def _hand_over(
+    loop: AttemptLoop, response: Any, outcome: Outcome | None, check: StreamCheck | None
+) -> Any:
+    """The final response, marked with its attempts (or the error raised on give-up)."""
+    response.extensions[ATTEMPTS_EXTENSION] = loop.attempts
+    return loop.finish(response, outcome, check)
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (its I/O is :class:`_SyncIO`) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()  # pragma: no cover - _SyncIO never suspends
+    msg = "a sync RetryTransport attempt suspended"  # pragma: no cover
+    raise RuntimeError(msg)  # pragma: no cover
+
+
+def _mismatch(library: Library, request: object, name: str) -> TypeError:
+    """A transport of one library mounted in a client of the other: what to use instead."""
+    theirs = type(request).__module__.partition(".")[0]
+    hint = ""
+    if theirs == library.other:
+        hint = f": use {_home(theirs)}.{name} (openai's DefaultHttpxClient is an httpx2.Client)"
+    msg = (
+        f"{_home(library.name)}.{name} is a transport for {library.name} clients, but it was "
+        f"given a {type(request).__module__}.{type(request).__qualname__}{hint}"
+    )
+    return TypeError(msg)
+
+
+def _inner(transport: Any, wiring: _Wiring, library: Library) -> Any:
+    """The inner transport: *transport*, checked, or a new default one."""
+    inner = wiring.default() if transport is None else transport
+    if isinstance(inner, wiring.base):
+        return inner
+    msg = f"transport {transport!r}: expected a {library.name}.{wiring.base.__qualname__}"
+    if type(inner).__module__.partition(".")[0] == library.other:
+        msg += f" (for a {library.other} transport, use the transports of {_home(library.other)})"
+    raise TypeError(msg)
+
+
+# --------------------------------------------------------------------------- the transports
+
+
+class _Transport(Generic[Inner]):
+    """What the sync and async transports share: the options, the I/O, and the attempt loop
+    written once (*Inner*: the inner transport's type)."""
+
+    _library: ClassVar[Library]
+    _sync: ClassVar[bool]
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        transport: Inner | None = None,
+        **options: Unpack[AdapterKeywords],
+    ) -> None:
+        library = self._library
+        wiring = library.sync if self._sync else library.async_
+        inner = _inner(transport, wiring, library)
+        name = "RetryTransport" if self._sync else "AsyncRetryTransport"
+        self._options = opts = AdapterOptions(policy=policy, name=name, **options)
+        sleep = opts.sleep if self._sync else opts.async_sleep
+        self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, sleep, wiring)
+        self._transport = inner
+        self._first: FirstAttempt | None = opts.first_attempt()
+        """Set when a first attempt needs no loop (the fast path); None: always a loop."""
+        self._request: type = library.Request
+        self._may_stream = library.may_stream
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this transport retries by."""
+        return self._options.policy
 
     def __repr__(self) -> str:
-        return f"policy={self.options.policy.name!r} transport={self.inner!r}"
+        options = self._options
+        return f"<{options.name} policy={options.policy.name!r} transport={self._transport!r}>"
 
-    def first(self, request: Any) -> AttemptLoop:
+    def _settled(self, first: FirstAttempt, response: Any) -> bool:
+        """Whether a first attempt's *response* ends the request here: a status the policy
+        counts as success, below 400, and nothing that may be an event stream to read."""
+        status = response.status_code
+        if (ok := first.known.get(status)) is None:
+            ok = first.options.succeeds(status)
+        return ok and status < 400 and not self._may_stream(response)
+
+    def _new_loop(self, request: Any) -> AttemptLoop:
         """The attempt loop of *request* (the caller begins its first attempt)."""
-        library = self.library
+        library = self._library
         if not isinstance(request, library.Request):
-            _mismatch(library, request, self.options.name)
+            raise _mismatch(library, request, self._options.name)
         # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
         resendable = isinstance(request.stream, library.ByteStream)
-        return self.options.loop(request.method, resendable=resendable, host=self.host(request))
+        return self._options.loop(request.method, resendable=resendable, host=self._host(request))
 
-    def host(self, request: Any) -> str:
+    def _host(self, request: Any) -> str:
         """The host that keys the policy's breaker: not even read without one (it costs)."""
-        return request.url.host if self.options.policy.breaker is not None else ""
+        return request.url.host if self._options.policy.breaker is not None else ""
 
-    def later(self, first: FirstAttempt, started: float, request: Any) -> AttemptLoop:
+    def _later(self, first: FirstAttempt, started: float, request: Any) -> AttemptLoop:
         """The loop of *request* (of this library) whose first attempt went out already."""
-        resendable = isinstance(request.stream, self.library.ByteStream)
-        return first.loop(started, request.method, resendable=resendable, host=self.host(request))
+        resendable = isinstance(request.stream, self._library.ByteStream)
+        return first.loop(started, request.method, resendable=resendable, host=self._host(request))
 
-    def retrying(self, request: Any) -> bool:
+    def _retrying(self, request: Any) -> bool:
         """Whether *request* is the policy's to retry (see :meth:`AdapterOptions.loop`)."""
-        return isinstance(request.stream, self.library.ByteStream) and self.options.retries(
+        return isinstance(request.stream, self._library.ByteStream) and self._options.retries(
             request.method
         )
 
-    async def handle(
-        self,
-        request: Any,
-        io: IO,
-        loop: AttemptLoop | None = None,
-        sent: Any = None,
+    async def _attempts(
+        self, request: Any, loop: AttemptLoop | None = None, sent: Any = None
     ) -> Any:
         """Send *request* until the policy is satisfied or gives up; the final response.
 
         *loop* and *sent* (the response, or the exception raised) are the first
         attempt's, when the shell made it itself.
         """
+        io = self._io
         if loop is None:
-            loop = self.first(request)
-            if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
-                await io.pause(hold)
-            sent = await _send(io, request)
+            loop = self._new_loop(request)
         while True:
-            if isinstance(sent, self.library.Response):
-                final, wait = await self._judge(loop, request, sent, io)
+            if sent is None:  # an attempt to make (not the shell's first, made already)
+                if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
+                    await io.pause(hold)
+                sent = await _send(io, request)
+            if isinstance(sent, self._library.Response):
+                final, wait = await self._judge(loop, request, sent)
                 if final is not None:
                     # the failures' tracebacks hold this frame (their f_back): without the
                     # loop in it they are freed now, not by the garbage collector
@@ -413,21 +493,20 @@ class _Retrying:
                         sent = None
             if wait:
                 await io.pause(wait)
-            if hold := await io.begin(loop):
-                await io.pause(hold)
-            sent = await _send(io, request)
+            sent = None
 
     async def _judge(
-        self, loop: AttemptLoop, request: Any, response: Any, io: IO
+        self, loop: AttemptLoop, request: Any, response: Any
     ) -> tuple[Any, float | None]:
         """(the final response, or None and the seconds to wait) after *response*."""
+        io = self._io
         check: StreamCheck | None = None
         status = response.status_code
         try:
             if status >= 400:
-                outcome = await self._error_body(loop, response, io)
+                outcome = await self._error_body(loop, response)
             elif 200 <= status < 300 and _is_stream(request, response):
-                outcome, check = await self._event_stream(response, io)
+                outcome, check = await self._event_stream(response)
             else:
                 outcome = loop.judge(status, response.headers)
         except BaseException:
@@ -446,8 +525,9 @@ class _Retrying:
         await _release(io, response)  # before the wait: a pool of one must not deadlock
         return None, wait
 
-    async def _error_body(self, loop: AttemptLoop, response: Any, io: IO) -> Outcome | None:
+    async def _error_body(self, loop: AttemptLoop, response: Any) -> Outcome | None:
         """Judge an error response by a bounded prefix of its body, replayed to the caller."""
+        io = self._io
         stream = response.stream
         chunks = io.chunks(stream)
         size = [0]
@@ -458,7 +538,7 @@ class _Retrying:
 
         read, ended, error = await _take(io, chunks, more)
         if ended:
-            await io.end(stream)  # the whole body is in hand: free the connection now
+            await io.close(stream)  # the whole body is in hand: free the connection now
         failure = None if error is None else (lambda: error)
         response.stream = io.wiring.replay(stream, chunks, read, None if ended else chunks, failure)
         encoding = response.headers.get("content-encoding")
@@ -466,29 +546,24 @@ class _Retrying:
             response.status_code, response.headers, b"".join(read), content_encoding=encoding
         )
 
-    async def _event_stream(self, response: Any, io: IO) -> tuple[Outcome | None, StreamCheck]:
+    async def _event_stream(self, response: Any) -> tuple[Outcome | None, StreamCheck]:
         """Read an event stream up to its first content; the rest is checked as it is read."""
+        io = self._io
         stream = response.stream
         chunks = io.chunks(stream)
-        check = self.options.stream_check(content_encoding=response.headers.get("content-encoding"))
-        problems: list[StreamProblem] = []
-
-        def more(chunk: bytes) -> bool:
-            problem = check.feed(chunk)
-            if problem is not None:
-                problems.append(problem)
-            return problem is None and not check.committed
-
-        read, ended, error = await _take(io, chunks, more)
-        if not ended and not problems:  # committed: the caller gets it, checked to its end
-            response.stream = io.wiring.replay(
-                stream, chunks, read, io.wiring.guard(check, chunks), None
-            )
+        check = self._options.stream_check(
+            content_encoding=response.headers.get("content-encoding")
+        )
+        read, ended, error = await _take(
+            io, chunks, lambda chunk: check.feed(chunk) is None and not check.committed
+        )
+        if not ended and check.problem is None:  # committed: the caller gets it, checked to its end
+            response.stream = io.wiring.replay(stream, chunks, read, io.guard(check, chunks), None)
             return None, check
-        await io.end(stream)  # ended or failed: nothing more is read
-        if problems:
-            problem: StreamProblem | None = problems[0]
-        else:  # a stream that completed is a success, whatever the connection did next
+        await io.close(stream)  # ended or failed: nothing more is read
+        problem = check.problem
+        # a stream that completed is a success, whatever the connection did next
+        if problem is None:
             problem = check.close() if error is None else check.lost(error)
         if problem is None:
             response.stream = io.wiring.replay(stream, chunks, read, None, None)
@@ -497,132 +572,6 @@ class _Retrying:
             stream, chunks, check.trimmed(read), None, _stream_failure(check, problem, error)
         )
         return check.outcome(problem, response.status_code), check
-
-
-def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception | None) -> Failure:
-    def failure() -> BaseException:
-        error = check.error(problem)
-        error.__cause__ = cause
-        return error
-
-    return failure
-
-
-def _is_stream(request: Any, response: Any) -> bool:
-    """Whether *response* is an event stream to check to its last event."""
-    if request.method == "HEAD":
-        return False
-    # the seam decides; this scan (a third cheaper than httpx's own look-up, on every
-    # success) only spares it the common JSON response
-    for key, value in response.headers.raw:
-        if len(key) == 12 and key.lower() == b"content-type":
-            return b"event-stream" in value.lower() and is_event_stream(response.headers)
-    return False
-
-
-def _hand_over(
-    loop: AttemptLoop,
-    response: Any,
-    outcome: Outcome | None,
-    check: StreamCheck | None,
-) -> Any:
-    """The final response, marked with its attempts (or the error raised on give-up)."""
-    response.extensions[ATTEMPTS_EXTENSION] = loop.attempts
-    final: Any = loop.finish(response, outcome, check)
-    return final
-
-
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends (its I/O is :class:`_SyncIO`) to its end."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        response: Any = done.value
-        return response
-    coro.close()  # pragma: no cover - _SyncIO never suspends
-    msg = "a sync RetryTransport attempt suspended"  # pragma: no cover
-    raise RuntimeError(msg)  # pragma: no cover
-
-
-def _mismatch(library: Library, request: object, name: str) -> NoReturn:
-    """A transport of one library mounted in a client of the other: say what to use."""
-    theirs = type(request).__module__.partition(".")[0]
-    hint = ""
-    if theirs == library.other:
-        right = "retrypolicy_httpx" if theirs == "httpx" else "retrypolicy_httpx.httpx2"
-        hint = f": use {right}.{name} (openai's DefaultHttpxClient is an httpx2.Client)"
-    msg = (
-        f"{library.where(name)} is a transport for {library.name} clients, but it was "
-        f"given a {type(request).__module__}.{type(request).__qualname__}{hint}"
-    )
-    raise TypeError(msg)
-
-
-def _inner(transport: Any, base: type, default: Callable[[], Any], library: Library) -> Any:
-    """The inner transport: *transport*, checked, or a new default one."""
-    inner = default() if transport is None else transport
-    if isinstance(inner, base):
-        return inner
-    msg = f"transport {transport!r}: expected a {library.name}.{base.__qualname__}"
-    if type(inner).__module__.partition(".")[0] == library.other:
-        msg += f" (for a {library.other} transport, use the transports of " + (
-            "retrypolicy_httpx.httpx2)" if library.other == "httpx2" else "retrypolicy_httpx)"
-        )
-    raise TypeError(msg)
-
-
-# --------------------------------------------------------------------------- the transports
-
-
-class _Transport:
-    """What the sync and async transports share: building the loop's options and I/O."""
-
-    _library: ClassVar[Library]
-    _sync: ClassVar[bool]
-    _core: _Retrying
-
-    def __init__(
-        self,
-        policy: Policy | None = None,
-        transport: Any = None,
-        **options: Unpack[AdapterKeywords],
-    ) -> None:
-        library, sync = self._library, self._sync
-        if sync:
-            inner = _inner(transport, library.BaseTransport, library.HTTPTransport, library)
-        else:
-            inner = _inner(
-                transport, library.AsyncBaseTransport, library.AsyncHTTPTransport, library
-            )
-        name = "RetryTransport" if sync else "AsyncRetryTransport"
-        core = _Retrying(AdapterOptions(policy=policy, name=name, **options), inner, library)
-        self._core = core
-        self._io: IO = (
-            _SyncIO(inner, core.options.sleep, library.sync)
-            if sync
-            else _AsyncIO(inner, core.options.async_sleep, library.async_)
-        )
-        self._transport = inner
-        self._first: FirstAttempt | None = core.options.first_attempt()
-        """Set when a first attempt needs no loop (the fast path); None: always a loop."""
-        self._request: type = library.Request
-        self._may_stream = library.may_stream
-
-    @property
-    def policy(self) -> Policy:
-        """The policy this transport retries by."""
-        return self._core.options.policy
-
-    def __repr__(self) -> str:
-        return f"<{self._core.options.name} {self._core!r}>"
-
-    def _settled(self, first: FirstAttempt, response: Any) -> bool:
-        """Whether a first attempt's *response* ends the request here: a status the policy
-        counts as success, below 400, and nothing that may be an event stream to read."""
-        status = response.status_code
-        if (ok := first.known.get(status)) is None:
-            ok = first.options.succeeds(status)
-        return ok and status < 400 and not self._may_stream(response)
 
 
 def _mark(response: Any) -> Any:
@@ -635,7 +584,7 @@ def _mark(response: Any) -> Any:
     return response
 
 
-class SyncTransport(_Transport):
+class SyncTransport(_Transport[Inner]):
     """The sync transport's body; a library's ``RetryTransport`` adds its base class."""
 
     _sync = True
@@ -659,20 +608,18 @@ class SyncTransport(_Transport):
         else:
             if self._settled(first, sent):
                 if first.needs_news():
-                    first.news(self._core.retrying(request))
+                    first.news(self._retrying(request))
                 return _mark(sent)
-        core = self._core
-        handled = core.handle(request, self._io, core.later(first, started, request), sent)
+        handled = self._attempts(request, self._later(first, started, request), sent)
         sent = None  # an error's traceback holds this frame: no way back to the error from it
         return _run(handled)
 
     def _handle(self, request: Any) -> Any:
         """:meth:`handle_request` with a loop from the start (a limiter or breaker to ask,
         ``before_attempt`` to tell, or a request of a type to check)."""
-        core = self._core
-        loop = core.first(request)
+        loop = self._new_loop(request)
         if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
-            core.options.sleep(hold)
+            self._options.sleep(hold)
         sent: Any
         try:
             sent = self._transport.handle_request(request)
@@ -687,7 +634,7 @@ class SyncTransport(_Transport):
             ):
                 loop.succeeded()
                 return _hand_over(loop, sent, None, None)
-        handled = core.handle(request, self._io, loop, sent)
+        handled = self._attempts(request, loop, sent)
         loop = sent = None  # type: ignore[assignment] # as in handle_request: no cycle back
         return _run(handled)
 
@@ -696,7 +643,7 @@ class SyncTransport(_Transport):
         self._transport.close()
 
 
-class AsyncTransport(_Transport):
+class AsyncTransport(_Transport[Inner]):
     """The async transport's body; a library's ``AsyncRetryTransport`` adds its base class."""
 
     _sync = False
@@ -706,7 +653,7 @@ class AsyncTransport(_Transport):
         case settled without a loop, as :meth:`SyncTransport.handle_request` does)."""
         first = self._first
         if first is None or type(request) is not self._request:
-            return await self._core.handle(request, self._io)
+            return await self._attempts(request)
         started = first.started()
         sent: Any
         try:
@@ -716,10 +663,9 @@ class AsyncTransport(_Transport):
         else:
             if self._settled(first, sent):
                 if first.needs_news():
-                    await first.anews(self._core.retrying(request))
+                    await first.anews(self._retrying(request))
                 return _mark(sent)
-        core = self._core
-        handled = core.handle(request, self._io, core.later(first, started, request), sent)
+        handled = self._attempts(request, self._later(first, started, request), sent)
         sent = None  # as in handle_request: no way back to the error from this frame
         return await handled
 

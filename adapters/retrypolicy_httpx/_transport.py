@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Unpack
-
 try:
     import httpx
 except ImportError as exc:
@@ -13,9 +11,6 @@ except ImportError as exc:
     )
     raise ModuleNotFoundError(_MISSING, name="httpx") from exc
 
-from retrypolicy import Policy
-from retrypolicy.transport import AdapterKeywords
-
 from ._core import ATTEMPTS_EXTENSION, AsyncTransport, Library, SyncTransport
 
 __all__ = ["ATTEMPTS_EXTENSION", "HTTPX", "AsyncRetryTransport", "RetryTransport"]
@@ -23,7 +18,7 @@ __all__ = ["ATTEMPTS_EXTENSION", "HTTPX", "AsyncRetryTransport", "RetryTransport
 HTTPX = Library.of(httpx, other="httpx2")
 
 
-class RetryTransport(SyncTransport, httpx.BaseTransport):
+class RetryTransport(SyncTransport[httpx.BaseTransport], httpx.BaseTransport):
     """An httpx transport that retries by *policy* (default ``rp.EUGPT``) around *transport*.
 
     ``httpx.Client(transport=RetryTransport())`` retries every request the
@@ -43,24 +38,8 @@ class RetryTransport(SyncTransport, httpx.BaseTransport):
 
     _library = HTTPX
 
-    def __init__(
-        self,
-        policy: Policy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        **options: Unpack[AdapterKeywords],
-    ) -> None:
-        super().__init__(policy, transport, **options)
 
-
-class AsyncRetryTransport(AsyncTransport, httpx.AsyncBaseTransport):
+class AsyncRetryTransport(AsyncTransport[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport):
     """:class:`RetryTransport` for ``httpx.AsyncClient`` (``async_sleep``, not ``sleep``)."""
 
     _library = HTTPX
-
-    def __init__(
-        self,
-        policy: Policy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        **options: Unpack[AdapterKeywords],
-    ) -> None:
-        super().__init__(policy, transport, **options)

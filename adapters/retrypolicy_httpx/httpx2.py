@@ -19,8 +19,6 @@ only, not httpx. (``retrypolicy_openai`` builds such clients in one call.)
 
 from __future__ import annotations
 
-from typing import Unpack
-
 try:
     import httpx2
 except ImportError as exc:
@@ -29,9 +27,6 @@ except ImportError as exc:
         "pip install httpx2 (or 'retrypolicy[openai]', whose SDK brings it)"
     )
     raise ModuleNotFoundError(_MISSING, name="httpx2") from exc
-
-from retrypolicy import Policy
-from retrypolicy.transport import AdapterKeywords as _AdapterKeywords
 
 from ._core import AsyncTransport as _AsyncTransport
 from ._core import Library as _Library
@@ -42,7 +37,7 @@ __all__ = ["AsyncRetryTransport", "RetryTransport"]
 _HTTPX2 = _Library.of(httpx2, other="httpx")
 
 
-class RetryTransport(_SyncTransport, httpx2.BaseTransport):
+class RetryTransport(_SyncTransport[httpx2.BaseTransport], httpx2.BaseTransport):
     """:class:`retrypolicy_httpx.RetryTransport` for an ``httpx2.Client``.
 
     The inner *transport* defaults to ``httpx2.HTTPTransport()``; mounted in an
@@ -51,24 +46,8 @@ class RetryTransport(_SyncTransport, httpx2.BaseTransport):
 
     _library = _HTTPX2
 
-    def __init__(
-        self,
-        policy: Policy | None = None,
-        transport: httpx2.BaseTransport | None = None,
-        **options: Unpack[_AdapterKeywords],
-    ) -> None:
-        super().__init__(policy, transport, **options)
 
-
-class AsyncRetryTransport(_AsyncTransport, httpx2.AsyncBaseTransport):
+class AsyncRetryTransport(_AsyncTransport[httpx2.AsyncBaseTransport], httpx2.AsyncBaseTransport):
     """:class:`retrypolicy_httpx.AsyncRetryTransport` for an ``httpx2.AsyncClient``."""
 
     _library = _HTTPX2
-
-    def __init__(
-        self,
-        policy: Policy | None = None,
-        transport: httpx2.AsyncBaseTransport | None = None,
-        **options: Unpack[_AdapterKeywords],
-    ) -> None:
-        super().__init__(policy, transport, **options)

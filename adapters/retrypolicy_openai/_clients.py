@@ -66,10 +66,8 @@ class ClientKeywords(AdapterKeywords, total=False):
 
 def _split(options: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the transport's keywords, the SDK's), refusing what would undo the point."""
-    adapter: dict[str, Any] = {}
-    sdk: dict[str, Any] = {}
-    for key, value in options.items():
-        (adapter if key in _ADAPTER_KEYS else sdk)[key] = value
+    adapter = {key: value for key, value in options.items() if key in _ADAPTER_KEYS}
+    sdk = {key: value for key, value in options.items() if key not in _ADAPTER_KEYS}
     retries = sdk.pop("max_retries", 0)
     if retries != 0:
         msg = (
@@ -86,31 +84,17 @@ def _split(options: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict
     return adapter, sdk
 
 
-def _not_ours(transport: object) -> None:
-    """Refuse a retrying transport as the inner one: two retry layers multiply."""
+def _inner(transport: Any, default: Any) -> Any:
+    """*transport*, or the SDK's own default: *default* with the SDK's connection limits.
+
+    A retrying transport is refused as the inner one: two retry layers multiply.
+    """
     if isinstance(transport, RetryTransport | AsyncRetryTransport):
         msg = (
             f"transport {transport!r}: expected the inner httpx2 transport, not a retrying "
             "one (the client adds the policy's own; two would multiply their attempts)"
         )
         raise TypeError(msg)
-
-
-def _sync_transport(
-    policy: Policy | None, transport: httpx2.BaseTransport | None, options: dict[str, Any]
-) -> RetryTransport:
-    return RetryTransport(policy, _inner(transport, httpx2.HTTPTransport), **options)
-
-
-def _async_transport(
-    policy: Policy | None, transport: httpx2.AsyncBaseTransport | None, options: dict[str, Any]
-) -> AsyncRetryTransport:
-    return AsyncRetryTransport(policy, _inner(transport, httpx2.AsyncHTTPTransport), **options)
-
-
-def _inner(transport: Any, default: Any) -> Any:
-    """*transport*, or the SDK's own default: *default* with the SDK's connection limits."""
-    _not_ours(transport)
     return default(limits=openai.DEFAULT_CONNECTION_LIMITS) if transport is None else transport
 
 
@@ -131,7 +115,8 @@ def client(
     the SDK reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` as it always does.
     """
     adapter, sdk = _split(options, "client")
-    http = openai.DefaultHttpxClient(transport=_sync_transport(policy, transport, adapter))
+    retrying = RetryTransport(policy, _inner(transport, httpx2.HTTPTransport), **adapter)
+    http = openai.DefaultHttpxClient(transport=retrying)
     try:
         return openai.OpenAI(
             api_key=api_key, base_url=base_url, max_retries=0, http_client=http, **sdk
@@ -151,7 +136,8 @@ def async_client(
 ) -> openai.AsyncOpenAI:
     """:func:`client` for ``openai.AsyncOpenAI`` (``async_sleep``, not ``sleep``)."""
     adapter, sdk = _split(options, "async_client")
-    http = openai.DefaultAsyncHttpxClient(transport=_async_transport(policy, transport, adapter))
+    inner = _inner(transport, httpx2.AsyncHTTPTransport)
+    http = openai.DefaultAsyncHttpxClient(transport=AsyncRetryTransport(policy, inner, **adapter))
     # should this fail, the pool goes with it: it holds no connection yet (closing is async)
     return openai.AsyncOpenAI(
         api_key=api_key, base_url=base_url, max_retries=0, http_client=http, **sdk
@@ -163,7 +149,8 @@ _warned: list[bool] = [False]
 
 
 def _warn_once(given: openai.OpenAI | openai.AsyncOpenAI, policy: Policy) -> None:
-    if _warned[0]:
+    """:class:`SDKRetriesWarning`, when *given* retries by itself (once per process)."""
+    if _warned[0] or given.max_retries <= 0:
         return
     _warned[0] = True
     name = type(given).__name__
@@ -218,16 +205,14 @@ def wrap(
         )
         raise TypeError(msg)
     if isinstance(client, openai.AsyncOpenAI):
-        atransport = _async_transport(policy, transport, adapter)
-        if client.max_retries > 0:
-            _warn_once(client, atransport.policy)
-        return client.with_options(
-            max_retries=0, http_client=openai.DefaultAsyncHttpxClient(transport=atransport)
-        )
+        inner = _inner(transport, httpx2.AsyncHTTPTransport)
+        atransport = AsyncRetryTransport(policy, inner, **adapter)
+        _warn_once(client, atransport.policy)
+        http = openai.DefaultAsyncHttpxClient(transport=atransport)
+        return client.with_options(max_retries=0, http_client=http)
     if isinstance(client, openai.OpenAI):
-        stransport = _sync_transport(policy, transport, adapter)
-        if client.max_retries > 0:
-            _warn_once(client, stransport.policy)
+        stransport = RetryTransport(policy, _inner(transport, httpx2.HTTPTransport), **adapter)
+        _warn_once(client, stransport.policy)
         return client.with_options(
             max_retries=0, http_client=openai.DefaultHttpxClient(transport=stransport)
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-from retrypolicy import APIError, Classification, Policy, parse_error
+from retrypolicy import APIError, Classification, ErrorInfo, Policy, parse_error
 from retrypolicy.transport import (
     ATTEMPTS_ATTRIBUTE,
     EXHAUSTED,
@@ -51,13 +51,17 @@ def _response(exc: BaseException) -> Any:
     return response if isinstance(status, int) and not isinstance(status, bool) else None
 
 
-def _body(response: Any) -> bytes | None:
-    """The start of a response's body, if it was read (the SDK reads an error's body)."""
+def _envelope(response: Any) -> ErrorInfo | None:
+    """The error of a failed *response* (from the start of its body, if it was read: the
+    SDK reads an error's body); None when there is no response or it did not fail."""
+    if response is None or response.status_code < 400:
+        return None
     try:
         content = response.content
     except Exception:  # noqa: BLE001 - never read (a stream): the status alone decides
-        return None
-    return content[:MAX_ERROR_BODY] if isinstance(content, bytes) else None
+        content = None
+    body = content[:MAX_ERROR_BODY] if isinstance(content, bytes) else None
+    return parse_error(response.status_code, body, response.headers)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -73,11 +77,10 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 def _attempts(exc: BaseException, response: Any) -> int:
     """The attempts behind *exc*: its response's extension, or the count the transport
     set on the exception it re-raised (the SDK wraps that one); 1 when neither says."""
-    if response is not None:
-        extensions = getattr(response, "extensions", None)
-        count = extensions.get(ATTEMPTS_EXTENSION) if isinstance(extensions, dict) else None
-        if type(count) is int:
-            return count
+    extensions = getattr(response, "extensions", None)  # None without a response
+    count = extensions.get(ATTEMPTS_EXTENSION) if isinstance(extensions, dict) else None
+    if type(count) is int:
+        return count
     for e in _chain(exc):
         count = e.__dict__.get(ATTEMPTS_ATTRIBUTE)
         if type(count) is int:
@@ -87,18 +90,16 @@ def _attempts(exc: BaseException, response: Any) -> int:
 
 def _exhausted(exc: BaseException, response: Any) -> bool:
     """Whether the transport already retried this failure to the end."""
-    if response is not None and getattr(response, "__dict__", {}).get(EXHAUSTED) is True:
+    if getattr(response, "__dict__", {}).get(EXHAUSTED) is True:  # {} without a response
         return True
     return any(e.__dict__.get(EXHAUSTED) is True for e in _chain(exc))
 
 
 def _describe(exc: BaseException) -> str:
     """``APIConnectionError: Connection error. (ConnectError: ...)``: what the caller saw."""
-    text = f"{type(exc).__name__}: {exc}"
     cause = exc.__cause__
-    if cause is not None:
-        text += f" ({type(cause).__name__}: {cause})"
-    return text
+    because = "" if cause is None else f" ({type(cause).__name__}: {cause})"
+    return f"{type(exc).__name__}: {exc}{because}"
 
 
 def classify(exc: BaseException, policy: Policy | None = None) -> Classification:
@@ -111,13 +112,10 @@ def classify(exc: BaseException, policy: Policy | None = None) -> Classification
     their status and code; anything else as ``policy.classify(exception=exc)``.
     """
     policy = _policy(policy)
-    if isinstance(exc, APIError):
+    info = None if isinstance(exc, APIError) else _envelope(_response(exc))
+    if info is None:
         return policy.classify(exception=exc)
-    response = _response(exc)
-    if response is not None and response.status_code >= 400:
-        status = response.status_code
-        return policy.classify(status, parse_error(status, _body(response), response.headers).code)
-    return policy.classify(exception=exc)
+    return policy.classify(info.status, info.code)
 
 
 def api_error(exc: BaseException, policy: Policy | None = None) -> APIError:
@@ -138,10 +136,8 @@ def api_error(exc: BaseException, policy: Policy | None = None) -> APIError:
     policy = _policy(policy)
     response = _response(exc)
     attempts = _attempts(exc, response)
-    if response is not None and response.status_code >= 400:
-        status = response.status_code
-        info = parse_error(status, _body(response), response.headers)
-        verdict = policy.classify(status, info.code)
+    if (info := _envelope(response)) is not None:
+        verdict = policy.classify(info.status, info.code)
         hint = retry_after_from_headers(response.headers)
         error = _api_error(verdict, info, attempts=attempts, retry_after=hint)
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
+from itertools import chain
 from typing import Any, Unpack
 from urllib.parse import urlsplit
 
@@ -120,14 +121,14 @@ class RetryAdapter(HTTPAdapter):
             raw = response.raw
             body = raw.read(MAX_ERROR_BODY, decode_content=True) or b""
             ex.outcome = loop.judge(status, response.headers, body)
-            _replay(response, [body], _chunks(raw))
+            response.raw = _ReplayedRaw(raw, chain([body], _chunks(raw)))
         elif 200 <= status < 300 and is_event_stream(response.headers):
             check = self.options.stream_check()
             primed, rest = _prime(check, _chunks(response.raw))
             if check.problem is not None:
                 ex.outcome = check.outcome(check.problem, status)
             ex.check = check
-            _replay(response, primed, rest, check)
+            response.raw = _ReplayedRaw(response.raw, check.guard(rest, primed=primed))
         return ex
 
 
@@ -176,24 +177,9 @@ def _release(response: Response) -> None:
         response.close()
 
 
-def _replay(
-    response: Response,
-    read: list[bytes],
-    rest: Iterator[bytes],
-    check: StreamCheck | None = None,
-) -> None:
-    """Let the caller read the whole body: what we read, then the rest (checked, for streams)."""
-    chunks = check.guard(rest, primed=read) if check is not None else _chain(read, rest)
-    response.raw = _ReplayedRaw(response.raw, chunks)
-
-
-def _chain(first: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from first
-    yield from rest
-
-
 class _ReplayedRaw:
-    """A stand-in for ``response.raw`` that serves our (checked, decoded) byte iterator.
+    """A stand-in for ``response.raw`` that serves the whole body: what the adapter read,
+    then the rest (decoded; through the stream check, for an event stream).
 
     requests reads ``raw.stream()`` (``iter_content``, ``.content``) or
     ``raw.read()``; everything else (``release_conn``, ``close``, headers...) is
@@ -229,15 +215,10 @@ class _ReplayedRaw:
         """Read up to *amt* bytes (all with None), like ``HTTPResponse.read``."""
         parts = [self._buffer]
         size = len(self._buffer)
-        while amt is None or size < amt:
-            chunk = self._next()
-            if chunk is None:
-                break
+        while (amt is None or size < amt) and (chunk := self._next()) is not None:
             parts.append(chunk)
             size += len(chunk)
         data = b"".join(parts)
-        if amt is None:
-            self._buffer = b""
-            return data
-        data, self._buffer = data[:amt], data[amt:]
+        cut = len(data) if amt is None else amt
+        data, self._buffer = data[:cut], data[cut:]
         return data

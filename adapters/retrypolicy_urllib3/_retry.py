@@ -86,16 +86,14 @@ class PolicyRetry(Retry):
         name: str = "urllib3.urlopen",
         **options: Unpack[AdapterKeywords],
     ) -> None:
-        options_ = AdapterOptions(policy=policy, name=name, **options)
         super().__init__(
             total=None,  # urllib3's counters stay unset: every limit is the policy's
             redirect=redirect,
-            allowed_methods=options_.methods,
             raise_on_redirect=raise_on_redirect,
             raise_on_status=raise_on_status,
             remove_headers_on_redirect=remove_headers_on_redirect,
         )
-        self._use(options_)
+        self._use(AdapterOptions(policy=policy, name=name, **options))
         self.loop: AttemptLoop | None = None
         """The request's attempt loop; None until its first failure (and on a pool's object)."""
         self.state: AttemptState | None = None
@@ -224,13 +222,12 @@ class PolicyRetry(Retry):
         pool: ConnectionPool | None,
     ) -> None:
         """Raise what urllib3 expects on give-up, marked as the loop marked the failure."""
+        failed: object = error
         if response is not None and error is None:
             if self.options.raise_on_give_up:
                 response.drain_conn()
             loop.finish(response, outcome)  # marks it; raises its APIError on raise_on_give_up
-            failed: object = response
-        else:
-            failed = error if error is not None else ResponseError("nothing to retry")
+            failed = response
         decision = loop.decision
         reason = error
         if reason is None:
@@ -251,13 +248,11 @@ class PolicyRetry(Retry):
         location: str,
         pool: ConnectionPool | None,
     ) -> Self:
-        redirect = self.redirect
-        if redirect is not None:
-            redirect -= 1
-        history = (*self.history, RequestHistory(method, url, None, status, location))
+        redirect = None if self.redirect is None else self.redirect - 1
         if redirect is not None and redirect < 0:
             reason = ResponseError("too many redirects")
             raise MaxRetryError(pool, url, reason) from reason  # type: ignore[arg-type] # as urllib3
+        history = (*self.history, RequestHistory(method, url, None, status, location))
         clone = self.new(redirect=redirect, history=history)
         clone.delay = None
         return clone
@@ -356,10 +351,9 @@ def guard_stream(
     """
     mine = response.retries if isinstance(response.retries, PolicyRetry) else None
     if policy is None and mine is not None:
-        options = mine.options
+        options, loop = mine.options, mine.loop
     else:
-        options = AdapterOptions(policy=policy, name="urllib3.stream")
-    loop = mine.loop if mine is not None and mine.options is options else None
+        options, loop = AdapterOptions(policy=policy, name="urllib3.stream"), None
     encoding = None if getattr(response, "decode_content", True) else _encoding(response)
     status = response.status
     if options.policy.classify(status).kind != Kind.SUCCESS:
