@@ -84,6 +84,10 @@ GOOD_STREAM = (
     + frame({"type": "response.completed", "sequence_number": 3, "response": {"id": "resp_x"}})
 )
 
+EMPTY_COMPLETED_STREAM = frame(
+    {"type": "response.created", "sequence_number": 0, "response": {"id": "resp_x"}}
+) + frame({"type": "response.completed", "sequence_number": 1, "response": {"id": "resp_x"}})
+
 
 def closed_port_url() -> str:
     """A URL on a local port nobody listens on: connecting fails at once."""
@@ -274,6 +278,22 @@ def test_completed_stream_passes_through_byte_identical(server: FakeEUGPT, mode:
     assert result.error is None
     # the stream embeds its response id (resp_<request number>): the rest is identical
     assert re.sub(rb"resp_\d+", b"resp_N", result.body) == re.sub(rb"resp_\d+", b"resp_N", raw)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_that_completes_in_its_preamble_passes_through(
+    server: FakeEUGPT, mode: Mode
+) -> None:
+    """A stream that completes while still in its preamble (nothing to commit to: here the
+    caller counts its completion event as preamble too) was read whole while checked: it
+    reaches the caller exactly as sent, once, without an error."""
+    empty = EMPTY_COMPLETED_STREAM
+    server.script(sse(empty), sse(empty))
+    preamble = ("response.created", "response.completed")
+    result = exchange(mode, server.responses_url, preamble=preamble)
+    assert server.request_count == 1
+    assert result.error is None
+    assert result.body == empty.encode()
 
 
 @pytest.mark.parametrize("mode", MODES)

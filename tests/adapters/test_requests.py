@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import socket
 import sys
@@ -76,6 +77,24 @@ def test_final_error_body_readable_in_full(server: FakeEUGPT, instant: rp.testin
     server.script(Reply.error(400, detail=detail))
     response = post(session(), server)
     assert response.json()["detail"] == detail
+
+
+def test_final_error_body_readable_in_parts_from_raw(
+    server: FakeEUGPT, instant: rp.testing.Instant
+) -> None:
+    """With stream=True, response.raw.read(n) serves the peeked prefix and then the rest,
+    n bytes at a time, like urllib3's HTTPResponse.read: nothing lost, nothing doubled."""
+    detail = "y" * 100_000
+    server.script(Reply.error(400, detail=detail))
+    response = post(session(), server, stream=True)
+    raw = response.raw
+    parts = [raw.read(10), raw.read(70_000)]
+    parts.append(raw.read())
+    assert [len(p) for p in parts[:2]] == [10, 70_000]
+    assert raw.read() == b""
+    body = b"".join(parts)
+    assert len(body) > 100_000
+    assert json.loads(body)["detail"] == detail
 
 
 def test_raise_on_give_up(server: FakeEUGPT, instant: rp.testing.Instant) -> None:
