@@ -2,7 +2,8 @@
 
 ``python -m tests.batch_worker LEDGER EXECUTIONS JOBS SEED``: runs JOBS jobs (ids
 ``job-00000``...) through ``run_batch`` on LEDGER (an SQLite path or a redis:// URL), in
-an order shuffled by SEED. Each execution that succeeds appends its job id to the file
+an order shuffled by SEED, once it has been told to start (a line on stdin, after it
+printed ``ready``). Each execution that succeeds appends its job id to the file
 EXECUTIONS (one ``write`` with O_APPEND: lines from several processes never mix), then
 returns; the test counts the lines per id.
 """
@@ -29,6 +30,10 @@ def main(argv: list[str]) -> int:
     else:
         ledger = SQLiteLedger(ledger_spec)
     fd = os.open(executions, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # ready, then wait for the word to start: every worker has imported and opened its
+    # ledger before any claims a job, so a worker that started late still finds work
+    print("ready", flush=True)
+    sys.stdin.readline()
 
     def execute(job_id: str) -> str:
         os.write(fd, f"{job_id}\n".encode())

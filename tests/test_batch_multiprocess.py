@@ -24,7 +24,8 @@ WORKERS = 4
 
 
 def run_workers(ledger: str, executions: Path) -> list[tuple[int, int]]:
-    """Start the workers at once, wait for all; each one's (done by it, found done)."""
+    """Start the workers, let them go at once, wait for all; each one's (done by it, found
+    done)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     procs = [
         subprocess.Popen(  # noqa: S603 - our own module
@@ -39,12 +40,24 @@ def run_workers(ledger: str, executions: Path) -> list[tuple[int, int]]:
             ],
             cwd=ROOT,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i in range(WORKERS)
     ]
+    # a start barrier: on a loaded machine one worker could otherwise do every job before
+    # another has even imported the library, and "the work was shared" would not hold
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        line = proc.stdout.readline()
+        assert line == "ready\n", (line, proc.wait(timeout=120), proc.stderr.read())
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     reports = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
