@@ -269,9 +269,6 @@ def header_value(headers: object, name: str) -> str | None:
                 return direct.decode("latin-1") if isinstance(direct, bytes) else str(direct)
             if type(headers).__name__ in _CASE_INSENSITIVE:
                 return None
-    except (TypeError, ValueError, AttributeError):
-        return None
-    try:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for key, value in items:  # type: ignore[attr-defined] # any iterable of pairs; errors caught
             k = key.decode("latin-1") if isinstance(key, bytes) else str(key)

@@ -63,17 +63,15 @@ def _rules(value: Iterable[Rule]) -> tuple[Rule, ...]:
 
 
 def _opt_positive_int(_inst: object, attr: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         msg = f"{attr.name} {value!r}: expected a whole number >= 1 or None"
         raise ValueError(msg)
 
 
 def _opt_positive(_inst: object, attr: attrs.Attribute[float | None], value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+    ):
         msg = f"{attr.name} {value!r}: expected a number > 0 or None"
         raise ValueError(msg)
 
@@ -115,8 +113,6 @@ class Policy:
         """A copy with *changes* applied (``attrs.evolve``)."""
         return attrs.evolve(self, **changes)
 
-    # -- classification ------------------------------------------------------
-
     def classify(
         self,
         status: int | None = None,
@@ -150,10 +146,9 @@ class Policy:
                         reason=f"{type(exception).__name__} is not a failure this policy knows",
                     )
         key = (status, code, failure)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
+        found = self._cache.get(key)
+        if found is not None:
+            return found
         result = self._classify(status, code, failure)
         if len(self._cache) < _CACHE_LIMIT:  # codes are remote data: keep the cache bounded
             self._cache[key] = result
@@ -187,8 +182,6 @@ class Policy:
             max_retries=0,
             reason=f"{_describe(status, code, failure)} matches no rule: do not retry",
         )
-
-    # -- decisions -----------------------------------------------------------
 
     def decide(
         self,
@@ -279,8 +272,6 @@ class Policy:
             )
         return delay
 
-    # -- errors --------------------------------------------------------------
-
     def error_for(
         self, info: ErrorInfo, *, attempts: int = 1, retry_after: float | None = None
     ) -> APIError:
@@ -289,15 +280,11 @@ class Policy:
             self.classify(info.status, info.code), info, attempts=attempts, retry_after=retry_after
         )
 
-    # -- as data ---------------------------------------------------------------
-
     def to_toml(self) -> str:
         """This policy as a self-contained TOML file that :func:`retrypolicy.load_policy` reads
         back to an equal policy."""
         text: str = APPLIED["to_toml"](self)
         return text
-
-    # -- applying ------------------------------------------------------------
 
     def stats(self, *, store: Store | None = None) -> StormStats:
         """A frozen snapshot of this policy's budget, limiter and breakers, and this process's

@@ -96,10 +96,7 @@ class StatusMatch:
         codes: set[int] = set()
         classes: set[int] = set()
         for item in items:
-            if isinstance(item, bool):
-                msg = f"status {item!r}: expected an HTTP status 100-599 or a class like '5xx'"
-                raise ValueError(msg)
-            if isinstance(item, int):
+            if isinstance(item, int) and not isinstance(item, bool):
                 if not 100 <= item <= 599:
                     msg = f"status {item!r}: expected an HTTP status 100-599"
                     raise ValueError(msg)
@@ -186,12 +183,7 @@ class Rule:
             return False
         if self.status is not None and (status is None or status not in self.status):
             return False
-        if self.code is not None:
-            if code is None:
-                return False
-            if self.code not in (ANY_CODE, code):
-                return False
-        return True
+        return self.code is None or (code is not None and self.code in (ANY_CODE, code))
 
 
 @attrs.frozen

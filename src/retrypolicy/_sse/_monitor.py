@@ -43,6 +43,11 @@ class StreamProblem:
     failure: Failure | None
     events_seen: int
 
+    @classmethod
+    def incomplete(cls, message: str, events_seen: int) -> StreamProblem:
+        """A stream that cannot be taken as complete: :attr:`Failure.INCOMPLETE_STREAM`."""
+        return cls(None, message, Failure.INCOMPLETE_STREAM, events_seen)
+
 
 def _text(value: object) -> str | None:
     if isinstance(value, str):
@@ -160,14 +165,10 @@ class StreamMonitor:
         if events:
             self._inspect(events)
         if self._problem is None and decoder.overflowed and not self._completed:
-            self._problem = StreamProblem(
-                code=None,
-                message=(
-                    f"an event line longer than {self._max_line} bytes was discarded "
-                    f"after {_plural(self._events)}: the stream cannot be verified"
-                ),
-                failure=Failure.INCOMPLETE_STREAM,
-                events_seen=self._events,
+            self._problem = StreamProblem.incomplete(
+                f"an event line longer than {self._max_line} bytes was discarded "
+                f"after {_plural(self._events)}: the stream cannot be verified",
+                self._events,
             )
         return self._problem
 
@@ -184,13 +185,8 @@ class StreamMonitor:
         n = self._events
         where = "mid-event " if self._decoder.pending else ""
         last = f" (last event type: {self._last_type})" if self._last_type else ""
-        self._problem = StreamProblem(
-            code=None,
-            message=(
-                f"stream ended {where}after {_plural(n)} without {self._completed_type}{last}"
-            ),
-            failure=Failure.INCOMPLETE_STREAM,
-            events_seen=n,
+        self._problem = StreamProblem.incomplete(
+            f"stream ended {where}after {_plural(n)} without {self._completed_type}{last}", n
         )
         return self._problem
 
@@ -224,11 +220,8 @@ class StreamMonitor:
                 continue  # after completion only an error counts
             if seq is not None:
                 if prev is not None and seq != prev + 1:
-                    problem = StreamProblem(
-                        code=None,
-                        message=f"sequence_number jumped from {prev} to {seq}: corrupted stream",
-                        failure=Failure.INCOMPLETE_STREAM,
-                        events_seen=seen,
+                    problem = StreamProblem.incomplete(
+                        f"sequence_number jumped from {prev} to {seq}: corrupted stream", seen
                     )
                     self._problem_data = data
                     break

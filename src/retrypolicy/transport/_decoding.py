@@ -17,9 +17,6 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield  # an async generator that yields nothing
 
 
-# --------------------------------------------------------------------------- decoding
-
-
 def _step_for(coding: str) -> Callable[[bytes], Iterator[bytes]] | None:
     """An incremental decoder for one content coding; None when we cannot decode it."""
     if coding in ("gzip", "x-gzip"):

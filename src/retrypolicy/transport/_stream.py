@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import NoReturn
 
 from .._backoff import header_value
 from .._envelope import ErrorInfo
@@ -11,7 +10,6 @@ from .._errors import StreamError, api_error
 from .._outcome import Outcome, mark_exhausted
 from .._policy import Policy
 from .._redact import redact
-from .._rules import Failure
 from .._sse import StreamMonitor as _StreamMonitor
 from .._sse import StreamProblem
 from .._sse import bytes_before_event as _bytes_before_event
@@ -118,24 +116,18 @@ class StreamCheck:
         if m.completed:
             return None
         if self._ended_by is None:
-            self._ended_by = StreamProblem(
-                code=None,
-                message=(
-                    f"connection lost after {m.events_seen} events without response.completed "
-                    f"({type(exc).__name__})"
-                ),
-                failure=Failure.INCOMPLETE_STREAM,
-                events_seen=m.events_seen,
+            self._ended_by = StreamProblem.incomplete(
+                f"connection lost after {m.events_seen} events without response.completed "
+                f"({type(exc).__name__})",
+                m.events_seen,
             )
         return self._ended_by
 
     def _undecodable(self) -> StreamProblem:
         if self._ended_by is None:
-            self._ended_by = StreamProblem(
-                code=None,
-                message="the stream's Content-Encoding could not be decoded: it cannot be verified",
-                failure=Failure.INCOMPLETE_STREAM,
-                events_seen=self._monitor.events_seen,
+            self._ended_by = StreamProblem.incomplete(
+                "the stream's Content-Encoding could not be decoded: it cannot be verified",
+                self._monitor.events_seen,
             )
         return self._ended_by
 
@@ -159,9 +151,6 @@ class StreamCheck:
         if self.exhausted and c.retryable:
             mark_exhausted(err)
         return err
-
-    def _raise(self, problem: StreamProblem, cause: BaseException | None = None) -> NoReturn:
-        raise self.error(problem) from cause
 
     # -- guarding a body the caller reads ------------------------------------------------
 
@@ -262,9 +251,9 @@ class StreamCheck:
     def _broken(self, exc: Exception) -> None:
         problem = self.lost(exc)
         if problem is not None:
-            self._raise(problem, exc)
+            raise self.error(problem) from exc
 
     def _ended(self) -> None:
         problem = self.close()
         if problem is not None:
-            self._raise(problem)
+            raise self.error(problem) from None
