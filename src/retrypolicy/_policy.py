@@ -159,18 +159,13 @@ class Policy:
     ) -> Classification:
         for rule in self.rules:
             if rule.matches(status, code, failure):
-                what = _describe(status, code, failure)
-                if rule.retry and rule.max_retries:
-                    verdict = (
-                        f"retry up to {rule.max_retries} time{'s' if rule.max_retries != 1 else ''}"
-                    )
-                else:
-                    verdict = "do not retry"
+                n = rule.max_retries if rule.retry else 0
+                verdict = f"retry up to {n} time{'s' if n != 1 else ''}" if n else "do not retry"
                 return Classification(
                     rule.kind,
-                    retryable=rule.retry and rule.max_retries > 0,
-                    max_retries=rule.max_retries if rule.retry else 0,
-                    reason=f"{what} is {rule.kind}: {verdict}",
+                    retryable=n > 0,
+                    max_retries=n,
+                    reason=f"{_describe(status, code, failure)} is {rule.kind}: {verdict}",
                     advice=rule.advice,
                     rule=rule,
                 )
@@ -283,14 +278,12 @@ class Policy:
     def to_toml(self) -> str:
         """This policy as a self-contained TOML file that :func:`retrypolicy.load_policy` reads
         back to an equal policy."""
-        text: str = APPLIED["to_toml"](self)
-        return text
+        return cast("str", APPLIED["to_toml"](self))
 
     def stats(self, *, store: Store | None = None) -> StormStats:
         """A frozen snapshot of this policy's budget, limiter and breakers, and this process's
         counters (:func:`retrypolicy.stores.stats`; *store*: the default store unless given)."""
-        snapshot: StormStats = APPLIED["stats"](self, store=store)
-        return snapshot
+        return cast("StormStats", APPLIED["stats"](self, store=store))
 
     @overload
     def retry(self, fn: F, /) -> F: ...

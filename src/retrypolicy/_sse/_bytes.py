@@ -62,8 +62,7 @@ class LazyDecoder(SSEDecoder):
         self._lazy_error = error_type
 
     @property
-    def pending(self) -> bool:
-        """True if the bytes received so far end inside an event (a cut stream, at EOF)."""
+    def pending(self) -> bool:  # ExactDecoder.pending, a raw partial line included
         return bool(self._raw) or super().pending
 
     def _feed_lazy(self, chunk: bytes) -> list[tuple[str, str]]:

@@ -143,8 +143,6 @@ class ExactDecoder:
         self._close(out, pairs=False)
         return out
 
-    # -- internals ---------------------------------------------------------------
-
     # _feed_pairs / _close_pairs are feed / close for StreamMonitor, which needs only the
     # event type and data of each event: they return (event, data) tuples, sparing the
     # construction of an SSEEvent per event (most of the decoder's cost on small frames).

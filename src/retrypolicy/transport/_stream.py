@@ -131,8 +131,6 @@ class StreamCheck:
             )
         return self._ended_by
 
-    # -- what the policy makes of a problem -------------------------------------------
-
     def outcome(self, problem: StreamProblem, status: int = 200) -> Outcome:
         """The outcome of a stream that failed with *problem* before it was committed."""
         return Outcome(
@@ -151,8 +149,6 @@ class StreamCheck:
         if self.exhausted and c.retryable:
             mark_exhausted(err)
         return err
-
-    # -- guarding a body the caller reads ------------------------------------------------
 
     def guard(self, chunks: Iterable[bytes], primed: Iterable[bytes] = ()) -> Iterator[bytes]:
         """Yield *chunks* unchanged, raising ``rp.StreamError`` when the stream fails.
