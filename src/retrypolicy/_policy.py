@@ -139,11 +139,8 @@ class Policy:
             else:
                 failure = failure_of(exception)
                 if failure is None:
-                    return Classification(
-                        Kind.UNKNOWN,
-                        retryable=False,
-                        max_retries=0,
-                        reason=f"{type(exception).__name__} is not a failure this policy knows",
+                    return _unknown(
+                        f"{type(exception).__name__} is not a failure this policy knows"
                     )
         key = (status, code, failure)
         found = self._cache.get(key)
@@ -171,12 +168,7 @@ class Policy:
                 )
         if failure is None and code is None and status is not None and status < 400:
             return _SUCCESS
-        return Classification(
-            Kind.UNKNOWN,
-            retryable=False,
-            max_retries=0,
-            reason=f"{_describe(status, code, failure)} matches no rule: do not retry",
-        )
+        return _unknown(f"{_describe(status, code, failure)} matches no rule: do not retry")
 
     def decide(
         self,
@@ -311,6 +303,10 @@ def retry_reason(kind: str, n: int, of: int) -> str:
         if len(_reasons) < _CACHE_LIMIT:  # kinds come from rules: bounded in practice
             _reasons[key] = reason
     return reason
+
+
+def _unknown(reason: str) -> Classification:
+    return Classification(Kind.UNKNOWN, retryable=False, max_retries=0, reason=reason)
 
 
 def _describe(status: int | None, code: str | None, failure: Failure | None) -> str:

@@ -119,7 +119,7 @@ class StreamMonitor:
     ) -> None:
         self._completed_type = completed_type
         self._error_type = error_type
-        self._decoder = LazyDecoder(max_line_bytes, error_type=error_type)
+        self._decoder = LazyDecoder(max_line_bytes, error_type)
         self._max_line = max_line_bytes
         self._completed = False
         self.events_seen = 0
