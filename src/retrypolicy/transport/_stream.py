@@ -13,7 +13,7 @@ from .._redact import redact
 from .._sse import StreamMonitor as _StreamMonitor
 from .._sse import StreamProblem
 from .._sse import bytes_before_event as _bytes_before_event
-from ._decoding import ContentDecoder, _nothing
+from ._decoding import ContentDecoder
 from ._limits import MAX_PRIME_BYTES, PREAMBLE_TYPES
 
 __all__ = ["StreamCheck", "is_event_stream"]
@@ -182,13 +182,14 @@ class StreamCheck:
             yield chunk
         previous = b""
         try:
-            async for chunk in chunks if self.problem is None else _nothing():
-                if self.feed(chunk) is not None:
-                    if head := self.before_problem(chunk, previous):
-                        yield head
-                    break
-                yield chunk
-                previous = chunk
+            if self.problem is None:
+                async for chunk in chunks:
+                    if self.feed(chunk) is not None:
+                        if head := self.before_problem(chunk, previous):
+                            yield head
+                        break
+                    yield chunk
+                    previous = chunk
         except Exception as exc:  # noqa: BLE001
             self._broken(exc)
         self._ended()
