@@ -31,7 +31,6 @@ KNOWN_EXCEPTIONS: Final[dict[str, Failure | None]] = {
     # requests: most of its exceptions subclass OSError; only these are transport failures.
     "requests.RequestException": None,
     "requests.HTTPError": None,  # raise_for_status(): classified by its response's status
-    "requests.ConnectionError": C,
     "requests.ProxyError": C,
     "requests.SSLError": None,
     "requests.ConnectTimeout": C,  # never reached the server

@@ -76,6 +76,10 @@ def _opt_positive(_inst: object, attr: attrs.Attribute[float | None], value: flo
         raise ValueError(msg)
 
 
+def _optional(cls: type) -> Any:
+    return attrs.validators.optional(attrs.validators.instance_of(cls))
+
+
 @attrs.frozen(kw_only=True)
 class Policy:
     """An error contract: ordered rules, a backoff, and overall limits.
@@ -91,19 +95,13 @@ class Policy:
     """Attempts in all, first try included; None: only the per-kind limits apply."""
     deadline: float | None = attrs.field(default=None, validator=_opt_positive)
     """Seconds across all attempts; no wait is scheduled that would end past it."""
-    budget: RetryBudget | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryBudget))
-    )
+    budget: RetryBudget | None = attrs.field(default=None, validator=_optional(RetryBudget))
     """The retry budget shared by every call of this policy (``rp.EUGPT``: on); None: none."""
     limiter: AdaptiveLimiter | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(AdaptiveLimiter)),
+        default=None, validator=_optional(AdaptiveLimiter)
     )
     """Adaptive pacing after 429s, and persistent-limit detection; None (the default): off."""
-    breaker: CircuitBreaker | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(CircuitBreaker)),
-    )
+    breaker: CircuitBreaker | None = attrs.field(default=None, validator=_optional(CircuitBreaker))
     """A circuit breaker per host; None (the default, ``rp.EUGPT`` too): off."""
     _cache: dict[tuple[int | None, str | None, Failure | None], Classification] = attrs.field(
         init=False, factory=dict, eq=False, repr=False, hash=False

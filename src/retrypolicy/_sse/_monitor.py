@@ -240,14 +240,6 @@ class StreamMonitor:
         # redact before cutting (a cut key must not slip past the pattern); the window
         # keeps the redaction of a huge message bounded
         message = _excerpt(redact(message[: 4 * _MAX_MESSAGE]))
-        if code is None:
-            # no usable code: still a failure (stream_error), never a success
-            return StreamProblem(
-                code=None, message=message, failure=Failure.STREAM_ERROR, events_seen=seen
-            )
-        return StreamProblem(
-            code=_excerpt(redact(code[: 4 * _MAX_MESSAGE])),
-            message=message,
-            failure=None,
-            events_seen=seen,
-        )
+        if code is None:  # no usable code: still a failure (stream_error), never a success
+            return StreamProblem(None, message, Failure.STREAM_ERROR, seen)
+        return StreamProblem(_excerpt(redact(code[: 4 * _MAX_MESSAGE])), message, None, seen)
