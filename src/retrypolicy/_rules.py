@@ -21,6 +21,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from ._backoff import Backoff
+from ._budget import whole_at_least
 from ._failure import Failure
 
 __all__ = [
@@ -139,12 +140,6 @@ def _to_failure(value: object) -> Failure | None:
         raise ValueError(msg) from None
 
 
-def _non_negative(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        msg = f"{attr.name} {value!r}: expected a whole number >= 0"
-        raise ValueError(msg)
-
-
 def _label(_inst: object, attr: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str):
         msg = f"{attr.name} {value!r}: expected a string"
@@ -164,7 +159,7 @@ class Rule:
 
     kind: str = attrs.field(converter=as_kind, validator=_label)
     retry: bool = attrs.field(validator=attrs.validators.instance_of(bool))
-    max_retries: int = attrs.field(default=0, validator=_non_negative)
+    max_retries: int = attrs.field(default=0, validator=whole_at_least(0))
     status: StatusMatch | None = attrs.field(default=None, converter=_to_status_match)
     code: str | None = attrs.field(default=None, validator=attrs.validators.optional(_label))
     failure: Failure | None = attrs.field(default=None, converter=_to_failure)
