@@ -141,8 +141,7 @@ class Policy:
                         f"{type(exception).__name__} is not a failure this policy knows"
                     )
         key = (status, code, failure)
-        found = self._cache.get(key)
-        if found is not None:
+        if (found := self._cache.get(key)) is not None:
             return found
         result = self._classify(status, code, failure)
         if len(self._cache) < _CACHE_LIMIT:  # codes are remote data: keep the cache bounded

@@ -246,11 +246,9 @@ class StreamCheck:
         return read, None
 
     def _broken(self, exc: Exception) -> None:
-        problem = self.lost(exc)
-        if problem is not None:
+        if (problem := self.lost(exc)) is not None:
             raise self.error(problem) from exc
 
     def _ended(self) -> None:
-        problem = self.close()
-        if problem is not None:
+        if (problem := self.close()) is not None:
             raise self.error(problem) from None
