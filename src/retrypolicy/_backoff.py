@@ -17,6 +17,8 @@ from typing import Final, Literal, TypeAlias
 
 import attrs
 
+from ._budget import number_at_least
+
 __all__ = ["Backoff", "Jitter", "parse_retry_after", "retry_after_from_headers"]
 
 Jitter: TypeAlias = Literal["full", "equal", "decorrelated", "none"]
@@ -33,13 +35,7 @@ digits and its length (a float cannot hold more anyway), so a 1 MB hint costs a 
 _default_rng: Final = random.Random()
 
 
-def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        msg = f"{attr.name} {value!r}: expected a number"
-        raise TypeError(msg)
-    if not math.isfinite(value) or value < 0:
-        msg = f"{attr.name} {value!r}: expected a finite number >= 0"
-        raise ValueError(msg)
+_positive: Final = number_at_least(0)
 
 
 def _multiplier(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
@@ -269,9 +265,6 @@ def header_value(headers: object, name: str) -> str | None:
                 return direct.decode("latin-1") if isinstance(direct, bytes) else str(direct)
             if type(headers).__name__ in _CASE_INSENSITIVE:
                 return None
-    except (TypeError, ValueError, AttributeError):
-        return None
-    try:
         items = headers.items() if isinstance(headers, Mapping) else headers
         for key, value in items:  # type: ignore[attr-defined] # any iterable of pairs; errors caught
             k = key.decode("latin-1") if isinstance(key, bytes) else str(key)

@@ -22,7 +22,6 @@ __all__ = [
     "SLEEP",
     "WALL",
     "Instant",
-    "instant_mode",
     "pause",
     "set_instant_mode",
 ]
@@ -69,11 +68,6 @@ class Instant:
 
 
 _instant: list[Instant | None] = [None]
-
-
-def instant_mode() -> Instant | None:
-    """The active :class:`Instant` recorder, or None when waits are real."""
-    return _instant[0]
 
 
 def set_instant_mode(value: Instant | None) -> Instant | None:

@@ -31,35 +31,29 @@ KNOWN_EXCEPTIONS: Final[dict[str, Failure | None]] = {
     # requests: most of its exceptions subclass OSError; only these are transport failures.
     "requests.RequestException": None,
     "requests.HTTPError": None,  # raise_for_status(): classified by its response's status
-    "requests.ConnectionError": C,
     "requests.ProxyError": C,
     "requests.SSLError": None,
     "requests.ConnectTimeout": C,  # never reached the server
     "requests.ReadTimeout": T,
     "requests.Timeout": T,
     "requests.ChunkedEncodingError": T,
-    # httpx
-    "httpx.HTTPError": None,
-    "httpx.ConnectError": C,
-    "httpx.ConnectTimeout": C,
-    "httpx.PoolTimeout": C,  # no connection was ever used
-    "httpx.ProxyError": C,
-    "httpx.ReadTimeout": T,
-    "httpx.WriteTimeout": T,
-    "httpx.ReadError": T,
-    "httpx.WriteError": T,
-    "httpx.RemoteProtocolError": T,
-    # httpx2 (the fork of httpx the openai SDK is built on): the same classes, the same meanings
-    "httpx2.HTTPError": None,
-    "httpx2.ConnectError": C,
-    "httpx2.ConnectTimeout": C,
-    "httpx2.PoolTimeout": C,
-    "httpx2.ProxyError": C,
-    "httpx2.ReadTimeout": T,
-    "httpx2.WriteTimeout": T,
-    "httpx2.ReadError": T,
-    "httpx2.WriteError": T,
-    "httpx2.RemoteProtocolError": T,
+    # httpx, and httpx2 (the fork of httpx the openai SDK is built on): the same meanings
+    **{
+        f"{package}.{name}": failure
+        for package in ("httpx", "httpx2")
+        for name, failure in (
+            ("HTTPError", None),
+            ("ConnectError", C),
+            ("ConnectTimeout", C),
+            ("PoolTimeout", C),  # no connection was ever used
+            ("ProxyError", C),
+            ("ReadTimeout", T),
+            ("WriteTimeout", T),
+            ("ReadError", T),
+            ("WriteError", T),
+            ("RemoteProtocolError", T),
+        )
+    },
     # openai: its own errors are no transport failures, but for the two below
     "openai.OpenAIError": None,  # e.g. APIResponseValidationError: a 200 the SDK refused
     "openai.APIStatusError": None,  # classified by its response's status (and body's code)

@@ -197,10 +197,10 @@ def limiter_step(
                 rate=0.0, previous=previous, changed=True, consecutive=s.consecutive
             )
     persistent = s.consecutive >= config.persist_after
+    rate = _grown(config, s, now) if s.active else 0.0
     if op == "acquire":
         if not s.active:
             return s, LimiterResult(consecutive=s.consecutive, persistent=persistent)
-        rate = _grown(config, s, now)
         start = max(s.slot, now)
         s = attrs.evolve(s, slot=start + 1.0 / rate, sent=s.sent + 1)
         return s, LimiterResult(
@@ -213,17 +213,15 @@ def limiter_step(
     if op == "answered":
         if s.consecutive:
             s = attrs.evolve(s, consecutive=0)
-        rate = _grown(config, s, now) if s.active else 0.0
         return s, LimiterResult(rate=rate, active=s.active)
     if op == "read":
-        rate = _grown(config, s, now) if s.active else 0.0
         return s, LimiterResult(
             rate=rate, active=s.active, consecutive=s.consecutive, persistent=persistent
         )
     # throttled
     consecutive = s.consecutive + 1
     changed = False
-    previous = _grown(config, s, now) if s.active else 0.0
+    previous = rate
     if not s.active:
         start = (
             config.initial_rate if config.initial_rate is not None else measured * config.decrease
@@ -263,10 +261,10 @@ def limiter_step(
             throttled=0,
         )
         changed = rate != previous
-    else:  # within the cooldown: counted for the next measurement, not cut again
-        rate = previous
-        if now - s.last_cut >= 1.0 / s.rate:  # sooner, it answered a request sent before
-            s = attrs.evolve(s, throttled=s.throttled + 1)
+    elif now - s.last_cut >= 1.0 / s.rate:
+        # within the cooldown: not cut again, counted for the next measurement (sooner, it
+        # answered a request sent before the cut)
+        s = attrs.evolve(s, throttled=s.throttled + 1)
     persistent = consecutive >= config.persist_after
     report = persistent and now - s.reported >= config.persist_window
     s = attrs.evolve(

@@ -63,19 +63,21 @@ def _rules(value: Iterable[Rule]) -> tuple[Rule, ...]:
 
 
 def _opt_positive_int(_inst: object, attr: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         msg = f"{attr.name} {value!r}: expected a whole number >= 1 or None"
         raise ValueError(msg)
 
 
 def _opt_positive(_inst: object, attr: attrs.Attribute[float | None], value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+    ):
         msg = f"{attr.name} {value!r}: expected a number > 0 or None"
         raise ValueError(msg)
+
+
+def _optional(cls: type) -> Any:
+    return attrs.validators.optional(attrs.validators.instance_of(cls))
 
 
 @attrs.frozen(kw_only=True)
@@ -93,19 +95,13 @@ class Policy:
     """Attempts in all, first try included; None: only the per-kind limits apply."""
     deadline: float | None = attrs.field(default=None, validator=_opt_positive)
     """Seconds across all attempts; no wait is scheduled that would end past it."""
-    budget: RetryBudget | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryBudget))
-    )
+    budget: RetryBudget | None = attrs.field(default=None, validator=_optional(RetryBudget))
     """The retry budget shared by every call of this policy (``rp.EUGPT``: on); None: none."""
     limiter: AdaptiveLimiter | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(AdaptiveLimiter)),
+        default=None, validator=_optional(AdaptiveLimiter)
     )
     """Adaptive pacing after 429s, and persistent-limit detection; None (the default): off."""
-    breaker: CircuitBreaker | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(CircuitBreaker)),
-    )
+    breaker: CircuitBreaker | None = attrs.field(default=None, validator=_optional(CircuitBreaker))
     """A circuit breaker per host; None (the default, ``rp.EUGPT`` too): off."""
     _cache: dict[tuple[int | None, str | None, Failure | None], Classification] = attrs.field(
         init=False, factory=dict, eq=False, repr=False, hash=False
@@ -114,8 +110,6 @@ class Policy:
     def evolve(self, **changes: Any) -> Policy:
         """A copy with *changes* applied (``attrs.evolve``)."""
         return attrs.evolve(self, **changes)
-
-    # -- classification ------------------------------------------------------
 
     def classify(
         self,
@@ -143,17 +137,12 @@ class Policy:
             else:
                 failure = failure_of(exception)
                 if failure is None:
-                    return Classification(
-                        Kind.UNKNOWN,
-                        retryable=False,
-                        max_retries=0,
-                        reason=f"{type(exception).__name__} is not a failure this policy knows",
+                    return _unknown(
+                        f"{type(exception).__name__} is not a failure this policy knows"
                     )
         key = (status, code, failure)
-        try:
-            return self._cache[key]
-        except KeyError:
-            pass
+        if (found := self._cache.get(key)) is not None:
+            return found
         result = self._classify(status, code, failure)
         if len(self._cache) < _CACHE_LIMIT:  # codes are remote data: keep the cache bounded
             self._cache[key] = result
@@ -164,31 +153,19 @@ class Policy:
     ) -> Classification:
         for rule in self.rules:
             if rule.matches(status, code, failure):
-                what = _describe(status, code, failure)
-                if rule.retry and rule.max_retries:
-                    verdict = (
-                        f"retry up to {rule.max_retries} time{'s' if rule.max_retries != 1 else ''}"
-                    )
-                else:
-                    verdict = "do not retry"
+                n = rule.max_retries if rule.retry else 0
+                verdict = f"retry up to {n} time{'s' if n != 1 else ''}" if n else "do not retry"
                 return Classification(
                     rule.kind,
-                    retryable=rule.retry and rule.max_retries > 0,
-                    max_retries=rule.max_retries if rule.retry else 0,
-                    reason=f"{what} is {rule.kind}: {verdict}",
+                    retryable=n > 0,
+                    max_retries=n,
+                    reason=f"{_describe(status, code, failure)} is {rule.kind}: {verdict}",
                     advice=rule.advice,
                     rule=rule,
                 )
         if failure is None and code is None and status is not None and status < 400:
             return _SUCCESS
-        return Classification(
-            Kind.UNKNOWN,
-            retryable=False,
-            max_retries=0,
-            reason=f"{_describe(status, code, failure)} matches no rule: do not retry",
-        )
-
-    # -- decisions -----------------------------------------------------------
+        return _unknown(f"{_describe(status, code, failure)} matches no rule: do not retry")
 
     def decide(
         self,
@@ -279,8 +256,6 @@ class Policy:
             )
         return delay
 
-    # -- errors --------------------------------------------------------------
-
     def error_for(
         self, info: ErrorInfo, *, attempts: int = 1, retry_after: float | None = None
     ) -> APIError:
@@ -289,21 +264,15 @@ class Policy:
             self.classify(info.status, info.code), info, attempts=attempts, retry_after=retry_after
         )
 
-    # -- as data ---------------------------------------------------------------
-
     def to_toml(self) -> str:
         """This policy as a self-contained TOML file that :func:`retrypolicy.load_policy` reads
         back to an equal policy."""
-        text: str = APPLIED["to_toml"](self)
-        return text
-
-    # -- applying ------------------------------------------------------------
+        return cast("str", APPLIED["to_toml"](self))
 
     def stats(self, *, store: Store | None = None) -> StormStats:
         """A frozen snapshot of this policy's budget, limiter and breakers, and this process's
         counters (:func:`retrypolicy.stores.stats`; *store*: the default store unless given)."""
-        snapshot: StormStats = APPLIED["stats"](self, store=store)
-        return snapshot
+        return cast("StormStats", APPLIED["stats"](self, store=store))
 
     @overload
     def retry(self, fn: F, /) -> F: ...
@@ -331,6 +300,10 @@ def retry_reason(kind: str, n: int, of: int) -> str:
         if len(_reasons) < _CACHE_LIMIT:  # kinds come from rules: bounded in practice
             _reasons[key] = reason
     return reason
+
+
+def _unknown(reason: str) -> Classification:
+    return Classification(Kind.UNKNOWN, retryable=False, max_retries=0, reason=reason)
 
 
 def _describe(status: int | None, code: str | None, failure: Failure | None) -> str:

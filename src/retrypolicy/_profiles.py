@@ -74,44 +74,41 @@ ADVICE: Final[dict[str, str]] = {
 }
 
 
-def _rule(kind: Kind, retries: int, **match: object) -> Rule:
+def _rule(kind: Kind, retries: int, advice: str = "", **match: object) -> Rule:
     return Rule(
         kind=kind,
         retry=retries > 0,
         max_retries=retries,
-        advice=ADVICE[kind],
-        **match,  # type: ignore[arg-type] # status/code/failure keywords, checked by Rule
+        advice=advice,
+        **match,  # type: ignore[arg-type] # status/code/failure/backoff keywords, checked by Rule
     )
+
+
+def _eugpt(kind: Kind, retries: int, **match: object) -> Rule:
+    return _rule(kind, retries, ADVICE[kind], **match)
 
 
 EUGPT: Final = Policy(
     name="eugpt",
     rules=(
-        _rule(Kind.INVALID_REQUEST, 0, status=400),
-        _rule(Kind.AUTHENTICATION, 0, status=401),
-        _rule(Kind.PERMISSION, 0, status=403),
-        _rule(Kind.NOT_FOUND, 0, status=404),
-        Rule(
-            kind=Kind.RATE_LIMITED,
-            retry=True,
-            max_retries=6,
-            status=429,
-            advice=ADVICE[Kind.RATE_LIMITED],
-            backoff=Backoff(initial=1.0, max_delay=20.0),
-        ),
-        _rule(Kind.SERVER_ERROR, 2, status=500),
-        _rule(Kind.UNAVAILABLE, 5, status=[502, 503, 504]),
-        _rule(Kind.CLIENT_ERROR, 0, status="4xx"),
-        _rule(Kind.SERVER_ERROR, 2, status="5xx"),
-        _rule(Kind.UPSTREAM_TIMEOUT, 3, code="upstream_timeout"),
-        _rule(Kind.UPSTREAM_ERROR, 3, code="upstream_error"),
-        _rule(Kind.INTERNAL_ERROR, 1, code="internal_error"),
-        _rule(Kind.CANCELLED, 0, code="cancelled"),
-        _rule(Kind.STREAM_ERROR, 0, code=ANY_CODE),
-        _rule(Kind.STREAM_ERROR, 0, failure=Failure.STREAM_ERROR),
-        _rule(Kind.CONNECTION, 5, failure=Failure.CONNECTION),
-        _rule(Kind.TIMEOUT, 2, failure=Failure.TIMEOUT),
-        _rule(Kind.INCOMPLETE_STREAM, 2, failure=Failure.INCOMPLETE_STREAM),
+        _eugpt(Kind.INVALID_REQUEST, 0, status=400),
+        _eugpt(Kind.AUTHENTICATION, 0, status=401),
+        _eugpt(Kind.PERMISSION, 0, status=403),
+        _eugpt(Kind.NOT_FOUND, 0, status=404),
+        _eugpt(Kind.RATE_LIMITED, 6, status=429, backoff=Backoff(initial=1.0, max_delay=20.0)),
+        _eugpt(Kind.SERVER_ERROR, 2, status=500),
+        _eugpt(Kind.UNAVAILABLE, 5, status=[502, 503, 504]),
+        _eugpt(Kind.CLIENT_ERROR, 0, status="4xx"),
+        _eugpt(Kind.SERVER_ERROR, 2, status="5xx"),
+        _eugpt(Kind.UPSTREAM_TIMEOUT, 3, code="upstream_timeout"),
+        _eugpt(Kind.UPSTREAM_ERROR, 3, code="upstream_error"),
+        _eugpt(Kind.INTERNAL_ERROR, 1, code="internal_error"),
+        _eugpt(Kind.CANCELLED, 0, code="cancelled"),
+        _eugpt(Kind.STREAM_ERROR, 0, code=ANY_CODE),
+        _eugpt(Kind.STREAM_ERROR, 0, failure=Failure.STREAM_ERROR),
+        _eugpt(Kind.CONNECTION, 5, failure=Failure.CONNECTION),
+        _eugpt(Kind.TIMEOUT, 2, failure=Failure.TIMEOUT),
+        _eugpt(Kind.INCOMPLETE_STREAM, 2, failure=Failure.INCOMPLETE_STREAM),
     ),
     backoff=Backoff(),
     max_attempts=10,
@@ -134,20 +131,15 @@ from this object: :doc:`/contract`.
 HTTP: Final = Policy(
     name="http",
     rules=(
-        Rule(kind=Kind.RATE_LIMITED, retry=True, max_retries=5, status=429),
-        Rule(kind=Kind.UNAVAILABLE, retry=True, max_retries=5, status=[502, 503, 504]),
-        Rule(kind=Kind.SERVER_ERROR, retry=True, max_retries=2, status=500),
-        Rule(kind=Kind.CLIENT_ERROR, retry=False, status="4xx"),
-        Rule(kind=Kind.SERVER_ERROR, retry=False, status="5xx"),
-        Rule(kind=Kind.CONNECTION, retry=True, max_retries=3, failure=Failure.CONNECTION),
-        Rule(kind=Kind.TIMEOUT, retry=True, max_retries=2, failure=Failure.TIMEOUT),
-        Rule(
-            kind=Kind.INCOMPLETE_STREAM,
-            retry=True,
-            max_retries=2,
-            failure=Failure.INCOMPLETE_STREAM,
-        ),
-        Rule(kind=Kind.STREAM_ERROR, retry=False, failure=Failure.STREAM_ERROR),
+        _rule(Kind.RATE_LIMITED, 5, status=429),
+        _rule(Kind.UNAVAILABLE, 5, status=[502, 503, 504]),
+        _rule(Kind.SERVER_ERROR, 2, status=500),
+        _rule(Kind.CLIENT_ERROR, 0, status="4xx"),
+        _rule(Kind.SERVER_ERROR, 0, status="5xx"),
+        _rule(Kind.CONNECTION, 3, failure=Failure.CONNECTION),
+        _rule(Kind.TIMEOUT, 2, failure=Failure.TIMEOUT),
+        _rule(Kind.INCOMPLETE_STREAM, 2, failure=Failure.INCOMPLETE_STREAM),
+        _rule(Kind.STREAM_ERROR, 0, failure=Failure.STREAM_ERROR),
     ),
     backoff=Backoff(),
     max_attempts=8,

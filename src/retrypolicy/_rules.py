@@ -21,6 +21,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from ._backoff import Backoff
+from ._budget import whole_at_least
 from ._failure import Failure
 
 __all__ = [
@@ -96,10 +97,7 @@ class StatusMatch:
         codes: set[int] = set()
         classes: set[int] = set()
         for item in items:
-            if isinstance(item, bool):
-                msg = f"status {item!r}: expected an HTTP status 100-599 or a class like '5xx'"
-                raise ValueError(msg)
-            if isinstance(item, int):
+            if isinstance(item, int) and not isinstance(item, bool):
                 if not 100 <= item <= 599:
                     msg = f"status {item!r}: expected an HTTP status 100-599"
                     raise ValueError(msg)
@@ -142,12 +140,6 @@ def _to_failure(value: object) -> Failure | None:
         raise ValueError(msg) from None
 
 
-def _non_negative(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        msg = f"{attr.name} {value!r}: expected a whole number >= 0"
-        raise ValueError(msg)
-
-
 def _label(_inst: object, attr: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str):
         msg = f"{attr.name} {value!r}: expected a string"
@@ -167,7 +159,7 @@ class Rule:
 
     kind: str = attrs.field(converter=as_kind, validator=_label)
     retry: bool = attrs.field(validator=attrs.validators.instance_of(bool))
-    max_retries: int = attrs.field(default=0, validator=_non_negative)
+    max_retries: int = attrs.field(default=0, validator=whole_at_least(0))
     status: StatusMatch | None = attrs.field(default=None, converter=_to_status_match)
     code: str | None = attrs.field(default=None, validator=attrs.validators.optional(_label))
     failure: Failure | None = attrs.field(default=None, converter=_to_failure)
@@ -186,12 +178,7 @@ class Rule:
             return False
         if self.status is not None and (status is None or status not in self.status):
             return False
-        if self.code is not None:
-            if code is None:
-                return False
-            if self.code not in (ANY_CODE, code):
-                return False
-        return True
+        return self.code is None or (code is not None and self.code in (ANY_CODE, code))
 
 
 @attrs.frozen

@@ -10,14 +10,11 @@ block) can put all of it back as a fresh process has it.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from . import _clock
 from .instrumentation import _hooks
 from .stores import _base as _stores
-
-if TYPE_CHECKING:
-    from .stores._base import Store
 
 __all__ = ["RUNTIME", "Runtime"]
 
@@ -34,11 +31,6 @@ class Runtime:
         self.unfull: set[Any] = set()
         """The guards whose budget this process last saw below capacity: a first-try
         success refunds only while this is not empty (it costs one test per call)."""
-
-    @property
-    def store(self) -> Store:
-        """The store used by every call path that was not given one."""
-        return _stores._default[0]
 
     def forget_storm(self) -> None:
         """Forget every guard (local caches, counters) and which budgets were seen low."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ._event import DEFAULT_MAX_LINE_BYTES
 from ._frames import SSEDecoder
 from ._head import stand_in
 from ._raw import LazyData, utf8_len, window
@@ -43,14 +42,8 @@ class LazyDecoder(SSEDecoder):
 
     __slots__ = ("_lazy_error", "_no_raw", "_raw", "_raw_len", "_raw_max", "_raw_start")
 
-    def __init__(
-        self,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        *,
-        max_event_bytes: int | None = None,
-        error_type: str = "error",
-    ) -> None:
-        super().__init__(max_line_bytes, max_event_bytes=max_event_bytes)
+    def __init__(self, max_line_bytes: int, error_type: str) -> None:
+        super().__init__(max_line_bytes)
         # the partial line as raw chunks, valid UTF-8, from _raw[0][_raw_start:] (the
         # tail is then empty and the text decoder between characters); _no_raw: the
         # current line went back to text, let it end as text.
@@ -62,8 +55,7 @@ class LazyDecoder(SSEDecoder):
         self._lazy_error = error_type
 
     @property
-    def pending(self) -> bool:
-        """True if the bytes received so far end inside an event (a cut stream, at EOF)."""
+    def pending(self) -> bool:  # ExactDecoder.pending, a raw partial line included
         return bool(self._raw) or super().pending
 
     def _feed_lazy(self, chunk: bytes) -> list[tuple[str, str]]:

@@ -139,11 +139,7 @@ class ExactDecoder:
 
     def close(self) -> list[SSEEvent]:
         """End of stream: flush, and discard an unterminated event (see :attr:`pending`)."""
-        out: list[SSEEvent] = []
-        self._close(out, pairs=False)
-        return out
-
-    # -- internals ---------------------------------------------------------------
+        return self._close([], pairs=False)
 
     # _feed_pairs / _close_pairs are feed / close for StreamMonitor, which needs only the
     # event type and data of each event: they return (event, data) tuples, sparing the
@@ -157,17 +153,15 @@ class ExactDecoder:
         return out
 
     def _close_pairs(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        self._close(out, pairs=True)
-        return out
+        return self._close([], pairs=True)
 
-    def _close(self, out: list[Any], *, pairs: bool) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # Flushing can only add U+FFFD for a truncated character to the partial line;
-        # a partial line is never a complete event, so this adds nothing in practice.
-        self._feed_text(self._decoder.decode(b"", True), out, pairs=pairs)
+    def _close(self, out: list[Any], *, pairs: bool) -> list[Any]:
+        if not self._closed:
+            self._closed = True
+            # Flushing can only add U+FFFD for a truncated character to the partial line;
+            # a partial line is never a complete event, so this adds nothing in practice.
+            self._feed_text(self._decoder.decode(b"", True), out, pairs=pairs)
+        return out
 
     def _feed_text(self, text: str, out: list[Any], *, pairs: bool) -> None:
         """Process decoded *text*: complete lines now, the partial last line into the tail.

@@ -43,6 +43,11 @@ class StreamProblem:
     failure: Failure | None
     events_seen: int
 
+    @classmethod
+    def incomplete(cls, message: str, events_seen: int) -> StreamProblem:
+        """A stream that cannot be taken as complete: :attr:`Failure.INCOMPLETE_STREAM`."""
+        return cls(None, message, Failure.INCOMPLETE_STREAM, events_seen)
+
 
 def _text(value: object) -> str | None:
     if isinstance(value, str):
@@ -95,14 +100,14 @@ class StreamMonitor:
         "_completed_type",
         "_decoder",
         "_error_type",
-        "_events",
         "_fast",
         "_finished",
-        "_last_type",
         "_max_line",
-        "_problem",
-        "_problem_data",
         "_seq",
+        "events_seen",
+        "last_type",
+        "problem",
+        "problem_data",
     )
 
     def __init__(
@@ -114,87 +119,60 @@ class StreamMonitor:
     ) -> None:
         self._completed_type = completed_type
         self._error_type = error_type
-        self._decoder = LazyDecoder(max_line_bytes, error_type=error_type)
+        self._decoder = LazyDecoder(max_line_bytes, error_type)
         self._max_line = max_line_bytes
         self._completed = False
-        self._events = 0
-        self._last_type: str | None = None
+        self.events_seen = 0
+        """Events dispatched by the decoder so far (every type, ignored ones too)."""
+        self.last_type: str | None = None
+        """JSON ``type`` of the last event that counted for the verdict."""
         self._seq: int | None = None
-        self._problem: StreamProblem | None = None
-        self._problem_data: str | None = None
+        self.problem: StreamProblem | None = None
+        """The problem found so far, if any."""
+        self.problem_data: str | None = None
+        """The ``data`` of the event that was the problem (an error event, a sequence gap);
+        None when the problem is not one event (an overlong line, the end of the stream)."""
         self._finished = False
         self._fast = True  # long lines as bytes (_feed_lazy); False: as text (_feed_pairs)
 
     @property
     def completed(self) -> bool:
         """True once the completion event arrived (and no problem was seen)."""
-        return self._completed and self._problem is None
-
-    @property
-    def events_seen(self) -> int:
-        """Events dispatched by the decoder so far (every type, ignored ones too)."""
-        return self._events
-
-    @property
-    def last_type(self) -> str | None:
-        """JSON ``type`` of the last event that counted for the verdict."""
-        return self._last_type
-
-    @property
-    def problem(self) -> StreamProblem | None:
-        """The problem found so far, if any."""
-        return self._problem
-
-    @property
-    def problem_data(self) -> str | None:
-        """The ``data`` of the event that was the problem (an error event, a sequence gap);
-        None when the problem is not one event (an overlong line, the end of the stream)."""
-        return self._problem_data
+        return self._completed and self.problem is None
 
     def feed(self, chunk: bytes) -> StreamProblem | None:
         """Decode *chunk*; return the stream's problem as soon as there is one."""
-        if self._problem is not None or self._finished:
-            return self._problem
+        if self.problem is not None or self._finished:
+            return self.problem
         decoder = self._decoder
         events = decoder._feed_lazy(chunk) if self._fast else decoder._feed_pairs(chunk)
         if events:
             self._inspect(events)
-        if self._problem is None and decoder.overflowed and not self._completed:
-            self._problem = StreamProblem(
-                code=None,
-                message=(
-                    f"an event line longer than {self._max_line} bytes was discarded "
-                    f"after {_plural(self._events)}: the stream cannot be verified"
-                ),
-                failure=Failure.INCOMPLETE_STREAM,
-                events_seen=self._events,
+        if self.problem is None and decoder.overflowed and not self._completed:
+            self.problem = StreamProblem.incomplete(
+                f"an event line longer than {self._max_line} bytes was discarded "
+                f"after {_plural(self.events_seen)}: the stream cannot be verified",
+                self.events_seen,
             )
-        return self._problem
+        return self.problem
 
     def finish(self) -> StreamProblem | None:
         """End of stream: ``None`` if it completed, else the problem. Idempotent."""
-        if self._finished or self._problem is not None:
-            return self._problem
+        if self._finished or self.problem is not None:
+            return self.problem
         events = self._decoder._close_pairs()
         if events:
             self._inspect(events)
         self._finished = True
-        if self._problem is not None or self._completed:
-            return self._problem
-        n = self._events
+        if self.problem is not None or self._completed:
+            return self.problem
+        n = self.events_seen
         where = "mid-event " if self._decoder.pending else ""
-        last = f" (last event type: {self._last_type})" if self._last_type else ""
-        self._problem = StreamProblem(
-            code=None,
-            message=(
-                f"stream ended {where}after {_plural(n)} without {self._completed_type}{last}"
-            ),
-            failure=Failure.INCOMPLETE_STREAM,
-            events_seen=n,
+        last = f" (last event type: {self.last_type})" if self.last_type else ""
+        self.problem = StreamProblem.incomplete(
+            f"stream ended {where}after {_plural(n)} without {self._completed_type}{last}", n
         )
-        return self._problem
-
-    # -- internals ---------------------------------------------------------------
+        return self.problem
 
     def _inspect(self, events: list[tuple[str, str]]) -> None:
         # The hot loop of every streamed response: state lives in locals and is
@@ -202,9 +180,9 @@ class StreamMonitor:
         error_type = self._error_type
         completed_type = self._completed_type
         compact = HEAD_COMPACT.match
-        seen = self._events
+        seen = self.events_seen
         prev = self._seq
-        last_type = self._last_type
+        last_type = self.last_type
         completed = self._completed
         problem: StreamProblem | None = None
         for name, data in events:
@@ -218,29 +196,26 @@ class StreamMonitor:
             if error_type in (etype, name):
                 last_type = error_type
                 problem = self._error(data, seen)
-                self._problem_data = data
+                self.problem_data = data
                 break
             if completed:
                 continue  # after completion only an error counts
             if seq is not None:
                 if prev is not None and seq != prev + 1:
-                    problem = StreamProblem(
-                        code=None,
-                        message=f"sequence_number jumped from {prev} to {seq}: corrupted stream",
-                        failure=Failure.INCOMPLETE_STREAM,
-                        events_seen=seen,
+                    problem = StreamProblem.incomplete(
+                        f"sequence_number jumped from {prev} to {seq}: corrupted stream", seen
                     )
-                    self._problem_data = data
+                    self.problem_data = data
                     break
                 prev = seq
             if etype is not None:
                 last_type = etype
                 completed = etype == completed_type
-        self._events = seen
+        self.events_seen = seen
         self._seq = prev
         self._completed = completed
-        self._last_type = last_type
-        self._problem = problem
+        self.last_type = last_type
+        self.problem = problem
 
     def _error(self, data: str, seen: int) -> StreamProblem:
         obj = loads(data)
@@ -265,14 +240,6 @@ class StreamMonitor:
         # redact before cutting (a cut key must not slip past the pattern); the window
         # keeps the redaction of a huge message bounded
         message = _excerpt(redact(message[: 4 * _MAX_MESSAGE]))
-        if code is None:
-            # no usable code: still a failure (stream_error), never a success
-            return StreamProblem(
-                code=None, message=message, failure=Failure.STREAM_ERROR, events_seen=seen
-            )
-        return StreamProblem(
-            code=_excerpt(redact(code[: 4 * _MAX_MESSAGE])),
-            message=message,
-            failure=None,
-            events_seen=seen,
-        )
+        if code is None:  # no usable code: still a failure (stream_error), never a success
+            return StreamProblem(None, message, Failure.STREAM_ERROR, seen)
+        return StreamProblem(_excerpt(redact(code[: 4 * _MAX_MESSAGE])), message, None, seen)

@@ -155,22 +155,10 @@ __all__ = [
 ]
 
 
-_ADAPTER = frozenset(
-    {
-        "AdapterKeywords",
-        "AdapterOptions",
-        "AttemptLoop",
-        "Exchange",
-        "FirstAttempt",
-        "normalize_methods",
-    }
-)
-
-
 def __getattr__(name: str) -> object:
-    # the adapters' side sits on the shells, which sit on the machine: loaded once the
-    # package (and so the machine) is
-    if name in _ADAPTER:
+    # the adapters' side (the names of __all__ not imported above) sits on the shells, which
+    # sit on the machine: loaded once the package (and so the machine) is
+    if name in __all__:
         from . import _adapter  # noqa: PLC0415
 
         value = getattr(_adapter, name)

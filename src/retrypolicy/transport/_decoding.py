@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 __all__ = ["ContentDecoder"]
 
 _DECODE_STEP: Final = 256 * 1024
 """Decoded bytes produced per step: a small compressed chunk never becomes one huge string."""
-
-
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield  # an async generator that yields nothing
-
-
-# --------------------------------------------------------------------------- decoding
 
 
 def _step_for(coding: str) -> Callable[[bytes], Iterator[bytes]] | None:
@@ -38,15 +30,13 @@ def _step_for(coding: str) -> Callable[[bytes], Iterator[bytes]] | None:
             import zstandard  # type: ignore[import-not-found]  # noqa: PLC0415 - optional
         except ImportError:
             return None
-        return _zlib(zstandard.ZstdDecompressor().decompressobj(), bounded=False)
+        zstd = zstandard.ZstdDecompressor().decompressobj()
+        return lambda data: iter((zstd.decompress(data),))
     return None
 
 
-def _zlib(d: Any, *, bounded: bool = True) -> Callable[[bytes], Iterator[bytes]]:
+def _zlib(d: Any) -> Callable[[bytes], Iterator[bytes]]:
     def step(data: bytes) -> Iterator[bytes]:
-        if not bounded:
-            yield d.decompress(data)
-            return
         while data:
             out = d.decompress(data, _DECODE_STEP)
             yield out

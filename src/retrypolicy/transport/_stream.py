@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import NoReturn
 
 from .._backoff import header_value
 from .._envelope import ErrorInfo
@@ -11,11 +10,10 @@ from .._errors import StreamError, api_error
 from .._outcome import Outcome, mark_exhausted
 from .._policy import Policy
 from .._redact import redact
-from .._rules import Failure
 from .._sse import StreamMonitor as _StreamMonitor
 from .._sse import StreamProblem
 from .._sse import bytes_before_event as _bytes_before_event
-from ._decoding import ContentDecoder, _nothing
+from ._decoding import ContentDecoder
 from ._limits import MAX_PRIME_BYTES, PREAMBLE_TYPES
 
 __all__ = ["StreamCheck", "is_event_stream"]
@@ -118,28 +116,20 @@ class StreamCheck:
         if m.completed:
             return None
         if self._ended_by is None:
-            self._ended_by = StreamProblem(
-                code=None,
-                message=(
-                    f"connection lost after {m.events_seen} events without response.completed "
-                    f"({type(exc).__name__})"
-                ),
-                failure=Failure.INCOMPLETE_STREAM,
-                events_seen=m.events_seen,
+            self._ended_by = StreamProblem.incomplete(
+                f"connection lost after {m.events_seen} events without response.completed "
+                f"({type(exc).__name__})",
+                m.events_seen,
             )
         return self._ended_by
 
     def _undecodable(self) -> StreamProblem:
         if self._ended_by is None:
-            self._ended_by = StreamProblem(
-                code=None,
-                message="the stream's Content-Encoding could not be decoded: it cannot be verified",
-                failure=Failure.INCOMPLETE_STREAM,
-                events_seen=self._monitor.events_seen,
+            self._ended_by = StreamProblem.incomplete(
+                "the stream's Content-Encoding could not be decoded: it cannot be verified",
+                self._monitor.events_seen,
             )
         return self._ended_by
-
-    # -- what the policy makes of a problem -------------------------------------------
 
     def outcome(self, problem: StreamProblem, status: int = 200) -> Outcome:
         """The outcome of a stream that failed with *problem* before it was committed."""
@@ -159,11 +149,6 @@ class StreamCheck:
         if self.exhausted and c.retryable:
             mark_exhausted(err)
         return err
-
-    def _raise(self, problem: StreamProblem, cause: BaseException | None = None) -> NoReturn:
-        raise self.error(problem) from cause
-
-    # -- guarding a body the caller reads ------------------------------------------------
 
     def guard(self, chunks: Iterable[bytes], primed: Iterable[bytes] = ()) -> Iterator[bytes]:
         """Yield *chunks* unchanged, raising ``rp.StreamError`` when the stream fails.
@@ -197,13 +182,14 @@ class StreamCheck:
             yield chunk
         previous = b""
         try:
-            async for chunk in chunks if self.problem is None else _nothing():
-                if self.feed(chunk) is not None:
-                    if head := self.before_problem(chunk, previous):
-                        yield head
-                    break
-                yield chunk
-                previous = chunk
+            if self.problem is None:
+                async for chunk in chunks:
+                    if self.feed(chunk) is not None:
+                        if head := self.before_problem(chunk, previous):
+                            yield head
+                        break
+                    yield chunk
+                    previous = chunk
         except Exception as exc:  # noqa: BLE001
             self._broken(exc)
         self._ended()
@@ -260,11 +246,9 @@ class StreamCheck:
         return read, None
 
     def _broken(self, exc: Exception) -> None:
-        problem = self.lost(exc)
-        if problem is not None:
-            self._raise(problem, exc)
+        if (problem := self.lost(exc)) is not None:
+            raise self.error(problem) from exc
 
     def _ended(self) -> None:
-        problem = self.close()
-        if problem is not None:
-            self._raise(problem)
+        if (problem := self.close()) is not None:
+            raise self.error(problem) from None
