@@ -485,7 +485,7 @@ class Retrier:
         guard = self.guard() if m.storm else None
         in_place = guard is not None and guard.paid_in_place and not self.hooks
         inst = _instant[0]
-        off = inst.local.offset if inst is not None else 0.0  # as of the last failure
+        off = inst.local.offset if in_place and inst is not None else 0.0  # as of the failure
         while True:
             t = type(answer)
             if t is Wait and answer.cost:  # type: ignore[union-attr] # the budget pays first
