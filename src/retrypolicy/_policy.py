@@ -24,7 +24,7 @@ from ._rules import Classification, Failure, Kind, Rule, failure_of, failure_of_
 
 if TYPE_CHECKING:
     from ._stats import StormStats
-    from .stores import Store
+    from ._store import Store
 
 __all__ = ["Policy"]
 

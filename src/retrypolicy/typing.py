@@ -1,7 +1,8 @@
 """The Protocols and aliases users implement or annotate with.
 
-Everything here is part of the public API: a hook, a clock, a sleeper or an
-outcome extractor you write only has to match these shapes.
+Everything here is part of the public API: a hook, a clock, a sleeper, an
+outcome extractor or a store you write only has to match these shapes
+(``Store`` is documented with :mod:`retrypolicy.stores`, which exports it too).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import random
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol, TypedDict
 
+from ._store import Store
+
 if TYPE_CHECKING:
     from ._events import RetryEvent
     from ._outcome import Outcome
-    from .stores import Store
 
 __all__ = [
     "AsyncSleeper",
@@ -23,6 +25,7 @@ __all__ = [
     "RetryHook",
     "RetryOptions",
     "Sleeper",
+    "Store",
 ]
 
 

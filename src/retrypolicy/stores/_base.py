@@ -1,4 +1,5 @@
-"""The store interface, the in-process store, and the process's default store.
+"""The in-process store and the process's default store (the interface they implement,
+:class:`Store`, is in the core: ``retrypolicy.typing`` and this package re-export it).
 
 Also the three async dispatchers (:func:`abudget`, :func:`alimiter`, :func:`abreaker`)
 that async call paths await for a store step: a store's own coroutine method when it
@@ -14,11 +15,12 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, cast
 
 from .._breaker import BreakerOp, BreakerResult, BreakerState, CircuitBreaker, breaker_step
 from .._budget import Bucket, BudgetResult, RetryBudget
 from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, LimiterState, limiter_step
+from .._store import Store
 
 __all__ = [
     "InProcessStore",
@@ -30,52 +32,6 @@ __all__ = [
     "set_default_store",
     "use_store",
 ]
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Where budgets, limiters and breakers keep their state; each method is one atomic step.
-
-    ``key`` names one budget, limiter or breaker (policy name, and host for a
-    breaker); ``now`` is the caller's clock (wall-clock seconds, comparable
-    across machines). A step applies the pure transition of
-    :mod:`retrypolicy._budget` / ``_limiter`` / ``_breaker`` atomically and
-    returns its result. A step never raises for a store failure: a store that
-    cannot reach its backend answers from a local fallback and says so in the
-    result's ``notice``.
-
-    ``shared`` is True when other processes see the same state: callers then
-    batch what they can (success reports) instead of a round trip per call.
-
-    A store may also have coroutine twins ``abudget``, ``alimiter``, ``abreaker``
-    and ``abreaker_keys`` (same arguments, same results) for async callers; a
-    shared store without them is stepped in a worker thread (see :func:`abudget`).
-    """
-
-    shared: bool
-
-    def budget(self, key: str, config: RetryBudget, now: float, delta: float) -> BudgetResult:
-        """Spend (``delta < 0``), refund (``> 0``) or read (``0``) a budget."""
-        ...
-
-    def limiter(
-        self, key: str, config: AdaptiveLimiter, now: float, op: LimiterOp, measured: float = 0.0
-    ) -> LimiterResult:
-        """One limiter step (``acquire``, ``throttled``, ``answered``, ``read``)."""
-        ...
-
-    def breaker(
-        self,
-        key: str,
-        config: CircuitBreaker,
-        now: float,
-        op: BreakerOp,
-        *,
-        failures: int = 0,
-        successes: int = 0,
-    ) -> BreakerResult:
-        """One breaker step (``allow``, ``record``, ``read``)."""
-        ...
 
 
 class InProcessStore:
