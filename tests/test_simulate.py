@@ -172,6 +172,20 @@ def test_retries_that_fix_things_do_not_drain_the_budget() -> None:
     assert sum(result.gave_up.values()) <= 2  # 0.2 ** 6 of the calls fail six times
 
 
+def test_a_free_retry_is_paid_not_refused() -> None:
+    """A budget whose retries cost nothing pays every one of them, with or without a
+    limiter or breaker beside it (the gated path pays through the machine's Report)."""
+    scenario = rp.Scenario.errors(0.2, "unavailable").with_latency(0.01)
+    free = rp.EUGPT.budget.evolve(retry_cost=0, timeout_cost=0)  # type: ignore[union-attr]
+    for policy in (
+        rp.EUGPT.evolve(budget=free),
+        rp.EUGPT.evolve(budget=free, breaker=rp.CircuitBreaker(failure_rate=1.0)),
+    ):
+        result = rp.simulate(policy, scenario, clients=4, rate=40, duration=10)
+        assert result.budget_refused == 0
+        assert sum(result.gave_up.values()) <= 2  # 0.2 ** 6 of the calls fail six times
+
+
 def test_a_store_per_client_pays_a_budget_per_client() -> None:
     """Unshared stores: each client's bucket pays its own retries, so the outage costs more."""
     shared = rp.simulate(rp.EUGPT, OUTAGE, clients=8, rate=80, duration=25)

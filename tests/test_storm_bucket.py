@@ -86,8 +86,8 @@ def test_guard_pay_is_spend(budget: rp.RetryBudget, ops: list[tuple[str, str, fl
             fast.refund(now)
             slow.refund(now)
             continue
-        a = fast.pay(kind, now, "c", 2)
-        b = slow.pay(kind, now, "c", 2)
+        a = fast.pay(budget.cost_of(kind), now, "c", 2)
+        b = slow.pay(budget.cost_of(kind), now, "c", 2)
         assert (a is None) == (b is None)
         if a is not None and b is not None:
             assert (a.ok, a.level, a.capacity, a.event) == (b.ok, b.level, b.capacity, b.event)

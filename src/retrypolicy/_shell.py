@@ -23,7 +23,6 @@ from typing import Any, Final
 import attrs
 
 from . import _clock
-from ._budget import BudgetResult
 from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, _instant
 from ._emit import MAX_ERROR_TEXT, mark_reported, reported, retry_event, safe_call
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
@@ -33,7 +32,7 @@ from ._policy import Policy
 from ._rules import Kind
 from ._runtime import RUNTIME
 from ._storm import CALL_HOOKS, Guard, Steps, guard_for
-from ._verdict import NO_OBJECTION, StormVerdict
+from ._verdict import NO_OBJECTION, StormVerdict, paid
 from .instrumentation import _hooks
 from .instrumentation._hooks import get_hooks
 from .stores._base import Store
@@ -64,16 +63,6 @@ __all__ = [
 
 NEVER_RETRIED: Final = (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)
 """Exceptions that always pass straight through: the caller asked to stop."""
-
-_PAID: dict[float, StormVerdict] = {}
-"""The verdict of a retry the budget paid for, per cost (the common answer, built once)."""
-
-
-def _paid(cost: float) -> StormVerdict:
-    verdict = _PAID.get(cost)
-    if verdict is None:
-        verdict = _PAID[cost] = StormVerdict("", BudgetResult(True, 0.0, 0.0, ""), cost)
-    return verdict
 
 
 @attrs.frozen
@@ -234,10 +223,7 @@ class Retrier:
         now = self.storm_now()
         token = CALL_HOOKS.set(self.hooks) if self.hooks else None
         try:
-            if guard.paid_in_place:
-                refused = guard.pay_in_place(cost, now, self.name, m.attempts)
-            else:
-                refused = guard.run(guard.pay_steps(cost, now, self.name, m.attempts))
+            refused = guard.pay(cost, now, self.name, m.attempts)
         finally:
             if token is not None:
                 CALL_HOOKS.reset(token)
@@ -295,7 +281,7 @@ class Retrier:
             if why or guard.budget is None:
                 return StormVerdict(why, None, cost)
             refused = yield from guard.pay_steps(cost, now, name, step.attempt)
-            return _paid(cost) if refused is None else StormVerdict("", refused, cost)
+            return paid(cost) if refused is None else StormVerdict("", refused, cost)
         if type(step) is Gate:
             hold: float = yield from guard.before_steps(step.host, now, name, step.attempt)
             return hold

@@ -286,10 +286,9 @@ class Guard:
             self._budget_seen(result, call, attempt)
         return result
 
-    def pay(self, kind: str, now: float, call: str, attempt: int) -> BudgetResult | None:
-        """Pay for a retry after a failure of *kind*, here: None when paid for (or there is
-        no budget), the refusing result otherwise."""
-        cost = self.budget.cost_of(kind) if self.budget is not None else 0.0
+    def pay(self, cost: float, now: float, call: str, attempt: int) -> BudgetResult | None:
+        """Pay *cost* for a retry, here (in place with an in-process store): None when paid
+        for (or there is no budget), the refusing result otherwise."""
         if self._buckets is not None:
             return self.pay_in_place(cost, now, call, attempt)
         return self.run(self.pay_steps(cost, now, call, attempt))

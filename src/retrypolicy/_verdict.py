@@ -17,7 +17,7 @@ import attrs
 from ._budget import BudgetResult
 from ._outcome import AttemptState, Decision
 
-__all__ = ["NO_OBJECTION", "StormVerdict", "storm_decision"]
+__all__ = ["NO_OBJECTION", "StormVerdict", "paid", "storm_decision"]
 
 
 @attrs.frozen
@@ -42,6 +42,17 @@ class StormVerdict:
 
 NO_OBJECTION: Final = StormVerdict()
 """The verdict of a policy without storm protection."""
+
+_PAID: dict[float, StormVerdict] = {}
+
+
+def paid(cost: float) -> StormVerdict:
+    """The verdict on a retry the budget paid *cost* for: the common answer, built once
+    per cost."""
+    verdict = _PAID.get(cost)
+    if verdict is None:
+        verdict = _PAID[cost] = StormVerdict("", BudgetResult(True, 0.0, 0.0), cost)
+    return verdict
 
 
 def storm_decision(decision: Decision, verdict: StormVerdict, state: AttemptState) -> Decision:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Final
 from .. import _backoff
 from .._budget import BudgetResult
 from .._outcome import Outcome
-from .._verdict import NO_OBJECTION, StormVerdict
+from .._verdict import NO_OBJECTION, StormVerdict, paid
 from ..transport._machine import DONE, SEND, AttemptMachine, Fail, Gate, Report, Settle, Wait
 from ._fleet import Counters, Protection, Steps
 from ._report import Histogram, Simulation
@@ -228,7 +228,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                     verdict = _verdict(call.prot, reply, now)
                     reply = m.answered(verdict)
                 elif type(reply) is Wait and reply.cost:  # a budget alone: pay, or give up
-                    refusal = _pay(call.prot, reply, now)
+                    refusal = _pay(call.prot, reply.cost, now)
                     if refusal is not None:
                         verdict = StormVerdict("", refusal, reply.cost)
                         reply = m.refused(refusal)
@@ -332,17 +332,13 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     )
 
 
-_PAID: dict[float, StormVerdict] = {}
-
-
-def _pay(prot: Protection | None, wait: Wait, now: float) -> BudgetResult | None:
-    """Pay for *wait*'s retry from the budget on the pure steps: None when paid for, else
-    the refusing result (what :meth:`~retrypolicy._storm.Guard.pay_in_place` answers)."""
-    if prot is None or prot.budget is None:
+def _pay(prot: Protection | None, cost: float, now: float) -> BudgetResult | None:
+    """Pay *cost* for a retry on the pure steps: None when paid for (or there is no
+    budget), else the refusing result (what :meth:`~retrypolicy._storm.Guard.pay_in_place`
+    answers)."""
+    if prot is None or prot.pay(cost, now):
         return None
-    assert wait._source is not None  # noqa: S101 - a retry's Wait knows its failure
-    if prot.pay(wait._source[0].kind, now):
-        return None
+    assert prot.budget is not None  # noqa: S101 - only a budget refuses
     level = prot.bucket.level if prot.bucket is not None else 0.0
     return BudgetResult(False, level, prot.budget.capacity)
 
@@ -359,10 +355,5 @@ def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:
     cost = step.cost
     if why or prot.budget is None:
         return StormVerdict(why, None, cost)
-    if prot.pay(step.kind, now):
-        verdict = _PAID.get(cost)
-        if verdict is None:
-            verdict = _PAID[cost] = StormVerdict("", BudgetResult(True, 0.0, 0.0), cost)
-        return verdict
-    level = prot.bucket.level if prot.bucket is not None else 0.0
-    return StormVerdict("", BudgetResult(False, level, prot.budget.capacity), cost)
+    refused = _pay(prot, cost, now)
+    return paid(cost) if refused is None else StormVerdict("", refused, cost)

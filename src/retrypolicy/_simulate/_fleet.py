@@ -108,21 +108,20 @@ class Protection:
         assert budget is not None  # noqa: S101 - only called with a budget
         self.full = level >= budget.capacity
 
-    def pay(self, kind: str, now: float) -> float:
-        """Pay for a retry after a failure of *kind*: its cost, or 0.0 when refused."""
+    def pay(self, cost: float, now: float) -> bool:
+        """Pay *cost* for a retry: True when paid for (or there is no budget)."""
         budget = self.budget
         bucket = self.bucket
         if budget is None or bucket is None:
-            return -1.0  # no budget: nothing to pay, nothing to refund
-        cost = budget.timeout_cost if kind in _budget._TIMEOUT_KINDS else budget.retry_cost
+            return True  # no budget: nothing to pay, nothing to refund
         before = bucket.level
         ok, level, _ = bucket.step(budget, now, -cost)
         self._level(before, level, now)
         if ok:
             self.counters.budget_paid += 1
-            return cost
-        self.counters.budget_refused += 1
-        return 0.0
+        else:
+            self.counters.budget_refused += 1
+        return ok
 
     def refund(self, now: float, amount: float) -> None:
         """A success: *amount* back (AWS: 1 on a first try, else the last retry's cost)."""

@@ -289,12 +289,6 @@ def _shell_of(options: AdapterOptions) -> Retrier:
     return shell
 
 
-def _started(shell: Retrier) -> float:
-    """A request's start on the shell's clock (``rp.testing.instant()``'s skipped waits in)."""
-    inst = _instant[0]
-    return shell.clock() + (inst.local.offset if inst is not None else 0.0)
-
-
 class FirstAttempt:
     """A request's first attempt, for an adapter that settles its success without a loop.
 
@@ -322,7 +316,7 @@ class FirstAttempt:
 
     def started(self) -> float:
         """The request's start, read before its first attempt goes out (for :meth:`loop`)."""
-        inst = _instant[0]  # _started(), one call less: this runs on every request
+        inst = _instant[0]  # Retrier.now(), one call less: this runs on every request
         return self._clock() + (inst.local.offset if inst is not None else 0.0)
 
     def news(self, retrying: bool) -> None:
@@ -381,7 +375,7 @@ class AttemptLoop:
         """The host whose breaker is asked ("" for one breaker per policy)."""
         cache = options._shell  # the shell is built once per options: this runs per request
         self._shell = shell = cache[0] if cache else _shell_of(options)
-        self._started = _started(shell) if started is None else started
+        self._started = shell.now() if started is None else started
         self._attempts = 0
         self._m: AttemptMachine | None = None
         """The request's machine: built on the first failure, or the first gated attempt."""

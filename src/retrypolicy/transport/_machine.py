@@ -343,7 +343,7 @@ class AttemptMachine:
         if self.storm:
             budget = self.budget
             cost = 0.0
-            if budget is not None:
+            if budget is not None:  # RetryBudget.cost_of, inlined: this runs on every retry
                 cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
             if self.gated:
                 self._pending = wait
@@ -375,10 +375,7 @@ class AttemptMachine:
         if type(pending) is Wait and type(result) is StormVerdict:  # a retry's verdict
             budget = result.budget
             if result.refused or (budget is not None and not budget.ok):
-                d = storm_decision(pending.decision, result, self.state)  # type: ignore[arg-type]
-                self._decided = d
-                self.last = pending.outcome
-                return Fail(d, pending.outcome)  # type: ignore[arg-type] # a failure's Wait
+                return self._refuse(pending, result)
             if budget is not None:  # paid: the refund if the call then succeeds
                 self._cost = result.cost
             # the retry goes ahead: the call moves past the failure
@@ -413,9 +410,7 @@ class AttemptMachine:
             raise RuntimeError(msg)
         self._before = None
         self.attempt, self.retries, self.last_delay = before
-        verdict = StormVerdict("", result, self._cost)
-        d = self._decided = storm_decision(wait.decision, verdict, self.state)  # type: ignore[arg-type]
-        return Fail(d, wait.outcome)  # type: ignore[arg-type] # a retry's Wait has its failure
+        return self._refuse(wait, StormVerdict("", result, self._cost))
 
     def waited(self) -> Send | Ask | Wait:
         """A :class:`Wait` is over: send (after the limiter's pacing), or begin the next
@@ -436,6 +431,13 @@ class AttemptMachine:
         self._decided = self.last = self._pending = None
 
     # -- internals -------------------------------------------------------------------
+
+    def _refuse(self, wait: Wait, verdict: StormVerdict) -> Fail:
+        """Storm protection refused *wait*'s retry: give up on its failure, the call where
+        it stood before that failure."""
+        d = self._decided = storm_decision(wait.decision, verdict, self.state)  # type: ignore[arg-type]
+        self.last = wait.outcome
+        return Fail(d, wait.outcome)  # type: ignore[arg-type] # a retry's Wait has its failure
 
     def _give_up(self, c: Classification, why: str, outcome: Outcome) -> Fail | Ask:
         state = self.state
