@@ -64,7 +64,9 @@ class _Generic(InProcessStore):
 
 kinds = st.sampled_from(["connection", "timeout", "server_error"])
 calls = st.lists(
-    st.tuples(st.sampled_from(["pay", "refund"]), kinds, st.floats(min_value=0, max_value=3)),
+    st.tuples(
+        st.sampled_from(["pay", "refund", "retried"]), kinds, st.floats(min_value=0, max_value=3)
+    ),
     max_size=40,
 )
 
@@ -82,9 +84,13 @@ def test_guard_pay_is_spend(budget: rp.RetryBudget, ops: list[tuple[str, str, fl
     now = 0.0
     for op, kind, dt in ops:
         now += dt
-        if op == "refund":
+        if op == "refund":  # a first try's success
             fast.refund(now)
             slow.refund(now)
+            continue
+        if op == "retried":  # a retried call's success: its last retry's cost comes back
+            fast.refund(now, budget.cost_of(kind), paid=True)
+            slow.refund(now, budget.cost_of(kind), paid=True)
             continue
         a = fast.pay(budget.cost_of(kind), now, "c", 2)
         b = slow.pay(budget.cost_of(kind), now, "c", 2)
@@ -93,6 +99,16 @@ def test_guard_pay_is_spend(budget: rp.RetryBudget, ops: list[tuple[str, str, fl
             assert (a.ok, a.level, a.capacity, a.event) == (b.ok, b.level, b.capacity, b.event)
         assert fast.full == slow.full
         assert fast._pending_refund == slow._pending_refund
+        mine = fast._buckets.get("bucket:budget")
+        theirs = slow.store._budgets.get("bucket:budget")  # type: ignore[attr-defined]
+        if mine is None or theirs is None:
+            assert mine is theirs
+        else:  # the bucket itself, float for float
+            assert (mine.level, mine.stamp, mine.exhausted) == (
+                theirs.level,
+                theirs.stamp,
+                theirs.exhausted,
+            )
     assert fast.counters == slow.counters
     assert seen[fast] == seen[slow]
     assert fast.stats(now).budget_level == slow.stats(now).budget_level

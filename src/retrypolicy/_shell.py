@@ -476,9 +476,12 @@ class Retrier:
             t = type(answer)
             if t is Wait and answer.cost:  # type: ignore[union-attr] # the budget pays first
                 if in_place:  # pay(), inlined: an in-process budget with nobody to tell
-                    cost, answer.cost = answer.cost, 0.0  # type: ignore[union-attr]
-                    now = self.wall_clock() + off  # storm_now(), the failure's offset
-                    refused = guard.pay_in_place(cost, now, self.name, m.attempts)  # type: ignore[union-attr]
+                    refused = guard.pay_in_place(  # type: ignore[union-attr]
+                        answer.cost,  # type: ignore[union-attr]
+                        self.wall_clock() + off,  # storm_now(), the failure's offset
+                        self.name,
+                        m.attempts,
+                    )
                     if refused is not None:
                         answer = m.refused(refused)
                 else:

@@ -51,6 +51,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ._breaker import BreakerResult
+    from ._budget import RetryBudget
     from ._policy import Policy
     from .stores._base import Store
 
@@ -308,33 +309,60 @@ class Guard:
         in the same critical section as the pending refund and the counters; no result is
         built for a retry that was paid for and changed nothing worth reporting (the common
         case). None when paid for, the refusing result otherwise."""
-        buckets = self._buckets
-        budget = self.budget
-        assert buckets is not None  # noqa: S101 - callers check
-        assert budget is not None  # noqa: S101 - buckets are taken only with a budget
-        key = self._budget_key
+        budget: RetryBudget = self.budget  # type: ignore[assignment] # buckets come with one
+        cap = budget.capacity
         lock = self._lock
         lock.acquire()  # not ``with``: half the cost, and this runs on every retry
         try:
-            refund = self._pending_refund
-            self._pending_refund = 0.0
-            bucket = buckets.get(key)
-            if bucket is None:
-                bucket = buckets[key] = Bucket(budget.capacity, now)
-            ok, level, event = bucket.step(budget, now, refund - cost)
-            if not ok and refund:  # the refund was not spent with the refused retry
-                _, level, again = bucket.step(budget, now, refund)
-                event = event or again
-            self.counters["retries_allowed" if ok else "retries_refused"] += 1
+            bucket = self._buckets.get(self._budget_key)  # type: ignore[union-attr]
+            delta = self._pending_refund - cost
+            paid = False
+            if bucket is not None and delta <= 0 and not bucket.exhausted:
+                # Bucket.step, inlined for its common case: a spend from a bucket that has
+                # not run dry (test_budget holds the two equal)
+                level = bucket.level
+                elapsed = now - bucket.stamp
+                if elapsed > 0:
+                    level += budget.refill_rate * elapsed
+                    bucket.stamp = now
+                if level > cap:  # noqa: PLR1730 - as Bucket.step
+                    level = cap
+                paid = level + delta >= 0
+                bucket.level = level = level + delta if paid else level
+            if paid:  # nothing to report, no result to build
+                self._pending_refund = 0.0
+                self.counters["retries_allowed"] += 1
+            else:
+                ok, level, event = self._step(bucket, budget, now, cost)
         finally:
             lock.release()
-        if ok and not event:
-            if (level >= budget.capacity) is not self.full:
-                self._fullness(not self.full)  # a retry from a full bucket: the common flip
+        if paid:
+            if (level >= cap) is not self.full:
+                self._fullness(not self.full)  # a retry from a full bucket: the usual flip
             return None
-        result = BudgetResult(ok, level, budget.capacity, event)
+        if ok and not event:
+            if (level >= cap) is not self.full:
+                self._fullness(not self.full)
+            return None
+        result = BudgetResult(ok, level, cap, event)
         self._budget_seen(result, call, attempt)
         return None if ok else result
+
+    def _step(
+        self, bucket: Bucket | None, budget: RetryBudget, now: float, cost: float
+    ) -> tuple[bool, float, str]:
+        """A retry's payment of *cost*, with the pending refund, by :meth:`Bucket.step`
+        (under the lock): a new bucket, a refund larger than the cost, one that ran dry."""
+        refund = self._pending_refund
+        self._pending_refund = 0.0
+        if bucket is None:
+            bucket = self._buckets[self._budget_key] = Bucket(budget.capacity, now)  # type: ignore[index]
+        ok, level, event = bucket.step(budget, now, refund - cost)
+        if not ok and refund:  # the refund was not spent with the refused retry
+            _, level, again = bucket.step(budget, now, refund)
+            event = event or again
+        self.counters["retries_allowed" if ok else "retries_refused"] += 1
+        return ok, level, event
 
     def refund(self, now: float, amount: float | None = None, *, paid: bool = False) -> None:
         """:meth:`refund_steps`, its store step performed here."""
