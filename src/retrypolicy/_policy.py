@@ -106,6 +106,12 @@ class Policy:
     _cache: dict[tuple[int | None, str | None, Failure | None], Classification] = attrs.field(
         init=False, factory=dict, eq=False, repr=False, hash=False
     )
+    _protected: tuple[bool, bool] = attrs.field(init=False, eq=False, repr=False, hash=False)
+    """(gated, storm): a limiter or breaker gates each attempt; any protection at all."""
+
+    def __attrs_post_init__(self) -> None:
+        gated = self.limiter is not None or self.breaker is not None
+        object.__setattr__(self, "_protected", (gated, gated or self.budget is not None))
 
     def evolve(self, **changes: Any) -> Policy:
         """A copy with *changes* applied (``attrs.evolve``)."""

@@ -474,25 +474,28 @@ class Retrier:
         off = inst.local.offset if in_place and inst is not None else 0.0  # as of the failure
         while True:
             t = type(answer)
-            if t is Wait and answer.cost:  # type: ignore[union-attr] # the budget pays first
-                if in_place:  # pay(), inlined: an in-process budget with nobody to tell
-                    refused = guard.pay_in_place(  # type: ignore[union-attr]
-                        answer.cost,  # type: ignore[union-attr]
-                        self.wall_clock() + off,  # storm_now(), the failure's offset
-                        self.name,
-                        m.attempts,
-                    )
-                    if refused is not None:
-                        answer = m.refused(refused)
-                else:
-                    answer = self.pay(m, answer)  # type: ignore[arg-type]
-                t = type(answer)
             if t is Wait:
+                if answer.cost:  # type: ignore[union-attr] # the budget pays first
+                    if in_place:  # pay(), inlined: an in-process budget with nobody to tell
+                        refused = guard.pay_in_place(  # type: ignore[union-attr]
+                            answer.cost,  # type: ignore[union-attr]
+                            self.wall_clock() + off,  # storm_now(), the failure's offset
+                            self.name,
+                            m.attempts,
+                        )
+                        if refused is not None:
+                            answer = m.refused(refused)
+                            continue
+                    else:
+                        answer = self.pay(m, answer)  # type: ignore[arg-type]
+                        if type(answer) is not Wait:
+                            continue
                 if self.on_retry is not None or _hooks._hooks:
                     self.report(m, answer)
-                retried = answer.outcome  # type: ignore[union-attr]
-                if retried is not None and retried.value is not None:
-                    discard(retried)  # a response retried past: its connection is free first
+                if exc is None:  # a response retried past: its connection is free first
+                    retried = answer.outcome  # type: ignore[union-attr]
+                    if retried is not None and retried.value is not None:
+                        discard(retried)
                 delay = answer.seconds  # type: ignore[union-attr]
                 inst = _instant[0]
                 if inst is not None:
@@ -511,11 +514,11 @@ class Retrier:
                     self.report(m, answer)
                 # the failures' tracebacks hold this frame: without a way back to them, they
                 # are freed as the call returns, not left to the garbage collector
-                m = retried = None  # type: ignore[assignment]
+                m = answer = None  # type: ignore[assignment]
                 return value
             elif t is Fail:
                 self.report(m, answer)
-                m = retried = answer = found = None  # type: ignore[assignment] # as above
+                m = answer = found = None  # type: ignore[assignment] # as above
                 if exc is not None:
                     try:
                         raise exc
@@ -551,6 +554,11 @@ class Retrier:
                 if guard.owe(answer.refund, paid=answer.retried):  # type: ignore[union-attr]
                     guard.flush_in_place(self.storm_now())  # type: ignore[union-attr]
                 answer = DONE  # what answered(None) says to a Settle, one call shorter
+            if answer is DONE:  # the call is over (the loop's DONE, one turn shorter)
+                if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
+                    self.report(m, answer)
+                m = answer = None  # type: ignore[assignment] # as above
+                return value
 
     def finish(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

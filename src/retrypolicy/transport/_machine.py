@@ -107,13 +107,14 @@ class Wait:
     @property
     def decision(self) -> Decision | None:
         """The retry decided: built when first read (most retries are never looked at)."""
-        d = self._decision
-        if d is None and self._source is not None:
-            c, n, hint, started, attempt, retries = self._source
+        try:
+            return self._decision
+        except AttributeError:  # a retry the machine decided (and left unbuilt): build it
+            c, n, hint, started, attempt, retries, _, _ = self._source  # type: ignore[misc]
             state = AttemptState(started, attempt, retries, self.seconds)
             reason = retry_reason(c.kind, n, c.max_retries)
             d = self._decision = Decision("retry", c, reason, state, self.seconds, hint)
-        return d
+            return d
 
     def __repr__(self) -> str:
         return f"Wait({self.seconds!r})"
@@ -205,10 +206,13 @@ Answer = Send | Wait | Ask | Done | Fail
 _SUCCESS_KIND: Final = Kind.SUCCESS
 _new: Final = object.__new__
 
-_Retry = tuple[Classification, int, float | None, float, int, tuple[tuple[str, int], ...]]
+_Retries = tuple[tuple[str, int], ...]
+_Retry = tuple[Classification, int, float | None, float, int, _Retries, _Retries, float | None]
 """A retry decided, as plain values: classification, which retry of its kind, the server's
-hint, and the state after it (started, attempt, retries per kind)."""
+hint, the state after it (started, attempt, retries per kind), and the retries and last
+delay before it (where a retry the budget refuses leaves the call)."""
 
+_UNPROTECTED: Final = (False, False)
 _GATE: Final = object()
 _SETTLE: Final = object()
 
@@ -225,7 +229,6 @@ class AttemptMachine:
     """
 
     __slots__ = (
-        "_before",
         "_cost",
         "_decided",
         "_pending",
@@ -270,15 +273,12 @@ class AttemptMachine:
         self._decided: Decision | Wait | None = None
         self.last: Outcome | None = None
         """The last failure; None after a success."""
-        budget = self.budget = policy.budget
-        self.gated = gated = retrying and (policy.limiter is not None or policy.breaker is not None)
-        self.storm = gated or (retrying and budget is not None)
+        self.budget = policy.budget
+        self.gated, self.storm = policy._protected if retrying else _UNPROTECTED
         self._cost = 0.0
         """What the last paid retry cost: the refund when the call then succeeds."""
         self._pending: object = None
         self._waited_hold = False
-        self._before: tuple[int, tuple[tuple[str, int], ...], float | None] | None = None
-        """Where the call stood before a retry the budget has yet to pay for."""
 
     @property
     def state(self) -> AttemptState:
@@ -334,11 +334,12 @@ class AttemptMachine:
             return self._give_up(c, delay, outcome)
         attempt = self.attempt + 1
         after = ((kind, 1),) if not retries else retries_after(retries, kind)
-        wait = _new(Wait)  # Wait(delay, None, outcome), its decision to build when read
+        wait = _new(Wait)  # Wait(delay, None, outcome), its decision left to build when read
         wait.seconds = delay  # type: ignore[assignment] # not a str: a delay
-        wait._decision = None
         wait.outcome = outcome
-        wait._source = (c, used + 1, outcome.retry_after, self.started, attempt, after)
+        wait._source = (
+            c, used + 1, outcome.retry_after, self.started, attempt, after, retries, self.last_delay
+        )  # fmt: skip
         wait.cost = 0.0
         if self.storm:
             budget = self.budget
@@ -349,7 +350,6 @@ class AttemptMachine:
                 self._pending = wait
                 return Report(self.host, kind, True, delay, cost, self.attempts)  # type: ignore[arg-type]
             # a budget alone: the retry goes ahead once the shell has paid (or refused())
-            self._before = (self.attempt, retries, self.last_delay)
             self._cost = wait.cost = cost
         self.attempt = attempt  # the retry goes ahead: the call moves past the failure
         self.retries = after
@@ -379,7 +379,7 @@ class AttemptMachine:
             if budget is not None:  # paid: the refund if the call then succeeds
                 self._cost = result.cost
             # the retry goes ahead: the call moves past the failure
-            _, _, _, _, self.attempt, self.retries = pending._source  # type: ignore[misc]
+            _, _, _, _, self.attempt, self.retries, _, _ = pending._source  # type: ignore[misc]
             self.last_delay = pending.seconds
             self._decided = pending
             self.last = pending.outcome
@@ -404,12 +404,12 @@ class AttemptMachine:
         """The retry budget could not pay for the last :class:`Wait`'s ``cost`` (*result*
         is its answer): give up now, where the call stood before that failure."""
         wait = self._decided
-        before = self._before
-        if type(wait) is not Wait or before is None:
+        if not isinstance(wait, Wait) or wait._source is None or self.gated:
             msg = f"refused({result!r}): no retry waits to be paid for"
             raise RuntimeError(msg)
-        self._before = None
-        self.attempt, self.retries, self.last_delay = before
+        source = wait._source
+        self.attempt = source[4] - 1
+        self.retries, self.last_delay = source[6], source[7]
         return self._refuse(wait, StormVerdict("", result, self._cost))
 
     def waited(self) -> Send | Ask | Wait:
