@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import threading
@@ -326,6 +327,46 @@ def test_methods(instant: rp.testing.Instant) -> None:
     assert c.cm(3) == (Client, 3)
     assert Client.sm(4) == 4
     assert c.sm(5) == 5
+
+
+def test_any_callable_decorated_directly_is_called_as_itself(instant: rp.testing.Instant) -> None:
+    """The wrapper's direct call goes straight to the retry loop (no bound-method probe):
+    a bound method, a callable object, a partial and a class, each wrapped as it is, are
+    called with their own binding, retried, and keep their introspection."""
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def fetch(self, x: int) -> tuple[object, int]:
+            self.calls += 1
+            if self.calls % 2:
+                raise ConnectionRefusedError
+            return self, x
+
+        def __call__(self, x: int) -> int:
+            return self.fetch(x)[1]
+
+    flaky = Flaky()
+    bound = rp.retry(flaky.fetch)
+    assert bound(1) == (flaky, 1)
+    assert bound.__name__ == "fetch"
+    assert bound.__self__ is flaky  # the proxy shows the bound method's own binding
+    assert rp.retry(flaky)(2) == 2
+    assert rp.retry(functools.partial(flaky.fetch, 3))() == (flaky, 3)
+    assert flaky.calls == 6  # each of the three failed once, then succeeded
+
+    made = [0]
+
+    class Made:
+        def __init__(self, x: int) -> None:
+            made[0] += 1
+            if made[0] == 1:
+                raise ConnectionRefusedError
+            self.x = x
+
+    assert rp.retry(Made)(4).x == 4
+    assert made[0] == 2
 
 
 def test_policy_retry_method(instant: rp.testing.Instant) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "SLEEP",
     "WALL",
     "Instant",
+    "Skipped",
     "pause",
     "set_instant_mode",
 ]
@@ -32,8 +33,23 @@ SLEEP: Final = time.sleep
 ASYNC_SLEEP: Final = asyncio.sleep
 
 
+class Skipped:
+    """One thread's skipped seconds: how far its virtual clock is ahead.
+
+    A plain object, reached once per call through :attr:`Instant.local` (a
+    ``threading.local``, whose every attribute access costs several times a plain one);
+    a shell then reads and advances ``offset`` here as often as it needs.
+    """
+
+    __slots__ = ("offset",)
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+
 class _PerThread(threading.local):
-    offset = 0.0  # a class default: each thread reads 0.0 until it skips a wait
+    def __init__(self) -> None:  # runs once in each thread that looks
+        self.skipped = Skipped()
 
 
 class Instant:
@@ -49,8 +65,8 @@ class Instant:
     def __init__(self) -> None:
         self.waits: list[float] = []
         self.local = _PerThread()
-        """This thread's skipped seconds, as ``local.offset`` (the shells' hot path reads it
-        so; :attr:`offset` is the same)."""
+        """This thread's :class:`Skipped`, as ``local.skipped`` (:attr:`offset` is its
+        ``offset``)."""
 
     def __repr__(self) -> str:
         return f"<Instant waits={len(self.waits)} offset={self.offset:g}>"
@@ -58,13 +74,13 @@ class Instant:
     @property
     def offset(self) -> float:
         """Seconds of waiting this thread skipped: its virtual clock is this far ahead."""
-        value: float = self.local.offset
+        value: float = self.local.skipped.offset
         return value
 
     def record(self, delay: float) -> None:
         """Skip a wait of *delay* seconds on this thread."""
         self.waits.append(delay)
-        self.local.offset += delay
+        self.local.skipped.offset += delay
 
 
 _instant: list[Instant | None] = [None]

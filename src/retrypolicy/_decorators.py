@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, Unpack, overload
+from typing import Any, Final, ParamSpec, TypeVar, Unpack, overload
 
 import attrs
 import wrapt
@@ -57,9 +57,37 @@ def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Call
         )
         raise TypeError(msg)
     retrier = retrier_for(name)
-    wrapper: Any
-    wrapper = retrier.acall if inspect.iscoroutinefunction(target) else retrier.call
-    return wrapt.FunctionWrapper(fn, wrapper)
+    run: Any = retrier.acall if inspect.iscoroutinefunction(target) else retrier.call
+    wrapped: Callable[P, R] = _Retrying(fn, run)
+    return wrapped
+
+
+class _Retrying(wrapt.FunctionWrapper[..., Any]):
+    """wrapt's ``FunctionWrapper`` around *fn*, calling *run* (a :class:`Retrier`
+    interpreter), its unbound call made direct.
+
+    Why: a plain ``FunctionWrapper`` called directly first asks *fn* for a bound
+    method's ``__self__``; for a plain function that is an ``AttributeError``
+    raised and cleared on every call, 0.45 µs: more than the rest of a first-try
+    success. The interpreter calls the callable it is given and ignores the
+    instance, so the answer could change nothing. The call is a closure over *fn*
+    and *run* kept in a slot and read through the slot's descriptor: an attribute
+    read through the proxy would cost 0.09 µs. Binding to an instance, a class or
+    a ``classmethod`` stays wrapt's own.
+    """
+
+    __slots__ = ("_rp_call",)
+
+    def __init__(self, fn: Any, run: Callable[..., Any]) -> None:
+        super().__init__(fn, run)
+        _set_call(self, lambda args, kwargs: run(fn, None, args, kwargs))
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return _get_call(self)(args, kwargs)
+
+
+_get_call: Final = _Retrying.__dict__["_rp_call"].__get__
+_set_call: Final = _Retrying.__dict__["_rp_call"].__set__
 
 
 @overload

@@ -23,7 +23,7 @@ from typing import Any, Final
 import attrs
 
 from . import _clock
-from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, _instant
+from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, Skipped, _instant
 from ._emit import MAX_ERROR_TEXT, mark_reported, reported, retry_event, safe_call
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value
@@ -125,13 +125,13 @@ class Retrier:
     def now(self) -> float:
         """The call's monotonic clock, advanced by the waits instant mode skipped."""
         inst = _instant[0]
-        return self.clock() + (inst.local.offset if inst is not None else 0.0)
+        return self.clock() + (inst.local.skipped.offset if inst is not None else 0.0)
 
     def storm_now(self) -> float:
         """Storm state's clock: wall-clock seconds (comparable across the machines that
         share a store), advanced by the waits instant mode skipped."""
         inst = _instant[0]
-        return self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
+        return self.wall_clock() + (inst.local.skipped.offset if inst is not None else 0.0)
 
     def wait(self, delay: float) -> None:
         """Sleep *delay* seconds (never for a zero wait; recorded in instant mode)."""
@@ -205,7 +205,7 @@ class Retrier:
                 guard.flush_in_place(self.storm_now())
             return None
         inst = _instant[0]
-        now = self.wall_clock() + (inst.local.offset if inst is not None else 0.0)
+        now = self.wall_clock() + (inst.local.skipped.offset if inst is not None else 0.0)
         if not self.hooks:  # no call hook for storm events to reach
             return guard.run(self._steps(guard, step, now))
         token = CALL_HOOKS.set(self.hooks)
@@ -415,7 +415,7 @@ class Retrier:
         wrapper: no extra frame on the success path, where no machine is built.
         """
         inst = _instant[0]
-        started = self.clock() if inst is None else self.clock() + inst.local.offset
+        started = self.clock() if inst is None else self.clock() + inst.local.skipped.offset
         if not self.direct:
             m = self.machine(started)
             return self.drive(m, self.resolve(m, m.begin()), fn, args, kwargs)
@@ -444,9 +444,13 @@ class Retrier:
         # out of the except block: a later attempt's error must not chain to this one
         m = AttemptMachine(self.policy, started, True, "", self.rng, 1)
         inst = _instant[0]
-        answer: Answer = m.failed(outcome, self.clock() + (inst.local.offset if inst else 0.0))
+        skipped = None if inst is None else inst.local.skipped  # this thread's, for drive()
+        now = self.clock() if skipped is None else self.clock() + skipped.offset
+        answer: Answer = m.failed(outcome, now)
         try:
-            return self.drive(m, answer, fn, args, kwargs, None if failure else value, failure)
+            return self.drive(
+                m, answer, fn, args, kwargs, None if failure else value, failure, skipped
+            )
         finally:  # the failure's traceback holds this frame: no cycle back to the failure
             failure = outcome = m = answer = None  # type: ignore[assignment]
 
@@ -459,19 +463,24 @@ class Retrier:
         kwargs: dict[str, Any],
         value: Any = None,
         exc: BaseException | None = None,
+        skipped: Skipped | None = None,
     ) -> Any:
         """Interpret the machine's answers from *answer* on, until done or given up.
 
         The hot loop of a retried call: an in-process budget with nobody to tell is paid
         and refunded here, in place (what :meth:`perform` would do, one call shorter), and
         a retry's wait with nobody listening is carried out without :meth:`resolve`.
+        *skipped*: in instant mode, this thread's skipped seconds (read once per call).
         """
         found: Outcome | None
         announce = self.before_attempt is not None
         guard = self.guard() if m.storm else None
         in_place = guard is not None and guard.paid_in_place and not self.hooks
         inst = _instant[0]
-        off = inst.local.offset if in_place and inst is not None else 0.0  # as of the failure
+        if inst is not None and skipped is None:
+            skipped = inst.local.skipped
+        here = inst  # the instant mode *skipped* belongs to
+        off = skipped.offset if in_place and skipped is not None else 0.0  # as of the failure
         while True:
             t = type(answer)
             if t is Wait:
@@ -498,9 +507,11 @@ class Retrier:
                         discard(retried)
                 delay = answer.seconds  # type: ignore[union-attr]
                 inst = _instant[0]
-                if inst is not None:
-                    inst.waits.append(delay)  # inst.record(delay), inlined
-                    inst.local.offset += delay
+                if inst is not None:  # inst.record(delay), inlined
+                    if inst is not here:  # instant mode was switched on (or anew) meanwhile
+                        here, skipped = inst, inst.local.skipped
+                    inst.waits.append(delay)
+                    skipped.offset += delay  # type: ignore[union-attr]
                 elif delay > 0:
                     self.sleep(delay)
                 answer = m.waited()
@@ -546,7 +557,12 @@ class Retrier:
                 )
             if found is not None:
                 inst = _instant[0]
-                off = inst.local.offset if inst is not None else 0.0
+                if inst is None:
+                    off = 0.0
+                else:
+                    if inst is not here:
+                        here, skipped = inst, inst.local.skipped
+                    off = skipped.offset  # type: ignore[union-attr]
                 answer = m.failed(found, self.clock() + off)
                 continue
             answer = m.succeeded()
@@ -598,7 +614,7 @@ class Retrier:
     ) -> Any:
         """The async interpreter: :meth:`call` for coroutine functions."""
         inst = _instant[0]
-        started = self.clock() if inst is None else self.clock() + inst.local.offset
+        started = self.clock() if inst is None else self.clock() + inst.local.skipped.offset
         if not self.direct:
             m = self.machine(started)
             return await self.adrive(m, await self.aresolve(m, m.begin()), fn, args, kwargs)

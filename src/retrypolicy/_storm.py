@@ -639,7 +639,7 @@ class Guard:
         """The storm clock of the call path that made this guard (instant mode included)."""
         inst = _instant[0]
         wall = self.clock() if self.clock is not None else WALL()
-        return wall + (inst.local.offset if inst is not None else 0.0)
+        return wall + (inst.local.skipped.offset if inst is not None else 0.0)
 
     def _read_budget(self, now: float) -> BudgetResult:
         """The budget's level at *now*, without changing it: a copy of an in-process

@@ -317,7 +317,7 @@ class FirstAttempt:
     def started(self) -> float:
         """The request's start, read before its first attempt goes out (for :meth:`loop`)."""
         inst = _instant[0]  # Retrier.now(), one call less: this runs on every request
-        return self._clock() + (inst.local.offset if inst is not None else 0.0)
+        return self._clock() + (inst.local.skipped.offset if inst is not None else 0.0)
 
     def news(self, retrying: bool) -> None:
         """Give storm protection a first-try success (when :attr:`needs_news`): the
