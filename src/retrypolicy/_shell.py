@@ -118,7 +118,7 @@ class Retrier:
         setter(self, "direct", not gated and self.before_attempt is None)
         own = (self.on_retry, self.on_give_up, self.on_success)
         setter(self, "hooks", tuple(dict.fromkeys(h for h in own if h is not None)))
-        setter(self, "_guard_cache", [None, None])
+        setter(self, "_guard_cache", [None, None, False])
 
     # -- clocks ------------------------------------------------------------------------
 
@@ -189,7 +189,8 @@ class Retrier:
             guard: Guard = cache[1]
             return guard
         guard = guard_for(store, self.policy, clock=self.wall_clock)
-        self._guard_cache[:] = [store, guard]
+        # the third: a retry is paid in place and refunded by owe() (drive's fast lane)
+        self._guard_cache[:] = [store, guard, guard.paid_in_place and not self.hooks]
         return guard
 
     def perform(self, step: Step) -> object:
@@ -474,8 +475,14 @@ class Retrier:
         """
         found: Outcome | None
         announce = self.before_attempt is not None
-        guard = self.guard() if m.storm else None
-        in_place = guard is not None and guard.paid_in_place and not self.hooks
+        guard = None
+        in_place = False
+        if m.storm:  # guard(), its cache read here
+            cache = self._guard_cache
+            store = self.store
+            if cache[0] is not (store if store is not None else _default_store[0]):
+                self.guard()
+            guard, in_place = cache[1], cache[2]
         inst = _instant[0]
         if inst is not None and skipped is None:
             skipped = inst.local.skipped

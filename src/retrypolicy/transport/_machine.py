@@ -365,9 +365,12 @@ class AttemptMachine:
             return DONE
         budget = self.budget
         # AWS standard mode: retries that fixed things are free (their last cost comes back)
-        refund = self._cost or (budget.success_refund if budget is not None else 0.0)
+        settle = _new(Settle)  # Settle(host, refund, retried), built without a call
+        settle.host = self.host
+        settle.refund = self._cost or (budget.success_refund if budget is not None else 0.0)
+        settle.retried = self._cost > 0
         self._pending = _SETTLE
-        return Settle(self.host, refund, self._cost > 0)
+        return settle
 
     def answered(self, result: object) -> Answer:
         """The store step of the last :class:`Ask` answered *result*."""
