@@ -421,7 +421,7 @@ class Retrier:
             m = self.machine(started)
             return self.drive(m, self.resolve(m, m.begin()), fn, args, kwargs)
         try:
-            value = fn(*args, **kwargs)
+            value = fn(*args, **kwargs) if kwargs else fn(*args)  # no copy of an empty dict
         except Exception as exc:  # noqa: BLE001 - classified, re-raised unchanged
             failure: BaseException | None = exc
             outcome = outcome_of_exception(exc, wall=self.wall_clock)
@@ -546,7 +546,7 @@ class Retrier:
             if announce:
                 self.announce(m.attempts, m.started)
             try:
-                value = fn(*args, **kwargs)
+                value = fn(*args, **kwargs) if kwargs else fn(*args)
             except Exception as e:  # noqa: BLE001 - classified, re-raised unchanged
                 exc, value = e, None
                 found = outcome_of_exception(e, wall=self.wall_clock)

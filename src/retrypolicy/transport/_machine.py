@@ -320,12 +320,22 @@ class AttemptMachine:
             c = policy._classification_of(outcome)
         kind = c.kind
         retries = self.retries
-        used = 0  # AttemptState.retries_of(kind), inlined: this runs on every failure
-        if retries:
+        # AttemptState.retries_of(kind) and retries_after(), inlined for the two common
+        # cases (a first retry; another of the only kind so far): this runs on every failure
+        after: tuple[tuple[str, int], ...]
+        if not retries:
+            used = 0
+            after = ((kind, 1),)
+        elif len(retries) == 1 and retries[0][0] == kind:
+            used = retries[0][1]
+            after = ((kind, used + 1),)
+        else:
+            used = 0
             for k, n in retries:
                 if k == kind:
                     used = n
                     break
+            after = retries_after(retries, kind)
         if c.retryable and kind != _SUCCESS_KIND:  # the policy's one decision (Policy.decide's)
             delay = policy._judge(c, outcome, used, self, now, self.rng)
         else:  # success, unknown, or a kind the contract never retries
@@ -333,7 +343,6 @@ class AttemptMachine:
         if type(delay) is str:
             return self._give_up(c, delay, outcome)
         attempt = self.attempt + 1
-        after = ((kind, 1),) if not retries else retries_after(retries, kind)
         wait = _new(Wait)  # Wait(delay, None, outcome), its decision left to build when read
         wait.seconds = delay  # type: ignore[assignment] # not a str: a delay
         wait.outcome = outcome
