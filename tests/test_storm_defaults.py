@@ -11,6 +11,7 @@ from typing import Any
 import requests
 
 import retrypolicy as rp
+from retrypolicy._clock import set_instant_mode
 from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.testing import FakeEUGPT, Reply
 from retrypolicy_requests import RetryAdapter
@@ -144,6 +145,55 @@ def test_threads_waiting_side_by_side_do_not_add_up_their_clocks() -> None:
     assert len(offsets) == 8
     assert max(offsets) < total  # no thread lived the others' waits
     assert sorted(offsets) == sorted(recorder.waits)  # each lived exactly its own
+
+
+def test_instant_mode_switched_during_a_call_takes_effect_at_the_next_wait() -> None:
+    """A call reads instant mode at each wait, not once: switched on after the call began
+    (here by the retry hook, between a failure and its wait), that wait is skipped and
+    recorded on the new recorder's clock; switched off, the next wait is slept (by the
+    call's sleep)."""
+    slept: list[float] = []
+    recorders: list[rp.testing.Instant] = []
+    calls = [0]
+    with contextlib.ExitStack() as stack:
+
+        def switch_on(event: RetryEvent) -> None:
+            if not recorders:
+                recorders.append(stack.enter_context(rp.testing.instant()))
+
+        @rp.retry(sleep=slept.append, on_retry=switch_on)
+        def turns_it_on() -> str:
+            calls[0] += 1
+            if calls[0] < 3:
+                raise ConnectionRefusedError("down")
+            return "ok"
+
+        assert turns_it_on() == "ok"
+        assert slept == []
+        (recorder,) = recorders
+        assert len(recorder.waits) == 2
+        assert recorder.offset == sum(recorder.waits)
+
+    slept.clear()
+    calls[0] = 0
+    with rp.testing.instant() as recorder:
+
+        @rp.retry(sleep=slept.append)
+        def turns_it_off() -> str:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise ConnectionRefusedError("first")
+            if calls[0] == 2:  # the first wait was skipped; real waits from here on
+                set_instant_mode(None)
+                raise ConnectionRefusedError("second")
+            return "ok"
+
+        try:
+            assert turns_it_off() == "ok"
+        finally:
+            set_instant_mode(recorder)
+        assert len(recorder.waits) == 1
+        assert len(slept) == 1
 
 
 SMALL = rp.EUGPT.evolve(name="small", budget=rp.RetryBudget(capacity=20, refill_rate=0))

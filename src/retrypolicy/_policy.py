@@ -106,12 +106,16 @@ class Policy:
     _cache: dict[tuple[int | None, str | None, Failure | None], Classification] = attrs.field(
         init=False, factory=dict, eq=False, repr=False, hash=False
     )
-    _protected: tuple[bool, bool] = attrs.field(init=False, eq=False, repr=False, hash=False)
-    """(gated, storm): a limiter or breaker gates each attempt; any protection at all."""
+    _protected: tuple[RetryBudget | None, bool, bool] = attrs.field(
+        init=False, eq=False, repr=False, hash=False
+    )
+    """(budget, gated, storm), what an attempt machine needs: a limiter or breaker gates
+    each attempt; storm: any protection at all."""
 
     def __attrs_post_init__(self) -> None:
         gated = self.limiter is not None or self.breaker is not None
-        object.__setattr__(self, "_protected", (gated, gated or self.budget is not None))
+        protected = (self.budget, gated, gated or self.budget is not None)
+        object.__setattr__(self, "_protected", protected)
 
     def evolve(self, **changes: Any) -> Policy:
         """A copy with *changes* applied (``attrs.evolve``)."""
@@ -234,12 +238,10 @@ class Policy:
         """
         if not c.retryable:
             return c.reason
-        kind = c.kind
         if outcome.exhausted:
-            return f"{kind}: already retried until an inner retry layer gave up"
-        max_retries = c.max_retries
-        if used >= max_retries:
-            return f"{kind}: {used} of {max_retries} retries used"
+            return f"{c.kind}: already retried until an inner retry layer gave up"
+        if used >= c.max_retries:
+            return f"{c.kind}: {used} of {c.max_retries} retries used"
         if self.max_attempts is not None and where.attempt >= self.max_attempts:
             return f"max_attempts {self.max_attempts} reached"
         rule = c.rule

@@ -212,7 +212,7 @@ _Retry = tuple[Classification, int, float | None, float, int, _Retries, _Retries
 hint, the state after it (started, attempt, retries per kind), and the retries and last
 delay before it (where a retry the budget refuses leaves the call)."""
 
-_UNPROTECTED: Final = (False, False)
+_UNPROTECTED: Final = (None, False, False)
 _GATE: Final = object()
 _SETTLE: Final = object()
 
@@ -273,8 +273,7 @@ class AttemptMachine:
         self._decided: Decision | Wait | None = None
         self.last: Outcome | None = None
         """The last failure; None after a success."""
-        self.budget = policy.budget
-        self.gated, self.storm = policy._protected if retrying else _UNPROTECTED
+        self.budget, self.gated, self.storm = policy._protected if retrying else _UNPROTECTED
         self._cost = 0.0
         """What the last paid retry cost: the refund when the call then succeeds."""
         self._pending: object = None
@@ -349,17 +348,19 @@ class AttemptMachine:
         wait._source = (
             c, used + 1, outcome.retry_after, self.started, attempt, after, retries, self.last_delay
         )  # fmt: skip
-        wait.cost = 0.0
         if self.storm:
             budget = self.budget
             cost = 0.0
             if budget is not None:  # RetryBudget.cost_of, inlined: this runs on every retry
                 cost = budget.timeout_cost if kind in _TIMEOUT_KINDS else budget.retry_cost
             if self.gated:
+                wait.cost = 0.0  # paid through the report
                 self._pending = wait
                 return Report(self.host, kind, True, delay, cost, self.attempts)  # type: ignore[arg-type]
             # a budget alone: the retry goes ahead once the shell has paid (or refused())
             self._cost = wait.cost = cost
+        else:
+            wait.cost = 0.0
         self.attempt = attempt  # the retry goes ahead: the call moves past the failure
         self.retries = after
         self.last_delay = delay  # type: ignore[assignment]
