@@ -245,22 +245,18 @@ class Reply:
         default_detail, default_type, default_code = _status_defaults(status)
         detail_json = _check_json_text(default_detail if detail is None else detail, "detail")
         code = _check_optional_str(code, "code")
-        resolved_code = default_code if code is None else code
         bare = _check_bool(bare, "bare")
         type = _check_optional_str(type, "type")
-        error_type = None if bare else (default_type if type is None else type)
-        resolved_message = _check_optional_str(message, "message")
-        if bare:
-            resolved_message = None
-        elif resolved_message is None:
+        message = _check_optional_str(message, "message")
+        if not bare and message is None:
             decoded = _json.loads(detail_json)
-            resolved_message = decoded if isinstance(decoded, str) else phrase(status)
+            message = decoded if isinstance(decoded, str) else phrase(status)
         return _ErrorReply(
             status=status,
             detail_json=detail_json,
-            code=resolved_code,
-            error_type=error_type,
-            message=resolved_message,
+            code=default_code if code is None else code,
+            error_type=None if bare else (default_type if type is None else type),
+            message=None if bare else message,
             bare=bare,
             **_common(headers, delay, retry_after, retry_after_ms),
         )
