@@ -520,17 +520,10 @@ class _ErrorReply(Reply):
             "bare": self.bare or None,
         }
 
-    def body(self) -> bytes:
-        detail = _json.loads(self.detail_json)
-        error: object = (
-            self.code
-            if self.bare
-            else {"type": self.error_type, "code": self.code, "message": self.message}
-        )
-        return dumps({"detail": detail, "error": error}).encode()
-
     def _play(self, out: Wire) -> None:
-        out.send_full(self.status, JSON, self.body(), self._extra_headers())
+        error = {"type": self.error_type, "code": self.code, "message": self.message}
+        body = {"detail": _json.loads(self.detail_json), "error": self.code if self.bare else error}
+        out.send_full(self.status, JSON, dumps(body).encode(), self._extra_headers())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
@@ -611,25 +604,17 @@ class _StreamReply(Reply):
             )
             out.end_stream()
         elif self.end == "error":
-            out.send_event(
-                {
-                    "type": "error",
-                    "sequence_number": next(numbers),
-                    "code": self.code,
-                    "message": self.message,
-                }
-            )
+            error = {"type": "error", "sequence_number": next(numbers)}
+            out.send_event(error | {"code": self.code, "message": self.message})
             out.end_stream()
-        elif self.end == "cut_mid_frame":
-            cut = frame(delta_event(next(numbers), delta_text(self.n_deltas)))
-            out.send_chunk(cut[: len(cut) // 2])
-            out.hang_up()
         elif self.end == "reset":
             out.reset()
-        elif self.end == "hang":
-            out.pause(math.inf)
-            out.hang_up()
-        else:  # "cut"
+        else:  # "cut", "cut_mid_frame" or "hang": a clean close (FIN), the body unfinished
+            if self.end == "cut_mid_frame":
+                cut = frame(delta_event(next(numbers), delta_text(self.n_deltas)))
+                out.send_chunk(cut[: len(cut) // 2])
+            elif self.end == "hang":
+                out.pause(math.inf)
             out.hang_up()
 
 
