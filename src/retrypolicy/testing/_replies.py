@@ -736,7 +736,7 @@ def _from_data(data: object, where: str = "") -> tuple[Reply | None, list[str]]:
 
 
 def _script_data(path: Path, text: bytes) -> tuple[object, str]:
-    """The parsed file and the key path of its replies list (``""`` for a bare JSON list)."""
+    """The parsed file and its form, ``"toml"`` or ``"json"`` (*path*'s suffix decides)."""
     if path.suffix.lower() == ".toml":
         try:
             return tomllib.loads(text.decode("utf-8")), "toml"
