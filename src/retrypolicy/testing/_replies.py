@@ -245,22 +245,18 @@ class Reply:
         default_detail, default_type, default_code = _status_defaults(status)
         detail_json = _check_json_text(default_detail if detail is None else detail, "detail")
         code = _check_optional_str(code, "code")
-        resolved_code = default_code if code is None else code
         bare = _check_bool(bare, "bare")
         type = _check_optional_str(type, "type")
-        error_type = None if bare else (default_type if type is None else type)
-        resolved_message = _check_optional_str(message, "message")
-        if bare:
-            resolved_message = None
-        elif resolved_message is None:
+        message = _check_optional_str(message, "message")
+        if not bare and message is None:
             decoded = _json.loads(detail_json)
-            resolved_message = decoded if isinstance(decoded, str) else phrase(status)
+            message = decoded if isinstance(decoded, str) else phrase(status)
         return _ErrorReply(
             status=status,
             detail_json=detail_json,
-            code=resolved_code,
-            error_type=error_type,
-            message=resolved_message,
+            code=default_code if code is None else code,
+            error_type=None if bare else (default_type if type is None else type),
+            message=None if bare else message,
             bare=bare,
             **_common(headers, delay, retry_after, retry_after_ms),
         )
@@ -524,17 +520,10 @@ class _ErrorReply(Reply):
             "bare": self.bare or None,
         }
 
-    def body(self) -> bytes:
-        detail = _json.loads(self.detail_json)
-        error: object = (
-            self.code
-            if self.bare
-            else {"type": self.error_type, "code": self.code, "message": self.message}
-        )
-        return dumps({"detail": detail, "error": error}).encode()
-
     def _play(self, out: Wire) -> None:
-        out.send_full(self.status, JSON, self.body(), self._extra_headers())
+        error = {"type": self.error_type, "code": self.code, "message": self.message}
+        body = {"detail": _json.loads(self.detail_json), "error": self.code if self.bare else error}
+        out.send_full(self.status, JSON, dumps(body).encode(), self._extra_headers())
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
@@ -615,25 +604,17 @@ class _StreamReply(Reply):
             )
             out.end_stream()
         elif self.end == "error":
-            out.send_event(
-                {
-                    "type": "error",
-                    "sequence_number": next(numbers),
-                    "code": self.code,
-                    "message": self.message,
-                }
-            )
+            error = {"type": "error", "sequence_number": next(numbers)}
+            out.send_event(error | {"code": self.code, "message": self.message})
             out.end_stream()
-        elif self.end == "cut_mid_frame":
-            cut = frame(delta_event(next(numbers), delta_text(self.n_deltas)))
-            out.send_chunk(cut[: len(cut) // 2])
-            out.hang_up()
         elif self.end == "reset":
             out.reset()
-        elif self.end == "hang":
-            out.pause(math.inf)
-            out.hang_up()
-        else:  # "cut"
+        else:  # "cut", "cut_mid_frame" or "hang": a clean close (FIN), the body unfinished
+            if self.end == "cut_mid_frame":
+                cut = frame(delta_event(next(numbers), delta_text(self.n_deltas)))
+                out.send_chunk(cut[: len(cut) // 2])
+            elif self.end == "hang":
+                out.pause(math.inf)
             out.hang_up()
 
 
@@ -755,7 +736,7 @@ def _from_data(data: object, where: str = "") -> tuple[Reply | None, list[str]]:
 
 
 def _script_data(path: Path, text: bytes) -> tuple[object, str]:
-    """The parsed file and the key path of its replies list (``""`` for a bare JSON list)."""
+    """The parsed file and its form, ``"toml"`` or ``"json"`` (*path*'s suffix decides)."""
     if path.suffix.lower() == ".toml":
         try:
             return tomllib.loads(text.decode("utf-8")), "toml"

@@ -40,6 +40,7 @@ benchmarks and tests use them; both are off by default, and both read the server
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -530,10 +531,8 @@ class _Server(HTTPServer):
         with self._open_lock:
             open_now = list(self._open.items())
         for sock, _ in open_now:
-            try:
+            with contextlib.suppress(OSError):  # already closed or reset
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue  # already closed or reset
         return [worker for _, worker in open_now]
 
 
