@@ -236,20 +236,18 @@ def _storm_changes(
     for key in STORM_KEYS:
         if key not in table:
             continue
-        value = table[key]
-        where = join_key(path, key)
+        value, where = table[key], join_key(path, key)
         if isinstance(value, bool):
             out[key] = {} if value else None
-            continue
-        if not isinstance(value, dict):
+        elif not isinstance(value, dict):
             _expected(problems, where, _type_of("policy", key), value)
-            continue
-        checked = _checked(value, key, where, problems)
-        enabled = value.get("enabled", True)
-        if not isinstance(enabled, bool):
-            _expected(problems, join_key(where, "enabled"), "boolean", enabled)
-            continue
-        out[key] = checked if enabled else None
+        else:
+            checked = _checked(value, key, where, problems)
+            enabled = value.get("enabled", True)
+            if isinstance(enabled, bool):
+                out[key] = checked if enabled else None
+            else:
+                _expected(problems, join_key(where, "enabled"), "boolean", enabled)
     return out
 
 
