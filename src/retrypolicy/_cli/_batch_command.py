@@ -118,11 +118,10 @@ def _check_out(out_path: str) -> Path:
     where = str(path.absolute())
     device = where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/")  # noqa: S108 - a path compared, no file made
     if device or (path.exists() and not path.is_file()):
-        msg = (
+        raise ConfigError(
             f"--out {out_path}: expected a regular file, and this is not one ({why}); "
             "write to a file, then read or `tail -f` it"
         )
-        raise ConfigError(msg)
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"--out {out_path}: the directory {str(parent)!r} does not exist")
@@ -135,20 +134,18 @@ def _check_ledger_spec(spec: str) -> None:
         return
     scheme = spec.split("://", 1)[0].lower()
     if scheme not in _REDIS_SCHEMES:
-        msg = (
+        raise ConfigError(
             f"--ledger {spec}: expected an SQLite file path or a Redis URL "
             "(redis://host:port/db, rediss://..., unix://...), not a "
             f"{scheme}:// URL"
         )
-        raise ConfigError(msg)
     if scheme != "unix":
         db = urlsplit(spec).path.strip("/")
         if db and not db.isdigit():
-            msg = (
+            raise ConfigError(
                 f"--ledger {spec}: expected a database number after the host "
                 f"(redis://host:port/0), got {db!r}"
             )
-            raise ConfigError(msg)
 
 
 def open_ledger(
@@ -378,11 +375,10 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
         msg = "--base-url and --fake: expected one of them, the API or the built-in fake"
         raise ConfigError(msg)
     if base_url is None and not args.fake:
-        msg = (
+        raise ConfigError(
             "expected --base-url URL (the API's base; the key from "
             f"{KEY_ENV}), or --fake to run against a built-in fake EU GPT server"
         )
-        raise ConfigError(msg)
     url = None if base_url is None else responses_url(base_url)
     if url is not None and not os.environ.get(KEY_ENV):
         raise ConfigError(f"--base-url {base_url}: set {KEY_ENV} to the API key to send")
@@ -422,7 +418,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
                 file=err,
             )
 
-        try:
+        with contextlib.closing(ledger):
             adopted = _adopt_done_lines(results, ledger, {job_id for job_id, _ in jobs})
             with (
                 _endpoint(url, err) as (target, key),
@@ -446,8 +442,6 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
                         file=err,
                     )
                     return 128 + signals[0] if signals else EXIT_INTERRUPTED
-        finally:
-            ledger.close()
     for line in _summary(report, input_path, len(bad), adopted, ledger_spec):
         print(line, file=out)
     print(f"{PREFIX} results in {out_path} ({plural(results.written, 'new line')})", file=out)
@@ -460,11 +454,8 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
 def status_command(args: argparse.Namespace, out: TextIO) -> int:
     """``batch status``: jobs per state, failed jobs per kind, and what they cost."""
     ledger_spec = args.ledger
-    ledger = open_ledger(ledger_spec, create=False)
-    try:
+    with contextlib.closing(open_ledger(ledger_spec, create=False)) as ledger:
         counts = ledger.counts()
-    finally:
-        ledger.close()
     if args.json:
         value = {
             "total": counts.total,
@@ -504,14 +495,11 @@ def requeue_command(args: argparse.Namespace, out: TextIO) -> int:
     for kind in kinds or ():
         if kind not in KINDS:
             raise ConfigError(f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}")
-    ledger = open_ledger(ledger_spec, create=False)
-    try:
+    with contextlib.closing(open_ledger(ledger_spec, create=False)) as ledger:
         try:
             n = ledger.requeue(kinds=kinds, job_ids=ids)
         except LedgerError as e:
             raise ConfigError(f"--ledger {ledger_spec}: {_after_name(e)}") from None
-    finally:
-        ledger.close()
     which = f" of kind {', '.join(sorted(set(kinds)))}" if kinds else ""
     print(
         f"{PREFIX} {plural(n, 'failed job')}{which} put back to pending; `batch run` with "

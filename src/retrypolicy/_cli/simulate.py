@@ -216,10 +216,13 @@ def _policies(specs: list[str] | None) -> list[tuple[str, Policy]]:
     ]
 
 
-def _scenario(args: argparse.Namespace, duration: float) -> Scenario:
-    scenario = Scenario()
-    if args.trace is not None:
-        scenario += Scenario.trace(args.trace)
+def _scenario(args: argparse.Namespace) -> tuple[Scenario, float]:
+    """The scenario the options describe, and the seconds of calls (by default 60, or the
+    trace's length): the trace file is read once."""
+    scenario = Scenario() if args.trace is None else Scenario.trace(args.trace)
+    duration = 60.0 if args.trace is None else scenario.effects[0].end
+    if args.duration is not None:
+        duration = float(args.duration)
     if args.outage is not None:
         middle = max(0.0, (duration - args.outage) / 2)
         at = middle if args.outage_at is None else args.outage_at
@@ -230,15 +233,7 @@ def _scenario(args: argparse.Namespace, duration: float) -> Scenario:
         scenario += Scenario.errors(args.error_rate, args.kind)
     if args.stream_timeouts is not None:
         scenario += Scenario.stream_timeouts(args.stream_timeouts)
-    return scenario.with_latency(args.latency, args.latency_p99)
-
-
-def _duration(args: argparse.Namespace) -> float:
-    if args.duration is not None:
-        return float(args.duration)
-    if args.trace is not None:
-        return Scenario.trace(args.trace).effects[0].end
-    return 60.0
+    return scenario.with_latency(args.latency, args.latency_p99), duration
 
 
 def simulate_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -254,8 +249,7 @@ def simulate_command(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_USAGE
     try:
         policies = _policies(args.policy)
-        duration = _duration(args)
-        scenario = _scenario(args, duration)
+        scenario, duration = _scenario(args)
         results: list[Simulation] = []
         for label, policy in policies:
             result = simulate(

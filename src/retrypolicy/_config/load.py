@@ -236,20 +236,18 @@ def _storm_changes(
     for key in STORM_KEYS:
         if key not in table:
             continue
-        value = table[key]
-        where = join_key(path, key)
+        value, where = table[key], join_key(path, key)
         if isinstance(value, bool):
             out[key] = {} if value else None
-            continue
-        if not isinstance(value, dict):
+        elif not isinstance(value, dict):
             _expected(problems, where, _type_of("policy", key), value)
-            continue
-        checked = _checked(value, key, where, problems)
-        enabled = value.get("enabled", True)
-        if not isinstance(enabled, bool):
-            _expected(problems, join_key(where, "enabled"), "boolean", enabled)
-            continue
-        out[key] = checked if enabled else None
+        else:
+            checked = _checked(value, key, where, problems)
+            enabled = value.get("enabled", True)
+            if isinstance(enabled, bool):
+                out[key] = checked if enabled else None
+            else:
+                _expected(problems, join_key(where, "enabled"), "boolean", enabled)
     return out
 
 
@@ -410,8 +408,11 @@ def _check_parents(specs: Mapping[str, _PolicySpec], problems: list[str]) -> set
 _Built: TypeAlias = tuple[Policy, PolicySources]
 """A policy, and where each of its values was written."""
 
-_NO_SOURCES: Final = dict.fromkeys(POLICY_VALUES, DEFAULT)
-"""The origins a policy without a parent inherits: a default for each value."""
+_ROOT: Final[_Built] = (
+    _PROBES["policy"],
+    PolicySources(policy="", parent=None, values=dict.fromkeys(POLICY_VALUES, DEFAULT), rules=()),
+)
+"""What a policy with ``extends = false`` builds on: no rules, and each value its default."""
 
 
 def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[str, _Built]:
@@ -422,18 +423,17 @@ def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[st
     def build(name: str) -> _Built | None:
         if name not in built:
             spec = specs[name]
-            result: _Built | None = None
+            built[name] = None  # unless it can be built
             if spec.valid and name not in broken:
                 in_file = _parent_in_file(spec, specs)
+                parent: _Built | None = _ROOT
                 if in_file is not None:
                     parent = build(in_file)
-                    result = None if parent is None else _build(spec, parent)
                 elif isinstance(spec.extends, str):
                     profile = PROFILES[spec.extends]
-                    result = _build(spec, (profile, builtin_sources(spec.extends, profile)))
-                else:
-                    result = _build(spec, None)
-            built[name] = result
+                    parent = (profile, builtin_sources(spec.extends, profile))
+                if parent is not None:
+                    built[name] = _build(spec, parent)
         return built[name]
 
     return {name: b for name in specs if (b := build(name)) is not None}
@@ -444,7 +444,7 @@ def _match(rule: Rule) -> tuple[object, ...]:
     return (rule.status, rule.code, rule.failure)
 
 
-def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
+def _build(spec: _PolicySpec, parent: _Built) -> _Built:
     """The policy *spec* describes on top of *parent*, and where each value came from.
 
     A rule of *spec* with the same match as an inherited rule overrides it in its
@@ -452,14 +452,11 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     by the validators that run here again, and no validator looks at two values
     of different tables, so this does not fail.
     """
-    p_policy, p_sources = parent if parent is not None else (None, None)
-    p_values = _NO_SOURCES if p_sources is None else p_sources.values
+    p_policy, p_sources = parent
+    inherited, inherited_sources, p_values = p_policy.rules, p_sources.rules, p_sources.values
     here = Origin(spec.path, spec.path)
     values = {key: here if key in spec.limits else p_values[key] for key in LIMITS}
-    base = Backoff() if p_policy is None else p_policy.backoff
-    backoff = _backoff_over(spec.backoff, here, base, p_values, values)
-    inherited = p_policy.rules if p_policy is not None else ()
-    inherited_sources = p_sources.rules if p_sources is not None else ()
+    backoff = _backoff_over(spec.backoff, here, p_policy.backoff, p_values, values)
     added: list[tuple[Rule, RuleSources]] = []
     overrides: dict[int, list[tuple[Rule, RuleSources]]] = {}
     for rule_spec in spec.rules:
@@ -481,10 +478,10 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
             for item in overrides.get(i, [old])
         ),
     ]
-    limits = {key: None if p_policy is None else getattr(p_policy, key) for key in LIMITS}
+    limits = {key: getattr(p_policy, key) for key in LIMITS}
     storm: dict[str, Any] = {}
     for key in STORM_KEYS:
-        inherited_value = getattr(p_policy, key) if p_policy is not None else None
+        inherited_value = getattr(p_policy, key)
         if key in spec.storm:
             changes, base = spec.storm[key], inherited_value or _PROBES[key]
             storm[key] = None if changes is None else attrs.evolve(base, **changes)
@@ -501,7 +498,7 @@ def _build(spec: _PolicySpec, parent: _Built | None) -> _Built:
     )
     sources = PolicySources(
         policy=spec.path,
-        parent=None if p_sources is None else p_sources.policy,
+        parent=None if parent is _ROOT else p_sources.policy,
         values=values,
         rules=tuple(s for _, s in built),
     )
@@ -608,31 +605,24 @@ def _derived_kind(rule: Rule, inherited: Sequence[Rule]) -> str:
 
 
 def _read(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    try:
-        data = path.read_bytes()
+    try:  # utf-8-sig: tolerate the BOM some Windows editors write
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except FileNotFoundError:
-        problems.append("cannot read the policy file: expected an existing file; found none")
-        return None
+        problem = "cannot read the policy file: expected an existing file; found none"
     except OSError as e:
-        problems.append(f"cannot read the policy file: expected a readable file; found {e}")
-        return None
-    try:
-        text = data.decode("utf-8-sig")  # tolerate the BOM some Windows editors write
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        problems.append(
+        problem = f"cannot read the policy file: expected a readable file; found {e}"
+    except UnicodeDecodeError as e:  # before ValueError, which it is
+        line = e.object[: e.start].count(b"\n") + 1
+        problem = (
             f"cannot read the policy file: expected UTF-8 text (TOML); "
-            f"found byte 0x{data[e.start]:02x} on line {line}"
+            f"found byte 0x{e.object[e.start]:02x} on line {line}"
         )
-        return None
-    try:
-        return tomllib.loads(text)
     except ValueError as e:  # TOMLDecodeError, and the int-digits limit tomllib hits raw
-        problems.append(f"invalid TOML: {e}")
-        return None
+        problem = f"invalid TOML: {e}"
     except RecursionError:  # tomllib recurses into nested arrays and inline tables
-        problems.append("invalid TOML: arrays or inline tables nested too deeply")
-        return None
+        problem = "invalid TOML: arrays or inline tables nested too deeply"
+    problems.append(problem)
+    return None
 
 
 def _top_level(root: Mapping[str, object], prefix: str, problems: list[str]) -> None:

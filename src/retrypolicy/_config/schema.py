@@ -41,24 +41,25 @@ class Key:
     doc: str
 
 
-def _backoff_default(name: str) -> str:
-    return f"the parent's; {_storm_default(Backoff, name)} without one"
-
-
-def _storm_default(cls: type, name: str) -> str:
+def _default_of(cls: type, name: str) -> str:
     value = attrs.fields_dict(cls)[name].default
     if isinstance(value, frozenset):
         return "`[" + ", ".join(toml_value(v) for v in sorted(value)) + "]`"
     return "`false`" if value is None else f"`{toml_value(value)}`"
 
 
-def _enabled(what: str) -> Key:
-    return Key(
-        "enabled",
-        "boolean",
-        "`true`",
-        f"`false` turns the {what} off (as `{what} = false` does).",
+def _keys(cls: type, *rows: tuple[str, str, str], default: str = "{}") -> tuple[Key, ...]:
+    """The keys *rows* give as (name, type, doc), each with the default of *cls*'s field
+    of that name (in the ``{}`` of *default*): the core's defaults, never copied."""
+    return tuple(
+        Key(name, type_, default.format(_default_of(cls, name)), doc) for name, type_, doc in rows
     )
+
+
+def _storm(what: str, cls: type, *rows: tuple[str, str, str]) -> tuple[Key, ...]:
+    """A storm-protection table's keys: ``enabled``, then *rows* as :func:`_keys` reads them."""
+    doc = f"`false` turns the {what} off (as `{what} = false` does)."
+    return (Key("enabled", "boolean", "`true`", doc), *_keys(cls, *rows))
 
 
 SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
@@ -127,38 +128,27 @@ SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
             "The first match wins.",
         ),
     ),
-    "backoff": (
-        Key(
-            "initial",
-            "number >= 0 (seconds)",
-            _backoff_default("initial"),
-            "The wait before the first retry, before jitter.",
-        ),
-        Key(
+    "backoff": _keys(
+        Backoff,
+        ("initial", "number >= 0 (seconds)", "The wait before the first retry, before jitter."),
+        (
             "multiplier",
             "number >= 1",
-            _backoff_default("multiplier"),
             "Each retry waits this many times longer than the one before.",
         ),
-        Key(
-            "max_delay",
-            "number >= 0 (seconds)",
-            _backoff_default("max_delay"),
-            "The cap on a computed wait.",
-        ),
-        Key(
+        ("max_delay", "number >= 0 (seconds)", "The cap on a computed wait."),
+        (
             "jitter",
             either(JITTERS),
-            _backoff_default("jitter"),
             "How waits are spread: uniformly in `[0, d]`, in `[d/2, d]`, "
             "decorrelated, or exactly `d`.",
         ),
-        Key(
+        (
             "max_retry_after",
             "number >= 0 (seconds)",
-            _backoff_default("max_retry_after"),
             "The longest server wait hint (`Retry-After`) honoured; a longer one gives up at once.",
         ),
+        default="the parent's; {} without one",
     ),
     "rule": (
         Key(
@@ -211,132 +201,92 @@ SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
             "(an override's: the overridden rule's, when it has a backoff of its own).",
         ),
     ),
-    "budget": (
-        _enabled("budget"),
-        Key(
-            "capacity",
-            "number > 0",
-            _storm_default(RetryBudget, "capacity"),
-            "Tokens in a full bucket; the bucket starts full.",
-        ),
-        Key(
+    "budget": _storm(
+        "budget",
+        RetryBudget,
+        ("capacity", "number > 0", "Tokens in a full bucket; the bucket starts full."),
+        (
             "retry_cost",
             "number >= 0",
-            _storm_default(RetryBudget, "retry_cost"),
             "Tokens a retry costs; a retry the bucket cannot pay for gives up at once.",
         ),
-        Key(
+        (
             "timeout_cost",
             "number >= 0",
-            _storm_default(RetryBudget, "timeout_cost"),
             "Tokens a retry after a timeout (`timeout`, `upstream_timeout`) costs.",
         ),
-        Key(
-            "success_refund",
-            "number >= 0",
-            _storm_default(RetryBudget, "success_refund"),
-            "Tokens a success puts back, up to `capacity`.",
-        ),
-        Key(
+        ("success_refund", "number >= 0", "Tokens a success puts back, up to `capacity`."),
+        (
             "refill_rate",
             "number >= 0 (tokens/s)",
-            _storm_default(RetryBudget, "refill_rate"),
             "Tokens per second that flow back with time alone; `0` for none.",
         ),
     ),
-    "limiter": (
-        _enabled("limiter"),
-        Key(
+    "limiter": _storm(
+        "limiter",
+        AdaptiveLimiter,
+        (
             "decrease",
             "number > 0 and < 1",
-            _storm_default(AdaptiveLimiter, "decrease"),
             "A cut sets the rate to the limit measured since the last cut (requests let "
             "through per second) times this.",
         ),
-        Key(
+        (
             "increase",
             "number >= 0 (relative, per second cubed)",
-            _storm_default(AdaptiveLimiter, "increase"),
             "How fast the rate grows without a 429: `t` s past the measured limit it is that "
             "limit x (1 + increase x t^3), the same at any scale; `0`: no growth.",
         ),
-        Key(
-            "min_rate",
-            "number > 0 (requests/s)",
-            _storm_default(AdaptiveLimiter, "min_rate"),
-            "The floor of the rate.",
-        ),
-        Key(
+        ("min_rate", "number > 0 (requests/s)", "The floor of the rate."),
+        (
             "initial_rate",
             "number > 0 (requests/s), or false",
-            _storm_default(AdaptiveLimiter, "initial_rate"),
             "The rate pacing starts at after the first 429; `false`: the measured sending "
             "rate times `decrease`.",
         ),
-        Key(
+        (
             "cooldown",
             "number >= 0 (seconds)",
-            _storm_default(AdaptiveLimiter, "cooldown"),
             "After a cut, 429s within this many seconds do not cut again.",
         ),
-        Key(
+        (
             "idle_reset",
             "number > 0 (seconds)",
-            _storm_default(AdaptiveLimiter, "idle_reset"),
             "Seconds without a 429 after which pacing stops.",
         ),
-        Key(
+        (
             "persist_after",
             "integer >= 1",
-            _storm_default(AdaptiveLimiter, "persist_after"),
             "429s in a row that make a limit persistent: reported, and 429s not retried "
             "until another answer comes.",
         ),
-        Key(
+        (
             "persist_window",
             "number > 0 (seconds)",
-            _storm_default(AdaptiveLimiter, "persist_window"),
             "Seconds between two `retry.rate_limit_persistent` reports.",
         ),
     ),
-    "breaker": (
-        _enabled("breaker"),
-        Key(
+    "breaker": _storm(
+        "breaker",
+        CircuitBreaker,
+        (
             "failure_rate",
             "number > 0 and <= 1",
-            _storm_default(CircuitBreaker, "failure_rate"),
             "The fraction of failed attempts in the window that opens the breaker.",
         ),
-        Key(
-            "min_calls",
-            "integer >= 1",
-            _storm_default(CircuitBreaker, "min_calls"),
-            "Attempts in the window before the failure rate counts.",
-        ),
-        Key(
+        ("min_calls", "integer >= 1", "Attempts in the window before the failure rate counts."),
+        (
             "window",
             "number > 0 (seconds)",
-            _storm_default(CircuitBreaker, "window"),
             "The window the failure rate is computed over (counts reset after it).",
         ),
-        Key(
+        (
             "open_for",
             "number > 0 (seconds)",
-            _storm_default(CircuitBreaker, "open_for"),
             "Seconds the breaker stays open before a probe goes through.",
         ),
-        Key(
-            "half_open_probes",
-            "integer >= 1",
-            _storm_default(CircuitBreaker, "half_open_probes"),
-            "Attempts let through while half-open.",
-        ),
-        Key(
-            "kinds",
-            "array of non-empty strings",
-            _storm_default(CircuitBreaker, "kinds"),
-            "The failure kinds that count as failures.",
-        ),
+        ("half_open_probes", "integer >= 1", "Attempts let through while half-open."),
+        ("kinds", "array of non-empty strings", "The failure kinds that count as failures."),
     ),
 }
 """Every key of the file format by table: ``file`` (the top level, or ``[tool.retrypolicy]``),
