@@ -173,11 +173,6 @@ class ResultsFile:
             offset += len(line) + 1
         return cut
 
-    @property
-    def ids(self) -> set[str]:
-        """The ids that have a line."""
-        return set(self.last)
-
     def _open_for(self, job_id: str) -> bool:
         """Whether *job_id* may get another line: it has none, or no ``done`` one."""
         last = self.last.get(job_id)

@@ -13,7 +13,7 @@ import contextvars
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
@@ -44,6 +44,7 @@ __all__ = [
     "JobRun",
     "LedgerBase",
     "Settled",
+    "chunks",
     "claim_job",
     "job_retry_hook",
     "new_owner",
@@ -52,6 +53,14 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+_CHUNK: Final = 500
+"""Ids per statement or script: under SQLite's limit of bound parameters."""
+
+
+def chunks(ids: list[str]) -> Iterator[list[str]]:
+    """*ids* in slices of at most :data:`_CHUNK`, one statement or script each."""
+    return (ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK))
 
 
 def _machine() -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from ._ledger import LedgerBase
+from ._ledger import LedgerBase, chunks
 from ._model import FailureInfo, JobRecord, JobState, LedgerCounts, check_job_id
 
 if TYPE_CHECKING:
@@ -201,8 +201,6 @@ end
 return n
 """
 
-_ADD_CHUNK: Final = 500
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -284,10 +282,7 @@ class RedisLedger(LedgerBase):
     def add(self, job_ids: Iterable[str]) -> int:
         """Register *job_ids* as pending (known ones keep their state); how many were new."""
         ids = [check_job_id(j) for j in job_ids]
-        return sum(
-            self._call(self._add, self._now_arg(), *ids[start : start + _ADD_CHUNK])
-            for start in range(0, len(ids), _ADD_CHUNK)
-        )
+        return sum(self._call(self._add, self._now_arg(), *chunk) for chunk in chunks(ids))
 
     def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
         """Take the job if it is claimable (see :class:`Ledger`); (taken?, its record)."""
@@ -341,10 +336,7 @@ class RedisLedger(LedgerBase):
         if job_ids is None:
             return self._call(self._requeue, *head)
         ids = sorted({check_job_id(j) for j in job_ids})
-        return sum(
-            self._call(self._requeue, *head, *ids[start : start + _ADD_CHUNK])
-            for start in range(0, len(ids), _ADD_CHUNK)
-        )
+        return sum(self._call(self._requeue, *head, *chunk) for chunk in chunks(ids))
 
     def renew(self) -> int:
         """Push the lease of every job this owner holds to ``now + lease``."""

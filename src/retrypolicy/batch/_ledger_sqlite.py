@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ._ledger import LedgerBase
+from ._ledger import LedgerBase, chunks
 from ._model import FailureInfo, JobRecord, JobState, LedgerCounts, LedgerError, check_job_id
 from ._states import can_claim
 
@@ -70,10 +70,10 @@ _COLUMNS: Final = (
 _SELECT: Final = f"SELECT {_COLUMNS} FROM retrypolicy_jobs WHERE id = ?"  # noqa: S608 - constants
 _BUSY_TIMEOUT_MS: Final = 60_000
 _WAL_ATTEMPTS: Final = 200
-_ADD_CHUNK: Final = 500  # ids per query: under SQLite's limit of bound parameters
 _RETURNING: Final = sqlite3.sqlite_version_info >= (3, 35)
 """``UPDATE ... RETURNING`` (SQLite 3.35, 2021): a claim reads its run count in the same
 statement."""
+_RETURN_RUNS: Final = " RETURNING runs, resent" if _RETURNING else ""
 _CLAIM_SET: Final = (
     "UPDATE retrypolicy_jobs SET state = 'running', owner = ?, expires = ?, "
     "runs = runs + 1, updated = ?, result = NULL, kind = NULL, retryable = NULL, "
@@ -82,22 +82,30 @@ _CLAIM_SET: Final = (
 _CLAIM: Final = (
     _CLAIM_SET
     + " WHERE id = ? AND (state = 'pending' OR (state = 'failed' AND retryable = 1))"
-    + (" RETURNING runs, resent" if _RETURNING else "")
+    + _RETURN_RUNS
 )
 """A claim of a free job: pending, or failed with a retryable kind."""
 _TAKE_OVER: Final = (
     _CLAIM_SET + ", resent = resent + 1 WHERE id = ? AND state = 'running' "
-    "AND (expires IS NULL OR expires <= ? OR owner = ?)"
-    + (" RETURNING runs, resent" if _RETURNING else "")
+    "AND (expires IS NULL OR expires <= ? OR owner = ?)" + _RETURN_RUNS
 )
 """A claim of an abandoned job (expired lease, or a dead owner): its request is re-sent."""
 _INSERT_RUNNING: Final = (
     "INSERT INTO retrypolicy_jobs (id, state, owner, expires, runs, updated) "
-    "VALUES (?, 'running', ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING"
-    + (" RETURNING runs, resent" if _RETURNING else "")
+    "VALUES (?, 'running', ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING" + _RETURN_RUNS
 )
 _RUNS: Final = "SELECT runs, resent FROM retrypolicy_jobs WHERE id = ?"
 _CLAIM_ATTEMPTS: Final = 5
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    """The columns of the jobs table (none when the file has no such table)."""
+    return {row[1] for row in conn.execute("PRAGMA table_info(retrypolicy_jobs)")}
+
+
+def _error(path: Path, text: str) -> LedgerError:
+    """A LedgerError about the ledger file *path*."""
+    return LedgerError(f"ledger {str(path)!r}: {text}")
 
 
 def _wal(conn: sqlite3.Connection) -> None:
@@ -125,34 +133,28 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     may not write, the file is then read as it stands (``immutable``: no writer can be
     at work there anyway)."""
     if not path.is_file():
-        msg = f"ledger {str(path)!r}: no such file"
-        raise LedgerError(msg)
+        raise _error(path, "no such file")
     uri = path.resolve().as_uri()
     for query in ("?mode=ro", "?mode=ro&immutable=1"):
         conn = sqlite3.connect(uri + query, uri=True, check_same_thread=False, timeout=60.0)
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            have = {row[1] for row in conn.execute("PRAGMA table_info(retrypolicy_jobs)")}
+            have = _columns(conn)
         except sqlite3.DatabaseError as e:
             conn.close()
             if isinstance(e, sqlite3.OperationalError) and (
                 "unable to open" in str(e) or "readonly" in str(e)
             ):
                 continue  # no -shm and no right to create it: read the file as it stands
-            msg = f"ledger {str(path)!r}: {_why_unusable(path, e)}"
-            raise LedgerError(msg) from e
+            raise _error(path, _why_unusable(path, e)) from e
         if not have:
             conn.close()
-            msg = f"ledger {str(path)!r}: an SQLite file, but not a retrypolicy batch ledger"
-            raise LedgerError(msg)
-        missing = [c for c in _COST_COLUMNS if c not in have]
-        if missing:  # an older ledger, read as it stands: zero cost
+            raise _error(path, "an SQLite file, but not a retrypolicy batch ledger")
+        if not have.issuperset(_COST_COLUMNS):  # an older ledger, read as it stands: zero cost
             conn.close()
-            msg = f"ledger {str(path)!r}: made by an older version; open it writable once"
-            raise LedgerError(msg)
+            raise _error(path, "made by an older version; open it writable once")
         return conn
-    msg = f"ledger {str(path)!r}: cannot open it for reading (check its permissions)"
-    raise LedgerError(msg)
+    raise _error(path, "cannot open it for reading (check its permissions)")
 
 
 def _why_unusable(path: Path, error: sqlite3.DatabaseError) -> str:
@@ -168,10 +170,8 @@ def _why_unusable(path: Path, error: sqlite3.DatabaseError) -> str:
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    (job_id, state, owner, expires, runs, result, kind, retryable, attempts, code, status) = row[
-        :11
-    ]
-    message, updated, resent = row[11:]
+    job_id, state, owner, expires, runs, result, kind, retryable = row[:8]
+    attempts, code, status, message, updated, resent = row[8:]
     failure = None
     if kind is not None:
         failure = FailureInfo(
@@ -198,7 +198,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
 
 def _add_cost_columns(c: sqlite3.Connection) -> None:
     """Give a ledger file made before the cost columns existed those columns (zero)."""
-    have = {row[1] for row in c.execute("PRAGMA table_info(retrypolicy_jobs)")}
+    have = _columns(c)
     for column in _COST_COLUMNS:
         if column not in have:
             c.execute(
@@ -242,8 +242,7 @@ class SQLiteLedger(LedgerBase):
                 self.path, isolation_level=None, check_same_thread=False, timeout=60.0
             )
         except sqlite3.Error as e:
-            msg = f"ledger {str(self.path)!r}: cannot open it as an SQLite database ({e})"
-            raise LedgerError(msg) from e
+            raise _error(self.path, f"cannot open it as an SQLite database ({e})") from e
         self._conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -254,8 +253,7 @@ class SQLiteLedger(LedgerBase):
                 _add_cost_columns(c)
         except sqlite3.DatabaseError as e:
             conn.close()
-            msg = f"ledger {str(self.path)!r}: {_why_unusable(self.path, e)}"
-            raise LedgerError(msg) from e
+            raise _error(self.path, _why_unusable(self.path, e)) from e
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r}, owner={self.owner!r}, lease={self.lease})"
@@ -317,11 +315,11 @@ class SQLiteLedger(LedgerBase):
         with self._write() as c:
             known = {
                 r[0]
-                for start in range(0, len(rows), _ADD_CHUNK)
+                for chunk in chunks([job_id for job_id, _ in rows])
                 for r in c.execute(
                     "SELECT id FROM retrypolicy_jobs WHERE id IN "  # noqa: S608 - placeholders
-                    f"({','.join('?' * len(rows[start : start + _ADD_CHUNK]))})",
-                    [job_id for job_id, _ in rows[start : start + _ADD_CHUNK]],
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
                 )
             }
             new = [row for row in rows if row[0] not in known]
@@ -458,21 +456,19 @@ class SQLiteLedger(LedgerBase):
         if job_ids is None:
             return self._one(sql, (self._now(), *params))[1]
         ids = sorted({check_job_id(j) for j in job_ids})
-        changed = 0
-        for start in range(0, len(ids), _ADD_CHUNK):
-            chunk = ids[start : start + _ADD_CHUNK]
-            changed += self._one(
+        return sum(
+            self._one(
                 f"{sql} AND id IN ({','.join('?' * len(chunk))})", (self._now(), *params, *chunk)
             )[1]
-        return changed
+            for chunk in chunks(ids)
+        )
 
     def renew(self) -> int:
         """Push the lease of every job this owner holds to ``now + lease``."""
-        _, changed = self._one(
+        return self._one(
             "UPDATE retrypolicy_jobs SET expires = ? WHERE state = 'running' AND owner = ?",
             (self._now() + self.lease, self.owner),
-        )
-        return changed
+        )[1]
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None for a job this ledger never saw."""

@@ -269,7 +269,6 @@ class Ledger(Protocol):
 
     def add(self, job_ids: Iterable[str]) -> int:
         """Register *job_ids* as pending (known ones are left as they are); how many were new."""
-        ...
 
     def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
         """Try to take the job: (True, record) when this owner now holds its lease.
@@ -278,21 +277,17 @@ class Ledger(Protocol):
         running job whose lease expired (or whose owner is *steal_from*, a worker
         known to be dead). Otherwise (False, the job's record).
         """
-        ...
 
     def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
         """Mark the job done with *result_json*, sent *attempts* times (counted as
         requests); False if it was already done (kept as is)."""
-        ...
 
     def fail(self, job_id: str, failure: FailureInfo) -> bool:
         """Mark the job failed, if this owner still holds it; False (no change) otherwise."""
-        ...
 
     def release(self, job_id: str, attempts: int = 0) -> bool:
         """Give a held job back (pending) without a result: an interrupted worker's exit
         (*attempts*: the requests it sent, counted); False if this owner does not hold it."""
-        ...
 
     def requeue(
         self, *, kinds: Iterable[str] | None = None, job_ids: Iterable[str] | None = None
@@ -300,24 +295,18 @@ class Ledger(Protocol):
         """Put failed jobs back to pending — those of *kinds* (any kind when None) among
         *job_ids* (every failed job when None); how many were. Done, pending and running
         jobs are left as they are: a done job is never sent again."""
-        ...
 
     def renew(self) -> int:
         """Extend the lease of every job this owner holds; how many were renewed."""
-        ...
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None for a job the ledger never saw."""
-        ...
 
     def counts(self) -> LedgerCounts:
         """Jobs per state and failed jobs per kind."""
-        ...
 
     def run_once(self, job_id: str, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run ``fn(*args, **kwargs)`` under the policy unless the job already ran."""
-        ...
 
     def close(self) -> None:
         """Stop renewing leases and release the store's connection."""
-        ...

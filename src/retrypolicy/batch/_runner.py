@@ -303,7 +303,6 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     pairs = _items(jobs, concurrency)
     ledger.add(job_id for job_id, _ in pairs)
     batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
-    shown = batch.progress
     queue: Iterator[tuple[str, P]] = iter(pairs)
     take = threading.Lock()
     stop = batch.stop
@@ -341,7 +340,7 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
             with contextlib.suppress(Exception):
                 ledger.release(job_id)
 
-    shown.start()
+    batch.progress.start()
     try:
         while True:
             try:
@@ -360,7 +359,7 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
         if requeue := batch.settle_held():
             batch.requeued = ledger.requeue(job_ids=requeue)
     finally:
-        shown.stop()
+        batch.progress.stop()
     if errors:
         raise errors[0]
     return batch.report()
@@ -443,7 +442,6 @@ async def arun_batch(
     pairs = _items(jobs, concurrency)
     await asyncio.to_thread(ledger.add, [job_id for job_id, _ in pairs])
     batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
-    shown = batch.progress
     waiting: list[tuple[str, P]] = []
 
     async def one(job_id: str, payload: P) -> bool:
@@ -470,7 +468,7 @@ async def arun_batch(
             if not await one(*item):
                 waiting.append(item)
 
-    shown.start()
+    batch.progress.start()
     queue: Iterator[tuple[str, P]] = iter(pairs)
     never = asyncio.Event()
     try:
@@ -492,5 +490,5 @@ async def arun_batch(
         if requeue := batch.settle_held():
             batch.requeued = await asyncio.to_thread(ledger.requeue, job_ids=requeue)
     finally:
-        shown.stop()
+        batch.progress.stop()
     return batch.report()

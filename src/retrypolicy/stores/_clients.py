@@ -131,18 +131,15 @@ def _redis(module: str) -> Any:
     return importlib.import_module(module)
 
 
-def _no_retry(*, asyncio_side: bool) -> Any:
+def _no_retries(*, asyncio_side: bool) -> dict[str, Any]:
+    """The client keywords that turn redis-py's own retries off."""
     retry = _redis("redis.asyncio.retry" if asyncio_side else "redis.retry")
-    return retry.Retry(_redis("redis.backoff").NoBackoff(), 0)
+    return {"retry": retry.Retry(_redis("redis.backoff").NoBackoff(), 0), "retry_on_error": []}
 
 
 def _bounded(timeout: float, *, asyncio_side: bool) -> dict[str, Any]:
-    return {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": _no_retry(asyncio_side=asyncio_side),
-        "retry_on_error": [],
-    }
+    timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return timeouts | _no_retries(asyncio_side=asyncio_side)
 
 
 def sync_client_from_url(url: object, timeout: float, options: dict[str, Any]) -> Any:
@@ -205,8 +202,7 @@ def async_factory_from_client(client: Any) -> Callable[[], Any]:
             cls = default
         accepted = _accepted(cls)
         portable = {k: v for k, v in kwargs.items() if k in _PORTABLE and k in accepted}
-        portable["retry"] = _no_retry(asyncio_side=True)
-        portable["retry_on_error"] = []
+        portable.update(_no_retries(asyncio_side=True))
         new_pool = asyncio_redis.ConnectionPool(
             connection_class=cls, max_connections=max_connections, **portable
         )
