@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -48,10 +48,6 @@ __all__ = [
     "Exchange",
     "normalize_methods",
 ]
-
-
-_DECODE_STEP: Final = 256 * 1024
-"""Decoded bytes produced per step: a small compressed chunk never becomes one huge string."""
 
 
 def normalize_methods(methods: str | Iterable[str] | None) -> frozenset[str] | None:
