@@ -203,11 +203,8 @@ class AdapterOptions:
         """What settles a first-try success without a loop; None when these options need
         one from the start (a limiter or breaker to ask, ``before_attempt`` to tell)."""
         policy = self.policy
-        if policy.limiter is not None or policy.breaker is not None:
-            return None
-        if self.before_attempt is not None:
-            return None
-        return FirstAttempt(self)
+        gated = policy.limiter is not None or policy.breaker is not None
+        return None if gated or self.before_attempt is not None else FirstAttempt(self)
 
     def stream_check(self, *, content_encoding: str | None = None) -> StreamCheck:
         """A :class:`StreamCheck` for one event stream, with these options' policy and preamble."""
