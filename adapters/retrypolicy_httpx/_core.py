@@ -435,23 +435,21 @@ class _Transport(Generic[Inner]):
             ok = first.options.succeeds(status)
         return ok and status < 400 and not self._may_stream(response)
 
-    def _new_loop(self, request: Any) -> AttemptLoop:
-        """The attempt loop of *request* (the caller begins its first attempt)."""
-        library = self._library
+    def _new_loop(
+        self, request: Any, first: FirstAttempt | None = None, started: float = 0.0
+    ) -> AttemptLoop:
+        """The attempt loop of *request*: the caller begins its first attempt, unless that
+        went out already, at *started*, settled by *first* (then it is counted)."""
+        library, options = self._library, self._options
         if not isinstance(request, library.Request):
-            raise _mismatch(library, request, self._options.name)
+            raise _mismatch(library, request, options.name)
         # a one-shot body (a generator) is sent once, not buffered: its stream is still checked
         resendable = isinstance(request.stream, library.ByteStream)
-        return self._options.loop(request.method, resendable=resendable, host=self._host(request))
-
-    def _host(self, request: Any) -> str:
-        """The host that keys the policy's breaker: not even read without one (it costs)."""
-        return request.url.host if self._options.policy.breaker is not None else ""
-
-    def _later(self, first: FirstAttempt, started: float, request: Any) -> AttemptLoop:
-        """The loop of *request* (of this library) whose first attempt went out already."""
-        resendable = isinstance(request.stream, self._library.ByteStream)
-        return first.loop(started, request.method, resendable=resendable, host=self._host(request))
+        # the host keys the policy's breaker: not even read without one (it costs)
+        host = request.url.host if options.policy.breaker is not None else ""
+        if first is None:
+            return options.loop(request.method, resendable=resendable, host=host)
+        return first.loop(started, request.method, resendable=resendable, host=host)
 
     def _retrying(self, request: Any) -> bool:
         """Whether *request* is the policy's to retry (see :meth:`AdapterOptions.loop`)."""
@@ -610,7 +608,7 @@ class SyncTransport(_Transport[Inner]):
                 if first.needs_news():
                     first.news(self._retrying(request))
                 return _mark(sent)
-        handled = self._attempts(request, self._later(first, started, request), sent)
+        handled = self._attempts(request, self._new_loop(request, first, started), sent)
         sent = None  # an error's traceback holds this frame: no way back to the error from it
         return _run(handled)
 
@@ -665,7 +663,7 @@ class AsyncTransport(_Transport[Inner]):
                 if first.needs_news():
                     await first.anews(self._retrying(request))
                 return _mark(sent)
-        handled = self._attempts(request, self._later(first, started, request), sent)
+        handled = self._attempts(request, self._new_loop(request, first, started), sent)
         sent = None  # as in handle_request: no way back to the error from this frame
         return await handled
 

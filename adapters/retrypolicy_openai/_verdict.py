@@ -38,10 +38,8 @@ _MAX_CHAIN: Final = 8
 
 
 def _policy(policy: Policy | None) -> Policy:
-    if policy is None or isinstance(policy, Policy):
-        return AdapterOptions(policy=policy).policy  # None: the default policy, as adapters do
-    msg = f"policy {policy!r}: expected a retrypolicy.Policy (e.g. rp.EUGPT) or None"
-    raise TypeError(msg)
+    """*policy*, checked as adapters check it (None: the default policy, as adapters do)."""
+    return AdapterOptions(policy=policy).policy
 
 
 def _response(exc: BaseException) -> Any:

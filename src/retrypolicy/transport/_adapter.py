@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -48,10 +48,6 @@ __all__ = [
     "Exchange",
     "normalize_methods",
 ]
-
-
-_DECODE_STEP: Final = 256 * 1024
-"""Decoded bytes produced per step: a small compressed chunk never becomes one huge string."""
 
 
 def normalize_methods(methods: str | Iterable[str] | None) -> frozenset[str] | None:
@@ -207,11 +203,8 @@ class AdapterOptions:
         """What settles a first-try success without a loop; None when these options need
         one from the start (a limiter or breaker to ask, ``before_attempt`` to tell)."""
         policy = self.policy
-        if policy.limiter is not None or policy.breaker is not None:
-            return None
-        if self.before_attempt is not None:
-            return None
-        return FirstAttempt(self)
+        gated = policy.limiter is not None or policy.breaker is not None
+        return None if gated or self.before_attempt is not None else FirstAttempt(self)
 
     def stream_check(self, *, content_encoding: str | None = None) -> StreamCheck:
         """A :class:`StreamCheck` for one event stream, with these options' policy and preamble."""

@@ -86,12 +86,9 @@ class ContentDecoder:
     __slots__ = ("failed", "steps")
 
     def __init__(self, content_encoding: str | None) -> None:
-        codings = [
-            c.strip().lower()
-            for c in (content_encoding or "").split(",")
-            if c.strip() and c.strip().lower() != "identity"
-        ]
-        steps = [_step_for(c) for c in reversed(codings)]  # the last applied comes off first
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+        # the last applied comes off first
+        steps = [_step_for(c) for c in reversed(codings) if c not in ("", "identity")]
         self.failed = any(s is None for s in steps)
         self.steps: list[Callable[[bytes], Iterator[bytes]]] = [s for s in steps if s is not None]
 
