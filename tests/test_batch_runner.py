@@ -180,6 +180,39 @@ def test_a_store_failure_stops_the_batch(tmp_path: Path) -> None:
         run_batch(JOBS, Recorder(), ledger=ledger, progress=False)
 
 
+class _FailsToRecord(SQLiteLedger):
+    """A ledger whose store fails while the batch runs: its third ``finish`` raises."""
+
+    finished = 0
+
+    def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
+        self.finished += 1
+        if self.finished == 3:
+            msg = "ledger: the disk is full"
+            raise LedgerError(msg)
+        return super().finish(job_id, result_json, attempts)
+
+
+@pytest.mark.parametrize("runner", ["sync", "async"])
+def test_a_store_failure_mid_batch_is_raised_as_it_is(tmp_path: Path, runner: str) -> None:
+    """A ledger failing in the middle of a batch stops it with that very error, from both
+    runners alike (not an ExceptionGroup from the async one's tasks): ``except LedgerError``
+    catches it; the other workers end the jobs they hold, and nothing more is claimed."""
+    fn = Recorder()
+    with _FailsToRecord(tmp_path / "jobs.db") as ledger:
+        with pytest.raises(LedgerError, match="disk is full"):
+            if runner == "sync":
+                run_batch(JOBS, fn, ledger=ledger, concurrency=4, progress=False)
+            else:
+                asyncio.run(
+                    arun_batch(JOBS, fn.acall, ledger=ledger, concurrency=4, progress=False)
+                )
+        states = ledger.counts().states
+    assert len(fn.calls) <= 3 + 4  # stopped at once: at most the ones already running
+    assert states[JobState.DONE] == ledger.finished - 1
+    assert states[JobState.RUNNING] <= 1  # only the job whose result could not be stored
+
+
 def test_interrupt_gives_the_job_back(ledger: SQLiteLedger) -> None:
     """Ctrl-C inside a job re-raises KeyboardInterrupt; the job is pending again, the jobs
     done before it stay done."""

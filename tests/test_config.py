@@ -635,6 +635,7 @@ def test_error_messages(tmp_path: Path, text: str, path: str, says: tuple[str, .
     matching = [p for p in e.problems if p.startswith(prefix) and all(s in p for s in says)]
     assert matching, e.problems
     assert all(p in str(e) for p in e.problems)
+    assert not any(p.rstrip().endswith((":", ";", ",")) for p in e.problems)  # nothing cut off
     # re-worded here: not an attrs traceback, and not chained to one
     assert e.__cause__ is None
     assert e.__context__ is None

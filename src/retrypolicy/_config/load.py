@@ -331,9 +331,7 @@ def _policy_spec(
     raw_rules = table.get("rules", [])
     rules_path = join_key(path, "rules")
     if not isinstance(raw_rules, list):
-        hint = (
-            f"write [[{rules_path}]], not [{rules_path}]: " if isinstance(raw_rules, dict) else ""
-        )
+        hint = f"write [[{rules_path}]], not [{rules_path}]" if isinstance(raw_rules, dict) else ""
         _expected(problems, rules_path, "an array of tables", raw_rules, hint)
         raw_rules = []
     for i, raw in enumerate(raw_rules):

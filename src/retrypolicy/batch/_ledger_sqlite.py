@@ -150,7 +150,7 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
         if not have:
             conn.close()
             raise _error(path, "an SQLite file, but not a retrypolicy batch ledger")
-        if not have.issuperset(_COST_COLUMNS):  # an older ledger, read as it stands: zero cost
+        if not have.issuperset(_COST_COLUMNS):  # older: a writer adds the cost columns
             conn.close()
             raise _error(path, "made by an older version; open it writable once")
         return conn

@@ -422,7 +422,7 @@ def _run_threads(
         raise
 
 
-async def arun_batch(
+async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
     jobs: Mapping[str, P] | Iterable[tuple[str, P]],
     fn: Callable[[P], Awaitable[Any]],
     *,
@@ -461,12 +461,20 @@ async def arun_batch(
         _, stored = await asyncio.to_thread(record_of, ledger, job_id, settled, record.runs)
         return batch.ended(stored)
 
+    errors: list[Exception] = []
+
     async def worker(queue: Iterator[tuple[str, P]]) -> None:
-        for item in queue:  # one iterator shared by the tasks: each item is taken once
-            if batch.stop.is_set():
-                return
-            if not await one(*item):
-                waiting.append(item)
+        try:
+            for item in queue:  # one iterator shared by the tasks: each item is taken once
+                if batch.stop.is_set():
+                    return
+                if not await one(*item):
+                    waiting.append(item)
+        except Exception as exc:  # noqa: BLE001 - raised as it is once the others end
+            # as run_batch does: the other tasks finish their jobs (a TaskGroup would cancel
+            # them and raise an ExceptionGroup the caller's ``except LedgerError`` misses)
+            errors.append(exc)
+            batch.stop.set()
 
     batch.progress.start()
     queue: Iterator[tuple[str, P]] = iter(pairs)
@@ -491,4 +499,6 @@ async def arun_batch(
             batch.requeued = await asyncio.to_thread(ledger.requeue, job_ids=requeue)
     finally:
         batch.progress.stop()
+    if errors:
+        raise errors[0]
     return batch.report()
