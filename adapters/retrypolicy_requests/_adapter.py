@@ -203,13 +203,25 @@ class _ReplayedRaw:
             raise
 
     def stream(self, amt: int | None = None, decode_content: bool | None = None) -> Iterator[bytes]:
-        """Yield the body in the chunks it arrives in (already decoded)."""
-        if self._buffer:
-            buffered, self._buffer = self._buffer, b""
-            yield buffered
-        while (chunk := self._next()) is not None:
-            if chunk:
-                yield chunk
+        """Yield the body (already decoded) as it arrives, in pieces of at most *amt* bytes
+        as urllib3's does (``iter_content(chunk_size)``); what a caller leaves unread when
+        it stops iterating is still there for :meth:`read`."""
+        data, at = self._buffer, 0
+        self._buffer = b""
+        try:
+            while True:
+                if at >= len(data):
+                    chunk = self._next()
+                    data, at = chunk or b"", 0
+                    if chunk is None:
+                        return
+                    continue
+                end = len(data) if amt is None else min(len(data), at + amt)
+                piece = data if at == 0 and end == len(data) else data[at:end]
+                at = end
+                yield piece
+        finally:
+            self._buffer = data[at:]
 
     def read(self, amt: int | None = None, decode_content: bool | None = None, **_: Any) -> bytes:
         """Read up to *amt* bytes (all with None), like ``HTTPResponse.read``."""

@@ -97,6 +97,31 @@ def test_final_error_body_readable_in_parts_from_raw(
     assert json.loads(body)["detail"] == detail
 
 
+def test_iter_content_pieces_are_at_most_the_chunk_size_asked(
+    server: FakeEUGPT, instant: rp.testing.Instant
+) -> None:
+    """iter_content(n) on a response the adapter peeked at gives pieces of at most n bytes,
+    as urllib3's stream(n) does, the whole body in order; stopping early leaves the rest
+    for raw.read()."""
+    detail = "z" * 50_000
+    server.script(Reply.error(400, detail=detail))
+    response = post(session(), server, stream=True)
+    pieces = []
+    for piece in response.iter_content(1000):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            break
+    assert [len(p) for p in pieces] == [1000, 1000, 1000]
+    rest = response.raw.read()
+    body = b"".join(pieces) + rest
+    assert json.loads(body)["detail"] == detail
+    server.script(Reply.error(400, detail=detail))
+    response = post(session(), server, stream=True)
+    pieces = list(response.iter_content(777))
+    assert max(len(p) for p in pieces) == 777
+    assert json.loads(b"".join(pieces))["detail"] == detail
+
+
 def test_raise_on_give_up(server: FakeEUGPT, instant: rp.testing.Instant) -> None:
     """With raise_on_give_up, the matching APIError is raised, carrying the attempts."""
     server.script(*[Reply.error(503)] * 6)
