@@ -435,9 +435,13 @@ def test_an_older_ledger_file_gets_the_cost_columns(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["", "x" * 513, 17, None, "lone \ud800"])
 def test_bad_job_ids(make: MakeLedger, clock: Clock, bad: Any) -> None:
-    """A job id must be a non-empty str of at most 512 characters."""
+    """A job id must be a non-empty str of at most 512 characters: claiming or looking up
+    a bad one is an error naming it (in every ledger alike), not a silent miss."""
+    ledger = make(clock)
     with pytest.raises(LedgerError, match="job id"):
-        make(clock).claim(bad)
+        ledger.claim(bad)
+    with pytest.raises(LedgerError, match="job id"):
+        ledger.get(bad)
 
 
 def test_bad_lease(tmp_path: Path) -> None:

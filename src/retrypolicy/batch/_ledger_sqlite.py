@@ -472,7 +472,7 @@ class SQLiteLedger(LedgerBase):
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None for a job this ledger never saw."""
-        rows = self._read(_SELECT, (job_id,))
+        rows = self._read(_SELECT, (check_job_id(job_id),))
         return _record(rows[0]) if rows else None
 
     def records(self, state: JobState | None = None) -> Iterator[JobRecord]:
