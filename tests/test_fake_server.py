@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -1123,3 +1124,34 @@ def test_sdk_async_client(server: FakeEUGPT) -> None:
     last = events[-1]
     assert isinstance(last, openai.types.responses.ResponseErrorEvent)
     assert (last.code, last.sequence_number) == ("upstream_timeout", 2)
+
+
+def test_a_large_stream_cut_by_stop_reports_the_deltas_it_sent() -> None:
+    """The outcome of a large_stream the server stops in the middle counts the deltas it
+    had sent, as a stream's does ("cut after N deltas", N > 0)."""
+    outcomes: list[str] = []
+    reported = threading.Event()
+
+    def on_request(request: RecordedRequest, status: int | None, outcome: str) -> None:
+        outcomes.append(outcome)
+        reported.set()
+
+    fake = FakeEUGPT(on_request=on_request)
+    fake.start()
+    fake.script(Reply.large_stream(200_000_000))
+    response = requests.post(fake.responses_url, json={}, stream=True, timeout=TIMEOUT)
+    pieces = response.iter_content(65536)
+    for _ in range(5):
+        next(pieces)
+    stopper = threading.Thread(target=fake.stop)
+    stopper.start()
+    with pytest.raises(requests.RequestException):
+        for _ in pieces:
+            pass
+    stopper.join(TIMEOUT)
+    response.close()
+    assert reported.wait(TIMEOUT)
+    (outcome,) = outcomes
+    found = re.fullmatch(r"cut after (\d+) deltas?", outcome)
+    assert found is not None, outcome
+    assert int(found[1]) > 0

@@ -642,7 +642,7 @@ class _LargeStreamReply(Reply):
             head = delta_head(sequence)
             size = max(1, min(LARGE_DELTA, self.total_bytes - sent - len(head) - len(tail)))
             frame = head + FILLER[:size] + tail
-            out.send_chunk(frame)
+            out.send_chunk(frame, deltas=1)
             sent += len(frame)
             chars += size
             sequence += 1

@@ -726,9 +726,10 @@ class _Handler(BaseHTTPRequestHandler):
             framing.append(("Transfer-Encoding", "chunked"))
         self.wfile.write(self._head(status, merge(framing, headers)))
 
-    def send_chunk(self, data: bytes) -> None:
+    def send_chunk(self, data: bytes, deltas: int = 0) -> None:
         if data:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data)
+            self._deltas += deltas
 
     def send_event(self, event: Mapping[str, object]) -> int:
         data = frame(event)

@@ -52,8 +52,9 @@ class Wire(Protocol):
     ) -> None:
         """Status line and headers of a body sent piecemeal (chunked on HTTP/1.1)."""
 
-    def send_chunk(self, data: bytes) -> None:
-        """Part of a body started with :meth:`start_stream`."""
+    def send_chunk(self, data: bytes, deltas: int = 0) -> None:
+        """Part of a body started with :meth:`start_stream`; *deltas*: the text deltas it
+        carries, counted for the request's outcome as :meth:`send_event` counts them."""
 
     def send_event(self, event: Mapping[str, object]) -> int:
         """One SSE frame as one chunk; returns its size in bytes."""
