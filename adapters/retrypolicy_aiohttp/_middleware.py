@@ -72,8 +72,10 @@ class RetryMiddleware:
         rest = _iterate(response.content.readany)
         if loop.judge(status, headers) is not None:  # a failure: its envelope has the code
             read: list[bytes] = []
-            while sum(map(len, read)) < MAX_ERROR_BODY and (chunk := await anext(rest, b"")):
+            size = 0  # a running total: a body in many tiny chunks costs linear time
+            while size < MAX_ERROR_BODY and (chunk := await anext(rest, b"")):
                 read.append(chunk)
+                size += len(chunk)
             ex.outcome = loop.judge(status, headers, b"".join(read)[:MAX_ERROR_BODY])
         elif is_event_stream(headers):
             ex.check = check = self.options.stream_check()
