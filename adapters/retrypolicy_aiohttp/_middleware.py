@@ -106,7 +106,10 @@ class CheckedContent:
         self, inner: aiohttp.StreamReader, read: list[bytes], chunks: AsyncIterator[bytes]
     ) -> None:
         self._inner = inner
-        self._buffer = b"".join(read)
+        self._buffer = bytearray().join(read)
+        """What was read and not handed out: a bytearray, so that handing out its head
+        (``del buffer[:n]``) and adding a chunk cost the bytes moved, not the buffer's size
+        (a line at a time out of a large buffer stays linear)."""
         self._chunks = chunks
         self._eof = False
 
@@ -122,19 +125,22 @@ class CheckedContent:
         self._eof = not chunk
         return chunk
 
-    async def _take(self, want: Callable[[bytes], int | None]) -> bytes:
+    async def _take(self, want: Callable[[bytearray], int | None]) -> bytes:
         """Fill the buffer until *want* says how much of it to hand out (all of it at the end)."""
-        while (n := want(self._buffer)) is None and (chunk := await self._next()):
-            self._buffer += chunk
-        n = len(self._buffer) if n is None else n
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        buffer = self._buffer
+        while (n := want(buffer)) is None and (chunk := await self._next()):
+            buffer += chunk
+        n = len(buffer) if n is None else n
+        data = bytes(buffer[:n])
+        del buffer[:n]
         return data
 
     async def read(self, n: int = -1) -> bytes:
         """Up to *n* bytes (everything with -1, joined once), like ``StreamReader.read``."""
         if n >= 0:
             return await self._take(lambda b: n if b else None)
-        parts, self._buffer = [self._buffer], b""
+        parts = [bytes(self._buffer)]
+        self._buffer.clear()
         while chunk := await self._next():
             parts.append(chunk)
         return b"".join(parts)
@@ -145,9 +151,17 @@ class CheckedContent:
 
     async def readuntil(self, separator: bytes = b"\n", *, max_size: int | None = None) -> bytes:
         """Up to and including *separator* (or the rest at the end); *max_size* is not enforced."""
-        return await self._take(
-            lambda b: None if (i := b.find(separator)) < 0 else i + len(separator)
-        )
+        start = 0  # where the separator may begin: each byte is searched once
+
+        def want(buffer: bytearray) -> int | None:
+            nonlocal start
+            i = buffer.find(separator, start)
+            if i < 0:
+                start = max(0, len(buffer) - len(separator) + 1)
+                return None
+            return i + len(separator)
+
+        return await self._take(want)
 
     async def readline(self, *, max_line_length: int | None = None) -> bytes:
         """One line, ``\\n`` included."""

@@ -189,7 +189,10 @@ class _ReplayedRaw:
     def __init__(self, raw: Any, chunks: Iterator[bytes]) -> None:
         self._raw = raw
         self._chunks = chunks
-        self._buffer = b""
+        self._buffer = bytearray()
+        """Read and not handed out: a bytearray, so that handing out its head costs the
+        bytes handed out, not the buffer's size (small reads out of a large one stay
+        linear)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
@@ -206,8 +209,8 @@ class _ReplayedRaw:
         """Yield the body (already decoded) as it arrives, in pieces of at most *amt* bytes
         as urllib3's does (``iter_content(chunk_size)``); what a caller leaves unread when
         it stops iterating is still there for :meth:`read`."""
-        data, at = self._buffer, 0
-        self._buffer = b""
+        data, at = bytes(self._buffer), 0
+        self._buffer.clear()
         try:
             while True:
                 if at >= len(data):
@@ -221,16 +224,14 @@ class _ReplayedRaw:
                 at = end
                 yield piece
         finally:
-            self._buffer = data[at:]
+            self._buffer[:0] = memoryview(data)[at:]  # what was left unread, for read()
 
     def read(self, amt: int | None = None, decode_content: bool | None = None, **_: Any) -> bytes:
         """Read up to *amt* bytes (all with None), like ``HTTPResponse.read``."""
-        parts = [self._buffer]
-        size = len(self._buffer)
-        while (amt is None or size < amt) and (chunk := self._next()) is not None:
-            parts.append(chunk)
-            size += len(chunk)
-        data = b"".join(parts)
-        cut = len(data) if amt is None else amt
-        data, self._buffer = data[:cut], data[cut:]
+        buffer = self._buffer
+        while (amt is None or len(buffer) < amt) and (chunk := self._next()) is not None:
+            buffer += chunk
+        cut = len(buffer) if amt is None else amt
+        data = bytes(buffer[:cut])
+        del buffer[:cut]
         return data
