@@ -420,9 +420,8 @@ class AttemptMachine:
         if not isinstance(wait, Wait) or wait._source is None or self.gated:
             msg = f"refused({result!r}): no retry waits to be paid for"
             raise RuntimeError(msg)
-        source = wait._source
-        self.attempt = source[4] - 1
-        self.retries, self.last_delay = source[6], source[7]
+        _, _, _, _, attempt, _, self.retries, self.last_delay = wait._source
+        self.attempt = attempt - 1  # the retry's attempt was to be the next one
         return self._refuse(wait, StormVerdict("", result, self._cost))
 
     def waited(self) -> Send | Ask | Wait:
