@@ -475,8 +475,14 @@ class Retrier:
         """
         found: Outcome | None
         announce = self.before_attempt is not None
-        guard = self.guard() if m.storm else None
-        in_place = guard is not None and self._guard_cache[2]  # cached with the guard
+        guard = None
+        in_place = False
+        if m.storm:  # guard(), its cache read here
+            cache = self._guard_cache
+            store = self.store
+            if cache[0] is not (store if store is not None else _default_store[0]):
+                self.guard()
+            guard, in_place = cache[1], cache[2]
         inst = _instant[0]
         if inst is not None and skipped is None:
             skipped = inst.local.skipped
