@@ -37,9 +37,10 @@ class SDKRetriesWarning(UserWarning):
     """:func:`wrap` was given a client that retries by itself (``max_retries > 0``).
 
     The wrapped copy has the SDK's retries off, so the two layers do not
-    multiply; the client passed in keeps them. Shown once per process: build
-    clients with :func:`client` / :func:`async_client`, or with
-    ``max_retries=0``, and it never shows.
+    multiply; the client passed in keeps them. Shown as Python shows warnings
+    (by default once per line that calls :func:`wrap`): build clients with
+    :func:`client` / :func:`async_client`, or with ``max_retries=0``, and it
+    never shows.
     """
 
 
@@ -144,22 +145,19 @@ def async_client(
     )
 
 
-_warned: list[bool] = [False]
-"""Whether :class:`SDKRetriesWarning` was shown (it is shown once per process)."""
-
-
-def _warn_once(given: openai.OpenAI | openai.AsyncOpenAI, policy: Policy) -> None:
-    """:class:`SDKRetriesWarning`, when *given* retries by itself (once per process)."""
-    if _warned[0] or given.max_retries <= 0:
+def _warn_sdk_retries(given: openai.OpenAI | openai.AsyncOpenAI, policy: Policy) -> None:
+    """:class:`SDKRetriesWarning`, when *given* retries by itself. Shown as Python shows a
+    warning (by default once per line of the caller's code), with no flag of our own that
+    a user's test run would carry from one test to the next."""
+    if given.max_retries <= 0:
         return
-    _warned[0] = True
     name = type(given).__name__
     msg = (
         f"retrypolicy_openai.wrap() was given an {name} that retries by itself "
         f"(max_retries={given.max_retries}): the wrapped client has max_retries=0 and "
         f"retries by policy {policy.name!r} alone, so that the two do not multiply. The "
         f"{name} you passed still retries by itself: use the wrapped one, or build clients "
-        "with retrypolicy_openai.client() or max_retries=0. (Shown once per process.)"
+        "with retrypolicy_openai.client() or max_retries=0."
     )
     warnings.warn(msg, SDKRetriesWarning, stacklevel=3)
 
@@ -193,8 +191,8 @@ def wrap(
     of *client* (key, base URL, timeout, headers) is kept. The copy gets a new
     ``DefaultHttpxClient`` (or ``DefaultAsyncHttpxClient``) around the policy's
     transport, so a custom ``http_client`` of *client* is not reused: pass its
-    transport as *transport*. Warns once per process (:class:`SDKRetriesWarning`)
-    when *client* had ``max_retries > 0``. *client* itself is left unchanged.
+    transport as *transport*. Warns (:class:`SDKRetriesWarning`) when *client*
+    had ``max_retries > 0``. *client* itself is left unchanged.
     """
     adapter, other = _split(options, "wrap")
     if other:
@@ -207,12 +205,12 @@ def wrap(
     if isinstance(client, openai.AsyncOpenAI):
         inner = _inner(transport, httpx2.AsyncHTTPTransport)
         atransport = AsyncRetryTransport(policy, inner, **adapter)
-        _warn_once(client, atransport.policy)
+        _warn_sdk_retries(client, atransport.policy)
         http = openai.DefaultAsyncHttpxClient(transport=atransport)
         return client.with_options(max_retries=0, http_client=http)
     if isinstance(client, openai.OpenAI):
         stransport = RetryTransport(policy, _inner(transport, httpx2.HTTPTransport), **adapter)
-        _warn_once(client, stransport.policy)
+        _warn_sdk_retries(client, stransport.policy)
         return client.with_options(
             max_retries=0, http_client=openai.DefaultHttpxClient(transport=stransport)
         )

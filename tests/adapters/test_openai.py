@@ -30,7 +30,6 @@ import retrypolicy_openai as rpo
 from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.testing import FakeEUGPT, Reply
 from retrypolicy_httpx.httpx2 import AsyncRetryTransport, RetryTransport
-from retrypolicy_openai import _clients
 
 Mode = Literal["sync", "async"]
 MODES: list[Mode] = ["sync", "async"]
@@ -75,12 +74,6 @@ def server(shared_server: FakeEUGPT) -> Iterator[FakeEUGPT]:
     shared_server.clear()
     yield shared_server
     shared_server.clear()
-
-
-@pytest.fixture
-def fresh_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The once-per-process SDKRetriesWarning as if never shown."""
-    monkeypatch.setattr(_clients, "_warned", [False])
 
 
 def closed_port_url() -> str:
@@ -622,22 +615,34 @@ def test_wrap_keeps_the_clients_settings(server: FakeEUGPT) -> None:
     assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
-@pytest.mark.usefixtures("fresh_warning")
-def test_wrap_warns_once_about_sdk_retries(server: FakeEUGPT) -> None:
-    """A client with max_retries > 0 is wrapped with a warning, once per process; the wrapped
-    copy makes the policy's 6 attempts on 503s, not 6 x 3."""
+def test_wrap_warns_about_sdk_retries(server: FakeEUGPT) -> None:
+    """A client with max_retries > 0 is wrapped with a warning that points at the caller's
+    line; the wrapped copy makes the policy's 6 attempts on 503s, not 6 x 3."""
     retrying = openai.OpenAI(base_url=base(server), api_key=KEY, max_retries=2)
     with pytest.warns(rpo.SDKRetriesWarning, match=r"max_retries=2.*policy 'eugpt'") as record:
         wrapped = rpo.wrap(retrying, FAST)
     assert record[0].filename == __file__  # points at the caller's line
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        again = rpo.wrap(retrying, FAST)  # no second warning
     server.script(*[Reply.error(503)] * 50)
-    with retrying, wrapped, again, pytest.raises(openai.InternalServerError):
+    with retrying, wrapped, pytest.raises(openai.InternalServerError):
         wrapped.responses.create(model="auto", input="hi", stream=False)
     assert server.request_count == 6
     assert retrying.max_retries == 2  # the original is unchanged
+
+
+def test_the_sdk_retries_warning_is_seen_by_every_test_that_expects_it() -> None:
+    """No flag of the library's own carries "already warned" from one test to the next: each
+    block that expects the warning gets it (as two tests of a user's suite would), and
+    under Python's default filter one line that wraps again and again warns once."""
+    retrying = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key=KEY, max_retries=2)
+    for _ in range(2):  # two tests in a row, each with its own pytest.warns
+        with pytest.warns(rpo.SDKRetriesWarning):
+            rpo.wrap(retrying, FAST).close()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            rpo.wrap(retrying, FAST).close()  # one line of the caller's code
+    assert [w.category for w in seen] == [rpo.SDKRetriesWarning]
+    retrying.close()
 
 
 def test_wrap_without_sdk_retries_is_silent(server: FakeEUGPT) -> None:
