@@ -13,7 +13,7 @@ import asyncio
 import math
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import redis
@@ -169,6 +169,9 @@ def test_budget_by_hand(store: Store) -> None:
     assert (back.level, back.event) == (10.0, "recovered")
 
 
+EPOCH: Final = -1.0
+"""In LIMITER_OPS: the epoch of the last slot reserved (a confirm's *measured*)."""
+
 LIMITER_OPS: list[tuple[float, str, float]] = [
     (0.0, "acquire", 0.0),
     (0.0, "throttled", 8.0),  # pacing starts at 8 x 0.7 = 5.6/s
@@ -185,6 +188,9 @@ LIMITER_OPS: list[tuple[float, str, float]] = [
     (2.3, "acquire", 0.0),
     (2.4, "acquire", 0.0),
     (3.0, "throttled", 0.0),  # a cut to what was let through since the last: 3 in 1.5 s
+    (3.1, "confirm", EPOCH),  # the slot from 2.4, reserved again after the cut
+    (3.2, "acquire", 0.0),
+    (3.5, "confirm", EPOCH),  # no cut since: it goes
     (3.9, "throttled", 0.0),
     (4.5, "acquire", 0.0),
     (4.6, "answered", 0.0),
@@ -198,12 +204,19 @@ LIMITER_OPS: list[tuple[float, str, float]] = [
 
 
 def test_limiter_steps_match_the_pure_transition(store: Store) -> None:
-    """Every limiter step (acquire, throttled, answered, read) gives what limiter_step gives."""
+    """Every limiter step (acquire, confirm, throttled, answered, read) gives what
+    limiter_step gives."""
     state: LimiterState | None = None
-    for now, op, measured in LIMITER_OPS:
+    epoch = 0.0
+    for now, op, given in LIMITER_OPS:
+        measured = epoch if given == EPOCH else given
         state, expected = limiter_step(LIMITER, state, now, op, measured)  # type: ignore[arg-type]
         got = store.limiter("p:limiter", LIMITER, now, op, measured)  # type: ignore[arg-type]
-        fields = ("wait", "rate", "previous", "active", "changed", "consecutive", "persistent")
+        if op == "acquire" and expected.wait > 0:
+            epoch = expected.epoch
+        fields = (
+            "wait", "rate", "previous", "active", "changed", "consecutive", "persistent", "epoch"
+        )  # fmt: skip
         assert [getattr(got, f) for f in fields] == pytest.approx(
             [getattr(expected, f) for f in fields]
         ), (now, op)

@@ -10,6 +10,7 @@ import pytest
 import retrypolicy as rp
 from retrypolicy._limiter import PERSISTENT_ADVICE, LimiterState, limiter_step
 from retrypolicy.instrumentation import RetryEvent
+from retrypolicy.transport import AdapterOptions, AttemptLoop, Outcome
 
 LIM = rp.AdaptiveLimiter(
     decrease=0.5, increase=0.03, min_rate=0.5, cooldown=1.0, idle_reset=30.0, persist_after=3
@@ -59,6 +60,48 @@ def test_pacing_spaces_requests_by_one_over_the_rate() -> None:
         state, r = limiter_step(LIM.evolve(increase=0.0), state, 0.0, "acquire")
         waits.append(r.wait)
     assert waits == pytest.approx([0.25, 0.5, 0.75, 1.0])  # the throttled request took a slot
+
+
+def test_a_slot_waited_for_goes_when_the_rate_was_not_cut_meanwhile() -> None:
+    """A request confirms, after its wait, the slot it reserved: with no cut since, it goes
+    at once and nothing changes."""
+    lim = LIM.evolve(increase=0.0)
+    state, _ = limiter_step(lim, None, 0.0, "throttled", 8.0)  # 4/s
+    state, slot = limiter_step(lim, state, 0.0, "acquire")
+    assert (slot.wait, slot.epoch) == (0.25, 0.0)  # reserved while the last cut was at 0.0
+    after, r = limiter_step(lim, state, 0.25, "confirm", slot.epoch)
+    assert (r.wait, r.active, r.epoch, after) == (0.0, True, 0.0, state)
+
+
+def test_a_slot_reserved_before_a_cut_is_reserved_again_at_the_new_rate() -> None:
+    """Slots reserved at a rate a 429 then showed too high are not spent on more 429s: a cut
+    frees them (the next slot is one new interval away), and each request waiting for one
+    reserves again when it confirms; it was counted as sent once, when it first reserved."""
+    lim = LIM.evolve(increase=0.0, persist_after=100)
+    state, _ = limiter_step(lim, None, 0.0, "throttled", 16.0)  # 8/s
+    slots = []
+    for _ in range(4):  # four callers wait for slots 0.125 s apart, up to 0.5 s
+        state, r = limiter_step(lim, state, 0.0, "acquire")
+        slots.append(r)
+    state, cut = limiter_step(lim, state, 1.0, "throttled")  # the window saw 4 sent, 0 let through
+    assert (cut.changed, state.slot, state.sent) == (True, 1.0 + 1 / cut.rate, 0)
+    waits = []
+    for r in slots:  # each wakes at its slot... and confirms it
+        state, again = limiter_step(lim, state, 1.0, "confirm", r.epoch)
+        waits.append(again.wait)
+        assert again.epoch == 1.0  # reserved again after the cut at 1.0
+    assert waits == pytest.approx([k / cut.rate for k in range(1, 5)])
+    assert state.sent == 0  # confirming is not sending again
+    state, r = limiter_step(lim, state, 1.0 + 4 / cut.rate, "confirm", 1.0)
+    assert r.wait == 0.0  # no cut since: it goes
+
+
+def test_a_confirmation_after_pacing_stopped_goes_at_once() -> None:
+    """A slot confirmed after ``idle_reset`` seconds without a 429: pacing is off, it goes."""
+    state, _ = limiter_step(LIM, None, 0.0, "throttled", 8.0)
+    state, slot = limiter_step(LIM, state, 0.0, "acquire")
+    _, r = limiter_step(LIM, state, 31.0, "confirm", slot.epoch)
+    assert (r.wait, r.active) == (0.0, False)
 
 
 def test_one_cut_per_cooldown() -> None:
@@ -127,6 +170,20 @@ CUTS: list[tuple[str, dict[str, Any], float, float, float]] = [
         1.0,
     ),
     (
+        "a lone 429 of the probe, 20 % or more above the last limit: that limit held",
+        {"rate": 7.0, "w_max": 10.0, "sent": 25},
+        6.0,
+        5.0,
+        10.0,
+    ),
+    (
+        "a probe's 429 after others in the window: what was let through (4/s)",
+        {"rate": 7.0, "w_max": 10.0, "sent": 26, "throttled": 1},
+        6.0,
+        2.0,
+        4.0,
+    ),
+    (
         "slots reserved but not reached (0.5 s at 12.4/s) are not counted as let through",
         {"rate": 10.0, "w_max": 10.0, "sent": 30, "throttled": 5, "slot": 2.5},
         2.0,
@@ -141,7 +198,8 @@ def test_a_cut_measures_the_limit(
     what: str, fields: dict[str, Any], now: float, rate: float, w_max: float
 ) -> None:
     """A cut takes the limit to be (sent - pending - 429s) / seconds since the last cut,
-    capped by the rate at the 429, and paces at decrease x that."""
+    capped by the rate at the 429 — or, for a probe's lone 429 well above the last limit,
+    that limit — and paces at decrease x that."""
     state = LimiterState(active=True, last_cut=0.0, last_seen=0.0, **fields)
     after, r = limiter_step(LIM, state, now, "throttled")
     assert (r.changed, r.rate, after.w_max) == (True, pytest.approx(rate), pytest.approx(w_max))
@@ -253,3 +311,63 @@ def test_limiter_in_toml(tmp_path: Any) -> None:
     )
     assert policies["c"].limiter == rp.AdaptiveLimiter(decrease=0.7, persist_after=4)
     assert rp.EUGPT.limiter is None
+
+
+def test_a_request_waiting_for_its_slot_waits_again_when_a_429_cuts_the_rate() -> None:
+    """Through the transport seam, with a real in-process store: a request paced by the
+    limiter asks ``begin()`` again after its wait; a 429 that cut the rate meanwhile makes
+    it wait for a slot at the new rate instead of going out on one already known too early.
+    Without a cut, the second ``begin()`` lets it go at once."""
+    clock = Clock(0.0)
+    store = rp.stores.InProcessStore()
+    policy = rp.EUGPT.evolve(name="confirm", limiter=LIM.evolve(increase=0.0, initial_rate=4.0))
+    cut_while_waiting: list[AttemptLoop] = []
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+        for other in cut_while_waiting:  # another request's 429, while this one waits
+            other.begin()
+            other.failed(Outcome(status=429))
+        cut_while_waiting.clear()
+
+    options = AdapterOptions(policy=policy, store=store, wall_clock=clock, clock=clock, sleep=sleep)
+    first = options.loop("POST")
+    first.begin()
+    assert first.failed(Outcome(status=429)) is not None  # pacing starts: 4/s
+    clock.now = 5.0
+    paced = [options.loop("POST") for _ in range(3)]
+    holds = [loop.begin() for loop in paced]  # three slots at 4/s: now, +0.25 s, +0.5 s
+    assert holds == pytest.approx([0.0, 0.25, 0.5])
+
+    sleep(holds[1])
+    assert paced[1].begin() == 0.0  # no cut since its reservation: it goes now
+
+    cut_while_waiting.append(options.loop("POST"))  # a 429 arrives during the next wait
+    sleep(holds[2] - holds[1])
+    again = paced[2].begin()
+    assert again > 0  # the rate was cut: a new slot at the lower rate, not a send
+    sleep(again)
+    assert paced[2].begin() == 0.0  # confirmed now: no cut since it reserved again
+
+
+def test_an_adapter_that_never_confirms_still_sends_after_its_wait() -> None:
+    """An adapter written before slots were confirmed (one ``begin()`` per attempt, then the
+    send) keeps working: its next ``begin()`` after a failure begins the next attempt."""
+    clock = Clock(0.0)
+    policy = rp.EUGPT.evolve(name="once", limiter=LIM.evolve(increase=0.0, initial_rate=4.0))
+    options = AdapterOptions(
+        policy=policy, store=rp.stores.InProcessStore(), wall_clock=clock, clock=clock
+    )
+    starter = options.loop("POST")
+    starter.begin()
+    starter.failed(Outcome(status=429))
+    loop = options.loop("POST")
+    assert loop.begin() > 0  # paced; it sleeps and sends without asking again
+    clock.now += 1.0
+    wait = loop.failed(Outcome(status=503))
+    assert wait is not None
+    clock.now += wait
+    loop.begin()  # the next attempt (no confirmation left pending)
+    assert loop.attempts == 2

@@ -470,8 +470,8 @@ class _Transport(Generic[Inner]):
             loop = self._new_loop(request)
         while True:
             if sent is None:  # an attempt to make (not the shell's first, made already)
-                if hold := await io.begin(loop):  # the limiter may pace; the breaker may refuse
-                    await io.pause(hold)
+                while hold := await io.begin(loop):  # the limiter may pace (its slot is
+                    await io.pause(hold)  # confirmed after the wait); the breaker may refuse
                 sent = await _send(io, request)
             if isinstance(sent, self._library.Response):
                 final, wait = await self._judge(loop, request, sent)
@@ -616,8 +616,8 @@ class SyncTransport(_Transport[Inner]):
         """:meth:`handle_request` with a loop from the start (a limiter or breaker to ask,
         ``before_attempt`` to tell, or a request of a type to check)."""
         loop = self._new_loop(request)
-        if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
-            self._options.sleep(hold)
+        while hold := loop.begin():  # the limiter may pace (its slot confirmed after the
+            self._options.sleep(hold)  # wait); the breaker may refuse
         sent: Any
         try:
             sent = self._transport.handle_request(request)

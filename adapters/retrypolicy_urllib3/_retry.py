@@ -100,6 +100,8 @@ class PolicyRetry(Retry):
         """Where the request stood when this copy was made; None before the first failure."""
         self.delay: float | None = None
         """The wait :meth:`sleep` makes: what the loop decided (None: no wait decided)."""
+        self.paced = False
+        """Part of :attr:`delay` is a wait for the limiter's slot: :meth:`sleep` confirms it."""
 
     def _use(self, options: AdapterOptions) -> None:
         self.options = options
@@ -126,7 +128,7 @@ class PolicyRetry(Retry):
             changed["methods"] = changed.pop("allowed_methods")
         if changed:
             clone._use(self.options.evolve(**changed))
-            clone.loop, clone.state, clone.delay = None, None, None
+            clone.loop, clone.state, clone.delay, clone.paced = None, None, None, False
         for key, value in kw.items():
             clone._set(key, value)
         return clone
@@ -209,6 +211,7 @@ class PolicyRetry(Retry):
         hold = loop.begin()  # the limiter's slot: urllib3 sleeps the longer of the two
         clone = self.new(history=(*self.history, RequestHistory(method, url, error, status, None)))
         clone.loop, clone.state, clone.delay = loop, loop.state, max(wait or 0.0, hold)
+        clone.paced = hold > 0
         return clone
 
     def _give_up(
@@ -281,9 +284,16 @@ class PolicyRetry(Retry):
     # -- waiting -------------------------------------------------------------------
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        """Wait the decided :attr:`delay` through the options' sleeper."""
+        """Wait the decided :attr:`delay` through the options' sleeper; then, when part of
+        it was the limiter's pacing, have the slot confirmed (a rate cut meanwhile means
+        a wait for a slot at the new rate)."""
         if self.delay:
             self.options.sleep(self.delay)
+        loop = self.loop
+        if self.paced and loop is not None:
+            self.paced = False
+            while hold := loop.begin():
+                self.options.sleep(hold)
 
     def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
         """As :meth:`sleep`; True when a wait was decided (never after a redirect)."""

@@ -67,7 +67,7 @@ from ._budget import as_float, number_at_least, whole_at_least
 
 __all__ = ["AdaptiveLimiter", "LimiterOp", "LimiterResult", "LimiterState", "limiter_step"]
 
-LimiterOp: TypeAlias = Literal["acquire", "throttled", "answered", "read"]
+LimiterOp: TypeAlias = Literal["acquire", "confirm", "throttled", "answered", "read"]
 
 PERSISTENT_ADVICE: Final = (
     "The API keeps returning 429: slow down, try again later, and contact the provider if "
@@ -162,6 +162,13 @@ class LimiterResult:
     persistent: bool = False
     report: bool = False
     notice: tuple[str, str] | None = None
+    epoch: float = 0.0
+    """``acquire``/``confirm``: the time of the last cut when the slot was reserved; a
+    ``confirm`` with it after the wait tells whether the rate was cut meanwhile."""
+
+
+PROBED: Final = 1.2
+"""A 429 at this multiple of the last measured limit came from the probe above it."""
 
 
 def _grown(config: AdaptiveLimiter, s: LimiterState, now: float) -> float:
@@ -198,17 +205,23 @@ def limiter_step(
             )
     persistent = s.consecutive >= config.persist_after
     rate = _grown(config, s, now) if s.active else 0.0
-    if op == "acquire":
+    if op == "confirm" and s.active and s.last_cut == measured:
+        return s, LimiterResult(  # not cut since the slot was reserved: it goes
+            rate=rate, active=True, consecutive=s.consecutive, persistent=persistent, epoch=measured
+        )
+    if op in {"acquire", "confirm"}:  # a slot reserved before a cut is reserved again
         if not s.active:
             return s, LimiterResult(consecutive=s.consecutive, persistent=persistent)
         start = max(s.slot, now)
-        s = attrs.evolve(s, slot=start + 1.0 / rate, sent=s.sent + 1)
+        # a request is counted once, when it first reserves (a cut carries it over)
+        s = attrs.evolve(s, slot=start + 1.0 / rate, sent=s.sent + (op == "acquire"))
         return s, LimiterResult(
             wait=start - now,
             rate=rate,
             active=True,
             consecutive=s.consecutive,
             persistent=persistent,
+            epoch=s.last_cut,
         )
     if op == "answered":
         if s.consecutive:
@@ -246,7 +259,12 @@ def limiter_step(
         elapsed = now - s.last_cut
         accepted = max(0, s.sent - pending - s.throttled - 1)
         served = accepted / elapsed if elapsed > 0 else previous
-        if s.w_max > 0 or s.throttled:
+        if s.w_max > 0 and not s.throttled and previous >= s.w_max * PROBED:
+            # a lone 429 of the probe, well above the last limit: that limit held (what was
+            # let through understates it, by the tokens the bucket spilled while the
+            # rate climbed back to it)
+            top = min(previous, max(served, s.w_max))
+        elif s.w_max > 0 or s.throttled:
             top = min(previous, served)
         else:  # from a guess to one 429: the bucket may have spilled while the rate climbed
             top = min(previous, max(served, previous * config.decrease))
@@ -255,7 +273,7 @@ def limiter_step(
             s,
             rate=rate,
             w_max=top,
-            slot=max(s.slot, now + 1.0 / rate),
+            slot=now + 1.0 / rate,
             last_cut=now,
             sent=pending,
             throttled=0,

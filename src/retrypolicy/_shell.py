@@ -284,7 +284,7 @@ class Retrier:
             refused = yield from guard.pay_steps(cost, now, name, step.attempt)
             return paid(cost) if refused is None else StormVerdict("", refused, cost)
         if type(step) is Gate:
-            hold: float = yield from guard.before_steps(step.host, now, name, step.attempt)
+            hold = yield from guard.before_steps(step.host, now, name, step.attempt, step.epoch)
             return hold
         assert type(step) is Settle  # noqa: S101 - the three steps there are
         yield from guard.succeeded_steps(step.host, now, step.refund, retried=step.retried)

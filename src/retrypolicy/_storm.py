@@ -428,9 +428,22 @@ class Guard:
 
     # -- before an attempt -------------------------------------------------------------------
 
-    def before_steps(self, host: str, now: float, call: str, attempt: int) -> Steps[float]:
-        """May an attempt to *host* go now? The seconds to wait first; raises
-        :class:`~retrypolicy.CircuitOpenError` while the host's breaker is open."""
+    def before_steps(
+        self, host: str, now: float, call: str, attempt: int, epoch: float | None = None
+    ) -> Steps[float | LimiterResult]:
+        """May an attempt to *host* go now? 0.0, or the limiter's result with the seconds to
+        wait first; raises :class:`~retrypolicy.CircuitOpenError` while the host's breaker
+        is open. *epoch*: the attempt waited for a slot reserved then (the result's
+        ``epoch``): it confirms the slot, reserved again when the rate was cut meanwhile."""
+        limiter = self.limiter
+        if epoch is not None and limiter is not None:
+            confirmed: LimiterResult = yield (
+                "limiter",
+                (self._limiter_key, limiter, now, "confirm", epoch),
+                _NO_KW,
+            )
+            self._limiter_seen(confirmed, call, attempt)
+            return confirmed if confirmed.wait > 0 else 0.0
         breaker = self.breaker
         if breaker is not None and not (
             self.shared
@@ -451,7 +464,6 @@ class Guard:
                 raise CircuitOpenError(
                     msg, retry_in=b.retry_in, host=host, attempts=attempt - 1, advice=CIRCUIT_ADVICE
                 )
-        limiter = self.limiter
         if limiter is None:
             return 0.0
         with self._lock:  # this process's sending rate, for the limiter's first cut
@@ -476,7 +488,7 @@ class Guard:
                 self._paced_until = now + _RECHECK
             else:
                 self._throttled = False  # back to unpaced: quiet again until the next 429
-        return result.wait
+        return result if result.wait > 0 else 0.0
 
     def measured_rate(self, now: float) -> float:
         """This process's recent sending rate (requests/s)."""

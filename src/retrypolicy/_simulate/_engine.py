@@ -45,7 +45,7 @@ _ARRIVE: Final = 0
 _GATE: Final = 1
 _SEND: Final = 2
 _ANSWER: Final = 3
-_RESUME: Final = 4  # a retry's wait is over: the machine begins the next attempt
+_RESUME: Final = 4  # a wait is over: the machine begins the next attempt, or confirms a slot
 _ASKED: Final = 5  # the machine asked the breaker and the limiter (a Gate)
 
 CIRCUIT_OPEN: Final = "circuit_open"
@@ -155,29 +155,31 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
             op = _GATE if gated else _SEND
         else:
             call = item  # type: ignore[assignment] # every other event carries its call
-        if op == _RESUME:
+        gate: object = None
+        if op == _RESUME:  # a wait is over: a retry's backoff, or the limiter's slot
             m = call.m
             assert m is not None  # noqa: S101 - only a machine's Wait resumes
-            op = _SEND if m.waited() is SEND else _ASKED
+            gate = m.waited()
+            op = _SEND if gate is SEND else _ASKED
         elif op == _GATE:  # a gated first attempt: the machine asks before it
             m = call.m = AttemptMachine(policy, started=call.start, rng=rng)
-            assert type(m.begin()) is Gate  # noqa: S101 - a gated machine asks first
+            gate = m.begin()
             op = _ASKED
         if op == _ASKED:  # the breaker and the limiter answer the machine's Gate
             prot = call.prot
             m = call.m
             assert prot is not None  # noqa: S101 - gated implies storm protection
             assert m is not None  # noqa: S101
-            wait = prot.gate(now)
-            if wait < 0:  # the breaker is open: the call fails fast, nothing is sent
+            assert type(gate) is Gate  # noqa: S101 - a gated machine asks first
+            held = prot.gate(now, gate.epoch)
+            if type(held) is float and held < 0:  # the breaker is open: nothing is sent
                 m.answered(0.0)
                 gave_up[CIRCUIT_OPEN] += 1
                 op = -1
             else:
-                paced = m.answered(wait)
-                if type(paced) is Wait:
-                    m.waited()
-                    push(heap, (now + paced.seconds, seq, _SEND, call))
+                paced = m.answered(held)
+                if type(paced) is Wait:  # the limiter's slot, confirmed when it comes
+                    push(heap, (now + paced.seconds, seq, _RESUME, call))
                     seq += 1
                     continue
                 op = _SEND

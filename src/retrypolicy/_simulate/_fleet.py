@@ -135,15 +135,22 @@ class Protection:
 
     # -- before an attempt ---------------------------------------------------------------
 
-    def gate(self, now: float) -> float:
-        """The wait before an attempt (the limiter's slot); -1.0 while the breaker is open."""
+    def gate(self, now: float, epoch: float | None = None) -> float | _limiter.LimiterResult:
+        """0.0, or the limiter's result with the wait for a slot, before an attempt; -1.0
+        while the breaker is open. *epoch*: the slot waited for, to confirm (Guard's)."""
         breaker = self.breaker
         steps = self.steps
+        limiter = self.limiter
+        if epoch is not None and limiter is not None:
+            self.limiter_state, r = steps.limiter_step(
+                limiter, self.limiter_state, now, "confirm", epoch
+            )
+            self.consecutive = r.consecutive
+            return r if r.wait > 0 else 0.0
         if breaker is not None:
             self.breaker_state, b = steps.breaker_step(breaker, self.breaker_state, now, "allow")
             if not b.allowed:
                 return -1.0
-        limiter = self.limiter
         if limiter is None:
             return 0.0
         if now - self.sent_since >= 1.0:  # this process's sending rate, for a first cut
@@ -153,8 +160,7 @@ class Protection:
         self.sent += 1
         self.limiter_state, r = steps.limiter_step(limiter, self.limiter_state, now, "acquire")
         self.consecutive = r.consecutive
-        wait: float = r.wait
-        return wait
+        return r if r.wait > 0 else 0.0
 
     def _measured(self, now: float) -> float:
         elapsed = now - self.sent_since

@@ -124,9 +124,9 @@ local function grown()
   local d = e - k
   return top * (1.0 + increase * d * d * d)
 end
-local function out(wait, r, previous, act, changed, cons, persistent, report)
+local function out(wait, r, previous, act, changed, cons, persistent, report, epoch)
   return {string.format(f, wait), string.format(f, r), string.format(f, previous), act, changed,
-    cons, persistent, report}
+    cons, persistent, report, string.format(f, epoch or 0)}
 end
 if active == 1 and now - last_seen >= idle then
   local previous = grown()
@@ -138,13 +138,17 @@ if active == 1 and now - last_seen >= idle then
 end
 local persistent = 0
 if consecutive >= persist_after then persistent = 1 end
-if op == 'acquire' then
+if op == 'confirm' and active == 1 and last_cut == measured then
+  return out(0, grown(), 0, 1, 0, consecutive, persistent, 0, measured)
+end
+if op == 'acquire' or op == 'confirm' then
   if active == 0 then return out(0, 0, 0, 0, 0, consecutive, persistent, 0) end
   local r = grown()
   local start = math.max(slot, now)
-  slot, sent = start + 1.0 / r, sent + 1
+  slot = start + 1.0 / r
+  if op == 'acquire' then sent = sent + 1 end
   save()
-  return out(start - now, r, 0, 1, 0, consecutive, persistent, 0)
+  return out(start - now, r, 0, 1, 0, consecutive, persistent, 0, last_cut)
 end
 if op == 'answered' or op == 'read' then
   local r = 0
@@ -169,13 +173,15 @@ elseif now - last_cut >= cooldown then
   local served = previous
   if elapsed > 0 then served = accepted / elapsed end
   local top
-  if w_max > 0 or throttled > 0 then
+  if w_max > 0 and throttled == 0 and previous >= w_max * 1.2 then
+    top = math.min(previous, math.max(served, w_max))
+  elseif w_max > 0 or throttled > 0 then
     top = math.min(previous, served)
   else
     top = math.min(previous, math.max(served, previous * decrease))
   end
   rate = math.max(min_rate, top * decrease)
-  w_max, slot, last_cut, sent, throttled = top, math.max(slot, now + 1.0 / rate), now, pending, 0
+  w_max, slot, last_cut, sent, throttled = top, now + 1.0 / rate, now, pending, 0
   r = rate
   if rate ~= previous then changed = 1 end
 else
@@ -295,7 +301,7 @@ def _limiter_args(config: AdaptiveLimiter, now: float, op: LimiterOp, measured: 
 
 
 def _limiter_reply(reply: Any) -> LimiterResult:
-    wait, rate, previous, active, changed, cons, persistent, report = reply
+    wait, rate, previous, active, changed, cons, persistent, report, epoch = reply
     return LimiterResult(
         wait=float(_text(wait)),
         rate=float(_text(rate)),
@@ -305,6 +311,7 @@ def _limiter_reply(reply: Any) -> LimiterResult:
         consecutive=int(cons),
         persistent=bool(int(persistent)),
         report=bool(int(report)),
+        epoch=float(_text(epoch)),
     )
 
 

@@ -50,8 +50,8 @@ The smallest complete adapter is a loop like this (sync; the async one awaits
 
     loop = options.loop(method, host=host)
     while True:
-        if hold := loop.begin():  # the policy's limiter may pace; its breaker may refuse
-            options.sleep(hold)
+        while hold := loop.begin():  # the limiter may pace (begin() again after the
+            options.sleep(hold)  # wait confirms the slot); the breaker may refuse
         try:
             response = send()
         except TransportError as exc:

@@ -352,7 +352,7 @@ class AttemptLoop:
     nothing and marks nothing: the request was not the policy's to retry.
     """
 
-    __slots__ = ("_attempts", "_m", "_shell", "_started", "host", "options", "retrying")
+    __slots__ = ("_attempts", "_held", "_m", "_shell", "_started", "host", "options", "retrying")
 
     def __init__(
         self,
@@ -370,6 +370,8 @@ class AttemptLoop:
         self._shell = shell = cache[0] if cache else _shell_of(options)
         self._started = shell.now() if started is None else started
         self._attempts = 0
+        self._held = False
+        """:meth:`begin` answered a wait for the limiter's slot: called again, it confirms it."""
         self._m: AttemptMachine | None = None
         """The request's machine: built on the first failure, or the first gated attempt."""
 
@@ -427,21 +429,52 @@ class AttemptLoop:
         breaker is open: nothing must be sent. *sent*: the attempt went out already (a
         transport that reports only after the fact, like urllib3's ``Retry`` on the
         first attempt): it is counted and announced, and neither paced nor refused.
+
+        Called again after waiting what it answered, it asks the limiter to confirm the
+        slot waited for: 0.0, or — the rate was cut meanwhile — the wait for a slot at
+        the new rate. An adapter that loops ``while hold := loop.begin(): sleep(hold)``
+        never spends on a 429 a slot the limiter already knows to be too early.
         """
+        shell = self._shell
+        m = self._m
+        if self._held and m is not None:  # the wait is over: confirm the slot
+            self._held = False
+            return self._hold(shell.resolve(m, m.waited()))
         if self._count(sent):
             return 0.0
         m = self.machine
-        return self._hold(self._shell.resolve(m, m.begin(sent=sent)))
+        return self._hold(shell.resolve(m, m.begin(sent=sent)))
 
     async def abegin(self) -> float:
         """:meth:`begin` for async adapters (a shared store is awaited, never blocked on)."""
-        if self._count(False):
+        shell = self._shell
+        m = self._m
+        if self._held and m is not None:
+            self._held = False
+            answer = await shell.aresolve(m, m.waited())
+        elif self._count(False):
             return 0.0
-        m = self.machine
-        return self._hold(await self._shell.aresolve(m, m.begin()))
+        else:
+            m = self.machine
+            answer = await shell.aresolve(m, m.begin())
+        while type(answer) is Wait:  # _hold(), its confirmation awaited
+            if seconds := shell.pause(answer.seconds):
+                self._held = True
+                return seconds
+            answer = await shell.aresolve(m, m.waited())
+        return 0.0
 
     def _hold(self, answer: Answer) -> float:
-        return self._shell.pause(answer.seconds) if type(answer) is Wait else 0.0
+        """The seconds to wait for the limiter's slot; under ``rp.testing.instant()`` the
+        wait is recorded and the slot confirmed here (0.0)."""
+        shell = self._shell
+        m = self._m
+        while type(answer) is Wait and m is not None:
+            if seconds := shell.pause(answer.seconds):
+                self._held = True
+                return seconds
+            answer = shell.resolve(m, m.waited())
+        return 0.0
 
     # -- judging -----------------------------------------------------------------------
 
@@ -488,12 +521,14 @@ class AttemptLoop:
         learns the attempts it took, as a final response does (:meth:`finish`): what
         wraps it (the openai SDK's ``APIConnectionError``) can still tell.
         """
+        self._held = False  # the attempt went (an adapter that did not confirm)
         m = self.machine
         shell = self._shell
         return self._wait(shell.resolve(m, m.failed(outcome, shell.now())), outcome)
 
     async def afailed(self, outcome: Outcome) -> float | None:
         """:meth:`failed` for async adapters."""
+        self._held = False  # the attempt went (an adapter that did not confirm)
         m = self.machine
         shell = self._shell
         return self._wait(await shell.aresolve(m, m.failed(outcome, shell.now())), outcome)
@@ -512,6 +547,7 @@ class AttemptLoop:
     def succeeded(self) -> None:
         """Record the successful attempt (an event, when it followed a retry; the budget's
         refund and the breaker's count, when the policy has them)."""
+        self._held = False  # the attempt went (an adapter that did not confirm)
         m = self._m
         shell = self._shell
         if m is not None:
@@ -521,6 +557,7 @@ class AttemptLoop:
 
     async def asucceeded(self) -> None:
         """:meth:`succeeded` for async adapters."""
+        self._held = False  # the attempt went (an adapter that did not confirm)
         m = self._m
         shell = self._shell
         if m is not None:
@@ -600,7 +637,7 @@ class AttemptLoop:
         """
         wait: float | None
         while True:
-            if hold := self.begin():
+            while hold := self.begin():  # the limiter's slot, confirmed after the wait
                 self.options.sleep(hold)
             try:
                 ex = attempt()
@@ -621,7 +658,7 @@ class AttemptLoop:
         """:meth:`run` for an async attempt (store steps awaited)."""
         wait: float | None
         while True:
-            if hold := await self.abegin():
+            while hold := await self.abegin():
                 await self.options.async_sleep(hold)
             try:
                 ex = await attempt()

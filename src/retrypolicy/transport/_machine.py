@@ -34,6 +34,7 @@ import random
 from typing import Final
 
 from .._budget import _TIMEOUT_KINDS, BudgetResult
+from .._limiter import LimiterResult
 from .._outcome import AttemptState, Decision, Outcome, retries_after
 from .._policy import Policy, retry_reason
 from .._rules import Classification, Kind
@@ -153,14 +154,20 @@ class Ask:
 
 class Gate(Ask):
     """Before attempt ``attempt`` to ``host``: may it go (the breaker), after how long a
-    wait (the limiter)? Answered with the seconds to wait; a shell raises
-    ``rp.CircuitOpenError`` while the breaker is open."""
+    wait (the limiter)? Answered with the seconds to wait (0.0), or the limiter's result
+    whose ``wait`` it is; a shell raises ``rp.CircuitOpenError`` while the breaker is open.
 
-    __slots__ = ("attempt", "host")
+    ``epoch`` (not None): the attempt waited for the slot the limiter reserved when its
+    last cut was then; it goes if the rate was not cut meanwhile, or waits again for a
+    slot at the new rate — a slot reserved at a rate found too high is not spent on a 429.
+    """
 
-    def __init__(self, host: str, attempt: int) -> None:
+    __slots__ = ("attempt", "epoch", "host")
+
+    def __init__(self, host: str, attempt: int, epoch: float | None = None) -> None:
         self.host = host
         self.attempt = attempt
+        self.epoch = epoch
 
 
 class Report(Ask):
@@ -231,6 +238,7 @@ class AttemptMachine:
     __slots__ = (
         "_cost",
         "_decided",
+        "_epoch",
         "_pending",
         "_waited_hold",
         "attempt",
@@ -247,6 +255,8 @@ class AttemptMachine:
         "started",
         "storm",
     )
+    _epoch: float | None
+    """The limiter's epoch of the slot a hold waits for (set with the hold, not before)."""
 
     def __init__(  # noqa: PLR0917 - positional too: a class called with keywords is slower
         self,
@@ -405,7 +415,12 @@ class AttemptMachine:
         if pending is _SETTLE:
             return DONE
         if pending is _GATE:
-            hold = result if isinstance(result, float | int) else 0.0
+            if type(result) is LimiterResult:  # paced: a slot reserved, confirmed after
+                hold: float = result.wait
+                self._epoch = result.epoch
+            else:
+                hold = result if isinstance(result, float | int) else 0.0
+                self._epoch = None
             if hold > 0:
                 self._waited_hold = True
                 return Wait(float(hold))
@@ -429,7 +444,11 @@ class AttemptMachine:
         attempt (after a retry's backoff)."""
         if self._waited_hold:
             self._waited_hold = False
-            return SEND
+            epoch = self._epoch
+            if epoch is None:
+                return SEND
+            self._pending = _GATE  # the limiter confirms the slot waited for
+            return Gate(self.host, self.attempts, epoch)
         self.attempts += 1  # begin(), inlined: this runs before every retry
         if self.gated:
             self._pending = _GATE
