@@ -34,7 +34,7 @@ from ._limits import ATTEMPTS_ATTRIBUTE, MAX_ERROR_BODY, MAX_PRIME_BYTES, PREAMB
 from ._machine import Answer, AttemptMachine, Wait
 
 if TYPE_CHECKING:
-    from ..stores import Store as _Store
+    from ..stores import Store
     from ._stream import StreamCheck
 
 __all__ = [
@@ -137,7 +137,7 @@ class AdapterOptions:
     sleep: Sleeper = attrs.field(default=None, converter=_sleep)
     async_sleep: AsyncSleeper = attrs.field(default=None, converter=_async_sleep)
     rng: random.Random | None = None
-    store: _Store | None = None
+    store: Store | None = None
     """Where the policy's budget, limiter and breaker live; None: the default store."""
     _succeeds: dict[int, bool] = attrs.field(init=False, eq=False, repr=False, factory=dict)
     """Whether a status alone is a success for the policy (the hot question, asked of
