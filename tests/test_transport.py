@@ -27,6 +27,7 @@ from retrypolicy.transport import (
     ContentDecoder,
     Exchange,
     StreamCheck,
+    is_event_stream,
     normalize_methods,
 )
 
@@ -306,6 +307,44 @@ def test_judge_decodes_an_encoded_error_body() -> None:
 
 def check(**kw: Any) -> StreamCheck:
     return AdapterOptions(policy=FAST, **kw).stream_check()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"Content-Type": "text/event-stream"}, True, id="plain"),
+        pytest.param({"content-type": "TEXT/EVENT-STREAM; charset=utf-8"}, True, id="any case"),
+        pytest.param([("CONTENT-TYPE", "text/event-stream ; charset=utf-8")], True, id="pairs"),
+        pytest.param({"Content-Type": "application/json"}, False, id="json"),
+        pytest.param({}, False, id="none"),
+        pytest.param(
+            [("Content-Type", "text/event-stream"), ("content-type", "text/event-stream")],
+            True,
+            id="sent twice",
+        ),
+        pytest.param(
+            [("Content-Type", "application/json"), ("Content-Type", "text/event-stream")],
+            True,
+            id="the last type wins",
+        ),
+        pytest.param(
+            [("Content-Type", "text/event-stream"), ("Content-Type", "application/json")],
+            False,
+            id="the last type wins, either way",
+        ),
+        pytest.param({"Content-Type": "text/event-stream, */*"}, True, id="*/* is no type"),
+        pytest.param({"Content-Type": "text/event-stream, junk"}, True, id="junk is no type"),
+        pytest.param(
+            {"Content-Type": 'text/event-stream; note="a, text/plain"'},
+            True,
+            id="a comma inside a quoted parameter",
+        ),
+    ],
+)
+def test_is_event_stream_reads_content_type_as_fetch_does(headers: Any, expected: bool) -> None:
+    """The header's name and value in any case; on several lines (or as a list), the last
+    value that is a media type wins, as the Fetch standard reads Content-Type."""
+    assert is_event_stream(headers) is expected
 
 
 @pytest.mark.parametrize(
