@@ -177,6 +177,23 @@ def test_streams_store_the_completed_response(
     assert response["status"] == "completed"
 
 
+@pytest.mark.usefixtures("instant")
+def test_a_stream_whose_type_comes_twice_is_read_as_a_stream(
+    batch: Batch, tmp_path: Path, server: FakeEUGPT
+) -> None:
+    """A stream whose Content-Type line the server sends twice is read as the stream it is
+    (as the adapter checked it), and its completed response stored, not parsed as JSON."""
+    write_input(tmp_path / "in.jsonl", 1, stream=True)
+    twice = [("Content-Type", "text/event-stream"), ("content-type", "text/event-stream")]
+    server.script(Reply.stream(3, headers=twice))
+    code, _, err = batch("run", "in.jsonl", "--ledger", "jobs.db", "--out", "out.jsonl")
+    assert code == 0, err
+    assert server.request_count == 1
+    response = results(tmp_path / "out.jsonl")["job-0000"]["response"]
+    assert isinstance(response, dict)
+    assert response["status"] == "completed"
+
+
 def test_a_lost_line_is_rewritten_from_the_ledger_and_a_cut_line_is_cut(
     batch: Batch, tmp_path: Path, server: FakeEUGPT
 ) -> None:

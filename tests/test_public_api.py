@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import types
+from collections.abc import Iterator
 
 import pytest
 
@@ -192,3 +195,71 @@ def test_import_does_no_work_beyond_reexports() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+PUBLIC_MODULES = [
+    "retrypolicy",
+    "retrypolicy.testing",
+    "retrypolicy.instrumentation",
+    "retrypolicy.typing",
+    "retrypolicy.transport",
+    "retrypolicy.stores",
+    "retrypolicy.batch",
+    "retrypolicy_requests",
+    "retrypolicy_httpx",
+    "retrypolicy_httpx.httpx2",
+    "retrypolicy_urllib3",
+    "retrypolicy_aiohttp",
+    "retrypolicy_openai",
+]
+_PRIVATE_NAME = re.compile(r"(?<![\w.])_[A-Za-z]\w*")
+KNOWN_PRIVATE_TYPES = {
+    # src/retrypolicy/_decorators.py is owned by other work in progress; users never build an
+    # Attempt (rp.attempts() hands them out). Remove the entry once its annotation is public.
+    "retrypolicy.Attempt.__init__": ["_Session"],
+}
+
+
+def _annotated(name: str, obj: object) -> Iterator[tuple[str, str]]:
+    """(where, annotation text) for every annotation a user of *obj* reads in its signature:
+    a function's, a class's constructor and public methods, properties and fields."""
+    members: list[tuple[str, object]] = [(name, obj)]
+    if inspect.isclass(obj):
+        members = []
+        for attr, member in vars(obj).items():
+            if attr.startswith("_") and attr != "__init__":
+                continue
+            if isinstance(member, classmethod | staticmethod):
+                member = member.__func__  # noqa: PLW2901 - the function behind the descriptor
+            if isinstance(member, property):
+                member = member.fget  # noqa: PLW2901
+            if inspect.isfunction(member):
+                members.append((f"{name}.{attr}", member))
+        for field, annotation in vars(obj).get("__annotations__", {}).items():
+            if not field.startswith("_"):
+                yield f"{name}.{field}", str(annotation)
+    for where, member in members:
+        if not callable(member):
+            continue
+        try:
+            signature = inspect.signature(member)
+        except (TypeError, ValueError):  # a builtin without one
+            continue
+        for p in signature.parameters.values():
+            if p.annotation is not p.empty:
+                yield where, str(p.annotation)
+        if signature.return_annotation is not signature.empty:
+            yield where, str(signature.return_annotation)
+
+
+def test_public_signatures_name_only_public_types() -> None:
+    """No public function, constructor, method or field is annotated with a private name
+    (``_Hint``, ``_Store``): what help() and the API reference show, a user can read and type."""
+    found: dict[str, list[str]] = {}
+    for module in PUBLIC_MODULES:
+        mod = importlib.import_module(module)
+        for name in mod.__all__:
+            for where, text in _annotated(f"{module}.{name}", getattr(mod, name)):
+                if private := _PRIVATE_NAME.findall(text):
+                    found.setdefault(where, []).extend(private)
+    assert found == KNOWN_PRIVATE_TYPES

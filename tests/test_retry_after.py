@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.utils
 import math
 import time
@@ -100,6 +101,87 @@ def test_later_moment_wins(headers: object, expected: object) -> None:
     """When Retry-After and retry-after-ms are both usable and disagree, the later moment
     wins; an unusable one leaves the other; neither is no hint."""
     assert rp.transport.retry_after_from_headers(headers, now=NOW) == expected
+
+
+IN_30 = email.utils.formatdate(NOW + 30, usegmt=True)  # "Fri, 15 Jan 2027 08:00:30 GMT"
+IN_30_RFC850 = datetime.fromtimestamp(NOW + 30, UTC).strftime("%A, %d-%b-%y %H:%M:%S GMT")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("1, 7", 7.0, id="two delays: the later"),
+        pytest.param("7,1", 7.0, id="the later first"),
+        pytest.param(f"5, {IN_30}", 30.0, id="a delay and an HTTP-date"),
+        pytest.param(f"{IN_30}, 5", 30.0, id="an HTTP-date and a delay"),
+        pytest.param(f"{IN_30}, {IN_30}", 30.0, id="one date twice"),
+        pytest.param(f"{IN_30_RFC850}, 2", 30.0, id="an obsolete RFC 850 date"),
+        pytest.param("soon, 4", 4.0, id="garbage beside a usable hint"),
+        pytest.param("-3, 2", 2.0, id="a negative beside a usable hint"),
+        pytest.param("3, " + "9" * 30, pytest.approx(1e30), id="a huge one: give up later"),
+        pytest.param("soon, later", None, id="nothing usable"),
+        pytest.param(", ,", None, id="empty values"),
+        pytest.param(",".join(["1"] * 40), None, id="more lines than any server sends"),
+    ],
+)
+def test_a_hint_on_several_lines_is_its_latest_moment(value: str, expected: object) -> None:
+    """A Retry-After value holding several hints (a header sent twice, its lines combined as
+    requests, httpx and urllib3 combine them) is the latest usable one: never undercut."""
+    assert rp.transport.parse_retry_after(value, now=NOW) == expected
+
+
+def _multidict() -> object:
+    multidict = pytest.importorskip("multidict")
+    return multidict.CIMultiDictProxy(
+        multidict.CIMultiDict([("Retry-After", "1"), ("retry-after", "7")])
+    )
+
+
+def _message() -> object:
+    message = email.message.Message()
+    message["Retry-After"] = "1"
+    message["retry-after"] = "7"
+    return message
+
+
+def _httpx() -> object:
+    httpx = pytest.importorskip("httpx")
+    return httpx.Headers([("Retry-After", "1"), ("retry-after", "7")])
+
+
+def _urllib3() -> object:
+    urllib3 = pytest.importorskip("urllib3")
+    headers = urllib3.HTTPHeaderDict()
+    headers.add("Retry-After", "1")
+    headers.add("retry-after", "7")
+    return headers
+
+
+def _requests() -> object:
+    structures = pytest.importorskip("requests.structures")
+    return structures.CaseInsensitiveDict(_urllib3())  # as requests builds response.headers
+
+
+HEADERS_SENT_TWICE = {
+    "aiohttp (multidict)": _multidict,
+    "http.client (Message)": _message,
+    "httpx": _httpx,
+    "urllib3": _urllib3,
+    "requests": _requests,
+    "pairs": lambda: [("Retry-After", "1"), ("RETRY-AFTER", "7")],
+    "a plain dict, two spellings": lambda: {"Retry-After": "1", "retry-after": "7"},
+}
+
+
+@pytest.mark.parametrize("kind", list(HEADERS_SENT_TWICE))
+def test_every_header_container_gives_every_line(kind: str) -> None:
+    """Whatever holds the headers, a field sent on two lines is read as both, in order and in
+    any case (the multidicts', Message's and the pairs' get() would give the first alone)."""
+    headers = HEADERS_SENT_TWICE[kind]()
+    assert rp.transport.header_value(headers, "retry-after") == "1, 7"
+    assert rp.transport.header_value(headers, "RETRY-AFTER") == "1, 7"
+    assert rp.transport.retry_after_from_headers(headers, now=NOW) == 7.0
+    assert rp.transport.header_value(headers, "retry-after-ms") is None
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import json
 import zlib
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from retrypolicy.transport import (
     ContentDecoder,
     Exchange,
     StreamCheck,
+    is_event_stream,
     normalize_methods,
 )
 
@@ -208,6 +210,59 @@ def test_raise_on_give_up_raises_the_matching_error(
     assert closed == [True]
 
 
+def counting_classifications(policy: rp.Policy) -> tuple[rp.Policy, list[tuple[Any, ...]]]:
+    """*policy* as a policy that records every ``classify`` asked of it."""
+    asked: list[tuple[Any, ...]] = []
+
+    class Counting(rp.Policy):
+        def classify(self, *args: Any, **kwargs: Any) -> rp.Classification:
+            asked.append(args)
+            return super().classify(*args, **kwargs)
+
+    fields = {a.alias: getattr(policy, a.name) for a in attrs.fields(rp.Policy) if a.init}
+    return Counting(**fields), asked
+
+
+def test_give_up_raises_the_machines_verdict_without_classifying_again() -> None:
+    """finish() with raise_on_give_up builds the error from the machine's decision: the
+    failure the machine gave up on is not classified a second (or third) time."""
+    policy, asked = counting_classifications(FAST)
+    loop = AdapterOptions(policy=policy, raise_on_give_up=True).loop("POST")
+    with rp.testing.instant():
+        for _ in range(1 + 2):  # 500: two retries
+            loop.begin()
+            outcome = loop.judge(500, {}, b'{"error": {"code": "boom"}}')
+            assert outcome is not None
+            wait = loop.failed(outcome)
+    assert wait is None
+    assert loop.decision is not None
+    asked.clear()
+    with pytest.raises(rp.InternalServerError) as info:
+        loop.finish(type("R", (), {})(), outcome)
+    assert asked == []
+    assert info.value.kind == loop.decision.classification.kind == rp.Kind.SERVER_ERROR
+    assert info.value.code == "boom"
+    assert info.value.retryable is True
+    assert getattr(info.value, EXHAUSTED) is True
+
+
+def test_give_up_on_a_request_not_retried_classifies_it_once() -> None:
+    """A request outside ``methods`` has no decision to reuse: finish() with
+    raise_on_give_up classifies its failure once, and raises the matching error."""
+    policy, asked = counting_classifications(FAST)
+    loop = AdapterOptions(policy=policy, methods="GET", raise_on_give_up=True).loop("POST")
+    loop.begin()
+    outcome = loop.judge(503, {})
+    assert outcome is not None
+    assert loop.failed(outcome) is None
+    asked.clear()
+    with pytest.raises(rp.ServiceUnavailableError) as info:
+        loop.finish(type("R", (), {})(), outcome)
+    assert asked == [(503, None)]
+    assert info.value.retryable is True
+    assert not hasattr(info.value, EXHAUSTED)
+
+
 def test_run_reraises_the_transport_exception_unchanged() -> None:
     """run(): a transport exception the policy gives up on reaches the caller as it was."""
     loop = AdapterOptions(policy=FAST).loop("POST")
@@ -252,6 +307,44 @@ def test_judge_decodes_an_encoded_error_body() -> None:
 
 def check(**kw: Any) -> StreamCheck:
     return AdapterOptions(policy=FAST, **kw).stream_check()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"Content-Type": "text/event-stream"}, True, id="plain"),
+        pytest.param({"content-type": "TEXT/EVENT-STREAM; charset=utf-8"}, True, id="any case"),
+        pytest.param([("CONTENT-TYPE", "text/event-stream ; charset=utf-8")], True, id="pairs"),
+        pytest.param({"Content-Type": "application/json"}, False, id="json"),
+        pytest.param({}, False, id="none"),
+        pytest.param(
+            [("Content-Type", "text/event-stream"), ("content-type", "text/event-stream")],
+            True,
+            id="sent twice",
+        ),
+        pytest.param(
+            [("Content-Type", "application/json"), ("Content-Type", "text/event-stream")],
+            True,
+            id="the last type wins",
+        ),
+        pytest.param(
+            [("Content-Type", "text/event-stream"), ("Content-Type", "application/json")],
+            False,
+            id="the last type wins, either way",
+        ),
+        pytest.param({"Content-Type": "text/event-stream, */*"}, True, id="*/* is no type"),
+        pytest.param({"Content-Type": "text/event-stream, junk"}, True, id="junk is no type"),
+        pytest.param(
+            {"Content-Type": 'text/event-stream; note="a, text/plain"'},
+            True,
+            id="a comma inside a quoted parameter",
+        ),
+    ],
+)
+def test_is_event_stream_reads_content_type_as_fetch_does(headers: Any, expected: bool) -> None:
+    """The header's name and value in any case; on several lines (or as a list), the last
+    value that is a media type wins, as the Fetch standard reads Content-Type."""
+    assert is_event_stream(headers) is expected
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any, Unpack, cast
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.payload import AsyncIterablePayload
 
 import retrypolicy as rp
@@ -98,7 +99,8 @@ async def _iterate(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]
 
 class CheckedContent:
     """``response.content`` once the middleware read from it: the bytes read, then the rest
-    (through the stream check, for an event stream). StreamReader's reading API; the chunk
+    (through the stream check, for an event stream). StreamReader's reading API, its line
+    limits included (``readline(max_line_length=)``, ``readuntil(max_size=)``); the chunk
     and buffer calls raise AttributeError; anything else is the original reader's.
     """
 
@@ -150,22 +152,38 @@ class CheckedContent:
         return await self._take(lambda b: len(b) or None)
 
     async def readuntil(self, separator: bytes = b"\n", *, max_size: int | None = None) -> bytes:
-        """Up to and including *separator* (or the rest at the end); *max_size* is not enforced."""
+        """Up to and including *separator* (or the rest at the end), like
+        ``StreamReader.readuntil``: more than *max_size* bytes without it (by default, the
+        reader's high-water mark, as aiohttp's) raise aiohttp's ``LineTooLong``, the bytes
+        read for it dropped. Memory stays bounded: the body is never buffered past that.
+        An empty *separator* is a ``ValueError``.
+        """
+        if not separator:
+            raise ValueError("Separator should be at least one-byte string")  # as aiohttp's
+        limit = max_size or self._inner.get_read_buffer_limits()[1]
         start = 0  # where the separator may begin: each byte is searched once
 
         def want(buffer: bytearray) -> int | None:
             nonlocal start
             i = buffer.find(separator, start)
-            if i < 0:
+            if i >= 0:
+                n = i + len(separator)
+            elif buffer and len(buffer) > limit:  # no separator within the limit
+                n = len(buffer)
+            else:
                 start = max(0, len(buffer) - len(separator) + 1)
                 return None
-            return i + len(separator)
+            if n > limit:  # aiohttp drops what it read for the line, then raises
+                head = bytes(buffer[:100])
+                del buffer[:n]
+                raise LineTooLong(head + b"...", limit)
+            return n
 
         return await self._take(want)
 
     async def readline(self, *, max_line_length: int | None = None) -> bytes:
-        """One line, ``\\n`` included."""
-        return await self.readuntil()
+        """One line, ``\\n`` included; *max_line_length* as :meth:`readuntil`'s *max_size*."""
+        return await self.readuntil(max_size=max_line_length)
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly *n* bytes, or ``asyncio.IncompleteReadError``."""

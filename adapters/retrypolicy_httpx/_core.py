@@ -197,18 +197,20 @@ def _lists(module: ModuleType) -> bool:
 
 def _listed_type(response: Any) -> bool:
     """Whether *response*'s Content-Type may be an event stream (for the fast path: a yes
-    is only a maybe, which the seam decides). Headers as :func:`_lists` found them."""
+    is only a maybe, which the seam decides). Every Content-Type line is looked at: when
+    a server sends several, the seam reads them all (:func:`is_event_stream`), so a no
+    here must hold for each. Headers as :func:`_lists` found them."""
     for _, key, value in response.headers._list:  # see _lists
-        if key == b"content-type":
-            return b"event-stream" in value.lower()
+        if key == b"content-type" and b"event-stream" in value.lower():
+            return True
     return False
 
 
 def _raw_type(response: Any) -> bool:
     """:func:`_listed_type` through the public ``headers.raw``."""
     for key, value in response.headers.raw:
-        if len(key) == 12 and key.lower() == b"content-type":
-            return b"event-stream" in value.lower()
+        if len(key) == 12 and key.lower() == b"content-type" and b"event-stream" in value.lower():
+            return True
     return False
 
 

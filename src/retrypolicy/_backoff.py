@@ -28,6 +28,15 @@ _MAX_FLOAT_CHARS: Final = 64
 """Hints up to this long may use any form ``float()`` reads (``1e3``, ``+5``)."""
 _MAX_DATE_CHARS: Final = 64
 """An HTTP-date is 29 characters (obsolete forms a few more): longer text is no date."""
+_DAY_NAMES: Final = frozenset(
+    name.lower()
+    for day in ("Mon", "Tues", "Wednes", "Thurs", "Fri", "Satur", "Sun")
+    for name in (day[:3], f"{day}day")
+)
+"""What an HTTP-date starts with, before its comma (IMF-fixdate and the obsolete RFC 850)."""
+_MAX_HINT_PIECES: Final = 16
+"""Comma-separated pieces of a hint field read (eight HTTP-dates): a field sent on more
+lines than that is no usable hint."""
 _EXACT_DIGITS: Final = 15
 """Whole-second digits read exactly; a longer number is approximated from its leading
 digits and its length (a float cannot hold more anyway), so a 1 MB hint costs a scan."""
@@ -166,6 +175,10 @@ def parse_retry_after(
     retrying inside the server's window. Negative, NaN, past dates and malformed
     values give None: the caller falls back to its own backoff. Never raises, and
     reads a long value in one linear scan.
+
+    A value holding several hints, comma-separated (a header the server sent on
+    several lines, combined as RFC 9110 combines them), is the latest moment of
+    those usable: the server's wait is never undercut.
     """
     if value is None or isinstance(value, bool):
         return None
@@ -180,6 +193,18 @@ def parse_retry_after(
     if not isinstance(value, str):
         return None
     text = value.strip()
+    if "," not in text:
+        return _one_hint(text, now)
+    latest = None  # several values (a header sent twice, its lines combined): never undercut one
+    for one in _values(text) or ():
+        wait = _one_hint(one, now)
+        if wait is not None and (latest is None or wait > latest):
+            latest = wait
+    return latest
+
+
+def _one_hint(text: str, now: float | None) -> float | None:
+    """:func:`parse_retry_after` of one stripped value (delta-seconds or an HTTP-date)."""
     if not text:
         return None
     number = _number(text)
@@ -188,6 +213,28 @@ def parse_retry_after(
     if len(text) > _MAX_DATE_CHARS:
         return None
     return _http_date_wait(text, now)
+
+
+def _values(text: str) -> list[str] | None:
+    """The values of a combined hint field, stripped: a field sent on several lines comes
+    as one value, its lines joined by commas (RFC 9110 5.3). An HTTP-date holds a comma of
+    its own after its day name (``Wed, 21 Oct 2015 07:28:00 GMT``): the name is joined back
+    to its date. None for more pieces than any server sends (linear work on any value)."""
+    pieces = text.split(",", _MAX_HINT_PIECES)
+    if len(pieces) > _MAX_HINT_PIECES:
+        return None
+    values: list[str] = []
+    day = ""
+    for piece in pieces:
+        one = piece.strip()
+        if day:
+            values.append(f"{day}, {one}")
+            day = ""
+        elif one.lower() in _DAY_NAMES:  # "Wed" of "Wed, 21 Oct 2015 ...": its date follows
+            day = one
+        else:
+            values.append(one)
+    return values
 
 
 def _number(text: str) -> float | None:
@@ -246,48 +293,64 @@ def _http_date_wait(text: str, now: float | None) -> float | None:
 _CASE_INSENSITIVE: Final = frozenset(
     {"CaseInsensitiveDict", "Headers", "HTTPHeaderDict", "CIMultiDictProxy", "CIMultiDict"}
 )
-"""Header mappings of requests, httpx and urllib3: a missed ``get`` means absent."""
+"""Header mappings of requests, httpx, urllib3 and aiohttp: a missed ``get`` means absent."""
+_FIRST_LINE_ONLY: Final = frozenset({"CIMultiDictProxy", "CIMultiDict"})
+"""Of those, the ones whose ``get`` answers a field's first line only (``getall``: every line);
+requests, httpx and urllib3 combine the lines themselves."""
+
+
+def _text(value: object) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 def header_value(headers: object, name: str) -> str | None:
-    """Case-insensitive header look-up on a mapping or a list of pairs. Never raises."""
+    """Case-insensitive header look-up on a mapping or a list of pairs. Never raises.
+
+    A field sent on several lines is one value, its lines joined by ``", "`` in order
+    (as RFC 9110 combines them, and requests, httpx and urllib3 do), whatever holds
+    the headers: a list-valued field is read whole, a field sent twice is not half-read.
+    """
     if headers is None:
         return None
-    lname = name.lower()
     try:
         if isinstance(headers, Message):  # http.client, urllib.request: case-insensitive
-            found = headers.get(name)
-            return None if found is None else str(found)
-        if isinstance(headers, Mapping):
-            # case-insensitive mappings (requests, httpx, urllib3) answer directly
+            lines = headers.get_all(name)
+            return None if not lines else ", ".join(map(str, lines))
+        if isinstance(headers, Mapping) and type(headers).__name__ in _CASE_INSENSITIVE:
+            # requests, httpx, urllib3 and aiohttp answer directly; any other mapping (a dict
+            # may hold "Retry-After" and "retry-after") is read as pairs, below
             direct = headers.get(name)
-            if direct is not None:
-                return direct.decode("latin-1") if isinstance(direct, bytes) else str(direct)
-            if type(headers).__name__ in _CASE_INSENSITIVE:
+            if direct is None:
                 return None
+            if type(headers).__name__ in _FIRST_LINE_ONLY:
+                return ", ".join(map(_text, headers.getall(name)))  # type: ignore[attr-defined]
+            return _text(direct)
+        lname = name.lower()
         items = headers.items() if isinstance(headers, Mapping) else headers
+        lines = []
         for key, value in items:  # type: ignore[attr-defined] # any iterable of pairs; errors caught
-            k = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-            if k.lower() == lname:
-                return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            if _text(key).lower() == lname:
+                lines.append(_text(value))
+        return ", ".join(lines) if lines else None
     except (TypeError, ValueError, AttributeError):
         return None
-    return None
 
 
 def retry_after_from_headers(headers: object, *, now: float | None = None) -> float | None:
     """The server's wait hint in seconds from ``retry-after-ms`` and ``Retry-After``.
 
     When both are usable and disagree, the later moment wins: a hint is never
-    undercut. Either alone is used as it is; neither gives None.
+    undercut. Either alone is used as it is; neither gives None. A header sent
+    on several lines counts every line (the latest moment of all wins).
     """
     hint = parse_retry_after(header_value(headers, "retry-after"), now=now)
     ms = header_value(headers, "retry-after-ms")
     if ms is not None:
         text = ms.strip()
-        millis = _number(text) if text else None
-        if millis is not None and millis >= 0:
-            seconds = millis / 1000.0
-            if hint is None or seconds > hint:
-                return seconds
+        for one in (text,) if "," not in text else _values(text) or ():
+            millis = _number(one) if one else None
+            if millis is not None and millis >= 0:
+                seconds = millis / 1000.0
+                if hint is None or seconds > hint:
+                    hint = seconds
     return hint

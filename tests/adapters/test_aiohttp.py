@@ -13,12 +13,14 @@ import json
 import re
 import socket
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.http_exceptions import LineTooLong
 
 import retrypolicy as rp
 import retrypolicy_aiohttp
@@ -610,6 +612,98 @@ def test_calls_that_would_skip_the_check_are_refused(server: FakeEUGPT, name: st
 
     server.script(Reply.stream(1))
     assert call(server.responses_url, read=use).error is None
+
+
+async def _lines_until_too_long(
+    url: str, middlewares: tuple[RetryMiddleware, ...], read: Callable[[Any], Awaitable[bytes]]
+) -> tuple[list[bytes], tuple[Any, ...] | None]:
+    """Read *url*'s body with *read* until it ends or raises LineTooLong: the pieces read
+    (ids blanked) and the error's args (its head of the line blanked too)."""
+    pieces: list[bytes] = []
+    timeout = aiohttp.ClientTimeout(total=30, sock_read=5)
+    async with (
+        aiohttp.ClientSession(middlewares=middlewares, timeout=timeout) as session,
+        session.post(url, json=BODY) as r,
+    ):
+        try:
+            while piece := await read(r.content):
+                pieces.append(_no_ids(piece))
+        except LineTooLong as e:
+            return pieces, (_no_ids(e.args[0]), *e.args[1:])
+    return pieces, None
+
+
+LIMITED_READS: dict[str, Callable[[Any], Awaitable[bytes]]] = {
+    "readline(max_line_length=64)": lambda c: c.readline(max_line_length=64),
+    "readuntil(max_size=200)": lambda c: c.readuntil(b"\n\n", max_size=200),
+    "readuntil(max_size=400)": lambda c: c.readuntil(b"\n\n", max_size=400),
+}
+
+
+@pytest.mark.parametrize("how", list(LIMITED_READS))
+def test_line_limits_are_aiohttps(server: FakeEUGPT, how: str) -> None:
+    """readline(max_line_length=) and readuntil(max_size=) hand out what bare aiohttp's
+    StreamReader does, and raise its LineTooLong, with the same arguments, at the same line."""
+    read = LIMITED_READS[how]
+    server.script(Reply.stream(3, interval=GAP))
+    bare = asyncio.run(_lines_until_too_long(server.responses_url, (), read))
+    server.script(Reply.stream(3, interval=GAP))
+    checked = asyncio.run(_lines_until_too_long(server.responses_url, (RetryMiddleware(),), read))
+    assert bare[1] is not None  # the limit is met: the test compares the two raising
+    assert checked == bare
+
+
+def test_default_line_limit_is_the_readers(server: FakeEUGPT) -> None:
+    """With no limit given, a line longer than the reader's high-water mark (the session's
+    read_bufsize, doubled) raises LineTooLong, as bare aiohttp does."""
+
+    async def first_too_long_line(middlewares: tuple[RetryMiddleware, ...]) -> object:
+        async with (
+            aiohttp.ClientSession(middlewares=middlewares, read_bufsize=4096) as session,
+            session.post(server.responses_url, json=BODY) as r,
+        ):
+            with pytest.raises(LineTooLong) as info:
+                while await r.content.readline():
+                    pass
+            return info.value.args[1]
+
+    server.script(Reply.large_stream(200_000))
+    assert asyncio.run(first_too_long_line(())) == 8192
+    server.script(Reply.large_stream(200_000))
+    assert asyncio.run(first_too_long_line((RetryMiddleware(),))) == 8192
+
+
+def test_a_line_past_its_limit_is_not_buffered(server: FakeEUGPT) -> None:
+    """readline() with a limit on a body with no newline raises once the limit is passed,
+    holding about the limit in memory, never the whole body (8 MB here)."""
+
+    async def peak_of_a_long_line(r: aiohttp.ClientResponse) -> bytes:
+        assert isinstance(r.content, CheckedContent)  # a failure handed back: its body replayed
+        tracemalloc.start()
+        try:
+            with pytest.raises(LineTooLong):
+                await r.content.readline(max_line_length=1000)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return str(peak).encode()
+
+    server.script(Reply.text(400, "x" * 8_000_000))
+    result = call(server.responses_url, read=peak_of_a_long_line)
+    assert result.error is None, result.error
+    assert int(result.body) < 2_000_000
+
+
+def test_an_empty_separator_is_refused_as_aiohttp_refuses_it(server: FakeEUGPT) -> None:
+    """readuntil(b"") raises aiohttp's ValueError instead of handing out empty lines forever."""
+
+    async def empty(r: aiohttp.ClientResponse) -> bytes:
+        with pytest.raises(ValueError, match="at least one-byte"):
+            await r.content.readuntil(b"")
+        return await r.read()
+
+    server.script(Reply.stream(1))
+    assert call(server.responses_url, read=empty).error is None
 
 
 def test_plain_success_is_untouched(server: FakeEUGPT) -> None:

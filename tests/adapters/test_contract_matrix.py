@@ -276,3 +276,56 @@ def test_contract_row(
         assert rp.EUGPT.classify(exception=result.error).kind == rp.Kind.TIMEOUT or isinstance(
             result.error, urllib3.exceptions.MaxRetryError
         )
+
+
+# -- header fields sent on several lines, or in any case -------------------------------------
+
+HINTS_SENT_TWICE = {
+    "Retry-After twice": [("Retry-After", "1"), ("retry-after", "7")],
+    "Retry-After twice, later first": [("Retry-After", "7"), ("Retry-After", "1")],
+    "retry-after-ms twice": [("retry-after-ms", "7000"), ("Retry-After-Ms", "1500")],
+}
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+@pytest.mark.parametrize("headers", list(HINTS_SENT_TWICE))
+def test_a_hint_sent_on_two_lines_is_never_undercut(
+    headers: str, transport: str, instant: rp.testing.Instant
+) -> None:
+    """A wait hint the server sends on two lines is read whole on every transport: the later
+    moment is waited, never the earlier one, and never the backoff alone."""
+    with FakeEUGPT() as server:
+        server.script(Reply.error(429, headers=HINTS_SENT_TWICE[headers]), Reply.stream(0))
+        result = TRANSPORTS[transport](server.responses_url, 5.0)
+        assert server.request_count == 2
+    assert (result.status, result.error) == (200, None)
+    assert instant.waits == [7.0]
+
+
+EVENT_STREAM_TYPES = {
+    "twice": [("Content-Type", "text/event-stream"), ("content-type", "text/event-stream")],
+    "any case": [("CONTENT-TYPE", "Text/Event-Stream; charset=UTF-8")],
+    "twice, parameters": [
+        ("Content-Type", "text/event-stream; charset=utf-8"),
+        ("Content-Type", "text/event-stream; charset=utf-8"),
+    ],
+    "the last line wins (Fetch)": [
+        ("Content-Type", "application/json"),
+        ("Content-Type", "text/event-stream"),
+    ],
+}
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+@pytest.mark.parametrize("headers", list(EVENT_STREAM_TYPES))
+def test_an_event_stream_is_checked_however_its_type_is_sent(headers: str, transport: str) -> None:
+    """An event stream whose Content-Type comes on two lines, or in any case, is still
+    checked to its last event: its error event raises the classified StreamError. Of
+    several types, the last one wins, as the Fetch standard reads the header."""
+    reply = Reply.stream(0, end="error", code="cancelled", headers=EVENT_STREAM_TYPES[headers])
+    with FakeEUGPT() as server:
+        server.script(reply)
+        result = TRANSPORTS[transport](server.responses_url, 5.0)
+        assert server.request_count == 1
+    assert isinstance(result.error, rp.StreamError), result
+    assert result.error.kind == rp.Kind.CANCELLED

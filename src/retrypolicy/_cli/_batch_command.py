@@ -37,6 +37,7 @@ from ..batch._ledger_sqlite import SQLiteLedger
 from ..batch._model import UNSERIALIZABLE_RESULT, JobRecord, JobState, LedgerError, idempotency_key
 from ..batch._runner import BatchReport, run_batch
 from ..batch._setup import PROBE, what_to_fix
+from ..transport import is_event_stream
 from ._common import (
     EXIT_INTERRUPTED,
     EXIT_NO,
@@ -221,8 +222,7 @@ def http_job(
         with session.post(
             url, json=body, headers=headers, timeout=(_CONNECT_TIMEOUT, timeout), stream=True
         ) as r:
-            ctype = r.headers.get("content-type", "")
-            if ctype.split(";", 1)[0].strip().lower() == "text/event-stream":
+            if is_event_stream(r.headers):  # the adapter's reading: every Content-Type line
                 return _completed(r)
             return r.json()
 

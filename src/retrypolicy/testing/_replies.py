@@ -17,7 +17,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeGuard, get_args
+from typing import Any, ClassVar, Final, Literal, TypeGuard, get_args
 
 from retrypolicy._errors import ConfigError
 from retrypolicy._redact import redact
@@ -46,8 +46,6 @@ StreamEnd = Literal["completed", "error", "cut", "cut_mid_frame", "reset", "hang
 """How a :meth:`Reply.stream` ends (see there)."""
 
 _STREAM_ENDS: Final = frozenset(get_args(StreamEnd))
-_Headers: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]] | None
-_Hint: TypeAlias = int | float | str | None  # a wait hint, sent verbatim
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -140,7 +138,7 @@ def _check_header_value(value: str, name: str) -> str:
     return value
 
 
-def _check_hint(value: object, name: str) -> _Hint:
+def _check_hint(value: object, name: str) -> int | float | str | None:
     """A wait hint is sent verbatim: numbers, HTTP-dates and garbage are all fair game."""
     if value is None:
         return None
@@ -209,8 +207,8 @@ class Reply:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
     delay_seconds: float = 0.0
-    retry_after: _Hint = None
-    retry_after_ms: _Hint = None
+    retry_after: int | float | str | None = None
+    retry_after_ms: int | float | str | None = None
 
     def __post_init__(self) -> None:
         if type(self) is Reply:
@@ -226,9 +224,9 @@ class Reply:
         type: str | None = None,
         message: str | None = None,
         bare: bool = False,
-        retry_after: _Hint = None,
-        retry_after_ms: _Hint = None,
-        headers: _Headers = None,
+        retry_after: int | float | str | None = None,
+        retry_after_ms: int | float | str | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         delay: float = 0.0,
     ) -> Reply:
         """The API's JSON error envelope.
@@ -266,10 +264,10 @@ class Reply:
         cls,
         status: int,
         text: str,
-        headers: _Headers = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         *,
-        retry_after: _Hint = None,
-        retry_after_ms: _Hint = None,
+        retry_after: int | float | str | None = None,
+        retry_after_ms: int | float | str | None = None,
         delay: float = 0.0,
     ) -> Reply:
         """A plain-text body, as some 5xx paths (load balancers) send instead of JSON."""
@@ -284,10 +282,10 @@ class Reply:
         cls,
         status: int,
         obj: object,
-        headers: _Headers = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         *,
-        retry_after: _Hint = None,
-        retry_after_ms: _Hint = None,
+        retry_after: int | float | str | None = None,
+        retry_after_ms: int | float | str | None = None,
         delay: float = 0.0,
     ) -> Reply:
         """Any JSON body (*obj* is serialised now, so later changes to it do not leak in)."""
@@ -299,7 +297,11 @@ class Reply:
 
     @classmethod
     def ok(
-        cls, text: str = "Hello from FakeEUGPT.", *, headers: _Headers = None, delay: float = 0.0
+        cls,
+        text: str = "Hello from FakeEUGPT.",
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        delay: float = 0.0,
     ) -> Reply:
         """A 200 non-streamed response: a full Responses API ``Response`` object.
 
@@ -324,7 +326,7 @@ class Reply:
         message: str | None = None,
         skip_sequence: bool = False,
         interval: float = 0.0,
-        headers: _Headers = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         delay: float = 0.0,
     ) -> Reply:
         """A 200 ``text/event-stream``, sent chunked with one chunk per event.
@@ -371,7 +373,11 @@ class Reply:
 
     @classmethod
     def large_stream(
-        cls, total_bytes: int, *, headers: _Headers = None, delay: float = 0.0
+        cls,
+        total_bytes: int,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        delay: float = 0.0,
     ) -> Reply:
         """A 200 event stream of about *total_bytes*, generated as it is sent.
 
@@ -388,7 +394,11 @@ class Reply:
 
     @classmethod
     def reset(
-        cls, before_headers: bool = True, *, headers: _Headers = None, delay: float = 0.0
+        cls,
+        before_headers: bool = True,
+        *,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        delay: float = 0.0,
     ) -> Reply:
         """Read the request, then reset the TCP connection (RST, via ``SO_LINGER`` 0).
 

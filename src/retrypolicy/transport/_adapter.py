@@ -26,7 +26,7 @@ from .._envelope import ErrorInfo, parse_error
 from .._errors import APIError, api_error
 from .._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from .._policy import Policy
-from .._rules import Failure, Kind
+from .._rules import Classification, Failure, Kind
 from .._shell import Retrier
 from ..typing import AsyncSleeper, Clock, LoopOptions, RetryHook, Sleeper
 from ._decoding import ContentDecoder
@@ -34,7 +34,7 @@ from ._limits import ATTEMPTS_ATTRIBUTE, MAX_ERROR_BODY, MAX_PRIME_BYTES, PREAMB
 from ._machine import Answer, AttemptMachine, Wait
 
 if TYPE_CHECKING:
-    from ..stores import Store as _Store
+    from ..stores import Store
     from ._stream import StreamCheck
 
 __all__ = [
@@ -137,7 +137,7 @@ class AdapterOptions:
     sleep: Sleeper = attrs.field(default=None, converter=_sleep)
     async_sleep: AsyncSleeper = attrs.field(default=None, converter=_async_sleep)
     rng: random.Random | None = None
-    store: _Store | None = None
+    store: Store | None = None
     """Where the policy's budget, limiter and breaker live; None: the default store."""
     _succeeds: dict[int, bool] = attrs.field(init=False, eq=False, repr=False, factory=dict)
     """Whether a status alone is a success for the policy (the hot question, asked of
@@ -587,7 +587,7 @@ class AttemptLoop:
             check.exhausted = self.retrying and outcome is not None
         if outcome is None:
             return response
-        c = self.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
+        c = self._classification(outcome)
         if self.retrying:
             mark_reported(response)  # its give-up was logged: an outer layer does not again
             if c.retryable:
@@ -597,12 +597,23 @@ class AttemptLoop:
                 close = getattr(response, "close", None)
                 if close is not None:
                     close()
-            raise self.error(outcome)
+            raise self._error(outcome, c)
         return response
 
     def error(self, outcome: Outcome) -> APIError:
         """The ``rp.APIError`` for a failed final *outcome*."""
-        c = self.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
+        return self._error(outcome, self._classification(outcome))
+
+    def _classification(self, outcome: Outcome) -> Classification:
+        """*outcome*'s class: the machine's, when *outcome* is the failure it decided on
+        last (the verdict is taken once); else the policy's, for an outcome it never saw
+        (a request that was not the policy's to retry is decided without one)."""
+        m = self._m
+        if m is not None and m.last is outcome and (d := m.decision) is not None:
+            return d.classification
+        return self.policy.classify(outcome.status, outcome.code, failure=outcome.failure)
+
+    def _error(self, outcome: Outcome, c: Classification) -> APIError:
         info = outcome.error or ErrorInfo(outcome.status, outcome.code, None, None)
         stream = outcome.failure is Failure.INCOMPLETE_STREAM or (
             outcome.status is not None and outcome.status < 300

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import Final
 
 from .._backoff import header_value
 from .._envelope import ErrorInfo
@@ -20,9 +22,52 @@ __all__ = ["StreamCheck", "is_event_stream"]
 
 
 def is_event_stream(headers: object) -> bool:
-    """True for a ``text/event-stream`` response."""
+    """True for a ``text/event-stream`` response (the header's name and value in any case).
+
+    ``Content-Type`` sent on several lines (or as a list) is read as the Fetch
+    standard reads it: the last value that is a media type wins.
+    """
     ctype = header_value(headers, "content-type")
-    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "text/event-stream"
+    if ctype is None:
+        return False
+    if "," not in ctype:  # one value: the common case
+        return ctype.split(";", 1)[0].strip().lower() == _EVENT_STREAM
+    for value in reversed(_list_values(ctype)):
+        if (essence := _essence(value)) is not None:
+            return essence == _EVENT_STREAM
+    return False
+
+
+_EVENT_STREAM: Final = "text/event-stream"
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _essence(value: str) -> str | None:
+    """The media type of one ``Content-Type`` value, lower case (``text/event-stream``),
+    parameters left out; None when *value* is none (Fetch skips those, and ``*/*``)."""
+    essence = value.split(";", 1)[0].strip().lower()
+    kind, slash, subtype = essence.partition("/")
+    if not slash or essence == "*/*" or not _TOKEN.fullmatch(kind):
+        return None
+    return essence if _TOKEN.fullmatch(subtype) else None
+
+
+def _list_values(text: str) -> list[str]:
+    """The comma-separated values of a combined field, a quoted string kept whole
+    (``text/plain; note="a, b"`` is one value). Linear in *text*."""
+    values: list[str] = []
+    held: list[str] = []
+    quoted = False
+    for piece in text.split(","):
+        held.append(piece)
+        if (piece.count('"') - piece.count('\\"')) % 2:
+            quoted = not quoted
+        if not quoted:
+            values.append(",".join(held))
+            held = []
+    if held:
+        values.append(",".join(held))
+    return values
 
 
 class StreamCheck:
