@@ -109,7 +109,8 @@ def test_a_wrong_key_stops_at_once_and_leaves_every_job_pending(
     assert "check EUGPT_API_KEY" in stop[0]
     assert "pending again" in stop[0]
     assert server.request_count <= 2 * 8
-    assert f"{server.request_count} requests sent" in out
+    n = server.request_count  # one worker may have been the only one to send: "1 request"
+    assert f"{n} {'request' if n == 1 else 'requests'} sent" in out
     got = states(tmp_path / "jobs.db")
     assert got[JobState.FAILED] == 0
     assert got[JobState.RUNNING] == 0
@@ -431,3 +432,52 @@ def test_no_server_at_the_base_url_stops_the_run(batch: Batch, tmp_path: Path) -
     got = states(tmp_path / "jobs.db")
     assert got[JobState.FAILED] == got[JobState.RUNNING] == 0
     assert got[JobState.PENDING] == 50
+
+
+@pytest.mark.parametrize(
+    "key",
+    [f"{KEY}\r", f"{KEY}\n", f" {KEY}", f"{KEY} ", "eugpt_日本_0123456789", "eugpt_a\tb"],
+    ids=["cr", "lf", "leading-space", "trailing-space", "non-ascii", "tab"],
+)
+@pytest.mark.parametrize("fake", [False, True], ids=["api", "fake"])
+def test_a_key_that_cannot_be_sent_is_refused_before_anything_is_created(
+    batch: Batch,
+    tmp_path: Path,
+    server: FakeEUGPT,
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    fake: bool,
+) -> None:
+    """An EUGPT_API_KEY that cannot be an ``Authorization`` header's token as it is — a CR
+    from a .env file written on Windows, a line break, a space, a non-ASCII character —
+    is refused like a bad --base-url: exit 2 naming EUGPT_API_KEY and what is expected,
+    the key itself never shown; nothing sent, no ledger, no results file. (It used to
+    fail every job of the batch for good, kind ``unknown``, with a result line each.)"""
+    monkeypatch.setenv("EUGPT_API_KEY", key)
+    write_input(tmp_path / "in.jsonl", 3)
+    where = ["--fake"] if fake else ["--base-url", server.url]
+    code, out, err = batch("run", "in.jsonl", *FILES, *where)
+    assert code == 2
+    assert "retrypolicy batch: EUGPT_API_KEY: expected the API key alone" in err
+    assert key.strip() not in out + err
+    assert server.request_count == 0
+    assert not (tmp_path / "jobs.db").exists()
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "ledger", ["redis://:hunter2@127.0.0.1:1/0", "redis://user:hunter2@127.0.0.1:1/zz"]
+)
+def test_a_redis_ledger_password_is_never_printed(
+    batch: Batch, tmp_path: Path, ledger: str
+) -> None:
+    """A --ledger Redis URL that cannot be used (no server there, a database that is not a
+    number) is named in the message with its password masked, by every batch command: a
+    password must not reach a terminal or a CI log."""
+    write_input(tmp_path / "in.jsonl", 1)
+    masked = ledger.replace("hunter2", "***")
+    for command in (["run", "in.jsonl", "--out", "o.jsonl", "--fake"], ["status"], ["requeue"]):
+        code, out, err = batch(*command, "--ledger", ledger)
+        assert code == 2
+        assert "hunter2" not in out + err
+        assert f"retrypolicy batch: --ledger {masked}: expected" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -413,3 +414,36 @@ def test_table_on_a_terminal_is_a_rich_table() -> None:
     assert "┃" in text
     assert "other" in text
     assert "in the incident (5-15 s)" in text
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: rp.Scenario().with_latency(math.inf), "median inf: expected a finite number"),
+        (lambda: rp.Scenario().with_latency(1.0, math.inf), "p99 inf: expected a finite number"),
+        (
+            lambda: rp.Scenario().with_latency(1.0, fail_fast=math.inf),
+            "fail_fast inf: expected a finite number",
+        ),
+    ],
+)
+def test_an_endless_latency_is_refused(call: Callable[[], object], message: str) -> None:
+    """An answer that takes forever is no latency: a median, p99 or fail_fast of inf is
+    refused when the scenario is built, naming it (it used to end the simulation in an
+    OverflowError from the latency histogram)."""
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("argv", [("--latency", "inf"), ("--latency-p99", "inf")])
+def test_command_refuses_an_endless_latency(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``retrypolicy simulate --latency inf`` exits 2 naming the option and what it expects,
+    without a traceback."""
+    from retrypolicy._cli import main  # noqa: PLC0415 - the whole command line
+
+    assert main(["simulate", *argv, "--duration", "5"]) == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[0]}: 'inf': expected a finite number >= 0" in err
+    assert "Traceback" not in err

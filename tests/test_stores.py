@@ -547,3 +547,23 @@ def test_clients_are_checked(redis_server: RedisServer) -> None:
 
     assert asyncio.run(main()) == 15.0
     sync.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:6379/l", "redis://127.0.0.1:6379/prod", "rediss://h:6380/1x"],
+)
+def test_from_url_refuses_a_database_that_is_not_a_number(url: str) -> None:
+    """A URL whose database (the path after the host) is not a number is refused, naming the
+    URL and what was expected: redis-py alone would use database 0 without a word, and the
+    store would share another fleet's budgets and breakers."""
+    with pytest.raises(ValueError, match="expected a database number") as info:
+        RedisStore.from_url(url)
+    assert repr(url) in str(info.value)
+
+
+def test_a_bad_database_never_shows_the_password() -> None:
+    """The message about a database that is not a number masks the URL's password."""
+    with pytest.raises(ValueError, match=r"\*\*\*") as info:
+        RedisStore.from_url("redis://user:s3cret@h:6379/prod")
+    assert "s3cret" not in str(info.value)

@@ -26,6 +26,7 @@ __all__ = [
     "outcome_of_exception",
     "outcome_of_response",
     "outcome_of_value",
+    "response_of",
     "status_of",
 ]
 
@@ -140,7 +141,7 @@ def outcome_of_value(value: object, policy: Policy, *, wall: Callable[[], float]
 _CLASS_HAS_RESPONSE: dict[type, bool] = {}
 
 
-def _response_of(exc: BaseException, own: dict[str, Any]) -> Any:
+def response_of(exc: BaseException, own: dict[str, Any]) -> Any:
     """``exc.response`` (requests, httpx HTTP errors) without a raising getattr per failure;
     *own* is ``exc.__dict__``."""
     tp = type(exc)
@@ -214,7 +215,7 @@ def outcome_of_exception(exc: BaseException, *, wall: Callable[[], float]) -> Ou
                 failure = failure_of(exc)
             return failure_outcome(failure, exc, exhausted)
     else:
-        response = _response_of(exc, own)
+        response = response_of(exc, own)
     if response is not None:
         status = getattr(response, "status_code", None)
         if not isinstance(status, int):

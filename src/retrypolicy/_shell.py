@@ -26,7 +26,7 @@ from . import _clock
 from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, Skipped, _instant
 from ._emit import MAX_ERROR_TEXT, mark_reported, reported, retry_event, safe_call
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
-from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value
+from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value, response_of
 from ._outcome import Decision, Outcome, mark_exhausted
 from ._policy import Policy
 from ._rules import Kind
@@ -356,8 +356,14 @@ class Retrier:
             if given_up is None:
                 return  # not the policy's to retry: nothing to report or mark
             outcome = answer.outcome
-            failed = outcome.exception if outcome.exception is not None else outcome.value
-            if outcome.exhausted or (failed is not None and reported(failed)):
+            exc = outcome.exception
+            failed = exc if exc is not None else outcome.value
+            if (
+                outcome.exhausted
+                or (failed is not None and reported(failed))
+                # an HTTP error raised for a response an adapter gave up on (and logged)
+                or (exc is not None and outcome.status is not None and _carries_reported(exc))
+            ):
                 # an inner retry layer gave up on it and told the process: one log line per
                 # failure; the call's own hook still hears of it
                 if self.on_give_up is not None:
@@ -696,6 +702,13 @@ class Retrier:
                 found = self.outcome_of_value(value)
             step = m.succeeded() if found is None else m.failed(found, self.now())
             answer = await self.aresolve(m, step)
+
+
+def _carries_reported(exc: BaseException) -> bool:
+    """Whether *exc* carries a response (``raise_for_status()``'s errors) whose give-up a
+    retry layer already reported."""
+    response = response_of(exc, exc.__dict__)
+    return response is not None and reported(response)
 
 
 def discard(outcome: Outcome | None) -> None:

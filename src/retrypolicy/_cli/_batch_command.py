@@ -37,6 +37,7 @@ from ..batch._ledger_sqlite import SQLiteLedger
 from ..batch._model import UNSERIALIZABLE_RESULT, JobRecord, JobState, LedgerError, idempotency_key
 from ..batch._runner import BatchReport, run_batch
 from ..batch._setup import PROBE, what_to_fix
+from ..stores._clients import safe_url
 from ..transport import is_event_stream
 from ._common import (
     EXIT_INTERRUPTED,
@@ -129,6 +130,22 @@ def _check_out(out_path: str) -> Path:
     return path
 
 
+def _check_key(key: str) -> None:
+    """An API key an ``Authorization`` header carries as it is: visible ASCII characters
+    only (a CR or a newline from a ``.env`` file would fail every job, unsent)."""
+    if not all("!" <= c <= "~" for c in key):
+        raise ConfigError(
+            f"{KEY_ENV}: expected the API key alone, visible ASCII characters without "
+            "spaces or line breaks; it holds another character (a stray newline, CR or "
+            "space from the file or shell that set it?)"
+        )
+
+
+def shown(spec: str) -> str:
+    """A ledger spec as messages show it: a Redis URL's password masked."""
+    return safe_url(spec) if "://" in spec else spec
+
+
 def _check_ledger_spec(spec: str) -> None:
     """A ledger spec names an SQLite file or a Redis URL with a database number."""
     if "://" not in spec:
@@ -136,7 +153,7 @@ def _check_ledger_spec(spec: str) -> None:
     scheme = spec.split("://", 1)[0].lower()
     if scheme not in _REDIS_SCHEMES:
         raise ConfigError(
-            f"--ledger {spec}: expected an SQLite file path or a Redis URL "
+            f"--ledger {shown(spec)}: expected an SQLite file path or a Redis URL "
             "(redis://host:port/db, rediss://..., unix://...), not a "
             f"{scheme}:// URL"
         )
@@ -144,7 +161,7 @@ def _check_ledger_spec(spec: str) -> None:
         db = urlsplit(spec).path.strip("/")
         if db and not db.isdigit():
             raise ConfigError(
-                f"--ledger {spec}: expected a database number after the host "
+                f"--ledger {shown(spec)}: expected a database number after the host "
                 f"(redis://host:port/0), got {db!r}"
             )
 
@@ -161,13 +178,16 @@ def open_ledger(
         try:
             import redis  # noqa: PLC0415 - the optional extra
         except ImportError:
-            msg = f"--ledger {spec}: a Redis ledger needs redis: pip install 'retrypolicy[redis]'"
+            msg = (
+                f"--ledger {shown(spec)}: a Redis ledger needs redis: "
+                "pip install 'retrypolicy[redis]'"
+            )
             raise ConfigError(msg) from None
         try:
             client = redis.Redis.from_url(spec)
             client.ping()
         except (ValueError, redis.RedisError) as e:
-            msg = f"--ledger {spec}: expected a reachable Redis server URL ({e})"
+            msg = f"--ledger {shown(spec)}: expected a reachable Redis server URL ({e})"
             raise ConfigError(msg) from None
         return RedisLedger(client, policy=policy, lease=lease)
     path = Path(spec)
@@ -180,7 +200,7 @@ def open_ledger(
         if not create:
             with contextlib.suppress(LedgerError):
                 return SQLiteLedger(path, policy=policy, lease=lease, read_only=True)
-        raise ConfigError(f"--ledger {spec}: {_after_name(e)}") from None
+        raise ConfigError(f"--ledger {shown(spec)}: {_after_name(e)}") from None
 
 
 def _after_name(error: LedgerError) -> str:
@@ -302,7 +322,7 @@ def _summary(
         )
     if report.earlier_failed:
         lines.append(
-            f"`retrypolicy batch requeue --ledger {ledger_spec}` puts the jobs that failed "
+            f"`retrypolicy batch requeue --ledger {shown(ledger_spec)}` puts the jobs that failed "
             "for good back to pending, once their cause is fixed"
         )
     return [f"{PREFIX} {line}" for line in lines]
@@ -380,8 +400,10 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
             f"{KEY_ENV}), or --fake to run against a built-in fake EU GPT server"
         )
     url = None if base_url is None else responses_url(base_url)
-    if url is not None and not os.environ.get(KEY_ENV):
+    key = os.environ.get(KEY_ENV, "")
+    if url is not None and not key:
         raise ConfigError(f"--base-url {base_url}: set {KEY_ENV} to the API key to send")
+    _check_key(key)
     out_file = _check_out(out_path)
     _check_ledger_spec(ledger_spec)
     try:
@@ -466,7 +488,7 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
         }
         print(json.dumps(value), file=out)
         return EXIT_OK
-    print(f"{ledger_spec}: {plural(counts.total, 'job')}", file=out)
+    print(f"{shown(ledger_spec)}: {plural(counts.total, 'job')}", file=out)
     for state in JobState:
         n = counts.states.get(state, 0)
         note = ""
@@ -499,7 +521,7 @@ def requeue_command(args: argparse.Namespace, out: TextIO) -> int:
         try:
             n = ledger.requeue(kinds=kinds, job_ids=ids)
         except LedgerError as e:
-            raise ConfigError(f"--ledger {ledger_spec}: {_after_name(e)}") from None
+            raise ConfigError(f"--ledger {shown(ledger_spec)}: {_after_name(e)}") from None
     which = f" of kind {', '.join(sorted(set(kinds)))}" if kinds else ""
     print(
         f"{PREFIX} {plural(n, 'failed job')}{which} put back to pending; `batch run` with "

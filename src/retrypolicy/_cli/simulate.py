@@ -7,6 +7,7 @@ The lead's command line registers it with :func:`add_parser`; the logic is
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -41,16 +42,21 @@ _EPILOG: Final = (
 )
 
 
-def _number(low: float, *, strict: bool = False, whole: bool = False) -> type:
+def _number(low: float, *, strict: bool = False, whole: bool = False, finite: bool = False) -> type:
     def parse(text: str) -> float:
         try:
             value = int(text) if whole else float(text)
         except ValueError:
             kind = "a whole number" if whole else "a number"
             raise argparse.ArgumentTypeError(f"{text!r}: expected {kind}") from None
-        if not (value > low if strict else value >= low) or value != value:  # noqa: PLR0124
+        if (
+            not (value > low if strict else value >= low)
+            or value != value  # noqa: PLR0124
+            or (finite and value == math.inf)
+        ):
             raise argparse.ArgumentTypeError(
-                f"{text!r}: expected a number {'>' if strict else '>='} {low:g}"
+                f"{text!r}: expected a {'finite ' if finite else ''}number "
+                f"{'>' if strict else '>='} {low:g}"
             )
         return value
 
@@ -131,14 +137,14 @@ def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     what.add_argument(
         "--latency",
-        type=_number(0),
+        type=_number(0, finite=True),
         default=0.1,
         metavar="SECONDS",
         help="the median time of an answer (default: 0.1)",
     )
     what.add_argument(
         "--latency-p99",
-        type=_number(0),
+        type=_number(0, finite=True),
         metavar="SECONDS",
         help="its 99th percentile (lognormal; default: the median, constant)",
     )

@@ -89,7 +89,7 @@ def check_number(name: str, value: object, ok: Callable[[float], bool], expected
 
 
 def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    check_number(attr.name, value, lambda v: v >= 0, "a number >= 0")
+    check_number(attr.name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0")
 
 
 @attrs.frozen

@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
     "LoopClients",
@@ -117,6 +117,24 @@ def _check_url(url: object) -> str:
     return url
 
 
+def _check_database(url: str) -> None:
+    """A database in the path must be a number: redis-py would ignore one that is not
+    (``redis://h/prod``) and use database 0, another fleet's, without a word."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix" or "db" in parse_qs(parts.query):
+        return  # a socket path, or the query's db (redis-py reads that one, and checks it)
+    db = unquote(parts.path).replace("/", "")  # what redis-py reads as the database
+    try:
+        if db:
+            int(db)
+    except ValueError:
+        msg = (
+            f"url {safe_url(url)!r}: expected a database number after the host "
+            f"(redis://host:6379/0), got {db!r}"
+        )
+        raise ValueError(msg) from None
+
+
 def _check_options(options: dict[str, Any]) -> None:
     if clash := sorted(_OWN & options.keys()):
         msg = (
@@ -148,6 +166,7 @@ def sync_client_from_url(url: object, timeout: float, options: dict[str, Any]) -
     Nothing is connected yet (redis-py connects on the first command)."""
     checked = _check_url(url)
     _check_options(options)
+    _check_database(checked)
     try:
         client = _redis("redis").Redis.from_url(
             checked, **options, **_bounded(timeout, asyncio_side=False)
