@@ -69,8 +69,10 @@ def test_a_slot_waited_for_goes_when_the_rate_was_not_cut_meanwhile() -> None:
     state, _ = limiter_step(lim, None, 0.0, "throttled", 8.0)  # 4/s
     state, slot = limiter_step(lim, state, 0.0, "acquire")
     assert (slot.wait, slot.epoch) == (0.25, 0.0)  # reserved while the last cut was at 0.0
+    assert state.held == 1  # waiting for its slot: not sent yet
     after, r = limiter_step(lim, state, 0.25, "confirm", slot.epoch)
-    assert (r.wait, r.active, r.epoch, after) == (0.0, True, 0.0, state)
+    assert (r.wait, r.active, r.epoch) == (0.0, True, 0.0)
+    assert after == attrs.evolve(state, held=0)  # it goes: nothing else changes
 
 
 def test_a_slot_reserved_before_a_cut_is_reserved_again_at_the_new_rate() -> None:
@@ -91,9 +93,9 @@ def test_a_slot_reserved_before_a_cut_is_reserved_again_at_the_new_rate() -> Non
         waits.append(again.wait)
         assert again.epoch == 1.0  # reserved again after the cut at 1.0
     assert waits == pytest.approx([k / cut.rate for k in range(1, 5)])
-    assert state.sent == 0  # confirming is not sending again
+    assert (state.sent, state.held) == (0, 4)  # confirming is not sending: still waiting
     state, r = limiter_step(lim, state, 1.0 + 4 / cut.rate, "confirm", 1.0)
-    assert r.wait == 0.0  # no cut since: it goes
+    assert (r.wait, state.held) == (0.0, 3)  # no cut since: it goes
 
 
 def test_a_confirmation_after_pacing_stopped_goes_at_once() -> None:
@@ -184,8 +186,8 @@ CUTS: list[tuple[str, dict[str, Any], float, float, float]] = [
         4.0,
     ),
     (
-        "slots reserved but not reached (0.5 s at 12.4/s) are not counted as let through",
-        {"rate": 10.0, "w_max": 10.0, "sent": 30, "throttled": 5, "slot": 2.5},
+        "requests waiting for their slots (6, up to 0.5 s ahead) are not counted as let through",
+        {"rate": 10.0, "w_max": 10.0, "sent": 30, "throttled": 5, "slot": 2.5, "held": 6},
         2.0,
         4.5,
         9.0,
@@ -204,7 +206,8 @@ def test_a_cut_measures_the_limit(
     after, r = limiter_step(LIM, state, now, "throttled")
     assert (r.changed, r.rate, after.w_max) == (True, pytest.approx(rate), pytest.approx(w_max))
     assert (after.last_cut, after.throttled) == (now, 0)
-    assert after.sent == int(max(0.0, state.slot - now) * r.previous)  # they go out after it
+    # still waiting: counted in the next window (at most the slots ahead at the 429's rate)
+    assert after.sent == min(state.held, int(max(0.0, state.slot - now) * r.previous))
 
 
 def test_pacing_stops_after_idle_reset() -> None:

@@ -9,7 +9,11 @@ the limit measured from what the service let through):
   of the window was empty at both, so what it let through between them is its
   refill rate whatever the sending rate was: an overshoot of 5x is undone in one
   cut, not in log(5)/log(1/decrease) of them. The rate drops to that limit times
-  ``decrease`` (0.7) and the limit is remembered (``w_max``).
+  ``decrease`` (0.7) and the limit is remembered (``w_max``). One exception: a
+  lone 429 (none since the last cut) that ends a probe at least ``PROBED`` (1.2x)
+  above ``w_max`` keeps ``w_max``: the probe passed it without a 429, and what was
+  let through understates the limit by the tokens the service's bucket spilled
+  while the rate climbed back to it.
 - **Recovery**: ``rate(t) = w_max * (1 + increase * (t - K)**3)``, ``t`` seconds
   after the cut, ``K = ((1 - decrease) / increase) ** (1/3)``: fast back to
   ``w_max`` (2.2 s with the defaults), flat around it, then an ever faster probe
@@ -25,10 +29,10 @@ fair share — does not apply here: a shared limiter is one rate for the whole
 fleet (one Redis hash), so there is no one to be fair to; what matters is
 throughput near the limit with few 429s. The state is still a few numbers
 stepped atomically in one short script (the curve is a closed form of the time
-since the cut). Its limit: a probe cannot see the service's limit before its
-burst is spent, so it overshoots, and about one 429 per concurrent caller (the
-slots they already reserved) comes back per probe: under 1% at 100 requests/s,
-10-20% of the requests at 5/s with 8 callers (bench/README.md).
+since the cut). A probe cannot see the service's limit before its burst is
+spent, so it overshoots; the slots callers reserved at the probe's rate are not
+spent on more 429s (see **Pacing**): about one 429 per probe comes back (1-2 % of
+the requests at 5 requests/s with 8 callers, 0.2 % at 100/s; bench/README.md).
 
 How the pieces work:
 
@@ -40,12 +44,17 @@ How the pieces work:
   from a low guess the service's bucket may have filled and spilled, so what it
   accepted understates its limit).
 - **Pacing**: each request reserves the next free slot (a virtual schedule:
-  one request every ``1 / rate`` seconds) and waits until it.
+  one request every ``1 / rate`` seconds) and waits until it; then it confirms
+  the slot (``confirm``, with the ``epoch`` it was given: the last cut's time). A
+  cut meanwhile frees every reserved slot (the next is one new interval away), and
+  a request that confirms a slot reserved before it reserves again at the new
+  rate: the cut reaches the requests already waiting, not only later ones.
 - **Once per ``cooldown``**: the 429s that answer requests sent at the old rate
   arrive together; only the first one in ``cooldown`` seconds cuts the rate.
   The others are counted for the next measurement, except those arriving
   before the first slot after the cut (they answer requests sent before it);
-  slots reserved before a cut but reached after it count in the next window.
+  slots reserved before a cut but not yet reached count in the next window (a
+  request is counted once, when it first reserves, however often it re-reserves).
 - **Back to unpaced** after ``idle_reset`` seconds without a 429.
 - **Persistent limits**: ``persist_after`` 429s in a row (no other answer
   between them, across every caller of the policy) mean the limit will not go
@@ -141,6 +150,8 @@ class LimiterState:
     consecutive: int = 0
     reported: float = -1e18
     """When ``retry.rate_limit_persistent`` was last reported."""
+    held: int = 0
+    """Requests waiting for a slot (reserved with a wait, not yet confirmed): not sent."""
 
 
 @attrs.frozen
@@ -198,7 +209,9 @@ def limiter_step(
     s = state if state is not None else LimiterState()
     if s.active and now - s.last_seen >= config.idle_reset:  # quiet for long enough: unpaced
         previous = _grown(config, s, now)
-        s = attrs.evolve(s, active=False, rate=0.0, w_max=0.0, slot=0.0, sent=0, throttled=0)
+        s = attrs.evolve(
+            s, active=False, rate=0.0, w_max=0.0, slot=0.0, sent=0, throttled=0, held=0
+        )
         if op != "throttled":
             return s, LimiterResult(
                 rate=0.0, previous=previous, changed=True, consecutive=s.consecutive
@@ -206,6 +219,8 @@ def limiter_step(
     persistent = s.consecutive >= config.persist_after
     rate = _grown(config, s, now) if s.active else 0.0
     if op == "confirm" and s.active and s.last_cut == measured:
+        if s.held:
+            s = attrs.evolve(s, held=s.held - 1)
         return s, LimiterResult(  # not cut since the slot was reserved: it goes
             rate=rate, active=True, consecutive=s.consecutive, persistent=persistent, epoch=measured
         )
@@ -213,8 +228,12 @@ def limiter_step(
         if not s.active:
             return s, LimiterResult(consecutive=s.consecutive, persistent=persistent)
         start = max(s.slot, now)
-        # a request is counted once, when it first reserves (a cut carries it over)
-        s = attrs.evolve(s, slot=start + 1.0 / rate, sent=s.sent + (op == "acquire"))
+        # a request is counted once, when it first reserves (a cut carries it over), and
+        # held while it waits for its slot (a confirmation that waits again stays held)
+        held = s.held + (start > now) - (op == "confirm")
+        s = attrs.evolve(
+            s, slot=start + 1.0 / rate, sent=s.sent + (op == "acquire"), held=max(0, held)
+        )
         return s, LimiterResult(
             wait=start - now,
             rate=rate,
@@ -255,7 +274,7 @@ def limiter_step(
     elif now - s.last_cut >= config.cooldown:
         # what the service let through since the last cut: its limit, when we were above it
         # (slots reserved but not yet reached are sent after the cut: they count in the next)
-        pending = int(max(0.0, s.slot - now) * previous)
+        pending = min(s.held, int(max(0.0, s.slot - now) * previous))
         elapsed = now - s.last_cut
         accepted = max(0, s.sent - pending - s.throttled - 1)
         served = accepted / elapsed if elapsed > 0 else previous

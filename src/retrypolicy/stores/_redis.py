@@ -96,15 +96,16 @@ local cooldown, idle, persist_after, window = tonumber(ARGV[5]), tonumber(ARGV[6
   tonumber(ARGV[7]), tonumber(ARGV[8])
 local now, op, measured, ttl = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local names = {'active', 'rate', 'w_max', 'slot', 'last_cut', 'last_seen', 'consecutive',
-  'reported', 'sent', 'throttled'}
+  'reported', 'sent', 'throttled', 'held'}
 local v = redis.call('HMGET', KEYS[1], unpack(names))
 local active, rate, w_max, slot, last_cut, last_seen, consecutive, reported, sent, throttled =
   0, 0, 0, 0, 0, 0, 0, -1e18, 0, 0
+local held = 0
 if v[1] then
   active, rate, w_max, slot = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]) or 0, tonumber(v[4])
   last_cut, last_seen = tonumber(v[5]), tonumber(v[6])
   consecutive, reported = tonumber(v[7]), tonumber(v[8])
-  sent, throttled = tonumber(v[9]) or 0, tonumber(v[10]) or 0
+  sent, throttled, held = tonumber(v[9]) or 0, tonumber(v[10]) or 0, tonumber(v[11]) or 0
 end
 local f = '%.17g'
 local function save()
@@ -112,7 +113,7 @@ local function save()
     'w_max', string.format(f, w_max), 'slot', string.format(f, slot),
     'last_cut', string.format(f, last_cut), 'last_seen', string.format(f, last_seen),
     'consecutive', consecutive, 'reported', string.format(f, reported),
-    'sent', sent, 'throttled', throttled)
+    'sent', sent, 'throttled', throttled, 'held', held)
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 local function grown()
@@ -130,7 +131,7 @@ local function out(wait, r, previous, act, changed, cons, persistent, report, ep
 end
 if active == 1 and now - last_seen >= idle then
   local previous = grown()
-  active, rate, w_max, slot, sent, throttled = 0, 0, 0, 0, 0, 0
+  active, rate, w_max, slot, sent, throttled, held = 0, 0, 0, 0, 0, 0, 0
   if op ~= 'throttled' then
     save()
     return out(0, 0, previous, 0, 1, consecutive, 0, 0)
@@ -139,6 +140,7 @@ end
 local persistent = 0
 if consecutive >= persist_after then persistent = 1 end
 if op == 'confirm' and active == 1 and last_cut == measured then
+  if held > 0 then held = held - 1; save() end
   return out(0, grown(), 0, 1, 0, consecutive, persistent, 0, measured)
 end
 if op == 'acquire' or op == 'confirm' then
@@ -147,6 +149,9 @@ if op == 'acquire' or op == 'confirm' then
   local start = math.max(slot, now)
   slot = start + 1.0 / r
   if op == 'acquire' then sent = sent + 1 end
+  if start > now then held = held + 1 end
+  if op == 'confirm' then held = held - 1 end
+  if held < 0 then held = 0 end
   save()
   return out(start - now, r, 0, 1, 0, consecutive, persistent, 0, last_cut)
 end
@@ -167,7 +172,7 @@ if active == 0 then
   active, w_max, slot, last_cut, sent, throttled = 1, 0, now + 1.0 / rate, now, 0, 0
   r, changed = rate, 1
 elseif now - last_cut >= cooldown then
-  local pending = math.floor(math.max(0, slot - now) * previous)
+  local pending = math.min(held, math.floor(math.max(0, slot - now) * previous))
   local elapsed = now - last_cut
   local accepted = math.max(0, sent - pending - throttled - 1)
   local served = previous
