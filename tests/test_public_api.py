@@ -214,8 +214,8 @@ PUBLIC_MODULES = [
 ]
 _PRIVATE_NAME = re.compile(r"(?<![\w.])_[A-Za-z]\w*")
 KNOWN_PRIVATE_TYPES = {
-    # src/retrypolicy/_decorators.py is owned by other work in progress; users never build an
-    # Attempt (rp.attempts() hands them out). Remove the entry once its annotation is public.
+    # users never build an Attempt (rp.attempts() hands them out, bound to the call's
+    # private session): its constructor is documented as such, not as an entry point
     "retrypolicy.Attempt.__init__": ["_Session"],
 }
 

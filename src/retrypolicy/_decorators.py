@@ -137,7 +137,8 @@ class Attempt:
 
     An exception in the block is classified: if the policy retries, it is
     swallowed and the loop runs again; if not, it propagates unchanged. Call
-    :meth:`check` with a response to let its status decide too.
+    :meth:`check` with a response to let its status decide too. Attempts come from
+    iterating :func:`attempts`, never from calling this class.
     """
 
     __slots__ = ("_failed", "_session", "number")

@@ -53,8 +53,9 @@ How the pieces work:
   arrive together; only the first one in ``cooldown`` seconds cuts the rate.
   The others are counted for the next measurement, except those arriving
   before the first slot after the cut (they answer requests sent before it);
-  slots reserved before a cut but not yet reached count in the next window (a
-  request is counted once, when it first reserves, however often it re-reserves).
+  requests still waiting for their slots at a cut (``held``: reserved with a wait,
+  not yet confirmed) were not sent, and count in the next window (a request is
+  counted once, when it first reserves, however often it reserves again).
 - **Back to unpaced** after ``idle_reset`` seconds without a 429.
 - **Persistent limits**: ``persist_after`` 429s in a row (no other answer
   between them, across every caller of the policy) mean the limit will not go
@@ -273,7 +274,8 @@ def limiter_step(
         changed = True
     elif now - s.last_cut >= config.cooldown:
         # what the service let through since the last cut: its limit, when we were above it
-        # (slots reserved but not yet reached are sent after the cut: they count in the next)
+        # (requests still waiting for their slots were not sent: they count in the next;
+        # the slots ahead at this rate bound them, should some holder never confirm)
         pending = min(s.held, int(max(0.0, s.slot - now) * previous))
         elapsed = now - s.last_cut
         accepted = max(0, s.sent - pending - s.throttled - 1)
