@@ -1,4 +1,5 @@
-"""Storm protection through every adapter: the budget and the breaker come with the seam.
+"""Storm protection through every adapter: the budget, the limiter and the breaker come
+with the seam.
 
 Each adapter drives ``transport.AttemptLoop``; none has a line of its own for the budget,
 the limiter or the breaker. Against the fake server playing 503s: a small budget stops
@@ -146,3 +147,109 @@ def test_the_limiter_paces_an_adapter(server: FakeEUGPT, instant: rp.testing.Ins
     # its backoff, then the rest of the slot
     backoff, hold = instant.waits
     assert backoff + hold == pytest.approx(2.0)
+
+
+class RecordingStore(rp.stores.InProcessStore):
+    """The in-process store, recording the limiter's operations (its steps are its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limiter_ops: list[str] = []
+
+    def limiter(self, key: str, config: Any, now: float, op: Any, measured: float = 0.0) -> Any:
+        self.limiter_ops.append(op)
+        return super().limiter(key, config, now, op, measured)
+
+
+class VirtualTime:
+    """A clock that only the sleepers move: no test waits for real."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def paced_requests(policy: rp.Policy, url: str, **kw: Any) -> int:
+    with requests.Session() as s:
+        s.mount("http://", RetryAdapter(policy, **kw))
+        return s.post(url, json={"input": "hi"}).status_code
+
+
+def paced_httpx(policy: rp.Policy, url: str, **kw: Any) -> int:
+    with httpx.Client(transport=RetryTransport(policy, **kw)) as c:
+        return c.post(url, json={"input": "hi"}).status_code
+
+
+def paced_async_httpx(policy: rp.Policy, url: str, **kw: Any) -> int:
+    async def go() -> int:
+        async with httpx.AsyncClient(transport=AsyncRetryTransport(policy, **kw)) as c:
+            return (await c.post(url, json={"input": "hi"})).status_code
+
+    return asyncio.run(go())
+
+
+def paced_aiohttp(policy: rp.Policy, url: str, **kw: Any) -> int:
+    async def go() -> int:
+        async with (
+            aiohttp.ClientSession(middlewares=(RetryMiddleware(policy, **kw),)) as s,
+            s.post(url, json={"input": "hi"}) as r,
+        ):
+            await r.read()
+            return r.status
+
+    return asyncio.run(go())
+
+
+def paced_urllib3(policy: rp.Policy, url: str, **kw: Any) -> int:
+    with urllib3.PoolManager(retries=PolicyRetry(policy, **kw)) as pool:
+        return pool.request("POST", url, json={"input": "hi"}).status
+
+
+def paced_decorator(policy: rp.Policy, url: str, **kw: Any) -> int:
+    @rp.retry(policy, **kw)
+    def post() -> requests.Response:
+        return requests.post(url, json={"input": "hi"}, timeout=10)
+
+    return post().status_code
+
+
+PACED: dict[str, Callable[..., int]] = {
+    "requests": paced_requests,
+    "httpx": paced_httpx,
+    "httpx-async": paced_async_httpx,
+    "aiohttp": paced_aiohttp,
+    "urllib3": paced_urllib3,
+    "decorator": paced_decorator,
+}
+
+
+@pytest.mark.parametrize("adapter", list(PACED))
+def test_a_paced_attempt_confirms_its_slot_on_every_adapter(
+    server: FakeEUGPT, adapter: str
+) -> None:
+    """After a 429 the retry waits for the limiter's slot, then has it confirmed before it
+    goes (the limiter's ``confirm``): a cut meanwhile would make it wait again instead of
+    spending the slot on another 429. Real waits are the adapter's own sleeper, on a
+    virtual clock."""
+    time = VirtualTime()
+    store = RecordingStore()
+    limiter = rp.AdaptiveLimiter(initial_rate=0.5, increase=0.0)
+    policy = BASE.evolve(name=f"confirm-{adapter}", limiter=limiter)
+    server.script(Reply.error(429, retry_after=None), Reply.ok())
+    asynchronous = adapter in {"aiohttp", "httpx-async"}
+    sleeper = {"async_sleep": time.async_sleep} if asynchronous else {"sleep": time.sleep}
+    kw = {"store": store, "wall_clock": time, "clock": time, **sleeper}
+    assert PACED[adapter](policy, server.responses_url, **kw) == 200
+    assert server.request_count == 2
+    assert store.limiter_ops[:3] == ["throttled", "acquire", "confirm"]
+    assert sum(time.slept) == pytest.approx(2.0)  # the slot, 1 / 0.5 s after the 429
