@@ -252,7 +252,7 @@ class Attempts:
         while True:
             if type(answer) is Wait:
                 await adiscard(answer.outcome)
-                await r.await_wait(answer.seconds)
+                await r.await_attempt(m, answer.seconds)
                 answer = await r.aresolve(m, m.waited())
                 continue
             if answer is not SEND:

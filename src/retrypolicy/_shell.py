@@ -149,6 +149,25 @@ class Retrier:
         elif delay > 0:
             await self.async_sleep(delay)
 
+    async def await_attempt(self, m: AttemptMachine, delay: float) -> None:
+        """:meth:`await_wait` for a wait before *m*'s next attempt (a retry's backoff, the
+        limiter's pacing). Cancelled during it, the attempt is never sent: a retry already
+        paid for gets its cost back (only retries that fail drain the budget)."""
+        try:
+            await self.await_wait(delay)
+        except asyncio.CancelledError:
+            cost = m._cost if m.retried else 0.0  # noqa: SLF001 - the unsent retry's price
+            if cost and self.policy.budget is not None:
+                m._cost = 0.0  # noqa: SLF001 - given back once
+                guard = self.guard()
+                refund = guard.refund_steps(self.storm_now(), cost, paid=True)
+                with contextlib.suppress(Exception):  # best effort: the cancel goes on
+                    if guard.shared:
+                        await asyncio.shield(guard.arun(refund))
+                    else:
+                        guard.run(refund)
+            raise
+
     pause = staticmethod(_clock.pause)
 
     # -- judging -----------------------------------------------------------------------
@@ -675,7 +694,7 @@ class Retrier:
             t = type(answer)
             if t is Wait:
                 await adiscard(answer.outcome)  # type: ignore[union-attr]
-                await self.await_wait(answer.seconds)  # type: ignore[union-attr]
+                await self.await_attempt(m, answer.seconds)  # type: ignore[union-attr]
                 answer = await self.aresolve(m, m.waited())
                 continue
             if answer is DONE:

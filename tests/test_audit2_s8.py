@@ -1,0 +1,164 @@
+"""Audit 2, s8: async cancellation, batch ledgers and stores, as a user hits them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retrypolicy.batch import JobRecord, JobState, SQLiteLedger, arun_batch
+
+
+class _SlowClaimLedger(SQLiteLedger):
+    """A real SQLite ledger whose claim (in its worker thread) waits to be let go: the
+    caller is cancelled while the claim is still under way."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.claiming = threading.Event()
+        self.go = threading.Event()
+
+    def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
+        self.claiming.set()
+        self.go.wait(10)  # bounded: the test lets it go at once
+        return super().claim(job_id, steal_from=steal_from)
+
+
+def test_cancelling_arun_batch_during_a_claim_leaves_no_job_running(tmp_path: Path) -> None:
+    """arun_batch cancelled while a job's claim is in its worker thread: the claim still
+    lands in the ledger, and the job is given back (pending), not left ``running`` under a
+    lease this live process keeps renewing — a rerun in the same process could never take
+    it, and the job would never be sent."""
+    ledger = _SlowClaimLedger(tmp_path / "jobs.db")
+    calls: list[int] = []
+
+    async def job(n: int) -> dict[str, int]:
+        calls.append(n)
+        return {"n": n}
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            arun_batch({"a": 1}, job, ledger=ledger, concurrency=1, progress=False)
+        )
+        await asyncio.to_thread(ledger.claiming.wait, 10)
+        task.cancel()
+        ledger.go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(main())
+        record = ledger.get("a")
+        assert record is not None
+        assert record.state is JobState.PENDING
+        assert calls == []
+    finally:
+        ledger.close()
+
+
+# -- a retry cancelled during its wait ---------------------------------------------------
+
+import retrypolicy as rp  # noqa: E402
+from retrypolicy.stores import InProcessStore, stats  # noqa: E402
+
+_BUDGETED = rp.EUGPT.evolve(
+    name="audit2-s8-budget", budget=rp.RetryBudget(capacity=20, refill_rate=0)
+)
+
+
+def _unavailable() -> rp.APIError:
+    return rp.EUGPT.error_for(rp.parse_error(503, b'{"detail": "busy"}'))
+
+
+async def _cancel_during_the_wait(call: Any) -> None:
+    """Run *call* (a coroutine function given the sleeper), cancel it in its retry wait."""
+    waiting = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waiting.set()
+        await asyncio.Event().wait()  # the backoff: cancelled before it ends
+
+    task = asyncio.ensure_future(call(sleep))
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["budget", "budget+breaker"])
+def test_a_retry_cancelled_in_its_wait_gives_its_cost_back(gated: bool) -> None:
+    """An async ``@rp.retry`` call cancelled while it waits to retry (an
+    ``asyncio.timeout`` around it, a task cancelled at shutdown) never sends that retry:
+    the budget gets the retry's cost back. Only retries that fail drain the bucket; one
+    that was never sent must not (a timeout around a call waiting out a 429 would empty
+    the budget without a single retry going out)."""
+    policy = _BUDGETED.evolve(name=f"audit2-s8-budget-{gated}")
+    if gated:
+        policy = policy.evolve(breaker=rp.CircuitBreaker())
+    store = InProcessStore()
+    calls = 0
+
+    async def call(sleep: Any) -> None:
+        @rp.retry(policy, store=store, async_sleep=sleep)
+        async def flaky() -> None:
+            nonlocal calls
+            calls += 1
+            raise _unavailable()
+
+        await flaky()
+
+    asyncio.run(_cancel_during_the_wait(call))
+    assert calls == 1
+    level = stats(policy, store=store).budget_level
+    assert level == 20
+
+
+def test_an_async_attempts_loop_cancelled_in_its_wait_gives_its_cost_back() -> None:
+    """``async for attempt in rp.attempts(...)`` cancelled during a retry's wait: the
+    budget is as if that retry had never been decided."""
+    store = InProcessStore()
+    calls = 0
+
+    async def call(sleep: Any) -> None:
+        nonlocal calls
+        async for attempt in rp.attempts(_BUDGETED, store=store, async_sleep=sleep):
+            with attempt:
+                calls += 1
+                raise _unavailable()
+
+    asyncio.run(_cancel_during_the_wait(call))
+    assert calls == 1
+    assert stats(_BUDGETED, store=store).budget_level == 20
+
+
+# -- the results file --------------------------------------------------------------------
+
+from retrypolicy.testing import FakeEUGPT  # noqa: E402
+
+from .batch_crash import write_input  # noqa: E402
+from .test_batch_cli import Batch, results  # noqa: E402
+from .test_batch_cli import batch, server  # noqa: E402, F401 - the fixtures
+
+
+def test_a_done_line_without_its_newline_is_kept_and_never_sent_again(
+    batch: Batch,  # noqa: F811
+    tmp_path: Path,
+    server: FakeEUGPT,  # noqa: F811
+) -> None:
+    """A results file whose last line is a whole ``done`` line without the final newline
+    (copied, merged or trimmed by an editor; or a crash cut exactly before the newline)
+    is not a line cut short: it is kept, and with a lost or mistyped ledger its id is
+    still never sent again (a done line in --out is never paid twice)."""
+    write_input(tmp_path / "in.jsonl", 3)
+    code, _, _ = batch("run", "in.jsonl", "--ledger", "jobs.db", "--out", "out.jsonl")
+    assert code == 0
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))  # the last done line loses its newline
+    code, _, err = batch("run", "in.jsonl", "--ledger", "other.db", "--out", "out.jsonl")
+    assert code == 0
+    assert "cut off" not in err
+    assert server.request_count == 3
+    assert len(results(out)) == 3
