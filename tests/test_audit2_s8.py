@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
+import retrypolicy as rp
 from retrypolicy.batch import JobRecord, JobState, SQLiteLedger, arun_batch
+from retrypolicy.stores import InProcessStore, stats
+from retrypolicy.testing import FakeEUGPT
+
+from .batch_crash import write_input
+from .test_batch_cli import Batch, batch, results, server  # noqa: F401 - the fixtures
 
 
 class _SlowClaimLedger(SQLiteLedger):
@@ -61,8 +67,6 @@ def test_cancelling_arun_batch_during_a_claim_leaves_no_job_running(tmp_path: Pa
 
 # -- a retry cancelled during its wait ---------------------------------------------------
 
-import retrypolicy as rp  # noqa: E402
-from retrypolicy.stores import InProcessStore, stats  # noqa: E402
 
 _BUDGETED = rp.EUGPT.evolve(
     name="audit2-s8-budget", budget=rp.RetryBudget(capacity=20, refill_rate=0)
@@ -135,12 +139,6 @@ def test_an_async_attempts_loop_cancelled_in_its_wait_gives_its_cost_back() -> N
 
 
 # -- the results file --------------------------------------------------------------------
-
-from retrypolicy.testing import FakeEUGPT  # noqa: E402
-
-from .batch_crash import write_input  # noqa: E402
-from .test_batch_cli import Batch, results  # noqa: E402
-from .test_batch_cli import batch, server  # noqa: E402, F401 - the fixtures
 
 
 def test_a_done_line_without_its_newline_is_kept_and_never_sent_again(

@@ -156,9 +156,9 @@ class Retrier:
         try:
             await self.await_wait(delay)
         except asyncio.CancelledError:
-            cost = m._cost if m.retried else 0.0  # noqa: SLF001 - the unsent retry's price
+            cost = m._cost if m.retried else 0.0  # the unsent retry's price
             if cost and self.policy.budget is not None:
-                m._cost = 0.0  # noqa: SLF001 - given back once
+                m._cost = 0.0  # given back once
                 guard = self.guard()
                 refund = guard.refund_steps(self.storm_now(), cost, paid=True)
                 with contextlib.suppress(Exception):  # best effort: the cancel goes on
