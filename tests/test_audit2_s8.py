@@ -160,3 +160,33 @@ def test_a_done_line_without_its_newline_is_kept_and_never_sent_again(
     assert "cut off" not in err
     assert server.request_count == 3
     assert len(results(out)) == 3
+
+
+# -- process-wide state between tests ------------------------------------------------------
+
+_OWN_STORE = InProcessStore()
+_SEEN = rp.EUGPT.evolve(name="audit2-s8-own-store", breaker=rp.CircuitBreaker())
+_attempts = [0]
+
+
+@rp.retry(_SEEN, store=_OWN_STORE, sleep=lambda seconds: None)
+def _fails_then_works() -> int:
+    """Decorated once, at import, with its own store: a 503, then a success."""
+    _attempts[0] += 1
+    if _attempts[0] % 2:
+        raise _unavailable()
+    return 1
+
+
+def test_after_a_reset_a_function_with_its_own_store_is_seen_afresh() -> None:
+    """``rp.testing.reset()`` (and the pytest plugin's isolation) starts storm state afresh
+    for every call path, also one decorated once with its own ``store=``: its retries
+    after the reset are the ones ``stats()`` counts — not lost to a guard from before the
+    reset, nor added to the previous test's counters."""
+    rp.testing.reset()
+    _fails_then_works()
+    assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 1
+    rp.testing.reset()
+    assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 0
+    _fails_then_works()
+    assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 1

@@ -202,21 +202,23 @@ class Retrier:
 
     def guard(self) -> Guard:
         """The guard of this policy in the store in use (the default store unless given)."""
-        store = self.store if self.store is not None else _default_store[0]
+        # cached under the default store in place: a new one (rp.testing.reset(), isolated(),
+        # use_store) means new process-wide guards, for a call path given its own store too
+        default = _default_store[0]
         cache = self._guard_cache
-        if cache[0] is store:
+        if cache[0] is default:
             guard: Guard = cache[1]
             return guard
+        store = self.store if self.store is not None else default
         guard = guard_for(store, self.policy, clock=self.wall_clock)
         # the third: a retry is paid in place and refunded by owe() (drive's fast lane)
-        self._guard_cache[:] = [store, guard, guard.paid_in_place and not self.hooks]
+        self._guard_cache[:] = [default, guard, guard.paid_in_place and not self.hooks]
         return guard
 
     def perform(self, step: Step) -> object:
         """Carry out one store step of the machine (sync: the store is called here)."""
         cache = self._guard_cache
-        store = self.store
-        if cache[0] is (store if store is not None else _default_store[0]):
+        if cache[0] is _default_store[0]:  # guard(), its cache read inline
             guard: Guard = cache[1]
         else:
             guard = self.guard()
@@ -504,8 +506,7 @@ class Retrier:
         in_place = False
         if m.storm:  # guard(), its cache read here
             cache = self._guard_cache
-            store = self.store
-            if cache[0] is not (store if store is not None else _default_store[0]):
+            if cache[0] is not _default_store[0]:
                 self.guard()
             guard, in_place = cache[1], cache[2]
         inst = _instant[0]
