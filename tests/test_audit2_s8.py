@@ -190,3 +190,81 @@ def test_after_a_reset_a_function_with_its_own_store_is_seen_afresh() -> None:
     assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 0
     _fails_then_works()
     assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AttemptLoop (retrypolicy.transport, another reviewer's file) has no step that "
+    "gives back a paid retry when its wait is cancelled; _shell.Retrier.await_attempt does",
+)
+def test_httpx_async_transport_cancelled_in_its_wait_gives_its_cost_back() -> None:
+    """``AsyncRetryTransport`` cancelled while it waits to retry a 503: the retry is never
+    sent, so the budget gets its cost back (as ``@rp.retry`` does)."""
+    import httpx  # noqa: PLC0415 - an adapter's test
+
+    from retrypolicy_httpx import AsyncRetryTransport  # noqa: PLC0415
+
+    store = InProcessStore()
+
+    async def call(sleep: Any) -> None:
+        def busy(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(503, json={"detail": "busy"})
+
+        inner = httpx.MockTransport(busy)
+        transport = AsyncRetryTransport(_BUDGETED, inner, store=store, async_sleep=sleep)
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.post("http://api.test/v1/responses", json={"input": "hi"})
+
+    asyncio.run(_cancel_during_the_wait(call))
+    assert stats(_BUDGETED, store=store).budget_level == 20
+
+
+# -- a retry the breaker refuses after it was paid for ---------------------------------------
+
+_TRIPPY = rp.EUGPT.evolve(
+    name="audit2-s8-trippy",
+    budget=rp.RetryBudget(capacity=20, refill_rate=0),
+    breaker=rp.CircuitBreaker(min_calls=2, failure_rate=0.5),
+)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_paid_retry_the_breaker_then_refuses_gives_its_cost_back(is_async: bool) -> None:
+    """A retry is paid for, and while it waits the host's breaker opens (other calls to the
+    host failed meanwhile): the retry is refused with CircuitOpenError and never sent, so
+    the budget gets its cost back — an open breaker must not also drain the budget with
+    retries that never went out."""
+    store = InProcessStore()
+
+    @rp.retry(_TRIPPY.evolve(budget=None), store=store, sleep=lambda seconds: None)
+    def others() -> None:  # the same host's breaker, no budget: it opens the breaker
+        raise _unavailable()
+
+    def trip(seconds: float) -> None:
+        with pytest.raises(rp.APIError):
+            others()
+
+    async def atrip(seconds: float) -> None:
+        trip(seconds)
+
+    calls = 0
+
+    @rp.retry(_TRIPPY, store=store, sleep=trip)
+    def one() -> None:
+        nonlocal calls
+        calls += 1
+        raise _unavailable()
+
+    @rp.retry(_TRIPPY, store=store, async_sleep=atrip)
+    async def aone() -> None:
+        nonlocal calls
+        calls += 1
+        raise _unavailable()
+
+    with pytest.raises(rp.CircuitOpenError):
+        if is_async:
+            asyncio.run(aone())
+        else:
+            one()
+    assert calls == 1
+    assert stats(_TRIPPY, store=store).budget_level == 20

@@ -25,6 +25,7 @@ import attrs
 from . import _clock
 from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, Skipped, _instant
 from ._emit import MAX_ERROR_TEXT, mark_reported, reported, retry_event, safe_call
+from ._errors import CircuitOpenError
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value, response_of
 from ._outcome import Decision, Outcome, mark_exhausted
@@ -152,21 +153,40 @@ class Retrier:
     async def await_attempt(self, m: AttemptMachine, delay: float) -> None:
         """:meth:`await_wait` for a wait before *m*'s next attempt (a retry's backoff, the
         limiter's pacing). Cancelled during it, the attempt is never sent: a retry already
-        paid for gets its cost back (only retries that fail drain the budget)."""
+        paid for gets its cost back (:meth:`agive_back`)."""
         try:
             await self.await_wait(delay)
         except asyncio.CancelledError:
-            cost = m._cost if m.retried else 0.0  # the unsent retry's price
-            if cost and self.policy.budget is not None:
-                m._cost = 0.0  # given back once
-                guard = self.guard()
-                refund = guard.refund_steps(self.storm_now(), cost, paid=True)
-                with contextlib.suppress(Exception):  # best effort: the cancel goes on
-                    if guard.shared:
-                        await asyncio.shield(guard.arun(refund))
-                    else:
-                        guard.run(refund)
+            await self.agive_back(m)
             raise
+
+    def _unsent(self, m: AttemptMachine) -> tuple[Guard, Steps[None]] | None:
+        """The refund of *m*'s retry, paid for and never to be sent (its wait was cancelled,
+        the breaker refused it): only retries that fail drain the budget. None: nothing
+        was paid (a first attempt, no budget)."""
+        cost = m._cost if m.retried else 0.0  # what the unsent retry paid
+        if not cost or self.policy.budget is None:
+            return None
+        m._cost = 0.0  # given back once; a success cannot follow
+        guard = self.guard()
+        return guard, guard.refund_steps(self.storm_now(), cost, paid=True)
+
+    def give_back(self, m: AttemptMachine) -> None:
+        """Give the budget back what *m*'s unsent retry paid (best effort, never raises)."""
+        with contextlib.suppress(Exception):
+            if (unsent := self._unsent(m)) is not None:
+                unsent[0].run(unsent[1])
+
+    async def agive_back(self, m: AttemptMachine) -> None:
+        """:meth:`give_back` for async code: a shared store's step is awaited (shielded, as
+        the task giving back is being cancelled)."""
+        with contextlib.suppress(Exception):
+            if (unsent := self._unsent(m)) is not None:
+                guard, steps = unsent
+                if guard.shared:
+                    await asyncio.shield(guard.arun(steps))
+                else:
+                    guard.run(steps)
 
     pause = staticmethod(_clock.pause)
 
@@ -315,7 +335,11 @@ class Retrier:
         """Perform the store steps *answer* asks for until the machine answers something
         else; report it (events, exhaustion marks). Sync."""
         while type(answer) in STEPS:
-            answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+            try:
+                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+            except CircuitOpenError:  # a Gate: the retry paid for is not sent
+                self.give_back(m)
+                raise
         if type(answer) is Wait and answer.cost:
             answer = self.pay(m, answer)
         if answer is SEND or (type(answer) is Wait and self.on_retry is None and not _hooks._hooks):
@@ -326,7 +350,11 @@ class Retrier:
     async def aresolve(self, m: AttemptMachine, answer: Answer) -> Answer:
         """:meth:`resolve`, awaiting the store steps."""
         while type(answer) in STEPS:
-            answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
+            try:
+                answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
+            except CircuitOpenError:  # as in resolve()
+                await self.agive_back(m)
+                raise
         if type(answer) is Wait and answer.cost:
             answer = await self.apay(m, answer)
         if answer is not SEND:
@@ -551,7 +579,11 @@ class Retrier:
                 if answer is not SEND:
                     continue  # a store step first (the limiter, the breaker)
             elif t in STEPS:
-                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+                try:
+                    answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+                except CircuitOpenError:  # as in resolve()
+                    self.give_back(m)
+                    raise
                 continue
             elif answer is DONE:
                 if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
