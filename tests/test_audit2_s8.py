@@ -268,3 +268,32 @@ def test_a_paid_retry_the_breaker_then_refuses_gives_its_cost_back(is_async: boo
             one()
     assert calls == 1
     assert stats(_TRIPPY, store=store).budget_level == 20
+
+
+# -- leaving ``async for`` with the answer ---------------------------------------------------
+
+
+def test_returning_from_an_async_attempts_loop_settles_the_success() -> None:
+    """``async for attempt in rp.attempts(...)`` left with ``return`` inside the block once
+    a retry worked (the natural way to write it): the success still reaches storm
+    protection — the budget gets the retry's cost back (a retry that fixed the call is
+    free) and ``retry.succeeded`` is reported — as with the sync loop."""
+    store = InProcessStore()
+    events: list[str] = []
+
+    async def ask() -> str:
+        async for attempt in rp.attempts(
+            _BUDGETED,
+            store=store,
+            async_sleep=lambda seconds: asyncio.sleep(0),
+            on_success=lambda event: events.append(event.name),
+        ):
+            with attempt:
+                if attempt.number == 1:
+                    raise _unavailable()
+                return "answer"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    assert asyncio.run(ask()) == "answer"
+    assert stats(_BUDGETED, store=store).budget_level == 20
+    assert events == ["retry.succeeded"]
