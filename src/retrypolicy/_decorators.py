@@ -269,7 +269,7 @@ class Attempts:
             try:
                 yield Attempt(s, m.attempts)
             except GeneratorExit:  # left with the answer (``return`` in the block): a shared
-                if type(s.answer) is Settle and not s.resolved:  # store hears of the success
+                if isinstance(s.answer, Settle) and not s.resolved:  # store hears of the success
                     s.resolved = True
                     await r.aresolve(m, s.answer)
                 raise
