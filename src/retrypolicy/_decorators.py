@@ -18,7 +18,7 @@ from ._defaults import default_policy
 from ._outcome import Outcome
 from ._policy import APPLIED, Policy
 from ._shell import NEVER_RETRIED, Retrier, adiscard, discard
-from .transport._machine import SEND, STEPS, Answer, Fail, Wait
+from .transport._machine import SEND, STEPS, Answer, Fail, Settle, Wait
 from .typing import RetryOptions
 
 __all__ = ["Attempt", "Attempts", "attempts", "retry"]
@@ -199,8 +199,14 @@ class _Session:
 
     def take(self, answer: Answer) -> Answer:
         """Keep the machine's *answer* to an attempt, carried out at once unless it asks an
-        async loop for a store step (the loop awaits it after the block)."""
-        if self.is_async and (type(answer) in STEPS or (type(answer) is Wait and answer.cost)):
+        async loop for a shared store's step (the loop awaits it after the block; an
+        in-process store's step is memory, done now: a ``return`` from the block may end
+        the loop before it resumes)."""
+        if (
+            self.is_async
+            and (type(answer) in STEPS or (type(answer) is Wait and answer.cost))
+            and self.retrier.guard().shared
+        ):
             self.resolved = False
         else:
             answer = self.retrier.resolve(self.machine, answer)
@@ -253,7 +259,7 @@ class Attempts:
         while True:
             if type(answer) is Wait:
                 await adiscard(answer.outcome)
-                await r.await_wait(answer.seconds)
+                await r.await_attempt(m, answer.seconds)
                 answer = await r.aresolve(m, m.waited())
                 continue
             if answer is not SEND:
@@ -261,7 +267,13 @@ class Attempts:
                 return
             r.announce(m.attempts, m.started)
             s.answer = None
-            yield Attempt(s, m.attempts)
+            try:
+                yield Attempt(s, m.attempts)
+            except GeneratorExit:  # left with the answer (``return`` in the block): a shared
+                if isinstance(s.answer, Settle) and not s.resolved:  # store hears of the success
+                    s.resolved = True
+                    await r.aresolve(m, s.answer)
+                raise
             answer = s.answer
             if answer is not None and not s.resolved:
                 answer = await r.aresolve(m, answer)

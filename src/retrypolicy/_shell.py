@@ -25,6 +25,7 @@ import attrs
 from . import _clock
 from ._clock import ASYNC_SLEEP, MONOTONIC, SLEEP, WALL, Skipped, _instant
 from ._emit import MAX_ERROR_TEXT, mark_reported, reported, retry_event, safe_call
+from ._errors import CircuitOpenError
 from ._events import ATTEMPT, GAVE_UP, SCHEDULED, SUCCEEDED, RetryEvent
 from ._extract import _NOT_RESPONSES, outcome_of_exception, outcome_of_value, response_of
 from ._outcome import Decision, Outcome, mark_exhausted
@@ -149,6 +150,44 @@ class Retrier:
         elif delay > 0:
             await self.async_sleep(delay)
 
+    async def await_attempt(self, m: AttemptMachine, delay: float) -> None:
+        """:meth:`await_wait` for a wait before *m*'s next attempt (a retry's backoff, the
+        limiter's pacing). Cancelled during it, the attempt is never sent: a retry already
+        paid for gets its cost back (:meth:`agive_back`)."""
+        try:
+            await self.await_wait(delay)
+        except asyncio.CancelledError:
+            await self.agive_back(m)
+            raise
+
+    def _unsent(self, m: AttemptMachine) -> tuple[Guard, Steps[None]] | None:
+        """The refund of *m*'s retry, paid for and never to be sent (its wait was cancelled,
+        the breaker refused it): only retries that fail drain the budget. None: nothing
+        was paid (a first attempt, no budget)."""
+        cost = m._cost if m.retried else 0.0  # what the unsent retry paid
+        if not cost or self.policy.budget is None:
+            return None
+        m._cost = 0.0  # given back once; a success cannot follow
+        guard = self.guard()
+        return guard, guard.refund_steps(self.storm_now(), cost, paid=True)
+
+    def give_back(self, m: AttemptMachine) -> None:
+        """Give the budget back what *m*'s unsent retry paid (best effort, never raises)."""
+        with contextlib.suppress(Exception):
+            if (unsent := self._unsent(m)) is not None:
+                unsent[0].run(unsent[1])
+
+    async def agive_back(self, m: AttemptMachine) -> None:
+        """:meth:`give_back` for async code: a shared store's step is awaited (shielded, as
+        the task giving back is being cancelled)."""
+        with contextlib.suppress(Exception):
+            if (unsent := self._unsent(m)) is not None:
+                guard, steps = unsent
+                if guard.shared:
+                    await asyncio.shield(guard.arun(steps))
+                else:
+                    guard.run(steps)
+
     pause = staticmethod(_clock.pause)
 
     # -- judging -----------------------------------------------------------------------
@@ -183,21 +222,23 @@ class Retrier:
 
     def guard(self) -> Guard:
         """The guard of this policy in the store in use (the default store unless given)."""
-        store = self.store if self.store is not None else _default_store[0]
+        # cached under the default store in place: a new one (rp.testing.reset(), isolated(),
+        # use_store) means new process-wide guards, for a call path given its own store too
+        default = _default_store[0]
         cache = self._guard_cache
-        if cache[0] is store:
+        if cache[0] is default:
             guard: Guard = cache[1]
             return guard
+        store = self.store if self.store is not None else default
         guard = guard_for(store, self.policy, clock=self.wall_clock)
         # the third: a retry is paid in place and refunded by owe() (drive's fast lane)
-        self._guard_cache[:] = [store, guard, guard.paid_in_place and not self.hooks]
+        self._guard_cache[:] = [default, guard, guard.paid_in_place and not self.hooks]
         return guard
 
     def perform(self, step: Step) -> object:
         """Carry out one store step of the machine (sync: the store is called here)."""
         cache = self._guard_cache
-        store = self.store
-        if cache[0] is (store if store is not None else _default_store[0]):
+        if cache[0] is _default_store[0]:  # guard(), its cache read inline
             guard: Guard = cache[1]
         else:
             guard = self.guard()
@@ -294,7 +335,11 @@ class Retrier:
         """Perform the store steps *answer* asks for until the machine answers something
         else; report it (events, exhaustion marks). Sync."""
         while type(answer) in STEPS:
-            answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+            try:
+                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+            except CircuitOpenError:  # a Gate: the retry paid for is not sent
+                self.give_back(m)
+                raise
         if type(answer) is Wait and answer.cost:
             answer = self.pay(m, answer)
         if answer is SEND or (type(answer) is Wait and self.on_retry is None and not _hooks._hooks):
@@ -305,7 +350,11 @@ class Retrier:
     async def aresolve(self, m: AttemptMachine, answer: Answer) -> Answer:
         """:meth:`resolve`, awaiting the store steps."""
         while type(answer) in STEPS:
-            answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
+            try:
+                answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
+            except CircuitOpenError:  # as in resolve()
+                await self.agive_back(m)
+                raise
         if type(answer) is Wait and answer.cost:
             answer = await self.apay(m, answer)
         if answer is not SEND:
@@ -485,8 +534,7 @@ class Retrier:
         in_place = False
         if m.storm:  # guard(), its cache read here
             cache = self._guard_cache
-            store = self.store
-            if cache[0] is not (store if store is not None else _default_store[0]):
+            if cache[0] is not _default_store[0]:
                 self.guard()
             guard, in_place = cache[1], cache[2]
         inst = _instant[0]
@@ -531,7 +579,11 @@ class Retrier:
                 if answer is not SEND:
                     continue  # a store step first (the limiter, the breaker)
             elif t in STEPS:
-                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+                try:
+                    answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
+                except CircuitOpenError:  # as in resolve()
+                    self.give_back(m)
+                    raise
                 continue
             elif answer is DONE:
                 if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
@@ -675,7 +727,7 @@ class Retrier:
             t = type(answer)
             if t is Wait:
                 await adiscard(answer.outcome)  # type: ignore[union-attr]
-                await self.await_wait(answer.seconds)  # type: ignore[union-attr]
+                await self.await_attempt(m, answer.seconds)  # type: ignore[union-attr]
                 answer = await self.aresolve(m, m.waited())
                 continue
             if answer is DONE:

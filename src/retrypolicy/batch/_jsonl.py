@@ -159,6 +159,9 @@ class ResultsFile:
         data = f.read()
         end = data.rfind(b"\n") + 1
         cut = len(data) - end
+        if cut and _whole_line(data[end:]):  # only its newline is missing: it stays
+            os.write(f.fileno(), b"\n")
+            data, end, cut = data + b"\n", len(data) + 1, 0
         if cut:
             f.truncate(end)
         offset = 0
@@ -229,6 +232,16 @@ class ResultsFile:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _whole_line(tail: bytes) -> bool:
+    """Whether *tail*, a last line without its newline, is a whole result line (a JSON
+    object with an id), not one cut short."""
+    try:
+        value = json.loads(tail)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and isinstance(value.get("id"), str)
 
 
 def _outcome(line: dict[str, Any]) -> str:

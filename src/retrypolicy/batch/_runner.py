@@ -444,8 +444,20 @@ async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
     batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
     waiting: list[tuple[str, P]] = []
 
+    async def claim(job_id: str) -> tuple[bool, JobRecord]:
+        # the claim goes on in its thread when this task is cancelled: what it took is
+        # given back, never left running under a lease this live process renews
+        step = asyncio.ensure_future(asyncio.to_thread(claim_job, ledger, job_id))
+        try:
+            return await asyncio.shield(step)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if (await asyncio.shield(step))[0]:
+                    await asyncio.shield(asyncio.to_thread(ledger.release, job_id))
+            raise
+
     async def one(job_id: str, payload: P) -> bool:
-        claimed, record = await asyncio.to_thread(claim_job, ledger, job_id)
+        claimed, record = await claim(job_id)
         if not claimed:
             return batch.found(record)
         run = batch.job(job_id, record)

@@ -1,0 +1,299 @@
+"""Audit 2, s8: async cancellation, batch ledgers and stores, as a user hits them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import retrypolicy as rp
+from retrypolicy.batch import JobRecord, JobState, SQLiteLedger, arun_batch
+from retrypolicy.stores import InProcessStore, stats
+from retrypolicy.testing import FakeEUGPT
+
+from .batch_crash import write_input
+from .test_batch_cli import Batch, batch, results, server  # noqa: F401 - the fixtures
+
+
+class _SlowClaimLedger(SQLiteLedger):
+    """A real SQLite ledger whose claim (in its worker thread) waits to be let go: the
+    caller is cancelled while the claim is still under way."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.claiming = threading.Event()
+        self.go = threading.Event()
+
+    def claim(self, job_id: str, *, steal_from: str | None = None) -> tuple[bool, JobRecord]:
+        self.claiming.set()
+        self.go.wait(10)  # bounded: the test lets it go at once
+        return super().claim(job_id, steal_from=steal_from)
+
+
+def test_cancelling_arun_batch_during_a_claim_leaves_no_job_running(tmp_path: Path) -> None:
+    """arun_batch cancelled while a job's claim is in its worker thread: the claim still
+    lands in the ledger, and the job is given back (pending), not left ``running`` under a
+    lease this live process keeps renewing — a rerun in the same process could never take
+    it, and the job would never be sent."""
+    ledger = _SlowClaimLedger(tmp_path / "jobs.db")
+    calls: list[int] = []
+
+    async def job(n: int) -> dict[str, int]:
+        calls.append(n)
+        return {"n": n}
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            arun_batch({"a": 1}, job, ledger=ledger, concurrency=1, progress=False)
+        )
+        await asyncio.to_thread(ledger.claiming.wait, 10)
+        task.cancel()
+        ledger.go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(main())
+        record = ledger.get("a")
+        assert record is not None
+        assert record.state is JobState.PENDING
+        assert calls == []
+    finally:
+        ledger.close()
+
+
+# -- a retry cancelled during its wait ---------------------------------------------------
+
+
+_BUDGETED = rp.EUGPT.evolve(
+    name="audit2-s8-budget", budget=rp.RetryBudget(capacity=20, refill_rate=0)
+)
+
+
+def _unavailable() -> rp.APIError:
+    return rp.EUGPT.error_for(rp.parse_error(503, b'{"detail": "busy"}'))
+
+
+async def _cancel_during_the_wait(call: Any) -> None:
+    """Run *call* (a coroutine function given the sleeper), cancel it in its retry wait."""
+    waiting = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        waiting.set()
+        await asyncio.Event().wait()  # the backoff: cancelled before it ends
+
+    task = asyncio.ensure_future(call(sleep))
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["budget", "budget+breaker"])
+def test_a_retry_cancelled_in_its_wait_gives_its_cost_back(gated: bool) -> None:
+    """An async ``@rp.retry`` call cancelled while it waits to retry (an
+    ``asyncio.timeout`` around it, a task cancelled at shutdown) never sends that retry:
+    the budget gets the retry's cost back. Only retries that fail drain the bucket; one
+    that was never sent must not (a timeout around a call waiting out a 429 would empty
+    the budget without a single retry going out)."""
+    policy = _BUDGETED.evolve(name=f"audit2-s8-budget-{gated}")
+    if gated:
+        policy = policy.evolve(breaker=rp.CircuitBreaker())
+    store = InProcessStore()
+    calls = 0
+
+    async def call(sleep: Any) -> None:
+        @rp.retry(policy, store=store, async_sleep=sleep)
+        async def flaky() -> None:
+            nonlocal calls
+            calls += 1
+            raise _unavailable()
+
+        await flaky()
+
+    asyncio.run(_cancel_during_the_wait(call))
+    assert calls == 1
+    level = stats(policy, store=store).budget_level
+    assert level == 20
+
+
+def test_an_async_attempts_loop_cancelled_in_its_wait_gives_its_cost_back() -> None:
+    """``async for attempt in rp.attempts(...)`` cancelled during a retry's wait: the
+    budget is as if that retry had never been decided."""
+    store = InProcessStore()
+    calls = 0
+
+    async def call(sleep: Any) -> None:
+        nonlocal calls
+        async for attempt in rp.attempts(_BUDGETED, store=store, async_sleep=sleep):
+            with attempt:
+                calls += 1
+                raise _unavailable()
+
+    asyncio.run(_cancel_during_the_wait(call))
+    assert calls == 1
+    assert stats(_BUDGETED, store=store).budget_level == 20
+
+
+# -- the results file --------------------------------------------------------------------
+
+
+def test_a_done_line_without_its_newline_is_kept_and_never_sent_again(
+    batch: Batch,  # noqa: F811
+    tmp_path: Path,
+    server: FakeEUGPT,  # noqa: F811
+) -> None:
+    """A results file whose last line is a whole ``done`` line without the final newline
+    (copied, merged or trimmed by an editor; or a crash cut exactly before the newline)
+    is not a line cut short: it is kept, and with a lost or mistyped ledger its id is
+    still never sent again (a done line in --out is never paid twice)."""
+    write_input(tmp_path / "in.jsonl", 3)
+    code, _, _ = batch("run", "in.jsonl", "--ledger", "jobs.db", "--out", "out.jsonl")
+    assert code == 0
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))  # the last done line loses its newline
+    code, _, err = batch("run", "in.jsonl", "--ledger", "other.db", "--out", "out.jsonl")
+    assert code == 0
+    assert "cut off" not in err
+    assert server.request_count == 3
+    assert len(results(out)) == 3
+
+
+# -- process-wide state between tests ------------------------------------------------------
+
+_OWN_STORE = InProcessStore()
+_SEEN = rp.EUGPT.evolve(name="audit2-s8-own-store", breaker=rp.CircuitBreaker())
+_attempts = [0]
+
+
+@rp.retry(_SEEN, store=_OWN_STORE, sleep=lambda seconds: None)
+def _fails_then_works() -> int:
+    """Decorated once, at import, with its own store: a 503, then a success."""
+    _attempts[0] += 1
+    if _attempts[0] % 2:
+        raise _unavailable()
+    return 1
+
+
+def test_after_a_reset_a_function_with_its_own_store_is_seen_afresh() -> None:
+    """``rp.testing.reset()`` (and the pytest plugin's isolation) starts storm state afresh
+    for every call path, also one decorated once with its own ``store=``: its retries
+    after the reset are the ones ``stats()`` counts — not lost to a guard from before the
+    reset, nor added to the previous test's counters."""
+    rp.testing.reset()
+    _fails_then_works()
+    assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 1
+    rp.testing.reset()
+    assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 0
+    _fails_then_works()
+    assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AttemptLoop (retrypolicy.transport, another reviewer's file) has no step that "
+    "gives back a paid retry when its wait is cancelled; _shell.Retrier.await_attempt does",
+)
+def test_httpx_async_transport_cancelled_in_its_wait_gives_its_cost_back() -> None:
+    """``AsyncRetryTransport`` cancelled while it waits to retry a 503: the retry is never
+    sent, so the budget gets its cost back (as ``@rp.retry`` does)."""
+    import httpx  # noqa: PLC0415 - an adapter's test
+
+    from retrypolicy_httpx import AsyncRetryTransport  # noqa: PLC0415
+
+    store = InProcessStore()
+
+    async def call(sleep: Any) -> None:
+        def busy(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(503, json={"detail": "busy"})
+
+        inner = httpx.MockTransport(busy)
+        transport = AsyncRetryTransport(_BUDGETED, inner, store=store, async_sleep=sleep)
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.post("http://api.test/v1/responses", json={"input": "hi"})
+
+    asyncio.run(_cancel_during_the_wait(call))
+    assert stats(_BUDGETED, store=store).budget_level == 20
+
+
+# -- a retry the breaker refuses after it was paid for ---------------------------------------
+
+_TRIPPY = rp.EUGPT.evolve(
+    name="audit2-s8-trippy",
+    budget=rp.RetryBudget(capacity=20, refill_rate=0),
+    breaker=rp.CircuitBreaker(min_calls=2, failure_rate=0.5),
+)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_paid_retry_the_breaker_then_refuses_gives_its_cost_back(is_async: bool) -> None:
+    """A retry is paid for, and while it waits the host's breaker opens (other calls to the
+    host failed meanwhile): the retry is refused with CircuitOpenError and never sent, so
+    the budget gets its cost back — an open breaker must not also drain the budget with
+    retries that never went out."""
+    store = InProcessStore()
+
+    @rp.retry(_TRIPPY.evolve(budget=None), store=store, sleep=lambda seconds: None)
+    def others() -> None:  # the same host's breaker, no budget: it opens the breaker
+        raise _unavailable()
+
+    def trip(seconds: float) -> None:
+        with pytest.raises(rp.APIError):
+            others()
+
+    async def atrip(seconds: float) -> None:
+        trip(seconds)
+
+    calls = 0
+
+    @rp.retry(_TRIPPY, store=store, sleep=trip)
+    def one() -> None:
+        nonlocal calls
+        calls += 1
+        raise _unavailable()
+
+    @rp.retry(_TRIPPY, store=store, async_sleep=atrip)
+    async def aone() -> None:
+        nonlocal calls
+        calls += 1
+        raise _unavailable()
+
+    with pytest.raises(rp.CircuitOpenError):
+        if is_async:
+            asyncio.run(aone())
+        else:
+            one()
+    assert calls == 1
+    assert stats(_TRIPPY, store=store).budget_level == 20
+
+
+# -- leaving ``async for`` with the answer ---------------------------------------------------
+
+
+def test_returning_from_an_async_attempts_loop_settles_the_success() -> None:
+    """``async for attempt in rp.attempts(...)`` left with ``return`` inside the block once
+    a retry worked (the natural way to write it): the success still reaches storm
+    protection — the budget gets the retry's cost back (a retry that fixed the call is
+    free) and ``retry.succeeded`` is reported — as with the sync loop."""
+    store = InProcessStore()
+    events: list[str] = []
+
+    async def ask() -> str:
+        async for attempt in rp.attempts(
+            _BUDGETED,
+            store=store,
+            async_sleep=lambda seconds: asyncio.sleep(0),
+            on_success=lambda event: events.append(event.name),
+        ):
+            with attempt:
+                if attempt.number == 1:
+                    raise _unavailable()
+                return "answer"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    assert asyncio.run(ask()) == "answer"
+    assert stats(_BUDGETED, store=store).budget_level == 20
+    assert events == ["retry.succeeded"]
