@@ -259,6 +259,9 @@ class _SyncIO(_Shell):
     async def begin(self, loop: AttemptLoop) -> float:
         return loop.begin()
 
+    async def give_back(self, loop: AttemptLoop) -> None:
+        loop.give_back()
+
     async def failed(self, loop: AttemptLoop, outcome: Outcome) -> float | None:
         return loop.failed(outcome)
 
@@ -287,6 +290,9 @@ class _AsyncIO(_Shell):
 
     async def begin(self, loop: AttemptLoop) -> float:
         return await loop.abegin()  # a shared store is awaited, never blocked on
+
+    async def give_back(self, loop: AttemptLoop) -> None:
+        await loop.agive_back()
 
     async def failed(self, loop: AttemptLoop, outcome: Outcome) -> float | None:
         return await loop.afailed(outcome)
@@ -325,6 +331,16 @@ async def _send(io: IO, request: Any) -> Any:
         return await io.send(request)
     except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
         return exc
+
+
+async def _pause(io: IO, loop: AttemptLoop, seconds: float) -> None:
+    """Wait before an attempt; cancelled or interrupted, the attempt is never sent and the
+    retry budget gets back what it paid (``loop.give_back``)."""
+    try:
+        await io.pause(seconds)
+    except BaseException:
+        await io.give_back(loop)
+        raise
 
 
 async def _release(io: IO, response: Any) -> None:
@@ -473,8 +489,8 @@ class _Transport(Generic[Inner]):
         while True:
             if sent is None:  # an attempt to make (not the shell's first, made already)
                 while hold := await io.begin(loop):  # the limiter may pace (its slot is
-                    await io.pause(hold)  # confirmed after the wait); the breaker may refuse
-                sent = await _send(io, request)
+                    await _pause(io, loop, hold)  # confirmed after the wait); the breaker
+                sent = await _send(io, request)  # may refuse
             if isinstance(sent, self._library.Response):
                 final, wait = await self._judge(loop, request, sent)
                 if final is not None:
@@ -492,7 +508,7 @@ class _Transport(Generic[Inner]):
                     finally:
                         sent = None
             if wait:
-                await io.pause(wait)
+                await _pause(io, loop, wait)
             sent = None
 
     async def _judge(

@@ -287,13 +287,18 @@ class PolicyRetry(Retry):
         """Wait the decided :attr:`delay` through the options' sleeper; then, when part of
         it was the limiter's pacing, have the slot confirmed (a rate cut meanwhile means
         a wait for a slot at the new rate)."""
-        if self.delay:
-            self.options.sleep(self.delay)
         loop = self.loop
-        if self.paced and loop is not None:
-            self.paced = False
-            while hold := loop.begin():
-                self.options.sleep(hold)
+        try:
+            if self.delay:
+                self.options.sleep(self.delay)
+            if self.paced and loop is not None:
+                self.paced = False
+                while hold := loop.begin():
+                    self.options.sleep(hold)
+        except BaseException:  # interrupted: the retry is never sent, its cost goes back
+            if loop is not None:
+                loop.give_back()
+            raise
 
     def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
         """As :meth:`sleep`; True when a wait was decided (never after a redirect)."""

@@ -240,7 +240,7 @@ class Attempts:
         while True:
             if type(answer) is Wait:
                 discard(answer.outcome)  # a response retried past: released before the wait
-                r.wait(answer.seconds)
+                r.wait_attempt(m, answer.seconds)
                 answer = r.resolve(m, m.waited())
                 continue
             if answer is not SEND:

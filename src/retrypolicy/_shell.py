@@ -150,6 +150,16 @@ class Retrier:
         elif delay > 0:
             await self.async_sleep(delay)
 
+    def wait_attempt(self, m: AttemptMachine, delay: float) -> None:
+        """:meth:`wait` for a wait before *m*'s next attempt. Interrupted during it
+        (``KeyboardInterrupt``, a timeout signal), the attempt is never sent: a retry
+        already paid for gets its cost back (:meth:`give_back`)."""
+        try:
+            self.wait(delay)
+        except BaseException:
+            self.give_back(m)
+            raise
+
     async def await_attempt(self, m: AttemptMachine, delay: float) -> None:
         """:meth:`await_wait` for a wait before *m*'s next attempt (a retry's backoff, the
         limiter's pacing). Cancelled during it, the attempt is never sent: a retry already
@@ -574,7 +584,11 @@ class Retrier:
                     inst.waits.append(delay)
                     skipped.offset += delay  # type: ignore[union-attr]
                 elif delay > 0:
-                    self.sleep(delay)
+                    try:
+                        self.sleep(delay)
+                    except BaseException:  # interrupted: the retry is never sent
+                        self.give_back(m)
+                        raise
                 answer = m.waited()
                 if answer is not SEND:
                     continue  # a store step first (the limiter, the breaker)

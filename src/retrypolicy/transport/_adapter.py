@@ -476,6 +476,17 @@ class AttemptLoop:
             answer = shell.resolve(m, m.waited())
         return 0.0
 
+    def give_back(self) -> None:
+        """The attempt this loop waits to make will not be sent (its wait was cancelled or
+        interrupted): the retry budget gets back what that retry paid. Never raises."""
+        if self._m is not None:
+            self._shell.give_back(self._m)
+
+    async def agive_back(self) -> None:
+        """:meth:`give_back` for async adapters (a shared store is awaited, shielded)."""
+        if self._m is not None:
+            await self._shell.agive_back(self._m)
+
     # -- judging -----------------------------------------------------------------------
 
     def judge(
@@ -647,9 +658,10 @@ class AttemptLoop:
         An exception *attempt* raises is judged; on give-up it is re-raised unchanged.
         """
         wait: float | None
+        sleep = self.options.sleep
         while True:
             while hold := self.begin():  # the limiter's slot, confirmed after the wait
-                self.options.sleep(hold)
+                self._sleep(sleep, hold)
             try:
                 ex = attempt()
             except Exception as exc:  # noqa: BLE001 - judged; re-raised on give-up
@@ -663,14 +675,30 @@ class AttemptLoop:
                     return final
                 ex.release()
             if wait:
-                self.options.sleep(wait)
+                self._sleep(sleep, wait)
+
+    def _sleep(self, sleep: Sleeper, seconds: float) -> None:
+        """Wait before an attempt; interrupted, the attempt is never sent (:meth:`give_back`)."""
+        try:
+            sleep(seconds)
+        except BaseException:
+            self.give_back()
+            raise
+
+    async def _async_sleep(self, seconds: float) -> None:
+        """:meth:`_sleep` awaited: cancelled, the attempt is never sent."""
+        try:
+            await self.options.async_sleep(seconds)
+        except BaseException:
+            await self.agive_back()
+            raise
 
     async def arun(self, attempt: Callable[[], Awaitable[Exchange]]) -> Any:
         """:meth:`run` for an async attempt (store steps awaited)."""
         wait: float | None
         while True:
             while hold := await self.abegin():
-                await self.options.async_sleep(hold)
+                await self._async_sleep(hold)
             try:
                 ex = await attempt()
             except Exception as exc:
@@ -689,4 +717,4 @@ class AttemptLoop:
                     return final
                 await ex.arelease()
             if wait:
-                await self.options.async_sleep(wait)
+                await self._async_sleep(wait)

@@ -1,4 +1,6 @@
-"""Audit 2, s8: async cancellation, batch ledgers and stores, as a user hits them."""
+"""What a call or a run leaves behind when it is cancelled, interrupted or left early: a
+retry never sent costs the budget nothing, a job being claimed is given back, a success is
+settled, a result line that is whole is kept — on every call path."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 import retrypolicy as rp
 from retrypolicy.batch import JobRecord, JobState, SQLiteLedger, arun_batch
 from retrypolicy.stores import InProcessStore, stats
-from retrypolicy.testing import FakeEUGPT
+from retrypolicy.testing import FakeEUGPT, Reply
 
 from .batch_crash import write_input
 from .test_batch_cli import Batch, batch, results, server  # noqa: F401 - the fixtures
@@ -192,30 +194,118 @@ def test_after_a_reset_a_function_with_its_own_store_is_seen_afresh() -> None:
     assert stats(_SEEN, store=_OWN_STORE).counters["retries_allowed"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AttemptLoop (retrypolicy.transport, another reviewer's file) has no step that "
-    "gives back a paid retry when its wait is cancelled; _shell.Retrier.await_attempt does",
-)
-def test_httpx_async_transport_cancelled_in_its_wait_gives_its_cost_back() -> None:
-    """``AsyncRetryTransport`` cancelled while it waits to retry a 503: the retry is never
-    sent, so the budget gets its cost back (as ``@rp.retry`` does)."""
+def _httpx_async(sleep: Any, store: InProcessStore, url: str) -> Any:
     import httpx  # noqa: PLC0415 - an adapter's test
 
     from retrypolicy_httpx import AsyncRetryTransport  # noqa: PLC0415
 
-    store = InProcessStore()
-
-    async def call(sleep: Any) -> None:
-        def busy(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(503, json={"detail": "busy"})
-
-        inner = httpx.MockTransport(busy)
-        transport = AsyncRetryTransport(_BUDGETED, inner, store=store, async_sleep=sleep)
+    async def call() -> None:
+        transport = AsyncRetryTransport(_BUDGETED, store=store, async_sleep=sleep)
         async with httpx.AsyncClient(transport=transport) as client:
-            await client.post("http://api.test/v1/responses", json={"input": "hi"})
+            await client.post(url, json={"input": "hi"})
 
-    asyncio.run(_cancel_during_the_wait(call))
+    return call()
+
+
+def _aiohttp(sleep: Any, store: InProcessStore, url: str) -> Any:
+    import aiohttp  # noqa: PLC0415 - an adapter's test
+
+    from retrypolicy_aiohttp import RetryMiddleware  # noqa: PLC0415
+
+    async def call() -> None:
+        middleware = RetryMiddleware(_BUDGETED, store=store, async_sleep=sleep)
+        async with (
+            aiohttp.ClientSession(middlewares=(middleware,)) as session,
+            session.post(url, json={"input": "hi"}) as response,
+        ):
+            await response.read()
+
+    return call()
+
+
+@pytest.mark.parametrize("adapter", [_httpx_async, _aiohttp], ids=["httpx-async", "aiohttp"])
+def test_an_async_adapter_cancelled_in_its_wait_gives_its_cost_back(adapter: Any) -> None:
+    """``AsyncRetryTransport`` and ``RetryMiddleware`` cancelled while they wait to retry a
+    503: the retry is never sent, so the budget gets its cost back (as ``@rp.retry`` does)."""
+    store = InProcessStore()
+    with FakeEUGPT() as fake:
+        fake.script(Reply.error(503), Reply.ok())
+
+        async def call(sleep: Any) -> None:
+            await adapter(sleep, store, fake.responses_url)
+
+        asyncio.run(_cancel_during_the_wait(call))
+        assert fake.request_count == 1
+    assert stats(_BUDGETED, store=store).budget_level == 20
+
+
+def _interrupting(seconds: float) -> None:
+    raise KeyboardInterrupt  # Ctrl-C during the wait before the retry
+
+
+def _via_requests(store: InProcessStore, url: str) -> None:
+    import requests  # noqa: PLC0415 - an adapter's test
+
+    from retrypolicy_requests import RetryAdapter  # noqa: PLC0415
+
+    with requests.Session() as s:
+        s.mount("http://", RetryAdapter(_BUDGETED, store=store, sleep=_interrupting))
+        s.post(url, json={"input": "hi"})
+
+
+def _via_httpx(store: InProcessStore, url: str) -> None:
+    import httpx  # noqa: PLC0415 - an adapter's test
+
+    from retrypolicy_httpx import RetryTransport  # noqa: PLC0415
+
+    transport = RetryTransport(_BUDGETED, store=store, sleep=_interrupting)
+    with httpx.Client(transport=transport) as client:
+        client.post(url, json={"input": "hi"})
+
+
+def _via_urllib3(store: InProcessStore, url: str) -> None:
+    import urllib3  # noqa: PLC0415 - an adapter's test
+
+    from retrypolicy_urllib3 import PolicyRetry  # noqa: PLC0415
+
+    retry = PolicyRetry(_BUDGETED, store=store, sleep=_interrupting)
+    with urllib3.PoolManager(retries=retry) as pool:
+        pool.request("POST", url, json={"input": "hi"})
+
+
+def _via_decorator(store: InProcessStore, url: str) -> None:
+    import requests  # noqa: PLC0415
+
+    @rp.retry(_BUDGETED, store=store, sleep=_interrupting)
+    def post() -> requests.Response:
+        return requests.post(url, json={"input": "hi"}, timeout=10)
+
+    post()
+
+
+def _via_attempts(store: InProcessStore, url: str) -> None:
+    import requests  # noqa: PLC0415
+
+    for attempt in rp.attempts(_BUDGETED, store=store, sleep=_interrupting):
+        with attempt:
+            attempt.check(requests.post(url, json={"input": "hi"}, timeout=10))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [_via_requests, _via_httpx, _via_urllib3, _via_decorator, _via_attempts],
+    ids=["requests", "httpx", "urllib3", "decorator", "attempts"],
+)
+def test_a_call_interrupted_in_its_wait_gives_its_cost_back(path: Any) -> None:
+    """Ctrl-C (or any exception from the sleeper) while a sync call path waits to retry a
+    503: the retry is never sent, the interruption reaches the caller, and the budget gets
+    back what the retry paid."""
+    store = InProcessStore()
+    with FakeEUGPT() as fake:
+        fake.script(Reply.error(503), Reply.ok())
+        with pytest.raises(KeyboardInterrupt):
+            path(store, fake.responses_url)
+        assert fake.request_count == 1
     assert stats(_BUDGETED, store=store).budget_level == 20
 
 
