@@ -990,3 +990,41 @@ def test_commands_load_only_what_they_run() -> None:
 def test_explain_says_an_before_a_vowel(cli: Run) -> None:
     """The reason of a failure whose name starts with a vowel reads "an incomplete_stream"."""
     assert "an incomplete_stream failure" in cli("explain", "incomplete_stream")[1]
+
+
+def _many_retries(tmp_path: Path) -> Path:
+    path = tmp_path / "forever.toml"
+    path.write_text(
+        "[policies.forever]\nextends = false\n"
+        "[[policies.forever.rules]]\nstatus = 503\nmax_retries = 1000000\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_explain_a_rule_with_a_million_retries_is_short(cli: Run, tmp_path: Path) -> None:
+    """A rule may allow any number of retries (max_retries = 1000000, no max_attempts):
+    explain lists the first 50 waits, then one line for all the others, with bounds that
+    hold for each (the cap), and totals over every retry - at once, not a line a retry."""
+    code, out, err = cli("explain", "503", "--config", str(_many_retries(tmp_path)))
+    assert code == 0, err
+    assert len(out.splitlines()) < 80
+    assert "  retry 50: wait   0.00s ..   8.00s" in out
+    assert "  retry 51..1000000: wait   0.00s ..   8.00s each" in out
+    assert "at most 1000001 attempts, 0.00s .. 7999975.50s of waiting" in out
+
+
+def test_schedule_a_rule_with_a_million_retries_is_short(cli: Run, tmp_path: Path) -> None:
+    """schedule draws the first 50 waits of such a rule and says the rest are capped, rather
+    than drawing a million waits per sample (10000 samples by default)."""
+    code, out, err = cli("schedule", "--samples", "3", "--config", str(_many_retries(tmp_path)))
+    assert code == 0, err
+    assert len(out.splitlines()) < 80
+    assert "forever / server_error: 1000000 retries" in out
+    assert "  retries 51..1000000: not sampled; each waits at most 8s (the cap)" in out
+
+
+def test_explain_says_once_for_a_single_retry(cli: Run) -> None:
+    """internal_error is retried once: explain says "1 time", as its reason line does."""
+    _, out, _ = cli("explain", "200", "--code", "internal_error")
+    assert "class:   internal_error (retry up to 1 time)" in out

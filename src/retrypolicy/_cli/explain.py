@@ -22,7 +22,7 @@ from .._policy import Policy
 from .._rules import Classification, Failure, Rule
 from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, policy_of
 
-__all__ = ["add_to", "backoff_of", "retries_allowed", "run"]
+__all__ = ["ROWS", "add_to", "backoff_of", "retries_allowed", "run"]
 
 _BODY_LIMIT = 1024 * 1024  # parse_error reads a bounded prefix anyway
 
@@ -191,8 +191,26 @@ def retries_allowed(policy: Policy, retries: int) -> int:
     return retries
 
 
+ROWS = 50
+"""Retries listed one by one; any after them share one line."""
+
+
+def _rows(backoff: Backoff, retries: int) -> list[tuple[int, int, float, float]]:
+    """The wait bounds of retries 1..*retries* as rows (first, last, low, high): one row a
+    retry up to :data:`ROWS`, then one row for all the others, whatever their number (a
+    rule may allow millions), with bounds that hold for each: the last row's low (lows
+    never shrink) and the cap."""
+    bounds = backoff.bounds(min(retries, ROWS))
+    rows = [(n, n, lo, hi) for n, (lo, hi) in enumerate(bounds, start=1)]
+    if retries > ROWS:
+        lo, hi = bounds[-1]
+        rows.append((ROWS + 1, retries, lo, max(hi, backoff.max_delay)))
+    return rows
+
+
 def _print_classification(policy: Policy, c: Classification, out: TextIO) -> None:
-    verdict = f"retry up to {c.max_retries} times" if c.retryable else "do not retry"
+    times = "time" if c.max_retries == 1 else "times"
+    verdict = f"retry up to {c.max_retries} {times}" if c.retryable else "do not retry"
     print(f"policy:  {policy.name}", file=out)
     print(f"class:   {c.kind} ({verdict})", file=out)
     print(f"reason:  {c.reason}", file=out)
@@ -208,11 +226,14 @@ def _print_classification(policy: Policy, c: Classification, out: TextIO) -> Non
         "honoured, a longer one gives up at once",
         file=out,
     )
-    bounds = backoff.bounds(retries)
-    for n, (lo, hi) in enumerate(bounds, start=1):
-        print(f"  retry {n}: wait {lo:6.2f}s .. {hi:6.2f}s", file=out)
-    lo_total = sum(lo for lo, _ in bounds)
-    hi_total = sum(hi for _, hi in bounds)
+    lo_total = hi_total = 0.0
+    for first, last, lo, hi in _rows(backoff, retries):
+        lo_total += (last - first + 1) * lo
+        hi_total += (last - first + 1) * hi
+        if first == last:
+            print(f"  retry {first}: wait {lo:6.2f}s .. {hi:6.2f}s", file=out)
+        else:
+            print(f"  retry {first}..{last}: wait {lo:6.2f}s .. {hi:6.2f}s each", file=out)
     deadline = f", deadline {policy.deadline:g}s" if policy.deadline is not None else ""
     print(
         f"  then give up: at most {retries + 1} attempts, {lo_total:.2f}s .. {hi_total:.2f}s "
