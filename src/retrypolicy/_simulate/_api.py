@@ -13,11 +13,21 @@ from ._scenario import Scenario
 __all__ = ["simulate"]
 
 
-def _positive(name: str, value: object, *, whole: bool = False) -> None:
-    def ok(v: float) -> bool:
-        return (not whole or isinstance(v, int)) and math.isfinite(v) and v > 0
+MAX_CLIENTS = 1_000_000
+MAX_DURATION = 1_000_000.0
+"""Seconds of calls at most (11.6 days): the run keeps a few numbers per second of it."""
 
-    check_number(name, value, ok, f"{'a whole number' if whole else 'a number'} > 0")
+
+def _positive(
+    name: str, value: object, *, whole: bool = False, most: float = math.inf, unit: str = ""
+) -> None:
+    def ok(v: float) -> bool:
+        return (not whole or isinstance(v, int)) and math.isfinite(v) and 0 < v <= most
+
+    expected = f"{'a whole number' if whole else 'a number'} > 0"
+    if most < math.inf:
+        expected += f" and at most {most:,.0f}{unit}"
+    check_number(name, value, ok, expected)
 
 
 def simulate(
@@ -54,8 +64,8 @@ def simulate(
     if not isinstance(scenario, Scenario):
         msg = f"scenario {scenario!r}: expected a retrypolicy.Scenario"
         raise TypeError(msg)
-    _positive("clients", clients, whole=True)
-    _positive("duration", duration)
+    _positive("clients", clients, whole=True, most=MAX_CLIENTS)
+    _positive("duration", duration, most=MAX_DURATION, unit=" seconds (11.6 days)")
     if isinstance(seed, bool) or not isinstance(seed, int):
         msg = f"seed {seed!r}: expected a whole number"
         raise TypeError(msg)
