@@ -1028,3 +1028,24 @@ def test_explain_says_once_for_a_single_retry(cli: Run) -> None:
     """internal_error is retried once: explain says "1 time", as its reason line does."""
     _, out, _ = cli("explain", "200", "--code", "internal_error")
     assert "class:   internal_error (retry up to 1 time)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "how"),
+    [
+        (["dump", "--config", "{file}"], "with --profile P (or RETRYPOLICY_PROFILE), as the file"),
+        (["explain", "429", "--config", "{file}"], "with --profile P (or RETRYPOLICY_PROFILE)"),
+        (["simulate", "--policy", "{file}"], "with --policy {file}:PROFILE, as the file"),
+    ],
+)
+def test_a_file_of_several_policies_says_how_to_choose_on_the_command_line(
+    cli: Run, tmp_path: Path, args: list[str], how: str
+) -> None:
+    """A policy file of several policies given without a profile names them, and says how
+    to choose one with this command's own options (not the library's profile= argument)."""
+    file = tmp_path / "two.toml"
+    file.write_text("[policies.a]\n[policies.b]\n", encoding="utf-8")
+    code, _, err = cli(*(a.format(file=file) for a in args))
+    assert code == 2
+    assert "expected one of the file's policies (a, b) " + how.format(file=file) in err
+    assert "profile=" not in err
