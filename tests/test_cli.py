@@ -1049,3 +1049,12 @@ def test_a_file_of_several_policies_says_how_to_choose_on_the_command_line(
     assert code == 2
     assert "expected one of the file's policies (a, b) " + how.format(file=file) in err
     assert "profile=" not in err
+
+
+def test_explain_says_one_attempt(cli: Run, tmp_path: Path) -> None:
+    """With max_attempts = 1 nothing is retried: explain says "at most 1 attempt"."""
+    path = tmp_path / "once.toml"
+    path.write_text("[policies.once]\nmax_attempts = 1\n", encoding="utf-8")
+    code, out, err = cli("explain", "503", "--config", str(path))
+    assert code == 0, err
+    assert "  then give up: at most 1 attempt, 0.00s .. 0.00s of waiting" in out

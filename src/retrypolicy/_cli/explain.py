@@ -236,7 +236,8 @@ def _print_classification(policy: Policy, c: Classification, out: TextIO) -> Non
             print(f"  retry {first}..{last}: wait {lo:6.2f}s .. {hi:6.2f}s each", file=out)
     deadline = f", deadline {policy.deadline:g}s" if policy.deadline is not None else ""
     print(
-        f"  then give up: at most {retries + 1} attempts, {lo_total:.2f}s .. {hi_total:.2f}s "
+        f"  then give up: at most {retries + 1} attempt{'s' if retries else ''}, "
+        f"{lo_total:.2f}s .. {hi_total:.2f}s "
         f"of waiting{deadline}",
         file=out,
     )
