@@ -457,9 +457,9 @@ def test_command_refuses_an_endless_latency(
     ],
 )
 def test_a_run_too_long_or_too_large_is_refused(changes: dict[str, Any], message: str) -> None:
-    """A run keeps a few numbers per second and per client: more than 1,000,000 seconds of
-    calls or 1,000,000 clients is refused up front, naming the argument (it used to end in
-    a MemoryError)."""
+    """A run keeps a few numbers per second and per client: more than 31 days of calls (as
+    long as a trace may be) or 1,000,000 clients is refused up front, naming the argument
+    (it used to end in a MemoryError)."""
     with pytest.raises(ValueError, match=message):
         rp.simulate(rp.EUGPT, **changes)
 
@@ -470,7 +470,10 @@ def test_command_refuses_a_run_too_long(capsys: pytest.CaptureFixture[str]) -> N
 
     assert main(["simulate", "--duration", "1e12"]) == 2
     err = capsys.readouterr().err
-    assert "duration 1000000000000.0: expected a number > 0 and at most 1,000,000 seconds" in err
+    assert (
+        "duration 1000000000000.0: expected a number > 0 and at most 2,678,400 seconds (31 days)"
+        in err
+    )
     assert "Traceback" not in err
 
 

@@ -9,13 +9,15 @@ from ._effects import check_number
 from ._engine import run
 from ._report import Simulation
 from ._scenario import Scenario
+from ._trace import MAX_SECONDS as MAX_TRACE_SECONDS
 
 __all__ = ["simulate"]
 
 
 MAX_CLIENTS = 1_000_000
-MAX_DURATION = 1_000_000.0
-"""Seconds of calls at most (11.6 days): the run keeps a few numbers per second of it."""
+MAX_DURATION = float(MAX_TRACE_SECONDS)
+"""Seconds of calls at most (31 days, as long as a trace may be): the run keeps a few
+numbers per second of it."""
 
 
 def _positive(
@@ -65,7 +67,7 @@ def simulate(
         msg = f"scenario {scenario!r}: expected a retrypolicy.Scenario"
         raise TypeError(msg)
     _positive("clients", clients, whole=True, most=MAX_CLIENTS)
-    _positive("duration", duration, most=MAX_DURATION, unit=" seconds (11.6 days)")
+    _positive("duration", duration, most=MAX_DURATION, unit=" seconds (31 days)")
     if isinstance(seed, bool) or not isinstance(seed, int):
         msg = f"seed {seed!r}: expected a whole number"
         raise TypeError(msg)
