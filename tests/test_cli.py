@@ -1058,3 +1058,36 @@ def test_explain_says_one_attempt(cli: Run, tmp_path: Path) -> None:
     code, out, err = cli("explain", "503", "--config", str(path))
     assert code == 0, err
     assert "  then give up: at most 1 attempt, 0.00s .. 0.00s of waiting" in out
+
+
+@pytest.mark.parametrize(
+    ("stream", "verdict"),
+    [
+        (
+            b'event: message\ndata: {"type":"error","code":"upstream_timeout",'
+            b'"message":"Model timed out"}\n\n',
+            "class:   upstream_timeout (retry up to 3 times)",
+        ),
+        (
+            b'event: message\ndata: {"type":"response.created","sequence_number":0}\n\n',
+            "class:   incomplete_stream (retry up to 2 times)",
+        ),
+        (
+            b'event: message\ndata: {"type":"response.created","sequence_number":0}\n\n'
+            b'event: message\ndata: {"type":"response.completed","sequence_number":1}\n\n',
+            "class:   success (do not retry)",
+        ),
+    ],
+    ids=["error event", "no completion", "completed"],
+)
+def test_explain_judges_a_stream_body_as_the_adapters_do(
+    cli: Run, tmp_path: Path, stream: bytes, verdict: str
+) -> None:
+    """The spec's own example of a failed stream - a 200 whose last event is an error
+    event - is not a success: explain 200 --body judges an event stream by its last event,
+    as the adapters do (it used to parse it as an error envelope, find none, say success)."""
+    body = tmp_path / "stream.txt"
+    body.write_bytes(stream)
+    code, out, err = cli("explain", "200", "--body", str(body))
+    assert code == 0, err
+    assert verdict in out
