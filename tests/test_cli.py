@@ -990,3 +990,104 @@ def test_commands_load_only_what_they_run() -> None:
 def test_explain_says_an_before_a_vowel(cli: Run) -> None:
     """The reason of a failure whose name starts with a vowel reads "an incomplete_stream"."""
     assert "an incomplete_stream failure" in cli("explain", "incomplete_stream")[1]
+
+
+def _many_retries(tmp_path: Path) -> Path:
+    path = tmp_path / "forever.toml"
+    path.write_text(
+        "[policies.forever]\nextends = false\n"
+        "[[policies.forever.rules]]\nstatus = 503\nmax_retries = 1000000\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_explain_a_rule_with_a_million_retries_is_short(cli: Run, tmp_path: Path) -> None:
+    """A rule may allow any number of retries (max_retries = 1000000, no max_attempts):
+    explain lists the first 50 waits, then one line for all the others, with bounds that
+    hold for each (the cap), and totals over every retry - at once, not a line a retry."""
+    code, out, err = cli("explain", "503", "--config", str(_many_retries(tmp_path)))
+    assert code == 0, err
+    assert len(out.splitlines()) < 80
+    assert "  retry 50: wait   0.00s ..   8.00s" in out
+    assert "  retry 51..1000000: wait   0.00s ..   8.00s each" in out
+    assert "at most 1000001 attempts, 0.00s .. 7999975.50s of waiting" in out
+
+
+def test_schedule_a_rule_with_a_million_retries_is_short(cli: Run, tmp_path: Path) -> None:
+    """schedule draws the first 50 waits of such a rule and says the rest are capped, rather
+    than drawing a million waits per sample (10000 samples by default)."""
+    code, out, err = cli("schedule", "--samples", "3", "--config", str(_many_retries(tmp_path)))
+    assert code == 0, err
+    assert len(out.splitlines()) < 80
+    assert "forever / server_error: 1000000 retries" in out
+    assert "  retries 51..1000000: not sampled; each waits at most 8s (the cap)" in out
+
+
+def test_explain_says_once_for_a_single_retry(cli: Run) -> None:
+    """internal_error is retried once: explain says "1 time", as its reason line does."""
+    _, out, _ = cli("explain", "200", "--code", "internal_error")
+    assert "class:   internal_error (retry up to 1 time)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "how"),
+    [
+        (["dump", "--config", "{file}"], "with --profile P (or RETRYPOLICY_PROFILE), as the file"),
+        (["explain", "429", "--config", "{file}"], "with --profile P (or RETRYPOLICY_PROFILE)"),
+        (["simulate", "--policy", "{file}"], "with --policy {file}:PROFILE, as the file"),
+    ],
+)
+def test_a_file_of_several_policies_says_how_to_choose_on_the_command_line(
+    cli: Run, tmp_path: Path, args: list[str], how: str
+) -> None:
+    """A policy file of several policies given without a profile names them, and says how
+    to choose one with this command's own options (not the library's profile= argument)."""
+    file = tmp_path / "two.toml"
+    file.write_text("[policies.a]\n[policies.b]\n", encoding="utf-8")
+    code, _, err = cli(*(a.format(file=file) for a in args))
+    assert code == 2
+    assert "expected one of the file's policies (a, b) " + how.format(file=file) in err
+    assert "profile=" not in err
+
+
+def test_explain_says_one_attempt(cli: Run, tmp_path: Path) -> None:
+    """With max_attempts = 1 nothing is retried: explain says "at most 1 attempt"."""
+    path = tmp_path / "once.toml"
+    path.write_text("[policies.once]\nmax_attempts = 1\n", encoding="utf-8")
+    code, out, err = cli("explain", "503", "--config", str(path))
+    assert code == 0, err
+    assert "  then give up: at most 1 attempt, 0.00s .. 0.00s of waiting" in out
+
+
+@pytest.mark.parametrize(
+    ("stream", "verdict"),
+    [
+        (
+            b'event: message\ndata: {"type":"error","code":"upstream_timeout",'
+            b'"message":"Model timed out"}\n\n',
+            "class:   upstream_timeout (retry up to 3 times)",
+        ),
+        (
+            b'event: message\ndata: {"type":"response.created","sequence_number":0}\n\n',
+            "class:   incomplete_stream (retry up to 2 times)",
+        ),
+        (
+            b'event: message\ndata: {"type":"response.created","sequence_number":0}\n\n'
+            b'event: message\ndata: {"type":"response.completed","sequence_number":1}\n\n',
+            "class:   success (do not retry)",
+        ),
+    ],
+    ids=["error event", "no completion", "completed"],
+)
+def test_explain_judges_a_stream_body_as_the_adapters_do(
+    cli: Run, tmp_path: Path, stream: bytes, verdict: str
+) -> None:
+    """The spec's own example of a failed stream - a 200 whose last event is an error
+    event - is not a success: explain 200 --body judges an event stream by its last event,
+    as the adapters do (it used to parse it as an error envelope, find none, say success)."""
+    body = tmp_path / "stream.txt"
+    body.write_bytes(stream)
+    code, out, err = cli("explain", "200", "--body", str(body))
+    assert code == 0, err
+    assert verdict in out

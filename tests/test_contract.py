@@ -289,3 +289,22 @@ def test_a_failure_is_never_a_success(
     assert policy.classify(status, code, failure=failure).kind != Kind.SUCCESS
     err = rp.StreamError("x", status=status, code=code, kind=Kind(failure.value))
     assert policy.classify(exception=err).kind != Kind.SUCCESS
+
+
+@pytest.mark.parametrize("status", ["429", b"429", True, 429.5, float("nan")])
+def test_classify_names_a_status_that_is_not_one(status: object) -> None:
+    """A status must be an HTTP status: a string, bytes, a bool or a fraction is a TypeError
+    that names it and says what was expected (a str used to fail inside the rules with
+    "unsupported operand type(s) for //", a bool was taken as status 1: a success)."""
+    with pytest.raises(
+        TypeError, match=r"status .*: expected an HTTP status \(an int, e\.g\. 429\)"
+    ):
+        rp.EUGPT.classify(status)  # type: ignore[arg-type]
+
+
+def test_classify_takes_http_status_members_and_whole_floats() -> None:
+    """http.HTTPStatus members and whole floats are statuses, classified as the int is."""
+    import http  # noqa: PLC0415
+
+    assert rp.EUGPT.classify(http.HTTPStatus.TOO_MANY_REQUESTS).kind == "rate_limited"
+    assert rp.EUGPT.classify(503.0).kind == "unavailable"

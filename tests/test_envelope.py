@@ -144,3 +144,27 @@ def test_envelope_strings_survive(envelope: dict[str, object], status: int) -> N
         assert info.code == rp.transport.redact(error)[:MAX_EXCERPT] or len(error) > MAX_EXCERPT
     for value in (info.code, info.type, info.message):
         assert value is None or len(value) <= MAX_EXCERPT + 1
+
+
+@pytest.mark.parametrize("body", [b"\xef\xbb\xbf", "\ufeff"], ids=["bytes", "str"])
+def test_envelope_after_a_byte_order_mark_is_read(body: bytes | str) -> None:
+    """A JSON envelope behind a UTF-8 byte-order mark (some proxies add one) is still the
+    envelope: its code decides the class, as the spec's "look for detail or error" says."""
+    rest = '{"error": {"code": "upstream_timeout", "message": "Model timed out"}}'
+    full: bytes | str = body + rest.encode() if isinstance(body, bytes) else body + rest
+    info = rp.parse_error(502, full)
+    assert (info.code, info.message) == ("upstream_timeout", "Model timed out")
+
+
+def test_lone_surrogate_escapes_do_not_make_the_error_unprintable() -> None:
+    """JSON may escape half a surrogate pair ("\\ud800"); what parse_error returns can still
+    be written as UTF-8 (print(exc), a log file), with U+FFFD in place of the lone half,
+    while a real pair (an emoji) is kept."""
+    body = (
+        b'{"error": {"code": "x\\udfff", "type": "t\\ud800", "message": "bad \\ud800 '
+        b'\\ud83d\\ude00"}, "detail": {"k\\udc00": ["\\ud800"]}}'
+    )
+    info = rp.parse_error(500, body)
+    assert (info.code, info.type, info.message) == ("x\ufffd", "t\ufffd", "bad \ufffd \U0001f600")
+    assert info.detail == {"k\ufffd": ["\ufffd"]}
+    json.dumps(info.detail, ensure_ascii=False).encode("utf-8")

@@ -447,3 +447,40 @@ def test_command_refuses_an_endless_latency(
     err = capsys.readouterr().err
     assert f"argument {argv[0]}: 'inf': expected a finite number >= 0" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"duration": 1e12}, "duration 1000000000000.0: expected a number > 0 and at most "),
+        ({"clients": 10**12}, "clients 1000000000000: expected a whole number > 0 and at most "),
+    ],
+)
+def test_a_run_too_long_or_too_large_is_refused(changes: dict[str, Any], message: str) -> None:
+    """A run keeps a few numbers per second and per client: more than 31 days of calls (as
+    long as a trace may be) or 1,000,000 clients is refused up front, naming the argument
+    (it used to end in a MemoryError)."""
+    with pytest.raises(ValueError, match=message):
+        rp.simulate(rp.EUGPT, **changes)
+
+
+def test_command_refuses_a_run_too_long(capsys: pytest.CaptureFixture[str]) -> None:
+    """``retrypolicy simulate --duration 1e12`` exits 2 saying the limit, no traceback."""
+    from retrypolicy._cli import main  # noqa: PLC0415 - the whole command line
+
+    assert main(["simulate", "--duration", "1e12"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "duration 1000000000000.0: expected a number > 0 and at most 2,678,400 seconds (31 days)"
+        in err
+    )
+    assert "Traceback" not in err
+
+
+def test_per_second_series_stay_bounded_for_very_slow_answers() -> None:
+    """Answers that take a month still end the run with bounded series: they stop a day
+    after calls stop starting, and what comes later is counted in their last second."""
+    slow = rp.Scenario().with_latency(3e6)
+    result = rp.simulate(rp.EUGPT, slow, clients=2, duration=1)
+    assert len(result.requests_per_s) <= 2 + 86_400 + 1  # a day after the 1 s of calls
+    assert sum(result.successes_per_s) == result.calls == 2

@@ -1389,3 +1389,15 @@ def test_lazy_path_event_line_shortcuts_need_a_fresh_line() -> None:
         cut = len(after) - 100  # inside the long data line
         chunks = [before, after[:cut], after[cut:] + completed(3)]
         assert_paths_agree(chunks, _sse.DEFAULT_MAX_LINE_BYTES)
+
+
+def test_error_event_with_lone_surrogate_escapes_is_printable() -> None:
+    """An error event whose code or message escapes half a surrogate pair still gives a
+    problem that prints as UTF-8: the lone half becomes U+FFFD."""
+    monitor = StreamMonitor()
+    problem = monitor.feed(
+        b'data: {"type":"error","code":"upstream_timeout\\udc00","message":"x \\ud800"}\n\n'
+    )
+    assert problem is not None
+    assert (problem.code, problem.message) == ("upstream_timeout\ufffd", "x \ufffd")
+    (problem.code + problem.message).encode("utf-8")

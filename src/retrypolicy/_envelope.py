@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http
 import json
+import re
 from typing import Any, Final
 
 import attrs
@@ -24,6 +25,10 @@ MAX_PARSE_BYTES: Final = 64 * 1024
 MAX_EXCERPT: Final = 512
 """``ErrorInfo.raw`` and messages keep at most this many characters."""
 _REQUEST_ID_HEADERS: Final = ("x-request-id", "request-id", "x-eugpt-request-id")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+"""A lone UTF-16 surrogate: a JSON ``\\ud800`` escape decodes to one, and an error holding
+it could not be printed or logged as UTF-8 (``UnicodeEncodeError``): it becomes U+FFFD."""
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _excerpt(text: str | None) -> str | None:
@@ -117,9 +122,9 @@ def _parse(status: int | None, body: bytes | str | None, headers: object) -> Err
         raw_bytes = bytes(body if size <= MAX_PARSE_BYTES else body[:MAX_PARSE_BYTES])
         if b"\x00" in raw_bytes:
             return _info(status, None, None, f"<{size} bytes of binary data>", None, request_id)
-        text = raw_bytes.decode("utf-8", "replace").strip()
+        text = raw_bytes.decode("utf-8", "replace").strip().removeprefix("\ufeff").lstrip()
     elif isinstance(body, str):
-        text = body[:MAX_PARSE_BYTES].strip()
+        text = body[:MAX_PARSE_BYTES].strip().removeprefix("\ufeff").lstrip()
     else:
         text = ""
     if not text:
@@ -135,6 +140,11 @@ def _parse(status: int | None, body: bytes | str | None, headers: object) -> Err
             data = json.loads(text if escaped else clean)
         except (ValueError, RecursionError):
             data = None
+        if escaped and type(data) is dict and _SURROGATE_ESCAPE.search(text):
+            # a lone surrogate escape: decode the envelope again without it (pairs are
+            # one character by now, so only lone halves are replaced)
+            again = _SURROGATE.sub("\ufffd", json.dumps(data, ensure_ascii=False))
+            data = json.loads(again)
         if type(data) is dict:
             if escaped:
                 redacted = redact_data(data)

@@ -80,6 +80,14 @@ def _optional(cls: type) -> Any:
     return attrs.validators.optional(attrs.validators.instance_of(cls))
 
 
+def _a_status(value: object) -> bool:
+    """Whether *value*, not an int, still reads as a status: an int subclass such as
+    ``http.HTTPStatus`` (but not a bool), or a whole float (``429.0``)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
 @attrs.frozen(kw_only=True)
 class Policy:
     """An error contract: ordered rules, a backoff, and overall limits.
@@ -150,6 +158,9 @@ class Policy:
                     return _unknown(
                         f"{type(exception).__name__} is not a failure this policy knows"
                     )
+        if type(status) is not int and status is not None and not _a_status(status):
+            msg = f"status {status!r}: expected an HTTP status (an int, e.g. 429) or None"
+            raise TypeError(msg)
         key = (status, code, failure)
         if (found := self._cache.get(key)) is not None:
             return found

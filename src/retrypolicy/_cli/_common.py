@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final, TypeVar
 
-from .._config import ConfigFileError, load_policy
+from .._config import ConfigFileError, load_policy_with_sources
 from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
 from .._errors import ConfigError
 from .._policy import Policy
@@ -129,6 +129,10 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_CHOOSE = f"--profile P (or {PROFILE_ENV})"
+"""How a command's user chooses one policy of a file that defines several."""
+
+
 def policy_of(args: argparse.Namespace) -> Policy:
     """The policy the options name, read exactly as the library reads the environment.
 
@@ -150,7 +154,7 @@ def policy_of(args: argparse.Namespace) -> Policy:
             )
             raise ConfigError(msg) from None
     try:
-        return load_policy(config, profile)
+        return load_policy_with_sources(config, profile, choose=_CHOOSE)[0]
     except ConfigFileError as e:
         if args.config is not None:
             raise

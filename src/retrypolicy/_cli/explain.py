@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -20,11 +21,14 @@ from .._envelope import parse_error
 from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
+from .._sse import StreamMonitor
 from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, policy_of
 
-__all__ = ["add_to", "backoff_of", "retries_allowed", "run"]
+__all__ = ["ROWS", "add_to", "backoff_of", "retries_allowed", "run"]
 
 _BODY_LIMIT = 1024 * 1024  # parse_error reads a bounded prefix anyway
+_EVENT_STREAM = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*(?:data|event|id|retry)?:")
+"""A body that starts like server-sent events: a field line or a comment."""
 
 
 def _status_or_failure(text: str) -> int | Failure:
@@ -66,7 +70,8 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     explain.add_argument(
         "--body",
         metavar="FILE",
-        help="a response body to parse for the code and message; '-' reads standard input; "
+        help="a response body to parse for the code and message; with a 2xx status, an "
+        "event stream is judged as the adapters judge one; '-' reads standard input; "
         "only with an HTTP status",
     )
     add_policy_options(explain)
@@ -102,9 +107,24 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         except OSError as e:
             print(f"retrypolicy explain: cannot read --body {args.body!r}: {e}", file=sys.stderr)
             return EXIT_USAGE
-        info = parse_error(status, body)
-        code = code or info.code
-        print(f"body:    code={info.code!r} type={info.type!r} message={info.message!r}", file=out)
+        if status is not None and 200 <= status < 300 and _EVENT_STREAM.match(body):
+            # a 200 stream succeeds only if its last event is response.completed: judged as
+            # the adapters judge it, by the stream monitor
+            monitor = StreamMonitor()
+            problem = monitor.feed(body) or monitor.finish()
+            if problem is None:
+                print(f"stream:  completed after {monitor.events_seen} events", file=out)
+            else:
+                code = code or problem.code
+                failure = problem.failure if code is None else None
+                print(f"stream:  code={problem.code!r} message={problem.message!r}", file=out)
+        else:
+            info = parse_error(status, body)
+            code = code or info.code
+            print(
+                f"body:    code={info.code!r} type={info.type!r} message={info.message!r}",
+                file=out,
+            )
     c = policy.classify(status, code, failure=failure)
     _print_classification(policy, c, out)
     for line in _storm_lines(policy):
@@ -191,8 +211,26 @@ def retries_allowed(policy: Policy, retries: int) -> int:
     return retries
 
 
+ROWS = 50
+"""Retries listed one by one; any after them share one line."""
+
+
+def _rows(backoff: Backoff, retries: int) -> list[tuple[int, int, float, float]]:
+    """The wait bounds of retries 1..*retries* as rows (first, last, low, high): one row a
+    retry up to :data:`ROWS`, then one row for all the others, whatever their number (a
+    rule may allow millions), with bounds that hold for each: the last row's low (lows
+    never shrink) and the cap."""
+    bounds = backoff.bounds(min(retries, ROWS))
+    rows = [(n, n, lo, hi) for n, (lo, hi) in enumerate(bounds, start=1)]
+    if retries > ROWS:
+        lo, hi = bounds[-1]
+        rows.append((ROWS + 1, retries, lo, max(hi, backoff.max_delay)))
+    return rows
+
+
 def _print_classification(policy: Policy, c: Classification, out: TextIO) -> None:
-    verdict = f"retry up to {c.max_retries} times" if c.retryable else "do not retry"
+    times = "time" if c.max_retries == 1 else "times"
+    verdict = f"retry up to {c.max_retries} {times}" if c.retryable else "do not retry"
     print(f"policy:  {policy.name}", file=out)
     print(f"class:   {c.kind} ({verdict})", file=out)
     print(f"reason:  {c.reason}", file=out)
@@ -208,14 +246,18 @@ def _print_classification(policy: Policy, c: Classification, out: TextIO) -> Non
         "honoured, a longer one gives up at once",
         file=out,
     )
-    bounds = backoff.bounds(retries)
-    for n, (lo, hi) in enumerate(bounds, start=1):
-        print(f"  retry {n}: wait {lo:6.2f}s .. {hi:6.2f}s", file=out)
-    lo_total = sum(lo for lo, _ in bounds)
-    hi_total = sum(hi for _, hi in bounds)
+    lo_total = hi_total = 0.0
+    for first, last, lo, hi in _rows(backoff, retries):
+        lo_total += (last - first + 1) * lo
+        hi_total += (last - first + 1) * hi
+        if first == last:
+            print(f"  retry {first}: wait {lo:6.2f}s .. {hi:6.2f}s", file=out)
+        else:
+            print(f"  retry {first}..{last}: wait {lo:6.2f}s .. {hi:6.2f}s each", file=out)
     deadline = f", deadline {policy.deadline:g}s" if policy.deadline is not None else ""
     print(
-        f"  then give up: at most {retries + 1} attempts, {lo_total:.2f}s .. {hi_total:.2f}s "
+        f"  then give up: at most {retries + 1} attempt{'s' if retries else ''}, "
+        f"{lo_total:.2f}s .. {hi_total:.2f}s "
         f"of waiting{deadline}",
         file=out,
     )

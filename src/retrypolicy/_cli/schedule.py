@@ -23,7 +23,7 @@ from ._common import (
     policy_of,
     positive_int,
 )
-from .explain import backoff_of, retries_allowed
+from .explain import ROWS, backoff_of, retries_allowed
 
 __all__ = ["add_to", "run"]
 
@@ -77,7 +77,8 @@ def _print_schedule(
     backoff = backoff_of(policy, rule)
     retries = retries_allowed(policy, rule.max_retries)
     # one schedule per sample, transposed: draws[n - 1] holds every wait before retry n
-    schedules = [backoff.schedule(retries, rng=rng) for _ in range(samples)]
+    # (at most ROWS retries are drawn: a rule may allow millions, and later waits are capped)
+    schedules = [backoff.schedule(min(retries, ROWS), rng=rng) for _ in range(samples)]
     draws = [list(waits) for waits in zip(*schedules, strict=True)]
     print(
         f"{policy.name} / {rule.kind}: {retries} retries, {backoff.jitter} jitter, "
@@ -96,6 +97,12 @@ def _print_schedule(
         bar = "█" * solid + "░" * light
         print(
             f"  {n:5d} {min(waits):7.2f} {p50:7.2f} {p95:7.2f} {max(waits):7.2f}  {bar}",
+            file=out,
+        )
+    if retries > ROWS:
+        print(
+            f"  retries {ROWS + 1}..{retries}: not sampled; each waits at most "
+            f"{backoff.max_delay:g}s (the cap)",
             file=out,
         )
     print(file=out)

@@ -15,7 +15,7 @@ from typing import Final, TextIO
 
 import attrs
 
-from .._config import load_policy
+from .._config import load_policy_with_sources
 from .._errors import ConfigError
 from .._policy import Policy
 from .._profiles import PROFILES
@@ -215,7 +215,8 @@ def _policies(specs: list[str] | None) -> list[tuple[str, Policy]]:
                 "a policy file FILE.toml[:PROFILE]"
             )
             raise ConfigError(msg)
-        out.append((spec, load_policy(file, profile or None)))
+        choose = f"--policy {file}:PROFILE"
+        out.append((spec, load_policy_with_sources(file, profile or None, choose=choose)[0]))
     names = [policy.name for _, policy in out]
     return [
         (policy.name if names.count(policy.name) == 1 else spec, policy) for spec, policy in out

@@ -714,13 +714,19 @@ def load_policy(path: str | os.PathLike[str], profile: str | None = None) -> Pol
     return load_policy_with_sources(path, profile)[0]
 
 
+CHOOSE_BY_ARGUMENT: Final = "profile= (or RETRYPOLICY_PROFILE)"
+"""How a caller of :func:`load_policy` chooses one policy of several (the library's words)."""
+
+
 def load_policy_with_sources(
-    path: str | os.PathLike[str], profile: str | None = None
+    path: str | os.PathLike[str], profile: str | None = None, *, choose: str = CHOOSE_BY_ARGUMENT
 ) -> tuple[Policy, PolicySources]:
     """:func:`load_policy`, and where each value of the policy was written.
 
     The sources are kept apart from the policy so that they play no part in its
     equality: ``retrypolicy explain`` shows them. Raises as :func:`load_policy`.
+    *choose* says how the caller's user chooses a policy of several (the command
+    line: ``--profile P``), for the error of a file that defines several.
     """
     if profile is not None and not isinstance(profile, str):
         raise TypeError(f"profile {profile!r}: expected a policy name (str) or None")
@@ -735,7 +741,7 @@ def load_policy_with_sources(
     elif profile is None and len(names) > 1:
         problems.append(
             f"profile: expected one of the file's policies ({', '.join(names)}) with "
-            "profile= (or RETRYPOLICY_PROFILE), as the file defines several; found none"
+            f"{choose}, as the file defines several; found none"
         )
     chosen = built.get(profile if profile is not None else names[0]) if names else None
     if problems or chosen is None:

@@ -9,15 +9,27 @@ from ._effects import check_number
 from ._engine import run
 from ._report import Simulation
 from ._scenario import Scenario
+from ._trace import MAX_SECONDS as MAX_TRACE_SECONDS
 
 __all__ = ["simulate"]
 
 
-def _positive(name: str, value: object, *, whole: bool = False) -> None:
-    def ok(v: float) -> bool:
-        return (not whole or isinstance(v, int)) and math.isfinite(v) and v > 0
+MAX_CLIENTS = 1_000_000
+MAX_DURATION = float(MAX_TRACE_SECONDS)
+"""Seconds of calls at most (31 days, as long as a trace may be): the run keeps a few
+numbers per second of it."""
 
-    check_number(name, value, ok, f"{'a whole number' if whole else 'a number'} > 0")
+
+def _positive(
+    name: str, value: object, *, whole: bool = False, most: float = math.inf, unit: str = ""
+) -> None:
+    def ok(v: float) -> bool:
+        return (not whole or isinstance(v, int)) and math.isfinite(v) and 0 < v <= most
+
+    expected = f"{'a whole number' if whole else 'a number'} > 0"
+    if most < math.inf:
+        expected += f" and at most {most:,.0f}{unit}"
+    check_number(name, value, ok, expected)
 
 
 def simulate(
@@ -54,8 +66,8 @@ def simulate(
     if not isinstance(scenario, Scenario):
         msg = f"scenario {scenario!r}: expected a retrypolicy.Scenario"
         raise TypeError(msg)
-    _positive("clients", clients, whole=True)
-    _positive("duration", duration)
+    _positive("clients", clients, whole=True, most=MAX_CLIENTS)
+    _positive("duration", duration, most=MAX_DURATION, unit=" seconds (31 days)")
     if isinstance(seed, bool) or not isinstance(seed, int):
         msg = f"seed {seed!r}: expected a whole number"
         raise TypeError(msg)

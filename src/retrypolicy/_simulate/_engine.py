@@ -49,6 +49,10 @@ _RESUME: Final = 4  # a wait is over: the machine begins the next attempt, or co
 _ASKED: Final = 5  # the machine asked the breaker and the limiter (a Gate)
 
 CIRCUIT_OPEN: Final = "circuit_open"
+TAIL: Final = 86_400
+"""The per-second series end at most this many seconds after calls stop starting; a request
+or success later still (a very slow answer, a very long wait) is counted in their last
+second, so that memory stays bounded whatever the latencies and waits."""
 """The kind a call given up by an open breaker is counted under (it sent nothing more)."""
 
 
@@ -105,6 +109,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     bad = scenario.bad_period
     bad_start, bad_end = bad if bad is not None else (math.inf, math.inf)
     span = math.ceil(duration) + 1
+    last = span + TAIL  # the series' last second
     requests_per_s = [0] * span
     ok_per_s = [0] * span
     failed_per_s = [0] * span
@@ -134,7 +139,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         seq += 1
 
     def grow(size: int) -> None:
-        extra = size - len(requests_per_s) + 60
+        extra = min(size + 60, last + 1) - len(requests_per_s)
         requests_per_s.extend([0] * extra)
         ok_per_s.extend([0] * extra)
         failed_per_s.extend([0] * extra)
@@ -185,7 +190,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                 op = _SEND
         if op == _SEND:
             requests += 1
-            second = int(now)
+            second = int(now) if now < last else last
             if second >= len(requests_per_s):
                 grow(second + 1)
             requests_per_s[second] += 1
@@ -270,7 +275,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         record(now - start)
         if ok:
             succeeded += 1
-            second = int(now)
+            second = int(now) if now < last else last
             if second >= len(ok_per_s):
                 grow(second + 1)
             ok_per_s[second] += 1

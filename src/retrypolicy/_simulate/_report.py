@@ -80,7 +80,8 @@ class Simulation:
     every call it caught had returned and storm protection refused no more calls.
     ``paid``: requests that reached the model (billed); ``paid_extra``: those beyond the
     first of each call. The ``*_per_s`` series hold one number per second of the run, from
-    its start until the last call ended (``--plot`` draws them).
+    its start until the last call ended (``--plot`` draws them), at most a day after calls
+    stop starting: anything later is counted in that last second.
     """
 
     policy: str

@@ -25,10 +25,10 @@ import attrs
 from .._errors import ConfigError
 from ._effects import Answer, Effect, answer_of
 
-__all__ = ["read_trace"]
+__all__ = ["MAX_SECONDS", "read_trace"]
 
 _TIME_KEYS: Final = ("t", "time", "offset")
-_MAX_SECONDS: Final = 31 * 24 * 3600
+MAX_SECONDS: Final = 31 * 24 * 3600
 """A trace longer than a month is a mistake (a Unix timestamp in ``t``?), not a replay."""
 
 
@@ -66,8 +66,8 @@ def _time(row: Mapping[str, object], path: Path, line: int) -> float:
         t = float(value)  # type: ignore[arg-type] # str or number; anything else raises
     except (TypeError, ValueError):
         raise _error(path, line, f"t {value!r}: expected a number of seconds") from None
-    if not 0 <= t <= _MAX_SECONDS:
-        raise _error(path, line, f"t {value!r}: expected seconds from the start, 0-{_MAX_SECONDS}")
+    if not 0 <= t <= MAX_SECONDS:
+        raise _error(path, line, f"t {value!r}: expected seconds from the start, 0-{MAX_SECONDS}")
     return t
 
 

@@ -8,6 +8,7 @@ at its end. The monitor answers that incrementally, as a :class:`StreamProblem` 
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import attrs
@@ -47,6 +48,15 @@ class StreamProblem:
     def incomplete(cls, message: str, events_seen: int) -> StreamProblem:
         """A stream that cannot be taken as complete: :attr:`Failure.INCOMPLETE_STREAM`."""
         return cls(None, message, Failure.INCOMPLETE_STREAM, events_seen)
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """*text* with each lone surrogate (a ``"\\ud800"`` escape in the JSON) as U+FFFD, so
+    that printing or logging the problem never raises ``UnicodeEncodeError``."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _text(value: object) -> str | None:
@@ -231,6 +241,10 @@ class StreamMonitor:
                 code = _text(nested)
         if code is not None and not code.strip():
             code = None  # an empty code is no code
+        if code is not None:
+            code = _printable(code)  # "\ud800" in the JSON: printing the error must not raise
+        if message is not None:
+            message = _printable(message)
         if message is None:
             message = (
                 f"{self._error_type} event {code}"
