@@ -336,3 +336,16 @@ def test_a_machine_forgets_its_failures_when_the_call_is_over() -> None:
     assert (m.last, m.decision) != (None, None)
     m.forget()
     assert (m.last, m.decision) == (None, None)
+
+
+def test_a_retry_never_sent_hands_back_what_it_paid_once() -> None:
+    """``unsent()``: the retry let go will not be sent; its cost is handed back to the shell
+    once (0.0 for a first attempt, and after the first hand-back)."""
+    policy = rp.EUGPT.evolve(budget=rp.RetryBudget(capacity=20, retry_cost=5))
+    m = AttemptMachine(policy, started=0.0, rng=random.Random(1))
+    assert m.unsent() == 0.0  # nothing retried yet
+    m.begin()
+    wait = m.failed(Outcome(status=503), 0.0)
+    assert isinstance(wait, Wait)
+    assert wait.cost == 5.0
+    assert (m.unsent(), m.unsent()) == (5.0, 0.0)

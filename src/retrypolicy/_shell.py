@@ -174,10 +174,8 @@ class Retrier:
         """The refund of *m*'s retry, paid for and never to be sent (its wait was cancelled,
         the breaker refused it): only retries that fail drain the budget. None: nothing
         was paid (a first attempt, no budget)."""
-        cost = m._cost if m.retried else 0.0  # what the unsent retry paid
-        if not cost or self.policy.budget is None:
+        if self.policy.budget is None or not (cost := m.unsent()):
             return None
-        m._cost = 0.0  # given back once; a success cannot follow
         guard = self.guard()
         return guard, guard.refund_steps(self.storm_now(), cost, paid=True)
 

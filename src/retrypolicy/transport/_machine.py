@@ -455,6 +455,14 @@ class AttemptMachine:
             return Gate(self.host, self.attempts)
         return SEND
 
+    def unsent(self) -> float:
+        """The retry the machine last let go will not be sent (its wait was cancelled, the
+        breaker refused it): what it paid the budget, to give back (0.0: a first attempt,
+        nothing paid, or given back already). Only retries that fail drain the budget."""
+        cost = self._cost if self.attempt > 1 else 0.0
+        self._cost = 0.0  # given back once; a success cannot follow
+        return cost
+
     def forget(self) -> None:
         """The call is over: let go of its failures. Their tracebacks hold the frames that
         ran the attempts, and a frame still holding this machine makes a cycle that only
