@@ -5,7 +5,9 @@ settled, a result line that is whole is kept — on every call path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +389,169 @@ def test_returning_from_an_async_attempts_loop_settles_the_success() -> None:
     assert asyncio.run(ask()) == "answer"
     assert stats(_BUDGETED, store=store).budget_level == 20
     assert events == ["retry.succeeded"]
+
+
+# -- cancelled while a failure's store step is awaited ----------------------------------------
+
+
+class _StalledStore(InProcessStore):
+    """A shared store whose budget step, awaited, never ends: the caller is cancelled in it
+    (a Redis round trip under an ``asyncio.timeout``)."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = asyncio.Event()
+
+    def local_budgets(self) -> None:  # type: ignore[override] # shared: no in-place buckets
+        return None
+
+    async def abudget(self, *args: Any) -> Any:
+        self.stalled.set()
+        await asyncio.Event().wait()  # never answers: cancelled
+
+
+def _spying_httpx(seen: list[Any]) -> Any:
+    """An httpx transport that keeps every response it hands out."""
+    import httpx  # noqa: PLC0415 - an adapter's test
+
+    class Spy(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await super().handle_async_request(request)
+            seen.append(response)
+            return response
+
+    return Spy()
+
+
+async def _stalled_httpx_async(store: Any, url: str, seen: list[Any]) -> None:
+    import httpx  # noqa: PLC0415
+
+    from retrypolicy_httpx import AsyncRetryTransport  # noqa: PLC0415
+
+    transport = AsyncRetryTransport(_BUDGETED, store=store, transport=_spying_httpx(seen))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with _seen_as_it_leaves(seen):
+            await client.post(url, json={"input": "hi"})
+
+
+async def _stalled_aiohttp(store: Any, url: str, seen: list[Any]) -> None:
+    import aiohttp  # noqa: PLC0415
+
+    from retrypolicy_aiohttp import RetryMiddleware  # noqa: PLC0415
+
+    async def spy(request: Any, handler: Any) -> Any:
+        response = await handler(request)
+        seen.append(response)
+        return response
+
+    middlewares = (RetryMiddleware(_BUDGETED, store=store), spy)
+    async with aiohttp.ClientSession(middlewares=middlewares) as session:
+        with _seen_as_it_leaves(seen):
+            await session.post(url, json={"input": "hi"})
+
+
+async def _stalled_decorator(store: Any, url: str, seen: list[Any]) -> None:
+    import httpx  # noqa: PLC0415
+
+    async with httpx.AsyncClient() as client:
+
+        @rp.retry(_BUDGETED, store=store)
+        async def post() -> httpx.Response:
+            request = client.build_request("POST", url, json={"input": "hi"})
+            response = await client.send(request, stream=True)  # its body is still to read
+            seen.append(response)
+            return response
+
+        with _seen_as_it_leaves(seen):
+            await post()
+
+
+async def _stalled_attempts(store: Any, url: str, seen: list[Any]) -> None:
+    import httpx  # noqa: PLC0415
+
+    async with httpx.AsyncClient() as client:
+        with _seen_as_it_leaves(seen):
+            async for attempt in rp.attempts(_BUDGETED, store=store):
+                with attempt:
+                    request = client.build_request("POST", url, json={"input": "hi"})
+                    seen.append(attempt.check(await client.send(request, stream=True)))
+
+
+@contextlib.contextmanager
+def _seen_as_it_leaves(seen: list[Any]) -> Iterator[None]:
+    """Replace each response in *seen* by whether it was closed as the call ended, before
+    the client closes its pool (which would close every response, released or not)."""
+    try:
+        yield
+    finally:
+        seen[:] = [r.is_closed if hasattr(r, "is_closed") else r.closed for r in seen]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [_stalled_httpx_async, _stalled_aiohttp, _stalled_decorator, _stalled_attempts],
+    ids=["httpx-async", "aiohttp", "decorator", "attempts"],
+)
+def test_a_call_cancelled_in_a_failures_store_step_releases_the_response(path: Any) -> None:
+    """An async call path cancelled while it awaits the store step that decides on a 503
+    (the budget paying for the retry, in Redis): the 503 response goes nowhere, so it is
+    released there and then — its connection back to the pool — not left to the garbage
+    collector. The 503 is a load balancer's page, larger than the prefix a transport reads
+    of an error body: its connection is not free until the response is released."""
+    store = _StalledStore()
+    seen: list[Any] = []
+    with FakeEUGPT() as fake:
+        fake.script(Reply.text(503, "<p>busy</p>" * 20_000), Reply.ok())
+
+        async def main() -> None:
+            task = asyncio.ensure_future(path(store, fake.responses_url, seen))
+            await store.stalled.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        assert fake.request_count == 1
+    assert seen == [True]
+
+
+class _InterruptedStore(InProcessStore):
+    """A shared store whose budget step is interrupted (Ctrl-C during a Redis round trip)."""
+
+    shared = True
+
+    def local_budgets(self) -> None:  # type: ignore[override] # shared: no in-place buckets
+        return None
+
+    def budget(self, *args: Any) -> Any:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["run", "arun"])
+def test_the_seams_loop_interrupted_in_a_failures_store_step_releases_the_response(
+    is_async: bool,
+) -> None:
+    """``AttemptLoop.run``/``arun`` (the loop of an adapter whose attempt is one function)
+    stopped in the store step that decides on a failed response: the response is released,
+    as one retried past is."""
+    from retrypolicy.transport import AdapterOptions, Exchange, Outcome  # noqa: PLC0415
+
+    released: list[str] = []
+    store = _InterruptedStore()
+    loop = AdapterOptions(policy=_BUDGETED, store=store).loop("POST")
+
+    def attempt() -> Exchange:
+        return Exchange("503", Outcome(status=503), close=lambda: released.append("closed"))
+
+    async def aattempt() -> Exchange:
+        return attempt()
+
+    with pytest.raises(KeyboardInterrupt):
+        if is_async:
+            store.abudget = store.budget  # type: ignore[assignment,method-assign] # sync twin
+            asyncio.run(loop.arun(aattempt))
+        else:
+            loop.run(attempt)
+    assert released == ["closed"]

@@ -525,13 +525,14 @@ class _Transport(Generic[Inner]):
                 outcome, check = await self._event_stream(response)
             else:
                 outcome = loop.judge(status, response.headers)
-        except BaseException:
+            if outcome is None:
+                await io.succeeded(loop)
+                wait = None
+            else:
+                wait = await io.failed(loop, outcome)
+        except BaseException:  # an error reading, or cancelled in a store step: nobody's
             await _release(io, response)
             raise
-        if outcome is None:
-            await io.succeeded(loop)
-            return _hand_over(loop, response, None, check), None
-        wait = await io.failed(loop, outcome)
         if wait is None:
             try:
                 return _hand_over(loop, response, outcome, check), None
@@ -679,7 +680,11 @@ class AsyncTransport(_Transport[Inner]):
         else:
             if self._settled(first, sent):
                 if first.needs_news():
-                    await first.anews(self._retrying(request))
+                    try:
+                        await first.anews(self._retrying(request))
+                    except BaseException:  # cancelled in the store step: nobody's response
+                        await _release(self._io, sent)
+                        raise
                 return _mark(sent)
         handled = self._attempts(request, self._new_loop(request, first, started), sent)
         sent = None  # as in handle_request: no way back to the error from this frame

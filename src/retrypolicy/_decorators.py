@@ -276,7 +276,12 @@ class Attempts:
                 raise
             answer = s.answer
             if answer is not None and not s.resolved:
-                answer = await r.aresolve(m, answer)
+                try:
+                    answer = await r.aresolve(m, answer)
+                except BaseException:  # cancelled in a failure's store step: its response
+                    if type(answer) is not Settle:  # is nobody's (a success's is the caller's)
+                        await adiscard(m.last)
+                    raise
                 if type(answer) is Fail and s.exc is not None:
                     raise s.exc  # swallowed by the block while the store step was pending
 

@@ -715,7 +715,7 @@ class Retrier:
                 return value
             outcome = found
         m = self.machine(started, attempts=1)
-        answer = await self.aresolve(m, m.failed(outcome, self.now()))
+        answer = await self.afailed(m, outcome)
         try:
             return await self.adrive(
                 m, answer, fn, args, kwargs, None if failure else value, failure
@@ -764,8 +764,19 @@ class Retrier:
             else:
                 exc = None
                 found = self.outcome_of_value(value)
-            step = m.succeeded() if found is None else m.failed(found, self.now())
-            answer = await self.aresolve(m, step)
+            if found is None:
+                answer = await self.aresolve(m, m.succeeded())
+            else:
+                answer = await self.afailed(m, found)
+
+    async def afailed(self, m: AttemptMachine, outcome: Outcome) -> Answer:
+        """*m*'s answer to a failed attempt, resolved. Cancelled in a store step, the
+        failed response is released: nobody will read it."""
+        try:
+            return await self.aresolve(m, m.failed(outcome, self.now()))
+        except BaseException:
+            await adiscard(outcome)
+            raise
 
 
 def _carries_reported(exc: BaseException) -> bool:

@@ -667,7 +667,12 @@ class AttemptLoop:
             except Exception as exc:  # noqa: BLE001 - judged; re-raised on give-up
                 wait = self.raised(exc)
             else:
-                if (wait := self.returned(ex)) is None:
+                try:
+                    wait = self.returned(ex)
+                except BaseException:  # interrupted in a store step: the response is nobody's
+                    ex.release()
+                    raise
+                if wait is None:
                     final = self.finish(ex.response, ex.outcome, ex.check)
                     # the failures' tracebacks hold this frame: without this loop in it (and
                     # its machine, which holds them) they are freed now, not by the collector
@@ -706,14 +711,18 @@ class AttemptLoop:
                 if wait is None:
                     raise
             else:
-                if ex.outcome is None:
-                    await self.asucceeded()
-                    final = self.finish(ex.response, None, ex.check)
-                    del self, ex  # as in run(): no way back to the failures from this frame
-                    return final
-                if (wait := await self.afailed(ex.outcome)) is None:
+                try:
+                    if ex.outcome is None:
+                        await self.asucceeded()
+                        wait = None
+                    else:
+                        wait = await self.afailed(ex.outcome)
+                except BaseException:  # cancelled in a store step: the response is nobody's
+                    await ex.arelease()
+                    raise
+                if wait is None:
                     final = self.finish(ex.response, ex.outcome, ex.check)
-                    del self, ex
+                    del self, ex  # as in run(): no way back to the failures from this frame
                     return final
                 await ex.arelease()
             if wait:
