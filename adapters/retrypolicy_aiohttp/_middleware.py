@@ -148,8 +148,10 @@ class CheckedContent:
         return b"".join(parts)
 
     async def readany(self) -> bytes:
-        """What is buffered, or else the next chunk."""
-        return await self._take(lambda b: len(b) or None)
+        """What is buffered, or else the next chunk (as it came: never copied)."""
+        if not self._buffer:
+            return await self._next()
+        return await self._take(len)
 
     async def readuntil(self, separator: bytes = b"\n", *, max_size: int | None = None) -> bytes:
         """Up to and including *separator* (or the rest at the end), like
