@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias, TypeVar
 
+import attrs
+
 from .._breaker import BreakerOp, BreakerResult, CircuitBreaker, breaker_ttl
 from .._budget import BudgetResult, RetryBudget, budget_ttl
 from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, limiter_ttl
@@ -457,16 +459,15 @@ class RedisStore:
         first step."""
         if not self._gate.failed(probe, ended):
             return local()
-        return _with(
-            local(), ("store.unavailable", redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR])
-        )
+        error = redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
+        return attrs.evolve(local(), notice=("store.unavailable", error))
 
     def _answered(self, probe: bool, value: R) -> R:
         """Redis answered *value*; the probe that ends an outage says so."""
         if not self._gate.answered(probe):
             return value
         self.fallback.clear()  # the shared state is the truth again: the next outage starts afresh
-        return _with(value, ("store.recovered", ""))
+        return attrs.evolve(value, notice=("store.recovered", ""))
 
     def _step(self, now: float, call: Call, read: Reader[R], local: Local[R]) -> R:
         """*call* (its reply *read*) when Redis may be asked and answers, else *local*; an
@@ -593,9 +594,3 @@ class RedisStore:
 
 
 _SCRIPTS: Final = (_BUDGET, _LIMITER, _BREAKER)
-
-
-def _with(result: R, notice: tuple[str, str]) -> R:
-    import attrs  # noqa: PLC0415 - only on an outage's first and last step
-
-    return attrs.evolve(result, notice=notice)
