@@ -193,8 +193,7 @@ class PrometheusHook:
         """Update the metrics the event concerns (unknown events are ignored)."""
         name = event.name
         policy = event.policy.name
-        if self._policies.get(policy) is not event.policy:
-            self._policies[policy] = event.policy
+        self._policies[policy] = event.policy
         if name in (SCHEDULED, GAVE_UP):
             kind = "unknown" if event.kind is None else str(event.kind)
             self.failed_attempts.labels(policy, kind).inc()
