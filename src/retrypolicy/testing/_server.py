@@ -208,7 +208,6 @@ class FakeEUGPT:
         self._tokens = 0.0 if self._rate_limit is None else self._rate_limit[1]
         self._refilled: float | None = None  # when the bucket was last topped up
         self._outage: tuple[float, float, Reply] | None = None  # (start, end, reply)
-        self._status_counts: Counter[int] = Counter()
         if on_request is not None and not callable(on_request):
             raise TypeError(f"on_request: expected a callable or None, got {show(on_request)}")
         self._on_request = on_request
@@ -310,7 +309,6 @@ class FakeEUGPT:
         with self._cond:
             self._script.clear()
             self._records.clear()
-            self._status_counts.clear()
 
     def outage(self, seconds: float, *, after: float = 0.0, reply: Reply | None = None) -> None:
         """Answer every request to the endpoint with *reply* (a 503 envelope) for *seconds*.
@@ -340,7 +338,7 @@ class FakeEUGPT:
         the start or :meth:`clear`; a reset or closed connection counts as its reply's
         ``status`` field."""
         with self._cond:
-            return dict(self._status_counts)
+            return dict(Counter(record.reply.status for record in self._records))
 
     @property
     def pending(self) -> int:
@@ -469,7 +467,6 @@ class FakeEUGPT:
                 client=client,
             )
             self._records.append(record)
-            self._status_counts[reply.status] += 1
             self._cond.notify_all()
         return record, number
 
@@ -620,16 +617,13 @@ class _Handler(BaseHTTPRequestHandler):
             where = "before the response" if self._status is None else "mid-response"
             return f"client left {where}"
         if self._status is None:
-            if self._ending == "reset":
-                return "reset before the response"
-            return "closed without a response"
+            reset = self._ending == "reset"
+            return "reset before the response" if reset else "closed without a response"
         if not self._streamed:
             return "sent"
-        last = self._last_event or {}
-        if self._ending == "reset":
-            return "reset" + after
         if self._ending != "ended":
-            return "cut" + after
+            return ("reset" if self._ending == "reset" else "cut") + after
+        last = self._last_event or {}
         if last.get("type") == "response.completed":
             return "completed"
         if last.get("type") == "error":
@@ -719,11 +713,11 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self._chunked = self.request_version != "HTTP/1.0"
         self._streamed = True
-        if not self._chunked:
-            self.close_connection = True  # the body then ends when the connection does
         framing = [("Content-Type", content_type), ("Cache-Control", "no-cache")]
         if self._chunked:
             framing.append(("Transfer-Encoding", "chunked"))
+        else:
+            self.close_connection = True  # the body then ends when the connection does
         self.wfile.write(self._head(status, merge(framing, headers)))
 
     def send_chunk(self, data: bytes, deltas: int = 0) -> None:
@@ -762,8 +756,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def pause(self, seconds: float) -> bool:
         stop = self._server.stopping
-        if seconds <= 0:
-            return not stop.is_set()
         deadline = time.monotonic() + seconds
         while not stop.is_set():
             remaining = deadline - time.monotonic()
