@@ -487,7 +487,8 @@ class Reply:
         return redact(f"Reply({args})")
 
     def _data(self) -> dict[str, object]:
-        raise NotImplementedError
+        """What :meth:`to_data` holds besides the keys every kind has."""
+        return {}
 
     def _play(self, out: Wire) -> None:
         raise NotImplementedError
@@ -681,9 +682,6 @@ class _ResetReply(Reply):
 @dataclasses.dataclass(frozen=True, kw_only=True, repr=False)
 class _CloseReply(Reply):
     kind: ClassVar[str] = "close_without_response"
-
-    def _data(self) -> dict[str, object]:
-        return {}
 
     def _play(self, out: Wire) -> None:
         out.hang_up()
