@@ -391,10 +391,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     policy = policy_of(args)
     input_path, ledger_spec, out_path, base_url = args.input, args.ledger, args.out, args.base_url
     err = sys.stderr
-    if base_url is not None and args.fake:
-        msg = "--base-url and --fake: expected one of them, the API or the built-in fake"
-        raise ConfigError(msg)
-    if base_url is None and not args.fake:
+    if base_url is None and not args.fake:  # both: argparse's mutually exclusive group says no
         raise ConfigError(
             "expected --base-url URL (the API's base; the key from "
             f"{KEY_ENV}), or --fake to run against a built-in fake EU GPT server"
