@@ -18,7 +18,7 @@ import requests
 
 import retrypolicy as rp
 from retrypolicy import _backoff, _breaker, _budget, _limiter
-from retrypolicy._cli.simulate import add_parser
+from retrypolicy._cli.simulate import add_to as add_parser
 from retrypolicy._simulate._report import format_table, json_line
 from retrypolicy.testing import FakeEUGPT
 from retrypolicy_requests import RetryAdapter

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from .._policy import Policy
     from ..batch._ledger import LedgerBase
+    from ..batch._model import LedgerCounts
 
 __all__ = [
     "KEY_ENV",
@@ -283,11 +284,11 @@ def _session(policy: Policy, concurrency: int) -> requests.Session:
 # -- what is printed -------------------------------------------------------------------------
 
 
-def cost_line(requests: int, jobs: int, retries: int, resent: int) -> str:
+def cost_line(paid: BatchReport | LedgerCounts) -> str:
     """What was paid for: requests sent for how many jobs, retries, re-sends."""
     return (
-        f"{plural(requests, 'request')} sent for {plural(jobs, 'job')} "
-        f"({retries} {'retry' if retries == 1 else 'retries'}, {plural(resent, 'job')} "
+        f"cost: {plural(paid.requests, 'request')} sent for {plural(paid.sent_jobs, 'job')} "
+        f"({plural(paid.retries, 'retry', 'retries')}, {plural(paid.resent, 'job')} "
         "re-sent after an interruption)"
     )
 
@@ -304,9 +305,7 @@ def _summary(
     if report.earlier_failed:
         parts.append(f"{report.earlier_failed} failed earlier for good")
     lines = [f"{plural(report.total, 'job')} from {input_name}: " + ", ".join(parts)]
-    lines.append(
-        "cost: " + cost_line(report.requests, report.sent_jobs, report.retries, report.resent)
-    )
+    lines.append(cost_line(report))
     if adopted:
         lines.append(
             f"{plural(adopted, 'job')} had a done line in --out but not in the ledger: "
@@ -391,10 +390,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     policy = policy_of(args)
     input_path, ledger_spec, out_path, base_url = args.input, args.ledger, args.out, args.base_url
     err = sys.stderr
-    if base_url is not None and args.fake:
-        msg = "--base-url and --fake: expected one of them, the API or the built-in fake"
-        raise ConfigError(msg)
-    if base_url is None and not args.fake:
+    if base_url is None and not args.fake:  # both: argparse's mutually exclusive group says no
         raise ConfigError(
             "expected --base-url URL (the API's base; the key from "
             f"{KEY_ENV}), or --fake to run against a built-in fake EU GPT server"
@@ -500,10 +496,7 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
         width = max(len(k) for k in counts.failed_kinds)
         for kind, n in sorted(counts.failed_kinds.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"  {kind:<{width}} {n:>7}", file=out)
-    print(
-        "cost: " + cost_line(counts.requests, counts.sent_jobs, counts.retries, counts.resent),
-        file=out,
-    )
+    print(cost_line(counts), file=out)
     return EXIT_OK
 
 

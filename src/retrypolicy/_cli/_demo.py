@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, nullcontext
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Final, TextIO, TypeVar
+from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 import attrs
@@ -44,8 +44,6 @@ _KEY: Final = "eugpt_demo_0000000000000000"
 _TIMEOUT: Final = 10.0
 _HTTPX_INSTALL: Final = "pip install 'retrypolicy[httpx]'"
 _PAGES: Final = ("requests", "httpx", "decorating", "configuration")
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _say(out: TextIO, text: str = "") -> None:
@@ -78,16 +76,6 @@ def _published(url: str | None) -> bool:
     """Whether *url* is a real address, not a placeholder on the reserved ``.invalid``."""
     host = urlsplit(url).hostname if url else None
     return bool(host) and not (host or "").endswith(".invalid")
-
-
-def _named(name: str) -> Callable[[_F], _F]:
-    """Give a scenario function the name its retry events carry (``call=``)."""
-
-    def rename(fn: _F) -> _F:
-        fn.__name__ = fn.__qualname__ = name
-        return fn
-
-    return rename
 
 
 def _event_line(event: RetryEvent) -> str:
@@ -144,12 +132,10 @@ def _scenarios(server: FakeEUGPT, stack: ExitStack) -> Iterator[_Scenario]:
     strict = stack.enter_context(requests.Session())
     strict.mount("http://", RetryAdapter(EUGPT, raise_on_give_up=True))
 
-    @_named("ask")
     def ask() -> str:
         r = session.post(url, json={"input": "Hello", "stream": False}, headers=auth, timeout=10)
         return _answer(r.status_code, r.json())
 
-    @_named("stream_answer")
     def stream_answer() -> str:
         with session.post(url, json={"input": "Hi"}, headers=auth, stream=True, timeout=10) as r:
             events = sum(1 for line in r.iter_lines() if line.startswith(b"data:"))
@@ -165,23 +151,17 @@ def _scenarios(server: FakeEUGPT, stack: ExitStack) -> Iterator[_Scenario]:
         )
         httpx_via = "httpx"
 
-        @_named("ask")
         def ask_httpx() -> str:
             r = client.post(url, json={"input": "Hello", "stream": False})
             return _answer(r.status_code, r.json())
 
-        @_named("stream_answer")
         def stream_httpx() -> str:
             with client.stream("POST", url, json={"input": "Hello"}) as r:
                 events = sum(1 for line in r.iter_lines() if line.startswith("data:"))
             return f"{r.status_code}, {events} events, completed"
 
-    @retry(EUGPT)
-    @_named("stream_answer")
-    def stream_whole_exchange() -> str:
-        return stream_answer()
+    stream_whole_exchange = retry(EUGPT)(stream_answer)
 
-    @_named("ask")
     def revoked() -> str:
         try:
             strict.post(url, json={"input": "Hello"}, headers=auth, timeout=_TIMEOUT)

@@ -18,6 +18,7 @@ import contextlib
 import os
 import sys
 
+from .. import __version__
 from .._errors import ConfigError
 from . import batch, check, demo, dump, explain, schedule, serve_fake, simulate
 from ._common import ENV_NOTE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain, check and exercise an HTTP API's retry policy (default: EU GPT).",
         epilog=_EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"retrypolicy {_version()}")
+    parser.add_argument("--version", action="version", version=f"retrypolicy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in (check, explain, schedule, dump, demo, serve_fake, batch, simulate):
         command.add_to(sub)
@@ -78,9 +79,3 @@ def _silence_stdout() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         os.close(devnull)
-
-
-def _version() -> str:
-    from .. import __version__  # noqa: PLC0415 - the package, once it has finished loading
-
-    return __version__

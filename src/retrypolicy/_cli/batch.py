@@ -15,8 +15,6 @@ from ._common import Subparsers, add_policy_options, positive_float, positive_in
 
 __all__ = ["add_to"]
 
-_BATCH_EPILOG = "each subcommand's --help says its exit codes and options."
-
 
 def _ledger_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--ledger", required=True, metavar="LEDGER", help=help)
@@ -39,8 +37,9 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
             "killed run stopped; `batch status` counts the jobs of a ledger and what they "
             "cost; `batch requeue` puts failed jobs back to pending."
         ),
-        epilog=_BATCH_EPILOG,
+        epilog="each subcommand's --help says its exit codes and options.",
     )
+    batch.set_defaults(run=_run)
     group = batch.add_subparsers(dest="batch_command", metavar="SUBCOMMAND", required=True)
     run = group.add_parser(
         "run",
@@ -98,7 +97,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="read timeout of one request (300)",
     )
     add_policy_options(run)
-    run.set_defaults(run=_batch_run)
     status = group.add_parser(
         "status",
         help="count a ledger's jobs per state and failure kind, and their cost",
@@ -115,7 +113,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="print one JSON object: total, pending, running, done, failed, requests, "
         "retries, resent (integers)",
     )
-    status.set_defaults(run=_batch_status)
     requeue = group.add_parser(
         "requeue",
         help="put failed jobs back to pending, to send them again",
@@ -134,22 +131,11 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
         help="only failed jobs of this kind (e.g. authentication, not_found); repeatable",
     )
     requeue.add_argument("--id", action="append", metavar="ID", help="only this job id; repeatable")
-    requeue.set_defaults(run=_batch_requeue)
 
 
-def _batch_run(args: argparse.Namespace, out: TextIO) -> int:
-    from ._batch_command import run_command  # noqa: PLC0415 - loads requests and the adapter
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the batch subcommand *args* names."""
+    from . import _batch_command as c  # noqa: PLC0415 - the ledgers and the runner: load only here
 
-    return run_command(args, out)
-
-
-def _batch_status(args: argparse.Namespace, out: TextIO) -> int:
-    from ._batch_command import status_command  # noqa: PLC0415
-
-    return status_command(args, out)
-
-
-def _batch_requeue(args: argparse.Namespace, out: TextIO) -> int:
-    from ._batch_command import requeue_command  # noqa: PLC0415
-
-    return requeue_command(args, out)
+    commands = {"run": c.run_command, "status": c.status_command, "requeue": c.requeue_command}
+    return commands[args.batch_command](args, out)

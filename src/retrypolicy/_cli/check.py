@@ -18,7 +18,7 @@ from .._config import load_policies, load_policy
 from .._config.literals import join_key
 from .._config.load import _load_file
 from .._errors import ConfigError
-from ._common import EXIT_NO, EXIT_OK, EXIT_USAGE, Subparsers, epilog
+from ._common import EXIT_NO, EXIT_OK, EXIT_USAGE, Subparsers, epilog, plural
 
 __all__ = ["add_to", "run"]
 
@@ -126,7 +126,7 @@ def _report_profile(file: Path, shown: Path, profile: str, problems: list[str]) 
     if others and (own or built):
         again = "-" if shown.name == STDIN else str(shown)
         print(
-            f"{shown}: {others} problem{'' if others == 1 else 's'} in other policies "
+            f"{shown}: {plural(others, 'problem')} in other policies "
             f"{'makes' if others == 1 else 'make'} loading {profile!r} fail too: "
             f"`retrypolicy check {again}` lists them",
             file=sys.stderr,

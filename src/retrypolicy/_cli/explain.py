@@ -22,7 +22,7 @@ from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
 from .._sse import StreamMonitor
-from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, policy_of
+from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, plural, policy_of
 
 __all__ = ["ROWS", "add_to", "backoff_of", "retries_allowed", "run"]
 
@@ -167,7 +167,7 @@ def _storm_lines(policy: Policy) -> list[str]:
         breaker = (
             f"per host: opens when >= {br.failure_rate:g} of >= {br.min_calls} attempts in "
             f"{br.window:g}s fail ({', '.join(sorted(br.kinds))}); open {br.open_for:g}s, "
-            f"then {br.half_open_probes} probe{'s' if br.half_open_probes != 1 else ''}"
+            f"then {plural(br.half_open_probes, 'probe')}"
         )
     return [
         f"budget:  {budget}",
@@ -229,8 +229,7 @@ def _rows(backoff: Backoff, retries: int) -> list[tuple[int, int, float, float]]
 
 
 def _print_classification(policy: Policy, c: Classification, out: TextIO) -> None:
-    times = "time" if c.max_retries == 1 else "times"
-    verdict = f"retry up to {c.max_retries} {times}" if c.retryable else "do not retry"
+    verdict = f"retry up to {plural(c.max_retries, 'time')}" if c.retryable else "do not retry"
     print(f"policy:  {policy.name}", file=out)
     print(f"class:   {c.kind} ({verdict})", file=out)
     print(f"reason:  {c.reason}", file=out)
@@ -256,8 +255,7 @@ def _print_classification(policy: Policy, c: Classification, out: TextIO) -> Non
             print(f"  retry {first}..{last}: wait {lo:6.2f}s .. {hi:6.2f}s each", file=out)
     deadline = f", deadline {policy.deadline:g}s" if policy.deadline is not None else ""
     print(
-        f"  then give up: at most {retries + 1} attempt{'s' if retries else ''}, "
-        f"{lo_total:.2f}s .. {hi_total:.2f}s "
-        f"of waiting{deadline}",
+        f"  then give up: at most {plural(retries + 1, 'attempt')}, "
+        f"{lo_total:.2f}s .. {hi_total:.2f}s of waiting{deadline}",
         file=out,
     )

@@ -89,9 +89,8 @@ def _print_schedule(
     top = max((max(d) for d in draws), default=0.0) or 1.0
     width = 30
     for n, waits in enumerate(draws, start=1):
-        qs = statistics.quantiles(waits, n=20, method="inclusive") if len(waits) > 1 else waits
         p50 = statistics.median(waits)
-        p95 = qs[18] if len(qs) > 18 else max(waits)
+        p95 = statistics.quantiles(waits, n=20, method="inclusive")[18] if samples > 1 else p50
         solid = round(p50 / top * width)
         light = max(round(p95 / top * width) - solid, 0)
         bar = "█" * solid + "░" * light

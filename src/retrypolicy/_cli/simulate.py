@@ -1,6 +1,6 @@
 """``retrypolicy simulate``: several policies, one scenario, side by side.
 
-The lead's command line registers it with :func:`add_parser`; the logic is
+The command line registers it with :func:`add_to`; the logic is
 :func:`retrypolicy.simulate` and the report module.
 """
 
@@ -24,7 +24,7 @@ from .._simulate._report import Simulation, format_table, json_line
 from .._simulate._scenario import Scenario
 from ._common import EXIT_OK, EXIT_USAGE, Subparsers
 
-__all__ = ["add_parser", "add_to", "simulate_command"]
+__all__ = ["add_to", "simulate_command"]
 
 _DESCRIPTION: Final = (
     "Run one or more policies against a scenario — an outage, a rate limit, an error "
@@ -63,7 +63,7 @@ def _number(low: float, *, strict: bool = False, whole: bool = False, finite: bo
     return parse  # type: ignore[return-value] # argparse only calls it
 
 
-def add_parser(sub: Subparsers[argparse.ArgumentParser]) -> None:
+def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     """Register ``simulate`` on the command line's subcommands."""
     p = sub.add_parser(
         "simulate",
@@ -285,6 +285,3 @@ def simulate_command(args: argparse.Namespace, out: TextIO) -> int:
 
         plot(results, Path(args.plot))
     return EXIT_OK
-
-
-add_to = add_parser  # the command line's one interface per command
