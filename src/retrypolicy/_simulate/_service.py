@@ -15,7 +15,8 @@ from typing import Final
 
 import attrs
 
-from ._scenario import Answer, Effect, Scenario
+from ._effects import Answer, Effect
+from ._scenario import Scenario
 
 __all__ = ["Service"]
 
