@@ -55,9 +55,7 @@ from .literals import join_key, show, toml_string
 from .schema import DEFAULT_EXTENDS, DEFAULT_RETRIES, SCHEMA
 from .sources import (
     BACKOFF_KEYS,
-    DEFAULT,
     LIMITS,
-    POLICY_VALUES,
     RULE_VALUES,
     STORM_KEYS,
     Origin,
@@ -406,11 +404,9 @@ def _check_parents(specs: Mapping[str, _PolicySpec], problems: list[str]) -> set
 _Built: TypeAlias = tuple[Policy, PolicySources]
 """A policy, and where each of its values was written."""
 
-_ROOT: Final[_Built] = (
-    _PROBES["policy"],
-    PolicySources(policy="", parent=None, values=dict.fromkeys(POLICY_VALUES, DEFAULT), rules=()),
-)
-"""What a policy with ``extends = false`` builds on: no rules, and each value its default."""
+_ROOT: Final[_Built] = (_PROBES["policy"], builtin_sources("", _PROBES["policy"]))
+"""What a policy with ``extends = false`` builds on: no rules, and each value its default
+(written by "": :data:`~.sources.DEFAULT`)."""
 
 
 def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[str, _Built]:
@@ -476,27 +472,17 @@ def _build(spec: _PolicySpec, parent: _Built) -> _Built:
             for item in overrides.get(i, [old])
         ),
     ]
-    limits = {key: getattr(p_policy, key) for key in LIMITS}
-    storm: dict[str, Any] = {}
+    fields = {key: getattr(p_policy, key) for key in (*LIMITS, *STORM_KEYS)} | spec.limits
     for key in STORM_KEYS:
-        inherited_value = getattr(p_policy, key)
+        values[key] = p_values[key]
         if key in spec.storm:
-            changes, base = spec.storm[key], inherited_value or _PROBES[key]
-            storm[key] = None if changes is None else attrs.evolve(base, **changes)
+            changes, base = spec.storm[key], fields[key] or _PROBES[key]
+            fields[key] = None if changes is None else attrs.evolve(base, **changes)
             values[key] = Origin(spec.path, join_key(spec.path, key))
-        else:
-            storm[key] = inherited_value
-            values[key] = p_values[key]
-    policy = Policy(
-        name=spec.name,
-        rules=[r for r, _ in built],
-        backoff=backoff,
-        **{**limits, **spec.limits},
-        **storm,
-    )
+    policy = Policy(name=spec.name, rules=[r for r, _ in built], backoff=backoff, **fields)
     sources = PolicySources(
         policy=spec.path,
-        parent=None if parent is _ROOT else p_sources.policy,
+        parent=p_sources.policy or None,  # "": the root of extends = false
         values=values,
         rules=tuple(s for _, s in built),
     )
