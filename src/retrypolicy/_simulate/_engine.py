@@ -26,7 +26,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from .. import _backoff
-from .._budget import BudgetResult
 from .._outcome import Outcome
 from .._verdict import NO_OBJECTION, StormVerdict, paid
 from ..transport._machine import DONE, SEND, AttemptMachine, Fail, Gate, Report, Settle, Wait
@@ -231,7 +230,8 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                     verdict = _verdict(call.prot, reply, now)
                     reply = m.answered(verdict)
                 elif type(reply) is Wait and reply.cost:  # a budget alone: pay, or give up
-                    refusal = _pay(call.prot, reply.cost, now)
+                    prot = call.prot
+                    refusal = None if prot is None else prot.pay(reply.cost, now)
                     if refusal is not None:
                         verdict = StormVerdict("", refusal, reply.cost)
                         reply = m.refused(refusal)
@@ -335,17 +335,6 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     )
 
 
-def _pay(prot: Protection | None, cost: float, now: float) -> BudgetResult | None:
-    """Pay *cost* for a retry on the pure steps: None when paid for (or there is no
-    budget), else the refusing result (what :meth:`~retrypolicy._storm.Guard.pay_in_place`
-    answers)."""
-    if prot is None or prot.pay(cost, now):
-        return None
-    assert prot.budget is not None  # noqa: S101 - only a budget refuses
-    level = prot.bucket.level if prot.bucket is not None else 0.0
-    return BudgetResult(False, level, prot.budget.capacity)
-
-
 def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:
     """Perform a machine's :class:`Report` on the pure steps: the storm verdict."""
     if prot is None:
@@ -358,5 +347,5 @@ def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:
     cost = step.cost
     if why or prot.budget is None:
         return StormVerdict(why, None, cost)
-    refused = _pay(prot, cost, now)
+    refused = prot.pay(cost, now)
     return paid(cost) if refused is None else StormVerdict("", refused, cost)

@@ -84,8 +84,9 @@ class Protection:
 
     # -- the budget ----------------------------------------------------------------------
 
-    def _step(self, now: float, delta: float) -> bool:
-        """One step of the bucket (a payment when *delta* < 0, else a refund): did it go?"""
+    def _step(self, now: float, delta: float) -> tuple[bool, float]:
+        """One step of the bucket (a payment when *delta* < 0, else a refund): did it go,
+        and the level after it."""
         budget = self.budget
         bucket = self.bucket
         assert budget is not None  # noqa: S101 - only called with a budget
@@ -98,18 +99,20 @@ class Protection:
         if level < c.budget_min:  # noqa: PLR1730 - min() costs a call on every step
             c.budget_min = level
         self.full = level >= budget.capacity
-        return ok
+        return ok, level
 
-    def pay(self, cost: float, now: float) -> bool:
-        """Pay *cost* for a retry: True when paid for (or there is no budget)."""
-        if self.budget is None:
-            return True  # no budget: nothing to pay, nothing to refund
-        ok = self._step(now, -cost)
+    def pay(self, cost: float, now: float) -> _budget.BudgetResult | None:
+        """Pay *cost* for a retry: None when paid for (or there is no budget), else the
+        refusing result (what :meth:`~retrypolicy._storm.Guard.pay_in_place` answers)."""
+        budget = self.budget
+        if budget is None:
+            return None  # no budget: nothing to pay, nothing to refund
+        ok, level = self._step(now, -cost)
         if ok:
             self.counters.budget_paid += 1
-        else:
-            self.counters.budget_refused += 1
-        return ok
+            return None
+        self.counters.budget_refused += 1
+        return _budget.BudgetResult(False, level, budget.capacity)
 
     def refund(self, now: float, amount: float) -> None:
         """A success: *amount* back (AWS: 1 on a first try, else the last retry's cost)."""
