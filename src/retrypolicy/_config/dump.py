@@ -2,35 +2,37 @@
 
 from __future__ import annotations
 
-from .._backoff import Backoff
 from .._errors import ConfigError
 from .._policy import APPLIED, Policy
 from .literals import toml_key, toml_string, toml_value
 from .load import value_keys
-from .schema import SCHEMA
+from .sources import STORM_KEYS
 
 __all__ = ["dump_policy"]
 
 
-def _backoff_lines(backoff: Backoff) -> list[str]:
-    return [f"{k.name} = {toml_value(getattr(backoff, k.name))}" for k in SCHEMA["backoff"]]
+def _lines(section: str, value: object) -> list[str]:
+    """``<key> = <value>`` for each key of *section* the core holds on *value*: None as
+    ``false`` (TOML has no null), a set as a sorted array."""
+    lines = []
+    for key in value_keys(section):
+        v = getattr(value, key)
+        if isinstance(v, frozenset):
+            v = sorted(str(x) for x in v)
+        lines.append(f"{key} = " + ("false" if v is None else toml_value(v)))
+    return lines
 
 
 def _storm_lines(head: str, policy: Policy) -> tuple[list[str], list[str]]:
     """``<key> = false`` lines for the storm settings that are off, and a table for each on."""
     off: list[str] = []
     tables: list[str] = []
-    for section in ("budget", "limiter", "breaker"):
+    for section in STORM_KEYS:
         value = getattr(policy, section)
         if value is None:
             off.append(f"{section} = false")
-            continue
-        tables += ["", f"[{head}.{section}]"]
-        for key in value_keys(section):
-            v = getattr(value, key)
-            if isinstance(v, frozenset):
-                v = sorted(str(x) for x in v)
-            tables.append(f"{key} = " + ("false" if v is None else toml_value(v)))
+        else:
+            tables += ["", f"[{head}.{section}]", *_lines(section, value)]
     return off, tables
 
 
@@ -54,13 +56,11 @@ def dump_policy(policy: Policy) -> str:
         "it inherits nothing.",
         f"[{head}]",
         "extends = false",
-        "max_attempts = "
-        + (toml_value(policy.max_attempts) if policy.max_attempts is not None else "false"),
-        "deadline = " + (toml_value(policy.deadline) if policy.deadline is not None else "false"),
+        *_lines("policy", policy),
         *storm_off,
         "",
         f"[{head}.backoff]",
-        *_backoff_lines(policy.backoff),
+        *_lines("backoff", policy.backoff),
         *storm_tables,
     ]
     for rule in policy.rules:
@@ -76,7 +76,7 @@ def dump_policy(policy: Policy) -> str:
         }
         lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None]
         if rule.backoff is not None:
-            lines += [f"[{head}.rules.backoff]", *_backoff_lines(rule.backoff)]
+            lines += [f"[{head}.rules.backoff]", *_lines("backoff", rule.backoff)]
     return "\n".join(lines) + "\n"
 
 

@@ -16,32 +16,27 @@ from typing import Final
 __all__ = ["either", "join_key", "show", "toml_key", "toml_string", "toml_value"]
 
 _BARE_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES: Final = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
+_ESCAPES: Final = str.maketrans(
+    {
+        **{chr(c): f"\\u{c:04X}" for c in (*range(0x20), 0x7F)},  # control characters
+        '"': '\\"',
+        "\\": "\\\\",
+        "\b": "\\b",
+        "\t": "\\t",
+        "\n": "\\n",
+        "\f": "\\f",
+        "\r": "\\r",
+    }
+)
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 _SHOWN_CHARS: Final = 60
 
 
 def toml_string(text: str) -> str:
     """A TOML basic string: quotes, backslashes and control characters escaped."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        elif 0xD800 <= code <= 0xDFFF:
-            raise ValueError(f"{text!r}: a lone surrogate cannot be written as TOML")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    if _SURROGATE.search(text):
+        raise ValueError(f"{text!r}: a lone surrogate cannot be written as TOML")
+    return '"' + text.translate(_ESCAPES) + '"'
 
 
 def toml_key(key: str) -> str:

@@ -55,9 +55,7 @@ from .literals import join_key, show, toml_string
 from .schema import DEFAULT_EXTENDS, DEFAULT_RETRIES, SCHEMA
 from .sources import (
     BACKOFF_KEYS,
-    DEFAULT,
     LIMITS,
-    POLICY_VALUES,
     RULE_VALUES,
     STORM_KEYS,
     Origin,
@@ -93,7 +91,8 @@ _INVALID: Final = _Mark.INVALID
 def _expected(
     problems: list[str], path: str, expected: str, value: object, hint: str = ""
 ) -> Literal[_Mark.INVALID]:
-    problems.append(f"{path}: expected {expected}; found {show(value)}" + _then(hint))
+    found = "none" if value is None else show(value)  # TOML has no null: None is a missing key
+    problems.append(f"{path}: expected {expected}; found {found}" + _then(hint))
     return _INVALID
 
 
@@ -377,10 +376,8 @@ def _check_parents(specs: Mapping[str, _PolicySpec], problems: list[str]) -> set
             continue
         known = sorted({*PROFILES, *(n for n in specs if n != spec.name)})
         why = "a policy cannot extend itself" if ext == spec.name else _did_you_mean(ext, known)
-        problems.append(
-            f"{join_key(spec.path, 'extends')}: expected a built-in profile or a policy of this "
-            f"file ({', '.join(known)}), or false; found {show(ext)}{_then(why)}"
-        )
+        expected = f"a built-in profile or a policy of this file ({', '.join(known)}), or false"
+        _expected(problems, join_key(spec.path, "extends"), expected, ext, why)
         broken.add(spec.name)
     reported: set[frozenset[str]] = set()
     for start in specs:
@@ -406,11 +403,9 @@ def _check_parents(specs: Mapping[str, _PolicySpec], problems: list[str]) -> set
 _Built: TypeAlias = tuple[Policy, PolicySources]
 """A policy, and where each of its values was written."""
 
-_ROOT: Final[_Built] = (
-    _PROBES["policy"],
-    PolicySources(policy="", parent=None, values=dict.fromkeys(POLICY_VALUES, DEFAULT), rules=()),
-)
-"""What a policy with ``extends = false`` builds on: no rules, and each value its default."""
+_ROOT: Final[_Built] = (_PROBES["policy"], builtin_sources("", _PROBES["policy"]))
+"""What a policy with ``extends = false`` builds on: no rules, and each value its default
+(written by "": :data:`~.sources.DEFAULT`)."""
 
 
 def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[str, _Built]:
@@ -476,27 +471,17 @@ def _build(spec: _PolicySpec, parent: _Built) -> _Built:
             for item in overrides.get(i, [old])
         ),
     ]
-    limits = {key: getattr(p_policy, key) for key in LIMITS}
-    storm: dict[str, Any] = {}
+    fields = {key: getattr(p_policy, key) for key in (*LIMITS, *STORM_KEYS)} | spec.limits
     for key in STORM_KEYS:
-        inherited_value = getattr(p_policy, key)
+        values[key] = p_values[key]
         if key in spec.storm:
-            changes, base = spec.storm[key], inherited_value or _PROBES[key]
-            storm[key] = None if changes is None else attrs.evolve(base, **changes)
+            changes, base = spec.storm[key], fields[key] or _PROBES[key]
+            fields[key] = None if changes is None else attrs.evolve(base, **changes)
             values[key] = Origin(spec.path, join_key(spec.path, key))
-        else:
-            storm[key] = inherited_value
-            values[key] = p_values[key]
-    policy = Policy(
-        name=spec.name,
-        rules=[r for r, _ in built],
-        backoff=backoff,
-        **{**limits, **spec.limits},
-        **storm,
-    )
+    policy = Policy(name=spec.name, rules=[r for r, _ in built], backoff=backoff, **fields)
     sources = PolicySources(
         policy=spec.path,
-        parent=None if parent is _ROOT else p_sources.policy,
+        parent=p_sources.policy or None,  # "": the root of extends = false
         values=values,
         rules=tuple(s for _, s in built),
     )
@@ -656,21 +641,15 @@ def _load_file(path: Path, problems: list[str]) -> tuple[list[str], dict[str, _B
         tool = doc.get("tool")
         section = tool.get("retrypolicy") if isinstance(tool, dict) else None
         if not isinstance(section, dict):
-            found = "none" if section is None else show(section)
-            problems.append(
-                f"{prefix}: expected a [tool.retrypolicy.policies.<name>] table in "
-                f"{PYPROJECT}; found {found}"
-            )
+            expected = f"a [tool.retrypolicy.policies.<name>] table in {PYPROJECT}"
+            _expected(problems, prefix, expected, section)
             return [], {}
         root = section
     _top_level(root, prefix, problems)
     policies_path = join_key(prefix, "policies")
     policies = root.get("policies")
     if not isinstance(policies, dict) or not policies:
-        found = "none" if policies is None else show(policies)
-        problems.append(
-            f"{policies_path}: expected at least one [{policies_path}.<name>] table; found {found}"
-        )
+        _expected(problems, policies_path, f"at least one [{policies_path}.<name>] table", policies)
         return [], {}
     specs: dict[str, _PolicySpec] = {}
     for name, table in policies.items():
@@ -734,10 +713,8 @@ def load_policy_with_sources(
     problems: list[str] = []
     names, built = _load_file(file, problems)
     if profile is not None and names and profile not in names:
-        problems.append(
-            f"profile: expected one of the file's policies ({', '.join(names)}); "
-            f"found {show(profile)}{_then(_did_you_mean(profile, names))}"
-        )
+        expected = f"one of the file's policies ({', '.join(names)})"
+        _expected(problems, "profile", expected, profile, _did_you_mean(profile, names))
     elif profile is None and len(names) > 1:
         problems.append(
             f"profile: expected one of the file's policies ({', '.join(names)}) with "

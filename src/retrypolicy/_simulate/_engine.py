@@ -26,18 +26,18 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 from .. import _backoff
-from .._budget import BudgetResult
 from .._outcome import Outcome
 from .._verdict import NO_OBJECTION, StormVerdict, paid
 from ..transport._machine import DONE, SEND, AttemptMachine, Fail, Gate, Report, Settle, Wait
-from ._fleet import Counters, Protection, Steps
+from ._fleet import Counters, Protection
 from ._report import Histogram, Simulation
 from ._service import Service
 
 if TYPE_CHECKING:
     from .._policy import Policy
     from ..transport._machine import Answer as MachineAnswer
-    from ._scenario import Answer, Scenario
+    from ._effects import Answer
+    from ._scenario import Scenario
 
 __all__ = ["run"]
 
@@ -49,11 +49,11 @@ _RESUME: Final = 4  # a wait is over: the machine begins the next attempt, or co
 _ASKED: Final = 5  # the machine asked the breaker and the limiter (a Gate)
 
 CIRCUIT_OPEN: Final = "circuit_open"
+"""The kind a call given up by an open breaker is counted under (it sent nothing more)."""
 TAIL: Final = 86_400
 """The per-second series end at most this many seconds after calls stop starting; a request
 or success later still (a very slow answer, a very long wait) is counted in their last
 second, so that memory stays bounded whatever the latencies and waits."""
-"""The kind a call given up by an open breaker is counted under (it sent nothing more)."""
 
 
 class _Call:
@@ -90,21 +90,16 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     answer_of = service.answer
     latency_of = service.latency
     parse_hint = _backoff.retry_after_from_headers
-    storm = policy.budget is not None or policy.limiter is not None or policy.breaker is not None
-    stores = 1 if shared else clients
-    capacity = policy.budget.capacity if policy.budget is not None else 0.0
+    budget = policy.budget
+    gated = policy.limiter is not None or policy.breaker is not None
+    capacity = budget.capacity if budget is not None else 0.0
+    refund_first = budget.success_refund if budget is not None else 0.0
     counters = Counters(capacity)
-    steps = Steps()
-    prots: list[Protection | None]
-    if not storm:
-        prots = [None] * clients
-    elif shared:
-        prots = [Protection(policy, steps, counters, 1.0)] * clients
-    else:
-        prots = [Protection(policy, steps, counters, 1.0 / stores) for _ in range(clients)]
-    gated = storm and (policy.limiter is not None or policy.breaker is not None)
-    budgeted = policy.budget is not None
-    refund_first = policy.budget.success_refund if policy.budget is not None else 0.0
+    prots: list[Protection | None] = [None] * clients
+    if shared and (budget is not None or gated):
+        prots = [Protection(policy, counters, 1.0)] * clients
+    elif budget is not None or gated:
+        prots = [Protection(policy, counters, 1.0 / clients) for _ in range(clients)]
 
     bad = scenario.bad_period
     bad_start, bad_end = bad if bad is not None else (math.inf, math.inf)
@@ -235,7 +230,8 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                     verdict = _verdict(call.prot, reply, now)
                     reply = m.answered(verdict)
                 elif type(reply) is Wait and reply.cost:  # a budget alone: pay, or give up
-                    refusal = _pay(call.prot, reply.cost, now)
+                    prot = call.prot
+                    refusal = None if prot is None else prot.pay(reply.cost, now)
                     if refusal is not None:
                         verdict = StormVerdict("", refusal, reply.cost)
                         reply = m.refused(refusal)
@@ -299,9 +295,9 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     while end > span and not requests_per_s[end - 1] and not ok_per_s[end - 1]:
         end -= 1
     levels: list[float] = []
-    if budgeted:
+    if budget is not None:
         level = capacity
-        refill = policy.budget.refill_rate if policy.budget is not None else 0.0
+        refill = budget.refill_rate
         for second in range(end):
             # a second without a step: the bucket refilled with time alone
             level = counters.levels.get(second, min(capacity, level + refill))
@@ -327,7 +323,7 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         still_failing=still_failing,
         budget_paid=counters.budget_paid,
         budget_refused=counters.budget_refused,
-        budget_min=counters.budget_min if budgeted else None,
+        budget_min=None if budget is None else counters.budget_min,
         breaker_openings=counters.breaker_openings,
         limiter_cuts=counters.limiter_cuts,
         paid=paid,
@@ -337,17 +333,6 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
         failures_per_s=tuple(failed_per_s[:end]),
         budget_per_s=tuple(levels),
     )
-
-
-def _pay(prot: Protection | None, cost: float, now: float) -> BudgetResult | None:
-    """Pay *cost* for a retry on the pure steps: None when paid for (or there is no
-    budget), else the refusing result (what :meth:`~retrypolicy._storm.Guard.pay_in_place`
-    answers)."""
-    if prot is None or prot.pay(cost, now):
-        return None
-    assert prot.budget is not None  # noqa: S101 - only a budget refuses
-    level = prot.bucket.level if prot.bucket is not None else 0.0
-    return BudgetResult(False, level, prot.budget.capacity)
 
 
 def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:
@@ -362,5 +347,5 @@ def _verdict(prot: Protection | None, step: Report, now: float) -> StormVerdict:
     cost = step.cost
     if why or prot.budget is None:
         return StormVerdict(why, None, cost)
-    refused = _pay(prot, cost, now)
+    refused = prot.pay(cost, now)
     return paid(cost) if refused is None else StormVerdict("", refused, cost)

@@ -21,14 +21,7 @@ from .._rules import Kind
 from ._effects import KIND_ANSWERS, Answer, Effect, Latency, answer_of, check_number
 from ._trace import read_trace
 
-__all__ = [
-    "KIND_ANSWERS",
-    "Answer",
-    "Effect",
-    "Latency",
-    "Scenario",
-    "answer_of",
-]
+__all__ = ["Scenario"]
 
 
 def _window(at: float, seconds: float | None, name: str) -> tuple[float, float]:

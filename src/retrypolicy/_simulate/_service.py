@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Final
 
 import attrs
 
-from ._scenario import Answer, Effect, Scenario
+from ._effects import Answer, Effect
+from ._scenario import Scenario
 
 __all__ = ["Service"]
-
-_OUTAGE: Final = 0
-_RATE_LIMIT: Final = 1
-_ERRORS: Final = 2
-_TRACE: Final = 3
-_CODES: Final = {"outage": _OUTAGE, "rate_limit": _RATE_LIMIT, "errors": _ERRORS, "trace": _TRACE}
 
 
 class _Bucket:
@@ -64,8 +58,8 @@ class Service:
 
     def __init__(self, scenario: Scenario, rng: random.Random) -> None:
         self.rng = rng
-        self.effects: list[tuple[float, float, int, Effect, _Bucket | None]] = [
-            (e.start, e.end, _CODES[e.what], e, _Bucket(e) if e.what == "rate_limit" else None)
+        self.effects: list[tuple[float, float, str, Effect, _Bucket | None]] = [
+            (e.start, e.end, e.what, e, _Bucket(e) if e.what == "rate_limit" else None)
             for e in scenario.effects
         ]
         lat = scenario.latency
@@ -76,16 +70,15 @@ class Service:
 
     def answer(self, now: float) -> Answer | None:
         """What the service answers a request sent at *now*."""
-        for start, end, code, effect, bucket in self.effects:
+        for start, end, what, effect, bucket in self.effects:
             if not start <= now < end:
                 continue
-            if code == _OUTAGE:
+            if what == "outage":
                 return effect.answer
-            if code == _ERRORS:
+            if what == "errors":
                 if self.rng.random() < effect.rate:
                     return effect.answer
-            elif code == _RATE_LIMIT:
-                assert bucket is not None  # noqa: S101 - built with the effect
+            elif bucket is not None:  # a rate limit
                 found = bucket.take(now)
                 if found is not None:
                     return found
