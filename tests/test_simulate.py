@@ -484,3 +484,21 @@ def test_per_second_series_stay_bounded_for_very_slow_answers() -> None:
     result = rp.simulate(rp.EUGPT, slow, clients=2, duration=1)
     assert len(result.requests_per_s) <= 2 + 86_400 + 1  # a day after the 1 s of calls
     assert sum(result.successes_per_s) == result.calls == 2
+
+
+@pytest.mark.parametrize("seconds", [100.0, math.inf], ids=["past-the-run", "endless"])
+def test_an_incident_that_outlasts_the_run_is_still_failing(seconds: float) -> None:
+    """An outage that has not ended when the run does (longer than the run, or endless):
+    the fleet never recovered, so the report says it is still failing — not recovered at
+    once, as if the outage had ended with the run."""
+    scenario = rp.Scenario.outage(seconds, at=5).with_latency(0.01)
+    result = rp.simulate(rp.EUGPT, scenario, clients=2, duration=20)
+    assert result.still_failing is True
+    assert result.succeeded < result.calls
+
+
+def test_a_trace_starting_at_a_bool_is_refused_before_the_file_is_read(tmp_path: Path) -> None:
+    """``Scenario.trace(path, at=True)`` is refused as every other builder refuses a bool
+    for a time, and before the trace file is read (a typo costs no read of a large file)."""
+    with pytest.raises(ValueError, match=r"^at True: expected a number of seconds >= 0$"):
+        rp.Scenario.trace(tmp_path / "missing.csv", at=True)

@@ -265,7 +265,8 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
                             prot.succeeded(now)
                         if not prot.full or settle.retried:
                             prot.refund(now, settle.refund)
-                        assert m.answered(None) is DONE  # noqa: S101 - a Settle ends the call
+                        done = m.answered(None)
+                        assert done is DONE  # noqa: S101 - a Settle ends the call
         # the call is over
         start = call.start
         record(now - start)
@@ -291,6 +292,8 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
             push(heap, (now + think_s, seq, _ARRIVE, call.client))
             seq += 1
 
+    if bad is not None and bad_end >= duration:  # the incident outlasted the run
+        still_failing = True
     end = len(requests_per_s)
     while end > span and not requests_per_s[end - 1] and not ok_per_s[end - 1]:
         end -= 1

@@ -120,6 +120,7 @@ class Scenario:
         ``retry_after``): a request sent in second *n* of the trace is answered like one
         of the requests it recorded in that second, drawn at random; a second without
         records answers a success. See :func:`read_trace` for the format."""
+        check_number("at", at, lambda v: v >= 0, "a number of seconds >= 0")
         return cls((read_trace(path, at=at),))
 
     def with_latency(
