@@ -986,6 +986,21 @@ def test_retry_uses_the_config_env(
     assert len(calls) == 2
 
 
+def test_a_config_env_of_several_policies_says_to_set_the_profile_env(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """RETRYPOLICY_CONFIG naming a file of several policies, without RETRYPOLICY_PROFILE:
+    the error says to choose with the variable, not with ``profile=`` (an argument the
+    default policy's user never passes)."""
+    env.setenv(CONFIG_ENV, str(write(tmp_path, "[policies.a]\n[policies.b]\n")))
+    with pytest.raises(ConfigFileError) as info:
+        default_policy()
+    assert info.value.problems == [
+        "profile: expected one of the file's policies (a, b) with RETRYPOLICY_PROFILE, as "
+        "the file defines several; found none"
+    ]
+
+
 def test_a_broken_config_env_raises(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A broken file is an error naming the variable, never a silent fall-back to EU GPT."""
     path = write(tmp_path, "[policies.p]\nmax_attempts = 0\n")

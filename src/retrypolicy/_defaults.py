@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from ._config import ConfigFileError, load_policy
+from ._config import ConfigFileError, load_policy_with_sources
 from ._errors import ConfigError
 from ._policy import Policy
 from ._profiles import EUGPT, PROFILES
@@ -62,7 +62,7 @@ def default_policy() -> Policy:
         stat = path.stat()
         version: tuple[int, int, int] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
     except OSError:
-        version = (-1, -1, -1)  # load_policy reports why it cannot be read
+        version = (-1, -1, -1)  # loading reports why it cannot be read
     return _load(str(path), profile, version)
 
 
@@ -76,7 +76,8 @@ def _load(path: str, profile: str | None, version: tuple[int, int, int]) -> Poli
     """
     del version
     try:
-        return load_policy(path, profile)
+        # several policies in the file: chosen by the environment, not by an argument
+        return load_policy_with_sources(path, profile, choose=PROFILE_ENV)[0]
     except ConfigFileError as e:
         origin = f"named by {CONFIG_ENV}" + (f", {PROFILE_ENV}={profile}" if profile else "")
         raise ConfigError.for_file(e.path or Path(path), e.problems, origin=origin) from None
