@@ -169,17 +169,12 @@ class ResultsFile:
             with contextlib.suppress(ValueError, AttributeError, TypeError):
                 value = json.loads(line)
                 job_id, status = value.get("id"), value.get("status")
-                if isinstance(job_id, str) and self._open_for(job_id):
+                if isinstance(job_id, str) and job_id not in self._done_at:  # done: final
                     self.last[job_id] = (str(status), _outcome(value))
                     if status == "done":
                         self._done_at[job_id] = (offset, len(line))
             offset += len(line) + 1
         return cut
-
-    def _open_for(self, job_id: str) -> bool:
-        """Whether *job_id* may get another line: it has none, or no ``done`` one."""
-        last = self.last.get(job_id)
-        return last is None or last[0] != "done"
 
     def done_response(self, job_id: str) -> Any:
         """The ``response`` of *job_id*'s ``done`` line; KeyError if it has none."""

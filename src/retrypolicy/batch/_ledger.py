@@ -217,22 +217,16 @@ def record_of(ledger: Ledger, job_id: str, settled: Settled, runs: int) -> tuple
     if failure is None:
         assert settled.result_json is not None  # noqa: S101 - a Settled holds a result or a failure
         changed = ledger.finish(job_id, settled.result_json, settled.attempts)
-        record = JobRecord(
-            job_id=job_id,
-            state=JobState.DONE,
-            result=settled.value,
-            runs=runs,
-            attempts=settled.attempts,
-        )
     else:
         changed = ledger.fail(job_id, failure)
-        record = JobRecord(
-            job_id=job_id,
-            state=JobState.FAILED,
-            failure=failure,
-            runs=runs,
-            attempts=failure.attempts,
-        )
+    record = JobRecord(
+        job_id=job_id,
+        state=JobState.DONE if failure is None else JobState.FAILED,
+        result=settled.value if failure is None else None,
+        failure=failure,
+        runs=runs,
+        attempts=settled.attempts,  # settle() gives a failure the same attempts
+    )
     # unchanged: our lease was lost and the job is another worker's, or done elsewhere
     # (the first result stays): the stored record says so
     if not changed and (stored := ledger.get(job_id)) is not None:

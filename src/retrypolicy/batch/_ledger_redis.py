@@ -59,6 +59,13 @@ local function paid(key, attempts)  -- requests sent: per job, and ledger-wide
     redis.call('HINCRBY', p .. ':cost', 'retries', n - 1)
   end
 end
+local function leave(id, key, holder, from, to, now, attempts)  -- the lease ends: to `to`
+  if holder then redis.call('SREM', p .. ':owner:' .. holder, id) end
+  move(id, from, to)
+  redis.call('HDEL', key, 'owner', 'expires')
+  redis.call('HSET', key, 'state', to, 'updated', tostring(now_of(now)))
+  paid(key, attempts)
+end
 """
 
 # Each script below runs after _PRELUDE (see RedisLedger.__init__).
@@ -102,13 +109,9 @@ local id = ARGV[2]
 local key = p .. ':job:' .. id
 local st = redis.call('HGET', key, 'state')
 if st == 'done' then return 0 end
-local holder = redis.call('HGET', key, 'owner')
-if holder then redis.call('SREM', p .. ':owner:' .. holder, id) end
-move(id, st, 'done')
-redis.call('HDEL', key, 'owner', 'expires', unpack(FAILURE))
-redis.call('HSET', key, 'state', 'done', 'result', ARGV[3], 'updated', tostring(now_of(ARGV[4])),
-           'attempts', ARGV[5])
-paid(key, ARGV[5])
+leave(id, key, redis.call('HGET', key, 'owner'), st, 'done', ARGV[4], ARGV[5])
+redis.call('HDEL', key, unpack(FAILURE))
+redis.call('HSET', key, 'result', ARGV[3], 'attempts', ARGV[5])
 return 1
 """
 
@@ -117,14 +120,12 @@ _FAIL: Final = """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
 if not held(key, owner) then return 0 end
-redis.call('SREM', p .. ':owner:' .. owner, id)
-move(id, 'running', 'failed')
-redis.call('HDEL', key, 'owner', 'expires', 'code', 'status')
-redis.call('HSET', key, 'state', 'failed', 'updated', tostring(now_of(ARGV[4])),
-           'kind', ARGV[5], 'retryable', ARGV[6], 'attempts', ARGV[7], 'message', ARGV[10])
+leave(id, key, owner, 'running', 'failed', ARGV[4], ARGV[7])
+redis.call('HDEL', key, 'code', 'status')
+redis.call('HSET', key, 'kind', ARGV[5], 'retryable', ARGV[6], 'attempts', ARGV[7],
+           'message', ARGV[10])
 if ARGV[8] ~= '' then redis.call('HSET', key, 'code', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', key, 'status', ARGV[9]) end
-paid(key, ARGV[7])
 return 1
 """
 
@@ -133,11 +134,7 @@ _RELEASE: Final = """
 local id, owner = ARGV[2], ARGV[3]
 local key = p .. ':job:' .. id
 if not held(key, owner) then return 0 end
-redis.call('SREM', p .. ':owner:' .. owner, id)
-move(id, 'running', 'pending')
-redis.call('HDEL', key, 'owner', 'expires')
-redis.call('HSET', key, 'state', 'pending', 'updated', tostring(now_of(ARGV[4])))
-paid(key, ARGV[5])
+leave(id, key, owner, 'running', 'pending', ARGV[4], ARGV[5])
 return 1
 """
 

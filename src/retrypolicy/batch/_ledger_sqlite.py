@@ -380,21 +380,17 @@ class SQLiteLedger(LedgerBase):
     def finish(self, job_id: str, result_json: str, attempts: int = 1) -> bool:
         """Mark the job done with *result_json* after *attempts* requests, unless it is done
         already (then False)."""
-        now = self._now()
-        retries = max(attempts - 1, 0)
+        # one upsert: a job never claimed here is stored all the same, a done one is kept
         _, changed = self._one(
-            "UPDATE retrypolicy_jobs SET state = 'done', result = ?, owner = NULL, "
-            "expires = NULL, kind = NULL, retryable = NULL, attempts = ?, code = NULL, "
-            "status = NULL, message = NULL, updated = ?, requests = requests + ?, "
-            "retries = retries + ? WHERE id = ? AND state != 'done'",
-            (result_json, attempts, now, attempts, retries, job_id),
+            "INSERT INTO retrypolicy_jobs (id, state, result, attempts, updated, requests, "
+            "retries) VALUES (?, 'done', ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "state = 'done', result = excluded.result, owner = NULL, expires = NULL, "
+            "kind = NULL, retryable = NULL, attempts = excluded.attempts, code = NULL, "
+            "status = NULL, message = NULL, updated = excluded.updated, "
+            "requests = requests + excluded.requests, retries = retries + excluded.retries "
+            "WHERE state != 'done'",
+            (job_id, result_json, attempts, self._now(), attempts, max(attempts - 1, 0)),
         )
-        if not changed:  # done already, or never claimed here: then still store it
-            _, changed = self._one(
-                "INSERT INTO retrypolicy_jobs (id, state, result, attempts, updated, requests, "
-                "retries) VALUES (?, 'done', ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                (job_id, result_json, attempts, now, attempts, retries),
-            )
         return changed > 0
 
     def fail(self, job_id: str, failure: FailureInfo) -> bool:

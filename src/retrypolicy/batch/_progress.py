@@ -122,9 +122,8 @@ class PlainProgress(Progress):
     def _changed(self) -> None:
         with self._lock:
             due = self.finished >= self._next
-            if due:
-                while self._next <= self.finished:
-                    self._next += self._step
+            if due:  # the next multiple of the step past what is finished
+                self._next = (self.finished // self._step + 1) * self._step
         if due:
             self._print()
 

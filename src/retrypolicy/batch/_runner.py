@@ -187,13 +187,12 @@ class _Batch:
     def ended(self, record: JobRecord) -> bool:
         """A job this worker ran has *record* now; False if another worker holds it (our
         lease was lost while it ran, and the failure we saw was not recorded)."""
-        with self.lock:
-            self.running.discard(record.job_id)
-        if record.state is JobState.RUNNING:
-            return False
         failed = record.state is not JobState.DONE
         flushed: list[JobRecord] = []
         with self.lock:
+            self.running.discard(record.job_id)
+            if record.state is JobState.RUNNING:
+                return False
             attempts = record.failure.attempts if record.failure is not None else record.attempts
             self.requests += attempts
             self.retries += max(attempts - 1, 0)
