@@ -285,6 +285,26 @@ def test_add_registers_pending_and_keeps_known_jobs(make: MakeLedger, clock: Clo
     assert a.get("nope") is None
 
 
+def test_add_counts_a_repeated_id_once(make: MakeLedger, clock: Clock) -> None:
+    """An id given twice to one add is one new job, on both ledgers (it answers how many
+    jobs are new, not how many ids it was given)."""
+    a = make(clock)
+    assert a.add(["r", "r", "s"]) == 2
+    assert a.counts().states[JobState.PENDING] == 2
+
+
+def test_a_failure_reads_back_as_written(make: MakeLedger, clock: Clock) -> None:
+    """A failure recorded with no attempt sent (refused before any request) reads back with
+    its 0 attempts, on both ledgers, as every other field does."""
+    a = make(clock)
+    a.claim("z")
+    unsent = FailureInfo(kind="invalid_request", retryable=False, attempts=0)
+    assert a.fail("z", unsent)
+    record = a.get("z")
+    assert record is not None
+    assert record.failure == unsent
+
+
 def test_counts_per_state_and_kind(make: MakeLedger, clock: Clock) -> None:
     """counts: jobs per state, failed jobs per kind, how many a rerun would retry."""
     a = make(clock)
@@ -442,6 +462,8 @@ def test_bad_job_ids(make: MakeLedger, clock: Clock, bad: Any) -> None:
         ledger.claim(bad)
     with pytest.raises(LedgerError, match="job id"):
         ledger.get(bad)
+    with pytest.raises(LedgerError, match="job id"):
+        ledger.requeue(kinds=[], job_ids=[bad])  # no kind to requeue: the ids still checked
 
 
 def test_bad_lease(tmp_path: Path) -> None:

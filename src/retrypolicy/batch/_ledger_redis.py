@@ -326,13 +326,13 @@ class RedisLedger(LedgerBase):
 
         One script per chunk of ids, mirroring :func:`._states.can_requeue`.
         """
+        ids = None if job_ids is None else sorted({check_job_id(j) for j in job_ids})
         kind_list = [] if kinds is None else sorted(set(kinds))
         if kinds is not None and not kind_list:
-            return 0
+            return 0  # no kind: nothing to requeue (the ids were checked all the same)
         head = [self._now_arg(), str(len(kind_list)), *kind_list]
-        if job_ids is None:
+        if ids is None:
             return self._call(self._requeue, *head)
-        ids = sorted({check_job_id(j) for j in job_ids})
         return sum(self._call(self._requeue, *head, *chunk) for chunk in chunks(ids))
 
     def renew(self) -> int:

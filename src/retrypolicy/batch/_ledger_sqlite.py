@@ -177,7 +177,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         failure = FailureInfo(
             kind=kind,
             retryable=bool(retryable),
-            attempts=attempts or 1,
+            attempts=1 if attempts is None else attempts,  # None: a ledger from before it
             code=code,
             status=status,
             message=message or "",
@@ -311,7 +311,7 @@ class SQLiteLedger(LedgerBase):
     def add(self, job_ids: Iterable[str]) -> int:
         """Register *job_ids* as pending (known ones keep their state); how many were new."""
         now = self._now()
-        rows = [(check_job_id(j), now) for j in job_ids]
+        rows = [(job_id, now) for job_id in dict.fromkeys(check_job_id(j) for j in job_ids)]
         with self._write() as c:
             known = {
                 r[0]
