@@ -78,7 +78,9 @@ class RetryMiddleware:
                 read.append(chunk)
                 size += len(chunk)
             ex.outcome = loop.judge(status, headers, b"".join(read)[:MAX_ERROR_BODY])
-        elif is_event_stream(headers):
+        elif 200 <= status < 300 and is_event_stream(
+            headers, method=response.method, status=status
+        ):
             ex.check = check = self.options.stream_check()
             read, problem = await check.aprime(rest)
             if problem is not None:  # handed over only on give-up: never its failing event

@@ -360,8 +360,13 @@ def _stream_failure(check: StreamCheck, problem: StreamProblem, cause: Exception
 
 def _is_stream(request: Any, response: Any) -> bool:
     """Whether *response* is an event stream to check to its last event."""
-    # the seam decides; the scan (cheaper than httpx's own look-up) spares it the common JSON
-    return request.method != "HEAD" and _raw_type(response) and is_event_stream(response.headers)
+    # the seam decides (a HEAD, a 204... has no stream); the scan (cheaper than httpx's own
+    # look-up) spares it the common JSON
+    return (
+        request.method != "HEAD"
+        and _raw_type(response)
+        and is_event_stream(response.headers, status=response.status_code)
+    )
 
 
 def _hand_over(

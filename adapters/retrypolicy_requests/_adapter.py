@@ -122,7 +122,9 @@ class RetryAdapter(HTTPAdapter):
             body = raw.read(MAX_ERROR_BODY, decode_content=True) or b""
             ex.outcome = loop.judge(status, response.headers, body)
             response.raw = _ReplayedRaw(raw, chain([body], _chunks(raw)))
-        elif 200 <= status < 300 and is_event_stream(response.headers):
+        elif 200 <= status < 300 and is_event_stream(
+            response.headers, method=response.request.method, status=status
+        ):
             check = self.options.stream_check()
             primed, rest = _prime(check, _chunks(response.raw))
             if check.problem is not None:

@@ -379,7 +379,11 @@ def guard_stream(
         outcome = loop.judge(status, response.headers, body, content_encoding=encoding)
         raise loop.error(outcome or Outcome(status=status))
     chunks = _chunks(response, amt)
-    if is_event_stream(response.headers):
+    # a HEAD's response has no body: http.client's response knows the method it answers
+    method = getattr(getattr(response, "_original_response", None), "_method", None)
+    if is_event_stream(
+        response.headers, method=method if isinstance(method, str) else None, status=status
+    ):
         check = options.stream_check(content_encoding=encoding)
         check.attempts = 1 if loop is None else loop.attempts
         chunks = check.guard(chunks)

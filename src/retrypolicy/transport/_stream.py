@@ -21,12 +21,24 @@ from ._limits import MAX_PRIME_BYTES, PREAMBLE_TYPES
 __all__ = ["StreamCheck", "is_event_stream"]
 
 
-def is_event_stream(headers: object) -> bool:
+def is_event_stream(
+    headers: object, *, method: str | None = None, status: int | None = None
+) -> bool:
     """True for a ``text/event-stream`` response (the header's name and value in any case).
 
     ``Content-Type`` sent on several lines (or as a list) is read as the Fetch
     standard reads it: the last value that is a media type wins.
+
+    Given the request's *method* and the response's *status*, a response that has
+    no body by definition — to a ``HEAD``, or a 1xx, 204, 205 or 304 — is no stream,
+    whatever its ``Content-Type`` says (a ``HEAD`` answers with the headers a
+    ``POST`` would get): there is nothing to check, and its empty body is no stream
+    that ended without ``response.completed``.
     """
+    if (status is not None and (status < 200 or status in _BODILESS)) or (
+        method is not None and method.upper() == "HEAD"
+    ):
+        return False
     ctype = header_value(headers, "content-type")
     if ctype is None:
         return False
@@ -39,6 +51,8 @@ def is_event_stream(headers: object) -> bool:
 
 
 _EVENT_STREAM: Final = "text/event-stream"
+_BODILESS: Final = frozenset({204, 205, 304})
+"""Statuses whose responses have no body (RFC 9110 6.4.1; 205: 15.3.6)."""
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
