@@ -37,9 +37,15 @@ _MAX_CHAIN: Final = 8
 """How far down ``__cause__`` / ``__context__`` the attempts and the exhausted mark are sought."""
 
 
+def _options(policy: Policy | None) -> AdapterOptions:
+    """*policy*, checked as adapters check it (None: the default policy, as adapters do),
+    with the wall clock an HTTP-date ``Retry-After`` is read against."""
+    return AdapterOptions(policy=policy)
+
+
 def _policy(policy: Policy | None) -> Policy:
     """*policy*, checked as adapters check it (None: the default policy, as adapters do)."""
-    return AdapterOptions(policy=policy).policy
+    return _options(policy).policy
 
 
 def _response(exc: BaseException) -> Any:
@@ -131,12 +137,14 @@ def api_error(exc: BaseException, policy: Policy | None = None) -> APIError:
     """
     if isinstance(exc, APIError):
         return exc
-    policy = _policy(policy)
+    options = _options(policy)
+    policy = options.policy
     response = _response(exc)
     attempts = _attempts(exc, response)
     if (info := _envelope(response)) is not None:
         verdict = policy.classify(info.status, info.code)
-        hint = retry_after_from_headers(response.headers)
+        # an HTTP-date hint needs the time now, as the transport reads it
+        hint = retry_after_from_headers(response.headers, now=options.wall_clock())
         error = _api_error(verdict, info, attempts=attempts, retry_after=hint)
     else:
         verdict = policy.classify(exception=exc)

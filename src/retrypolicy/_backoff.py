@@ -12,6 +12,7 @@ import email.utils
 import math
 import random
 from collections.abc import Mapping
+from datetime import UTC
 from email.message import Message
 from typing import Final, Literal, TypeAlias
 
@@ -281,8 +282,8 @@ def _http_date_wait(text: str, now: float | None) -> float | None:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # an HTTP-date is GMT; a zone-less one is taken as such
-        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT; a zone-less one (asctime's form, which
+        when = when.replace(tzinfo=UTC)  # RFC 9110 says to accept, or "-0000") is taken as such
     try:
         wait = when.timestamp() - now
     except (OverflowError, ValueError, OSError):
