@@ -74,9 +74,14 @@ class RetryMiddleware:
         if loop.judge(status, headers) is not None:  # a failure: its envelope has the code
             read: list[bytes] = []
             size = 0  # a running total: a body in many tiny chunks costs linear time
-            while size < MAX_ERROR_BODY and (chunk := await anext(rest, b"")):
-                read.append(chunk)
-                size += len(chunk)
+            try:
+                while size < MAX_ERROR_BODY and (chunk := await anext(rest, b"")):
+                    read.append(chunk)
+                    size += len(chunk)
+            except Exception as exc:  # noqa: BLE001 - cut short, or undecodable (a corrupt gzip)
+                # the status decides (a 400 is never retried because its body broke); the
+                # caller reading the body meets the error after the bytes that came
+                rest = _raising(exc)
             ex.outcome = loop.judge(status, headers, b"".join(read)[:MAX_ERROR_BODY])
         elif 200 <= status < 300 and is_event_stream(
             headers, method=response.method, status=status
@@ -97,6 +102,13 @@ class RetryMiddleware:
 async def _iterate(read: Callable[[], Awaitable[bytes]]) -> AsyncIterator[bytes]:
     while chunk := await read():
         yield chunk
+
+
+async def _raising(exc: Exception) -> AsyncIterator[bytes]:
+    """A rest of a body that ends at once with *exc* (what reading it raised)."""
+    for _ in ():  # an async generator: it raises when read, not when made
+        yield b""
+    raise exc
 
 
 class CheckedContent:

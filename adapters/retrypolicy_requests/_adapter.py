@@ -119,9 +119,17 @@ class RetryAdapter(HTTPAdapter):
         ex = Exchange(response, close=lambda: _release(response))
         if status >= 400:
             raw = response.raw
-            body = raw.read(MAX_ERROR_BODY, decode_content=True) or b""
+            rest: Iterator[bytes]
+            try:
+                body = raw.read(MAX_ERROR_BODY, decode_content=True) or b""
+            except Exception as exc:  # noqa: BLE001 - cut short, or undecodable (a corrupt gzip)
+                # the status decides (a 400 is never retried because its body broke); the
+                # caller reading the body meets the error, as requests' own would give it
+                body, rest = b"", _raising(exc)
+            else:
+                rest = chain([body], _chunks(raw))
             ex.outcome = loop.judge(status, response.headers, body)
-            response.raw = _ReplayedRaw(raw, chain([body], _chunks(raw)))
+            response.raw = _ReplayedRaw(raw, rest)
         elif 200 <= status < 300 and is_event_stream(
             response.headers, method=response.request.method, status=status
         ):
@@ -165,6 +173,12 @@ def _chunks(raw: Any) -> Iterator[bytes]:
         return
     while chunk := raw.read1(_CHUNK, decode_content=True):
         yield chunk
+
+
+def _raising(exc: Exception) -> Iterator[bytes]:
+    """A body that ends at once with *exc* (what reading it raised)."""
+    yield from ()  # a generator: it raises when read, not when made
+    raise exc
 
 
 def _release(response: Response) -> None:
