@@ -56,6 +56,7 @@ from retrypolicy.transport import (
     StreamCheck,
     StreamProblem,
     is_event_stream,
+    redact,
 )
 
 if TYPE_CHECKING:
@@ -406,7 +407,9 @@ def _inner(transport: Any, wiring: _Wiring, library: Library) -> Any:
     inner = wiring.default() if transport is None else transport
     if isinstance(inner, wiring.base):
         return inner
-    msg = f"transport {transport!r}: expected a {library.name}.{wiring.base.__qualname__}"
+    msg = (
+        f"transport {redact(repr(transport))}: expected a {library.name}.{wiring.base.__qualname__}"
+    )
     if type(inner).__module__.partition(".")[0] == library.other:
         msg += f" (for a {library.other} transport, use the transports of {_home(library.other)})"
     raise TypeError(msg)

@@ -22,7 +22,7 @@ import httpx2
 import openai
 
 from retrypolicy import Policy
-from retrypolicy.transport import AdapterKeywords
+from retrypolicy.transport import AdapterKeywords, redact
 from retrypolicy_httpx.httpx2 import AsyncRetryTransport, RetryTransport
 
 __all__ = ["ClientKeywords", "SDKRetriesWarning", "async_client", "client", "wrap"]
@@ -72,8 +72,9 @@ def _split(options: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict
     retries = sdk.pop("max_retries", 0)
     if retries != 0:
         msg = (
-            f"{where}(max_retries={retries!r}): expected no max_retries (it is always 0, so "
-            "that the SDK's retries do not multiply the policy's); set retries on the policy"
+            f"{where}(max_retries={redact(repr(retries))}): expected no max_retries (it is "
+            "always 0, so that the SDK's retries do not multiply the policy's); set retries "
+            "on the policy"
         )
         raise TypeError(msg)
     if "http_client" in sdk:
@@ -92,8 +93,8 @@ def _inner(transport: Any, default: Any) -> Any:
     """
     if isinstance(transport, RetryTransport | AsyncRetryTransport):
         msg = (
-            f"transport {transport!r}: expected the inner httpx2 transport, not a retrying "
-            "one (the client adds the policy's own; two would multiply their attempts)"
+            f"transport {redact(repr(transport))}: expected the inner httpx2 transport, not a "
+            "retrying one (the client adds the policy's own; two would multiply their attempts)"
         )
         raise TypeError(msg)
     return default(limits=openai.DEFAULT_CONNECTION_LIMITS) if transport is None else transport
@@ -214,5 +215,5 @@ def wrap(
         return client.with_options(
             max_retries=0, http_client=openai.DefaultHttpxClient(transport=stransport)
         )
-    msg = f"client {client!r}: expected an openai.OpenAI or openai.AsyncOpenAI"
+    msg = f"client {redact(repr(client))}: expected an openai.OpenAI or openai.AsyncOpenAI"
     raise TypeError(msg)

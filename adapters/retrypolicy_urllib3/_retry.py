@@ -42,6 +42,7 @@ from retrypolicy.transport import (
     is_event_stream,
     mark_exhausted,
     parse_retry_after,
+    redact,
     retry_after_from_headers,
 )
 
@@ -317,7 +318,7 @@ class PolicyRetry(Retry):
         """Seconds from a ``Retry-After`` value; ``InvalidHeader`` when it is no usable hint."""
         seconds = parse_retry_after(retry_after, now=self.options.wall_clock())
         if seconds is None:
-            msg = f"Invalid Retry-After header: {retry_after[:64]!r}"
+            msg = f"Invalid Retry-After header: {redact(repr(retry_after[:64]))}"
             raise InvalidHeader(msg)
         return seconds
 

@@ -26,6 +26,7 @@ from .._envelope import ErrorInfo, parse_error
 from .._errors import APIError, api_error
 from .._outcome import AttemptState, Decision, Outcome, mark_exhausted
 from .._policy import Policy
+from .._redact import redact
 from .._rules import Classification, Failure, Kind
 from .._shell import Retrier
 from ..typing import AsyncSleeper, Clock, LoopOptions, RetryHook, Sleeper
@@ -50,6 +51,12 @@ __all__ = [
 ]
 
 
+def _shown(value: object) -> str:
+    """*value* as an error message shows it: its repr, API keys and tokens masked (a key
+    passed where a policy goes must not reach a log through the TypeError)."""
+    return redact(repr(value))
+
+
 def normalize_methods(methods: str | Iterable[str] | None) -> frozenset[str] | None:
     """The one reading of ``methods=`` for every adapter: None means every method.
 
@@ -63,11 +70,14 @@ def normalize_methods(methods: str | Iterable[str] | None) -> frozenset[str] | N
     try:
         chosen = list(names)
     except TypeError:
-        msg = f"methods {methods!r}: expected a method name, an iterable of names, or None"
+        msg = f"methods {_shown(methods)}: expected a method name, an iterable of names, or None"
         raise TypeError(msg) from None
     for name in chosen:
         if not isinstance(name, str) or not name.strip():
-            msg = f"methods {methods!r}: {name!r} is not a method name (expected e.g. 'POST')"
+            msg = (
+                f"methods {_shown(methods)}: {_shown(name)} is not a method name "
+                "(expected e.g. 'POST')"
+            )
             raise TypeError(msg)
     if not chosen:
         msg = "methods: expected at least one method name, or None for every method"
@@ -79,7 +89,7 @@ def _policy(value: Policy | None) -> Policy:
     if value is None:
         return _default_policy()
     if not isinstance(value, Policy):
-        msg = f"policy {value!r}: expected a retrypolicy.Policy (e.g. rp.EUGPT) or None"
+        msg = f"policy {_shown(value)}: expected a retrypolicy.Policy (e.g. rp.EUGPT) or None"
         raise TypeError(msg)
     return value
 
@@ -105,7 +115,7 @@ def _preamble(value: Iterable[str] | None) -> frozenset[str]:
     if value is None:
         return PREAMBLE_TYPES
     if isinstance(value, str):
-        msg = f"preamble {value!r}: expected a collection of event types, not one string"
+        msg = f"preamble {_shown(value)}: expected a collection of event types, not one string"
         raise TypeError(msg)
     return frozenset(value)
 
@@ -149,14 +159,14 @@ class AdapterOptions:
         for name in ("clock", "wall_clock", "sleep", "async_sleep"):
             value = getattr(self, name)
             if not callable(value):
-                msg = f"{name} {value!r}: expected a callable (or None for the real one)"
+                msg = f"{name} {_shown(value)}: expected a callable (or None for the real one)"
                 raise TypeError(msg)
         store = self.store
         if store is not None and not all(
             callable(getattr(store, m, None)) for m in ("budget", "limiter", "breaker")
         ):
             msg = (
-                f"store {store!r}: expected a retrypolicy.stores.Store "
+                f"store {_shown(store)}: expected a retrypolicy.stores.Store "
                 "(InProcessStore, RedisStore) or None"
             )
             raise TypeError(msg)
