@@ -916,7 +916,7 @@ def test_ctrl_c_exit_codes_are_the_docs(cli: Run, monkeypatch: pytest.MonkeyPatc
     assert "Ctrl-C with 130" in page
     assert "Ctrl-C or SIGTERM ends it with 0" in page
 
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("retrypolicy._cli.schedule._print_schedule", interrupted)

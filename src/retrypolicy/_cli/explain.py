@@ -230,6 +230,8 @@ def _rows(backoff: Backoff, retries: int) -> list[tuple[int, int, float, float]]
 
 def _print_classification(policy: Policy, c: Classification, out: TextIO) -> None:
     verdict = f"retry up to {plural(c.max_retries, 'time')}" if c.retryable else "do not retry"
+    if c.retryable and (allowed := retries_allowed(policy, c.max_retries)) < c.max_retries:
+        verdict += f"; max_attempts = {policy.max_attempts} allows {allowed}"
     print(f"policy:  {policy.name}", file=out)
     print(f"class:   {c.kind} ({verdict})", file=out)
     print(f"reason:  {c.reason}", file=out)
