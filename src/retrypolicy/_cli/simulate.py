@@ -16,6 +16,7 @@ from typing import Final, TextIO
 import attrs
 
 from .._config import load_policy_with_sources
+from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
 from .._errors import ConfigError
 from .._policy import Policy
 from .._profiles import PROFILES
@@ -77,7 +78,8 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
         action="append",
         metavar="NAME|FILE.toml[:PROFILE]",
         help=f"a built-in profile ({', '.join(PROFILES)}) or a policy file; repeat it to "
-        "compare (the first is the baseline); default: eugpt",
+        f"compare (the first is the baseline); default: the policy ${CONFIG_ENV} and "
+        f"${PROFILE_ENV} choose, as for every command, else eugpt",
     )
     what = p.add_argument_group("the scenario (combine freely)")
     what.add_argument(
@@ -203,24 +205,38 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _policies(specs: list[str] | None) -> list[tuple[str, Policy]]:
+    """The policies ``--policy`` names; without one, the policy ``RETRYPOLICY_CONFIG`` and
+    ``RETRYPOLICY_PROFILE`` choose, as for every command (else EU GPT)."""
+    if not specs:
+        policy = default_policy()
+        return [(policy.name, policy)]
     out: list[tuple[str, Policy]] = []
-    for spec in specs or ["eugpt"]:
+    for spec in specs:
         if spec in PROFILES:
             out.append((spec, PROFILES[spec]))
             continue
-        file, _, profile = spec.partition(":")
-        if not file.endswith(".toml"):
-            msg = (
-                f"--policy {spec!r}: expected a built-in profile ({', '.join(PROFILES)}) or "
-                "a policy file FILE.toml[:PROFILE]"
-            )
-            raise ConfigError(msg)
+        file, profile = _file_spec(spec)
         choose = f"--policy {file}:PROFILE"
-        out.append((spec, load_policy_with_sources(file, profile or None, choose=choose)[0]))
+        out.append((spec, load_policy_with_sources(file, profile, choose=choose)[0]))
     names = [policy.name for _, policy in out]
     return [
         (policy.name if names.count(policy.name) == 1 else spec, policy) for spec, policy in out
     ]
+
+
+def _file_spec(spec: str) -> tuple[str, str | None]:
+    """``FILE.toml`` or ``FILE.toml:PROFILE`` (or any existing file, which a path with a
+    colon may be) as (file, profile)."""
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return spec, None
+    file, colon, profile = spec.rpartition(":")
+    if colon and (file.endswith(".toml") or Path(file).is_file()):
+        return file, profile or None
+    msg = (
+        f"--policy {spec!r}: expected a built-in profile ({', '.join(PROFILES)}) or "
+        "a policy file FILE.toml[:PROFILE]"
+    )
+    raise ConfigError(msg)
 
 
 def _scenario(args: argparse.Namespace) -> tuple[Scenario, float]:
