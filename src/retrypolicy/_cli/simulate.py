@@ -96,7 +96,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     what.add_argument(
         "--outage-kind",
-        default="unavailable",
         metavar="KIND",
         help="what the outage answers: a kind or a status (default: unavailable, "
         "a 503; 'connection' for a host that refuses connections)",
@@ -122,7 +121,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     what.add_argument(
         "--kind",
-        default="server_error",
         metavar="KIND",
         help="the failure of --error-rate: a kind or a status (default: server_error)",
     )
@@ -239,9 +237,28 @@ def _file_spec(spec: str) -> tuple[str, str | None]:
     raise ConfigError(msg)
 
 
+_NEEDS: Final = {
+    "outage_at": ("outage", "--outage-at", "--outage SECONDS"),
+    "outage_kind": ("outage", "--outage-kind", "--outage SECONDS"),
+    "burst": ("rate_limit", "--burst", "--rate-limit REQ_PER_S"),
+    "kind": ("error_rate", "--kind", "--error-rate P"),
+}
+"""Options that only qualify another: given without it, they would change nothing."""
+
+
+def _check_qualifiers(args: argparse.Namespace) -> None:
+    """A qualifying option without the option it qualifies is refused: the run would
+    quietly simulate less than was asked for (a healthy service instead of an outage)."""
+    for key, (needed, option, needs) in _NEEDS.items():
+        if getattr(args, key) is not None and getattr(args, needed) is None:
+            msg = f"{option}: expected together with {needs}, which it qualifies"
+            raise ConfigError(msg)
+
+
 def _scenario(args: argparse.Namespace) -> tuple[Scenario, float]:
     """The scenario the options describe, and the seconds of calls (by default 60, or the
     trace's length): the trace file is read once."""
+    _check_qualifiers(args)
     scenario = Scenario() if args.trace is None else Scenario.trace(args.trace)
     duration = 60.0 if args.trace is None else scenario.effects[0].end
     if args.duration is not None:
@@ -249,11 +266,17 @@ def _scenario(args: argparse.Namespace) -> tuple[Scenario, float]:
     if args.outage is not None:
         middle = max(0.0, (duration - args.outage) / 2)
         at = middle if args.outage_at is None else args.outage_at
-        scenario += Scenario.outage(args.outage, at=at, answer=args.outage_kind)
+        if at >= duration:
+            msg = (
+                f"--outage-at {at:g}: expected a moment before calls stop starting, at "
+                f"{duration:g} s (--duration): no call would meet the outage"
+            )
+            raise ConfigError(msg)
+        scenario += Scenario.outage(args.outage, at=at, answer=args.outage_kind or "unavailable")
     if args.rate_limit is not None:
         scenario += Scenario.rate_limit(args.rate_limit, burst=args.burst)
     if args.error_rate is not None:
-        scenario += Scenario.errors(args.error_rate, args.kind)
+        scenario += Scenario.errors(args.error_rate, args.kind or "server_error")
     if args.stream_timeouts is not None:
         scenario += Scenario.stream_timeouts(args.stream_timeouts)
     return scenario.with_latency(args.latency, args.latency_p99), duration
