@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from retrypolicy._cli import main
+from tests import test_cli
 
 Run = Callable[..., tuple[int, str, str]]
+
+cli = test_cli.cli
+"""``cli("explain", "429")``: main() in-process; (exit code, stdout, stderr), with the
+RETRYPOLICY_* variables of the environment running the tests cleared."""
 
 POLICY = """\
 [policies.batch]
@@ -27,21 +31,6 @@ max_attempts = 3
 status = 503
 retry = false
 """
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    """``cli("explain", "429")``: main() in-process; (exit code, stdout, stderr), with the
-    RETRYPOLICY_* variables of the environment running the tests cleared."""
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

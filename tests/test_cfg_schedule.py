@@ -13,23 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from retrypolicy._cli import main
+from tests import test_cli
 
 Run = Callable[..., tuple[int, str, str]]
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    """``cli("schedule", ...)``: main() in-process; (exit code, stdout, stderr)."""
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+cli = test_cli.cli
+"""``cli("explain", "429")``: main() in-process; (exit code, stdout, stderr), with the
+RETRYPOLICY_* variables of the environment running the tests cleared."""
 
 
 def _file(tmp_path: Path, rules: str, head: str = "") -> str:

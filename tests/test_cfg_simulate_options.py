@@ -15,24 +15,14 @@ from collections.abc import Callable
 import pytest
 
 import retrypolicy as rp
-from retrypolicy._cli import main
 from retrypolicy._simulate._report import format_table
+from tests import test_cli
 
 Run = Callable[..., tuple[int, str, str]]
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    """``cli("simulate", ...)``: main() in-process; (exit code, stdout, stderr)."""
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+cli = test_cli.cli
+"""``cli("explain", "429")``: main() in-process; (exit code, stdout, stderr), with the
+RETRYPOLICY_* variables of the environment running the tests cleared."""
 
 
 # (the options, what the error names)

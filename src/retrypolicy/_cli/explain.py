@@ -21,16 +21,8 @@ from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
 from .._sse import StreamMonitor
-from ._common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    Subparsers,
-    add_policy_options,
-    epilog,
-    plural,
-    policy_choice,
-    policy_of,
-)
+from . import _common
+from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, plural, policy_of
 
 __all__ = ["ROWS", "add_to", "backoff_of", "retries_allowed", "run"]
 
@@ -147,7 +139,7 @@ def _what_if(args: argparse.Namespace, policy: Policy) -> str:
     command = "retrypolicy simulate --outage 30"
     if args.config is None and args.profile is None:
         return command
-    config, _ = policy_choice(args)
+    config, _ = _common.policy_choice(args)
     spec = policy.name if config is None else f"{config}:{policy.name}"
     return f"{command} --policy {shlex.quote(spec)}"
 
@@ -205,7 +197,7 @@ def _print_sources(
     The file is the one :func:`policy_of` read; it is read again with the sources,
     which are shown only if it still gives the policy explained.
     """
-    config, profile = policy_choice(args)
+    config, profile = _common.policy_choice(args)
     if config is None:
         return
     try:
