@@ -318,7 +318,9 @@ def test_dump_round_trips_through_check(cli: Run, tmp_path: Path) -> None:
     path = tmp_path / "eugpt.toml"
     path.write_text(dumped)
     assert cli("check", str(path))[0] == 0
-    assert cli("explain", "429", "--config", str(path))[1] == cli("explain", "429")[1]
+    from_file = cli("explain", "429", "--config", str(path))[1]
+    # the same lines, except that the what-if names the file to simulate (--policy FILE:eugpt)
+    assert from_file.replace(f" --policy {path}:eugpt`", "`") == cli("explain", "429")[1]
 
 
 # -- schedule ---------------------------------------------------------------------------------
@@ -916,7 +918,7 @@ def test_ctrl_c_exit_codes_are_the_docs(cli: Run, monkeypatch: pytest.MonkeyPatc
     assert "Ctrl-C with 130" in page
     assert "Ctrl-C or SIGTERM ends it with 0" in page
 
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("retrypolicy._cli.schedule._print_schedule", interrupted)

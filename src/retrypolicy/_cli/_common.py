@@ -32,6 +32,7 @@ __all__ = [
     "add_policy_options",
     "epilog",
     "plural",
+    "policy_choice",
     "policy_of",
     "positive_float",
     "positive_int",
@@ -133,6 +134,19 @@ _CHOOSE = f"--profile P (or {PROFILE_ENV})"
 """How a command's user chooses one policy of a file that defines several."""
 
 
+def policy_choice(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """The file and the profile the options and the environment name, as :func:`policy_of`
+    reads them: an option replaces only its own variable; a file named by
+    ``RETRYPOLICY_CONFIG`` has its ``~`` expanded, as the library expands it."""
+    config: Path | None = None
+    if args.config is not None:
+        config = Path(args.config)
+    elif raw := os.environ.get(CONFIG_ENV):
+        config = Path(raw).expanduser()
+    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
+    return config, profile
+
+
 def policy_of(args: argparse.Namespace) -> Policy:
     """The policy the options name, read exactly as the library reads the environment.
 
@@ -142,8 +156,7 @@ def policy_of(args: argparse.Namespace) -> Policy:
     """
     if args.config is None and args.profile is None:
         return default_policy()
-    config = args.config if args.config is not None else os.environ.get(CONFIG_ENV) or None
-    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
+    config, profile = policy_choice(args)
     if config is None:
         try:
             return PROFILES[profile or "eugpt"]
@@ -159,4 +172,4 @@ def policy_of(args: argparse.Namespace) -> Policy:
         if args.config is not None:
             raise
         named = f"named by {CONFIG_ENV}"
-        raise ConfigError.for_file(e.path or Path(config), e.problems, origin=named) from None
+        raise ConfigError.for_file(e.path or config, e.problems, origin=named) from None

@@ -8,20 +8,20 @@ cannot explain a policy differently from how it acts.
 from __future__ import annotations
 
 import argparse
-import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from .._backoff import Backoff
 from .._config import explain_sources, load_policy_with_sources
-from .._defaults import CONFIG_ENV, PROFILE_ENV
 from .._envelope import parse_error
 from .._errors import ConfigError
 from .._policy import Policy
 from .._rules import Classification, Failure, Rule
 from .._sse import StreamMonitor
+from . import _common
 from ._common import EXIT_OK, EXIT_USAGE, Subparsers, add_policy_options, epilog, plural, policy_of
 
 __all__ = ["ROWS", "add_to", "backoff_of", "retries_allowed", "run"]
@@ -127,14 +127,26 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             )
     c = policy.classify(status, code, failure=failure)
     _print_classification(policy, c, out)
-    for line in _storm_lines(policy):
+    for line in _storm_lines(policy, _what_if(args, policy)):
         print(line, file=out)
     _print_sources(args, policy, c, out)
     return EXIT_OK
 
 
-def _storm_lines(policy: Policy) -> list[str]:
-    """The policy's budget, limiter and breaker settings (docs/storm.md), one line each."""
+def _what_if(args: argparse.Namespace, policy: Policy) -> str:
+    """The ``simulate`` command that replays an outage through the policy explained: with
+    ``--policy`` when the options chose it (simulate reads only the environment)."""
+    command = "retrypolicy simulate --outage 30"
+    if args.config is None and args.profile is None:
+        return command
+    config, _ = _common.policy_choice(args)
+    spec = policy.name if config is None else f"{config}:{policy.name}"
+    return f"{command} --policy {shlex.quote(spec)}"
+
+
+def _storm_lines(policy: Policy, what_if: str) -> list[str]:
+    """The policy's budget, limiter and breaker settings (docs/storm.md), one line each,
+    and the command *what_if* that simulates it."""
     b, lim, br = policy.budget, policy.limiter, policy.breaker
     budget = "off"
     if b is not None:
@@ -173,8 +185,7 @@ def _storm_lines(policy: Policy) -> list[str]:
         f"budget:  {budget}",
         f"limiter: {limiter}",
         f"breaker: {breaker}",
-        "what-if: `retrypolicy simulate --outage 30` replays an outage through this policy "
-        "(docs/simulate.md)",
+        f"what-if: `{what_if}` replays an outage through this policy (docs/simulate.md)",
     ]
 
 
@@ -186,12 +197,11 @@ def _print_sources(
     The file is the one :func:`policy_of` read; it is read again with the sources,
     which are shown only if it still gives the policy explained.
     """
-    config = args.config or os.environ.get(CONFIG_ENV) or None
-    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
+    config, profile = _common.policy_choice(args)
     if config is None:
         return
     try:
-        loaded, sources = load_policy_with_sources(Path(config).expanduser(), profile)
+        loaded, sources = load_policy_with_sources(config, profile)
     except ConfigError:
         return
     if loaded == policy and sources.parent is not None:
@@ -230,6 +240,8 @@ def _rows(backoff: Backoff, retries: int) -> list[tuple[int, int, float, float]]
 
 def _print_classification(policy: Policy, c: Classification, out: TextIO) -> None:
     verdict = f"retry up to {plural(c.max_retries, 'time')}" if c.retryable else "do not retry"
+    if c.retryable and (allowed := retries_allowed(policy, c.max_retries)) < c.max_retries:
+        verdict += f"; max_attempts = {policy.max_attempts} allows {allowed}"
     print(f"policy:  {policy.name}", file=out)
     print(f"class:   {c.kind} ({verdict})", file=out)
     print(f"reason:  {c.reason}", file=out)

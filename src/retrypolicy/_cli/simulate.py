@@ -16,6 +16,7 @@ from typing import Final, TextIO
 import attrs
 
 from .._config import load_policy_with_sources
+from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
 from .._errors import ConfigError
 from .._policy import Policy
 from .._profiles import PROFILES
@@ -77,7 +78,8 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
         action="append",
         metavar="NAME|FILE.toml[:PROFILE]",
         help=f"a built-in profile ({', '.join(PROFILES)}) or a policy file; repeat it to "
-        "compare (the first is the baseline); default: eugpt",
+        f"compare (the first is the baseline); default: the policy ${CONFIG_ENV} and "
+        f"${PROFILE_ENV} choose, as for every command, else eugpt",
     )
     what = p.add_argument_group("the scenario (combine freely)")
     what.add_argument(
@@ -94,7 +96,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     what.add_argument(
         "--outage-kind",
-        default="unavailable",
         metavar="KIND",
         help="what the outage answers: a kind or a status (default: unavailable, "
         "a 503; 'connection' for a host that refuses connections)",
@@ -120,7 +121,6 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
     )
     what.add_argument(
         "--kind",
-        default="server_error",
         metavar="KIND",
         help="the failure of --error-rate: a kind or a status (default: server_error)",
     )
@@ -203,29 +203,62 @@ def add_to(sub: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _policies(specs: list[str] | None) -> list[tuple[str, Policy]]:
+    """The policies ``--policy`` names; without one, the policy ``RETRYPOLICY_CONFIG`` and
+    ``RETRYPOLICY_PROFILE`` choose, as for every command (else EU GPT)."""
+    if not specs:
+        policy = default_policy()
+        return [(policy.name, policy)]
     out: list[tuple[str, Policy]] = []
-    for spec in specs or ["eugpt"]:
+    for spec in specs:
         if spec in PROFILES:
             out.append((spec, PROFILES[spec]))
             continue
-        file, _, profile = spec.partition(":")
-        if not file.endswith(".toml"):
-            msg = (
-                f"--policy {spec!r}: expected a built-in profile ({', '.join(PROFILES)}) or "
-                "a policy file FILE.toml[:PROFILE]"
-            )
-            raise ConfigError(msg)
+        file, profile = _file_spec(spec)
         choose = f"--policy {file}:PROFILE"
-        out.append((spec, load_policy_with_sources(file, profile or None, choose=choose)[0]))
+        out.append((spec, load_policy_with_sources(file, profile, choose=choose)[0]))
     names = [policy.name for _, policy in out]
     return [
         (policy.name if names.count(policy.name) == 1 else spec, policy) for spec, policy in out
     ]
 
 
+def _file_spec(spec: str) -> tuple[str, str | None]:
+    """``FILE.toml`` or ``FILE.toml:PROFILE`` (or any existing file, which a path with a
+    colon may be) as (file, profile)."""
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return spec, None
+    file, colon, profile = spec.rpartition(":")
+    if colon and (file.endswith(".toml") or Path(file).is_file()):
+        return file, profile or None
+    msg = (
+        f"--policy {spec!r}: expected a built-in profile ({', '.join(PROFILES)}) or "
+        "a policy file FILE.toml[:PROFILE]"
+    )
+    raise ConfigError(msg)
+
+
+_NEEDS: Final = {
+    "outage_at": ("outage", "--outage-at", "--outage SECONDS"),
+    "outage_kind": ("outage", "--outage-kind", "--outage SECONDS"),
+    "burst": ("rate_limit", "--burst", "--rate-limit REQ_PER_S"),
+    "kind": ("error_rate", "--kind", "--error-rate P"),
+}
+"""Options that only qualify another: given without it, they would change nothing."""
+
+
+def _check_qualifiers(args: argparse.Namespace) -> None:
+    """A qualifying option without the option it qualifies is refused: the run would
+    quietly simulate less than was asked for (a healthy service instead of an outage)."""
+    for key, (needed, option, needs) in _NEEDS.items():
+        if getattr(args, key) is not None and getattr(args, needed) is None:
+            msg = f"{option}: expected together with {needs}, which it qualifies"
+            raise ConfigError(msg)
+
+
 def _scenario(args: argparse.Namespace) -> tuple[Scenario, float]:
     """The scenario the options describe, and the seconds of calls (by default 60, or the
     trace's length): the trace file is read once."""
+    _check_qualifiers(args)
     scenario = Scenario() if args.trace is None else Scenario.trace(args.trace)
     duration = 60.0 if args.trace is None else scenario.effects[0].end
     if args.duration is not None:
@@ -233,11 +266,17 @@ def _scenario(args: argparse.Namespace) -> tuple[Scenario, float]:
     if args.outage is not None:
         middle = max(0.0, (duration - args.outage) / 2)
         at = middle if args.outage_at is None else args.outage_at
-        scenario += Scenario.outage(args.outage, at=at, answer=args.outage_kind)
+        if at >= duration:
+            msg = (
+                f"--outage-at {at:g}: expected a moment before calls stop starting, at "
+                f"{duration:g} s (--duration): no call would meet the outage"
+            )
+            raise ConfigError(msg)
+        scenario += Scenario.outage(args.outage, at=at, answer=args.outage_kind or "unavailable")
     if args.rate_limit is not None:
         scenario += Scenario.rate_limit(args.rate_limit, burst=args.burst)
     if args.error_rate is not None:
-        scenario += Scenario.errors(args.error_rate, args.kind)
+        scenario += Scenario.errors(args.error_rate, args.kind or "server_error")
     if args.stream_timeouts is not None:
         scenario += Scenario.stream_timeouts(args.stream_timeouts)
     return scenario.with_latency(args.latency, args.latency_p99), duration

@@ -50,7 +50,7 @@ from .._errors import ConfigError
 from .._limiter import AdaptiveLimiter
 from .._policy import Policy
 from .._profiles import PROFILES
-from .._rules import Failure, Rule
+from .._rules import Failure, Kind, Rule
 from .literals import join_key, show, toml_string
 from .schema import DEFAULT_EXTENDS, DEFAULT_RETRIES, SCHEMA
 from .sources import (
@@ -429,7 +429,27 @@ def _build_all(specs: Mapping[str, _PolicySpec], problems: list[str]) -> dict[st
                     built[name] = _build(spec, parent)
         return built[name]
 
-    return {name: b for name in specs if (b := build(name)) is not None}
+    out = {name: b for name in specs if (b := build(name)) is not None}
+    for name, (policy, _) in out.items():
+        _check_breaker_kinds(specs[name], policy, problems)
+    return out
+
+
+def _check_breaker_kinds(spec: _PolicySpec, policy: Policy, problems: list[str]) -> None:
+    """The breaker counts an attempt as failed when its kind is in ``kinds``: a kind none of
+    the policy's rules gives (a typo: ``"unavailble"``) would never be counted, and the
+    breaker would silently never open for it. Only the kinds the file writes are checked."""
+    breaker = spec.storm.get("breaker")
+    written = breaker.get("kinds") if breaker else None
+    if policy.breaker is None or written is None:
+        return
+    given = {str(r.kind) for r in policy.rules}
+    known = sorted(given | ({k.value for k in Kind} - {Kind.SUCCESS.value}))
+    where = join_key(join_key(spec.path, "breaker"), "kinds")
+    for kind in sorted(written):
+        if kind not in known:
+            expected = f"a failure kind of the policy's rules ({', '.join(sorted(given))})"
+            _expected(problems, where, expected, kind, _did_you_mean(kind, known))
 
 
 def _match(rule: Rule) -> tuple[object, ...]:

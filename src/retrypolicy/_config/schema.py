@@ -286,7 +286,12 @@ SCHEMA: Final[Mapping[str, tuple[Key, ...]]] = {
             "Seconds the breaker stays open before a probe goes through.",
         ),
         ("half_open_probes", "integer >= 1", "Attempts let through while half-open."),
-        ("kinds", "array of non-empty strings", "The failure kinds that count as failures."),
+        (
+            "kinds",
+            "array of non-empty strings",
+            "The failure kinds that count as failures; each a kind of the policy's rules "
+            "(a typo is an error, not a kind the breaker never sees).",
+        ),
     ),
 }
 """Every key of the file format by table: ``file`` (the top level, or ``[tool.retrypolicy]``),

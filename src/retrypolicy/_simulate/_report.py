@@ -122,8 +122,9 @@ class Simulation:
 
     @property
     def amplification_bad(self) -> float | None:
-        """Requests per call, for the calls that began in the incident (None without one)."""
-        if self.bad_period is None:
+        """Requests per call, for the calls that began in the incident (None without one,
+        or when no call began in it: requests per call of no call are not 0)."""
+        if self.bad_period is None or not self.bad_calls:
             return None
         return _ratio(self.bad_requests, self.bad_calls)
 
@@ -202,7 +203,9 @@ def _rows(
         rows += [
             (
                 f"  in the incident ({start:g}-{end:g} s)",
-                each(lambda r: f"{r.amplification_bad:.3f}"),
+                each(
+                    lambda r: "-" if r.amplification_bad is None else f"{r.amplification_bad:.3f}"
+                ),
             ),
             (
                 "recovery after it",
