@@ -39,12 +39,13 @@ import attrs
 from . import _events as ev
 from ._budget import Bucket, BudgetResult
 from ._clock import WALL, _instant
+from ._emit import safe_call
 from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
 from ._rules import Kind
 from ._runtime import RUNTIME
 from ._stats import StormStats
-from .instrumentation._hooks import get_hooks, internal_log
+from .instrumentation._hooks import get_hooks
 from .stores._base import abreaker, abudget, alimiter
 
 T = TypeVar("T")
@@ -99,15 +100,6 @@ _COUNTERS: Final = (
     "breaker_opened",
     "store_unavailable",
 )
-
-
-def _safe(hook: Any, event: ev.RetryEvent) -> None:
-    try:
-        hook(event)
-    except Exception as exc:  # noqa: BLE001 - a hook must never break the call it observes
-        internal_log.exception(
-            "retry.hook_failed", hook=repr(hook), retry_event=event.name, error=repr(exc)
-        )
 
 
 class Guard:
@@ -222,7 +214,7 @@ class Guard:
             extra=MappingProxyType(extra),
         )
         for hook in hooks:
-            _safe(hook, event)
+            safe_call(hook, event)
 
     def _notice(self, notice: tuple[str, str] | None, call: str, attempt: int) -> None:
         if notice is None:
