@@ -670,7 +670,9 @@ class Guard:
     def stats(self, now: float | None = None) -> StormStats:
         """The snapshot :func:`retrypolicy.stores.stats` returns. It only reads: refunds
         still pending stay pending (the level shown counts them), and an event a read
-        brings about (a budget back above half) is reported, never dropped."""
+        brings about (a budget back above half, pacing stopped after ``idle_reset``, a
+        shared store found unreachable or answering again) is reported, never dropped:
+        a store's outage is reported once, by whichever step meets it first."""
         if now is None:
             now = self.now()
         store = self.store
@@ -686,6 +688,7 @@ class Guard:
         consecutive = 0
         if self.limiter is not None:
             r = store.limiter(self._limiter_key, self.limiter, now, "read")
+            self._limiter_seen(r, "", 0)  # a store's outage (or its end) met here is told
             rate, consecutive = r.rate, r.consecutive
         breakers: dict[str, str] = {}
         if self.breaker is not None:
@@ -694,6 +697,7 @@ class Guard:
             hosts = {k[len(self._breaker_prefix) :] for k in keys} | set(self._hosts)
             for host in sorted(hosts):
                 br = store.breaker(self._breaker_prefix + host, self.breaker, now, "read")
+                self._breaker_seen(br, host, "", 0)  # as above
                 breakers[host] = br.state
         with self._lock:
             counters = dict(self.counters)
