@@ -245,11 +245,11 @@ class Guard:
             self._fullness(full)
         if result.event == "exhausted":
             self.emit(
-                ev.BUDGET_EXHAUSTED, call, attempt, level=result.level, capacity=result.capacity
+                ev.BUDGET_EXHAUSTED, call, attempt, tokens=result.level, capacity=result.capacity
             )
         elif result.event == "recovered":
             self.emit(
-                ev.BUDGET_RECOVERED, call, attempt, level=result.level, capacity=result.capacity
+                ev.BUDGET_RECOVERED, call, attempt, tokens=result.level, capacity=result.capacity
             )
 
     def spend_steps(
