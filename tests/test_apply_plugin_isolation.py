@@ -46,22 +46,21 @@ ROWS = [
 ]
 
 
+def outcome_of(tmp_path: Path, **files: str) -> str:
+    """Run pytest on *files* (name without ``.py``: text) in a fresh process; its summary, or
+    everything it printed when a test failed."""
+    for stem, text in files.items():
+        (tmp_path / f"{stem}.py").write_text(text, encoding="utf-8")
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp_path)  # noqa: S603 - our interpreter, our suite
+    return done.stdout.splitlines()[-1] if done.returncode == 0 else done.stdout + done.stderr
+
+
 @pytest.mark.parametrize(("change", "check"), ROWS, ids=["instant", "no hooks", "a hook added"])
 def test_a_test_leaves_nothing_for_the_next(tmp_path: Path, change: str, check: str) -> None:
     """What a test changed process-wide (instant mode, the hooks) is back as it was for the
     next test, as the plugin promises ("nothing left for the test after it")."""
-    (tmp_path / "test_user.py").write_text(
-        SUITE.format(change=change, check=check), encoding="utf-8"
-    )
-    done = subprocess.run(  # noqa: S603 - our own interpreter, a suite we wrote
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    assert "2 passed" in outcome_of(tmp_path, test_user=SUITE.format(change=change, check=check))
 
 
 CONFTEST = """
@@ -90,14 +89,4 @@ def test_b_still_has_the_conftest_hook():
 def test_hooks_a_conftest_installed_stay(tmp_path: Path) -> None:
     """A hook the user's conftest.py installed is in place for every test, even after a test
     replaced the hooks."""
-    (tmp_path / "conftest.py").write_text(CONFTEST, encoding="utf-8")
-    (tmp_path / "test_user.py").write_text(KEEPS, encoding="utf-8")
-    done = subprocess.run(  # noqa: S603 - as above
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    assert "2 passed" in outcome_of(tmp_path, conftest=CONFTEST, test_user=KEEPS)

@@ -8,8 +8,6 @@ first step, the news must reach the hooks and the counters like any other step's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
@@ -18,6 +16,7 @@ from retrypolicy.instrumentation import RetryEvent
 from retrypolicy.stores import RedisStore
 
 from .redis_server import RedisServer
+from .test_storm_faults import Clock, client  # noqa: F401 - client: the fixture, shared
 
 ROWS = [
     # (a policy whose only shared state the read steps, no budget to meet the outage first)
@@ -26,40 +25,17 @@ ROWS = [
 ]
 
 
-class Clock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client with short timeouts, on an empty database; the server is running after."""
-    c = redis.Redis.from_url(redis_server.url, socket_timeout=2, socket_connect_timeout=2)
-    c.flushdb()
-    try:
-        yield c
-    finally:
-        if redis_server.process is None:  # the server is session-wide: restore it
-            redis_server.start()
-        c.close()
-
-
 @pytest.mark.parametrize("policy", ROWS, ids=lambda p: p.name)
 def test_a_stats_read_reports_the_outage_it_meets_and_its_end(
     policy: rp.Policy,
     redis_server: RedisServer,
-    client: redis.Redis,
+    client: redis.Redis,  # noqa: F811 - the fixture imported above
     events: list[RetryEvent],
 ) -> None:
     """Redis dies between two calls and the next step is a stats() read: store.unavailable
     is reported and counted once (before: dropped, and never reported at all, since the
     outage was then known); Redis back, the read that probes reports store.recovered."""
-    clock = Clock()
+    clock = Clock(1_000.0)
     store = RedisStore(client, prefix="stats-news", retry_every=5.0)
 
     @rp.retry(policy, wall_clock=clock, store=store)
