@@ -103,7 +103,7 @@ def test_an_empty_budget_gives_up_now(
         "retry.gave_up",
     ]
     exhausted, gave_up = events[2], events[3]
-    assert exhausted.to_log()["level"] == 0.0
+    assert exhausted.to_log()["tokens"] == 0.0
     assert exhausted.to_log()["capacity"] == 10.0
     assert exhausted.call == "test_an_empty_budget_gives_up_now.<locals>.fetch"
     assert gave_up.kind == "connection"

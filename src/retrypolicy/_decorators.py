@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, Unpack, overload
 
@@ -17,6 +18,7 @@ import wrapt
 from ._defaults import default_policy
 from ._outcome import Outcome
 from ._policy import APPLIED, Policy
+from ._redact import redact
 from ._shell import NEVER_RETRIED, Retrier, adiscard, discard
 from .transport._machine import SEND, STEPS, Answer, Fail, Settle, Wait
 from .typing import RetryOptions
@@ -43,12 +45,35 @@ def _retrier(policy: Policy | None, name: str, **options: Unpack[RetryOptions]) 
     return Retrier(policy=policy if policy is not None else default_policy(), name=name, **given)
 
 
+def _called(target: Any) -> Any:
+    """What runs when *target* is called: itself (a function, a method, a ``partial``, a
+    class), or a callable object's ``__call__`` — whose ``async def`` makes the object a
+    coroutine function for us (``inspect`` says it is not one)."""
+    if inspect.isroutine(target) or inspect.isclass(target) or isinstance(target, partial):
+        return target
+    return getattr(type(target), "__call__", target)  # noqa: B004 - the method, not a test
+
+
+def _name_of(target: Any) -> str:
+    """The call's name in events: the function's qualified name (a ``partial``'s function's,
+    a callable object's class's) — never a ``repr``, which shows a ``partial``'s arguments
+    and an object's fields (an API key among them, in every log line)."""
+    while isinstance(target, partial):
+        target = target.func
+    name = getattr(target, "__qualname__", None)
+    if not isinstance(name, str):
+        name = type(target).__qualname__
+    return redact(name)
+
+
 def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Callable[P, R]:
     target: Any = fn.__func__ if isinstance(fn, classmethod | staticmethod) else fn
-    name = getattr(target, "__qualname__", None) or repr(target)
-    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+    name = _name_of(target)
+    called = (target, _called(target))  # an AsyncMock is a coroutine function, its class not
+    if any(inspect.isgeneratorfunction(c) or inspect.isasyncgenfunction(c) for c in called):
         # a retry would run the generator again and repeat what it already yielded
-        kind = "an async generator" if inspect.isasyncgenfunction(target) else "a generator"
+        is_async = any(inspect.isasyncgenfunction(c) for c in called)
+        kind = "an async generator" if is_async else "a generator"
         msg = (
             f"@retry cannot decorate {name}: it is {kind} function, and a retry would repeat "
             "the items it already yielded. Retry the work inside it with rp.attempts() "
@@ -57,7 +82,8 @@ def _decorate(fn: Callable[P, R], retrier_for: Callable[[str], Retrier]) -> Call
         )
         raise TypeError(msg)
     retrier = retrier_for(name)
-    run: Any = retrier.acall if inspect.iscoroutinefunction(target) else retrier.call
+    is_coroutine = any(inspect.iscoroutinefunction(c) for c in called)
+    run: Any = retrier.acall if is_coroutine else retrier.call
     wrapped: Callable[P, R] = _Retrying(fn, run)
     return wrapped
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
 from ._events import RetryEvent
-from ._redact import redact
+from ._redact import error_text
 from .instrumentation._hooks import internal_log
 
 if TYPE_CHECKING:
     from ._outcome import Outcome
     from .typing import RetryHook
 
-__all__ = ["MAX_ERROR_TEXT", "REPORTED", "mark_reported", "reported", "retry_event", "safe_call"]
+__all__ = [
+    "MAX_ERROR_TEXT",
+    "REPORTED",
+    "mark_reported",
+    "reported",
+    "retry_event",
+    "safe_call",
+]
 
 MAX_ERROR_TEXT: Final = 500
 """An event's ``error`` text is cut to this many characters."""
@@ -61,7 +69,7 @@ def retry_event(
         delay=decision.delay if decision is not None and decision.retry else 0.0,
         elapsed=now - started,
         reason=decision.reason if decision is not None else "",
-        error=None if exc is None else redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_TEXT],
+        error=None if exc is None else error_text(exc, MAX_ERROR_TEXT),
         outcome=outcome,
     )
 
@@ -71,6 +79,18 @@ def safe_call(hook: RetryHook, event: RetryEvent) -> None:
     try:
         hook(event)
     except Exception as exc:  # noqa: BLE001 - a hook must never break the call it observes
-        internal_log.exception(
-            "retry.hook_failed", hook=repr(hook), retry_event=event.name, error=repr(exc)
-        )
+        # logged, never raising itself: a hook whose repr fails goes by its type's name
+        with contextlib.suppress(Exception):
+            internal_log.exception(
+                "retry.hook_failed",
+                hook=_describe(hook),
+                retry_event=event.name,
+                error=error_text(exc, MAX_ERROR_TEXT),
+            )
+
+
+def _describe(hook: object) -> str:
+    try:
+        return repr(hook)
+    except Exception:  # noqa: BLE001 - a hostile __repr__
+        return f"<{type(hook).__name__}>"

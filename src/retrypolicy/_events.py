@@ -42,9 +42,10 @@ ATTEMPT: Final = "retry.attempt"
 # ``call`` is "" and ``attempt`` 0 when a change is not tied to one call; ``extra`` holds the
 # keys of each (flattened into ``to_log()``).
 BUDGET_EXHAUSTED: Final = "budget.exhausted"
-"""A retry found the budget too low: retries give up until it refills. ``level``, ``capacity``."""
+"""A retry found the budget too low: retries give up until it refills. ``tokens`` (the level),
+``capacity``. Not ``level``: structlog's ``add_log_level`` owns that key and would overwrite it."""
 BUDGET_RECOVERED: Final = "budget.recovered"
-"""An exhausted budget is back at half its capacity. ``level``, ``capacity``."""
+"""An exhausted budget is back at half its capacity. ``tokens``, ``capacity``."""
 BREAKER_OPENED: Final = "breaker.opened"
 """A host's breaker opened: calls fail fast. ``host``, ``state``, ``retry_in``."""
 BREAKER_HALF_OPEN: Final = "breaker.half_open"

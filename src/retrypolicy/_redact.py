@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-__all__ = ["has_secret", "redact", "redact_data", "redact_headers"]
+__all__ = ["error_text", "has_secret", "redact", "redact_data", "redact_headers"]
 
 _SECRET_RE: Final = re.compile(
     r"(?P<key>eugpt_)[A-Za-z0-9._~+/=-]+"
@@ -35,6 +35,17 @@ def redact(text: str) -> str:
     if "eugpt_" not in text and "earer" not in text and "EARER" not in text:
         return text  # the common case costs three substring scans
     return _SECRET_RE.sub(_mask, text)
+
+
+def error_text(exc: BaseException, limit: int) -> str:
+    """``Type: message`` of *exc*, redacted, cut to *limit* characters. Never raises: an
+    exception whose ``str()`` fails (a broken ``__str__``) reads ``<str() failed>``, so
+    describing a failure never replaces it with another one."""
+    try:
+        said = str(exc)
+    except Exception:  # noqa: BLE001 - any exception's text, a hostile one's included
+        said = "<str() failed>"
+    return redact(f"{type(exc).__name__}: {said}")[:limit]
 
 
 _MAX_DEPTH: Final = 32

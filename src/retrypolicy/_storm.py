@@ -39,12 +39,13 @@ import attrs
 from . import _events as ev
 from ._budget import Bucket, BudgetResult
 from ._clock import WALL, _instant
+from ._emit import safe_call
 from ._errors import CircuitOpenError
 from ._limiter import PERSISTENT_ADVICE, LimiterResult
 from ._rules import Kind
 from ._runtime import RUNTIME
 from ._stats import StormStats
-from .instrumentation._hooks import get_hooks, internal_log
+from .instrumentation._hooks import get_hooks
 from .stores._base import abreaker, abudget, alimiter
 
 T = TypeVar("T")
@@ -99,15 +100,6 @@ _COUNTERS: Final = (
     "breaker_opened",
     "store_unavailable",
 )
-
-
-def _safe(hook: Any, event: ev.RetryEvent) -> None:
-    try:
-        hook(event)
-    except Exception as exc:  # noqa: BLE001 - a hook must never break the call it observes
-        internal_log.exception(
-            "retry.hook_failed", hook=repr(hook), retry_event=event.name, error=repr(exc)
-        )
 
 
 class Guard:
@@ -222,7 +214,7 @@ class Guard:
             extra=MappingProxyType(extra),
         )
         for hook in hooks:
-            _safe(hook, event)
+            safe_call(hook, event)
 
     def _notice(self, notice: tuple[str, str] | None, call: str, attempt: int) -> None:
         if notice is None:
@@ -253,11 +245,11 @@ class Guard:
             self._fullness(full)
         if result.event == "exhausted":
             self.emit(
-                ev.BUDGET_EXHAUSTED, call, attempt, level=result.level, capacity=result.capacity
+                ev.BUDGET_EXHAUSTED, call, attempt, tokens=result.level, capacity=result.capacity
             )
         elif result.event == "recovered":
             self.emit(
-                ev.BUDGET_RECOVERED, call, attempt, level=result.level, capacity=result.capacity
+                ev.BUDGET_RECOVERED, call, attempt, tokens=result.level, capacity=result.capacity
             )
 
     def spend_steps(
@@ -678,7 +670,9 @@ class Guard:
     def stats(self, now: float | None = None) -> StormStats:
         """The snapshot :func:`retrypolicy.stores.stats` returns. It only reads: refunds
         still pending stay pending (the level shown counts them), and an event a read
-        brings about (a budget back above half) is reported, never dropped."""
+        brings about (a budget back above half, pacing stopped after ``idle_reset``, a
+        shared store found unreachable or answering again) is reported, never dropped:
+        a store's outage is reported once, by whichever step meets it first."""
         if now is None:
             now = self.now()
         store = self.store
@@ -694,6 +688,7 @@ class Guard:
         consecutive = 0
         if self.limiter is not None:
             r = store.limiter(self._limiter_key, self.limiter, now, "read")
+            self._limiter_seen(r, "", 0)  # a store's outage (or its end) met here is told
             rate, consecutive = r.rate, r.consecutive
         breakers: dict[str, str] = {}
         if self.breaker is not None:
@@ -702,6 +697,7 @@ class Guard:
             hosts = {k[len(self._breaker_prefix) :] for k in keys} | set(self._hosts)
             for host in sorted(hosts):
                 br = store.breaker(self._breaker_prefix + host, self.breaker, now, "read")
+                self._breaker_seen(br, host, "", 0)  # as above
                 breakers[host] = br.state
         with self._lock:
             counters = dict(self.counters)

@@ -12,6 +12,8 @@ The choice is made per event (see :class:`DefaultHook`).
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,6 +34,7 @@ from .._events import (
     SUCCEEDED,
     RetryEvent,
 )
+from .._redact import redact
 
 if TYPE_CHECKING:
     from ..typing import RetryHook
@@ -146,11 +149,19 @@ class _InternalLog:
     __slots__ = ()
 
     def exception(self, event: str, **fields: Any) -> None:
-        """Log *event* at error level with the exception being handled."""
-        if structlog.is_configured():
-            structlog.get_logger(LOGGER_NAME).exception(event, **fields)
+        """Log *event* at error level with the traceback of the exception being handled,
+        redacted: the exception is someone else's (a hook's), and its message may hold a
+        key that must not reach a log line."""
+        handled = sys.exc_info()[1]
+        trace = None
+        if handled is not None:
+            trace = redact("".join(traceback.format_exception(handled)).rstrip())
+        if structlog.is_configured():  # "exception": where format_exc_info puts a traceback
+            structlog.get_logger(LOGGER_NAME).error(event, **fields, exception=trace)
+        elif trace is None:
+            logging.getLogger(LOGGER_NAME).error("%s", _text(event, fields))
         else:
-            logging.getLogger(LOGGER_NAME).error("%s", _text(event, fields), exc_info=True)
+            logging.getLogger(LOGGER_NAME).error("%s\n%s", _text(event, fields), trace)
 
 
 internal_log: Final = _InternalLog()

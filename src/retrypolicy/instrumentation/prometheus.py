@@ -212,8 +212,9 @@ class PrometheusHook:
     def _storm(self, name: str, policy: str, extra: Mapping[str, object]) -> None:
         family, _, what = name.partition(".")
         if family == "budget":
-            for key in ("level", "capacity"):
-                if (value := _number(extra.get(key))) is not None:
+            # "tokens": the level ("level" in a hand-built event of an earlier release)
+            for key, got in (("level", "tokens"), ("level", "level"), ("capacity", "capacity")):
+                if (value := _number(extra.get(got))) is not None:
                     self._last[policy, key] = value
             if what == "exhausted":
                 self._last[policy, "exhausted"] = 1.0

@@ -38,7 +38,7 @@ import attrs
 from .._breaker import BreakerOp, BreakerResult, CircuitBreaker, breaker_ttl
 from .._budget import BudgetResult, RetryBudget, budget_ttl
 from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, limiter_ttl
-from .._redact import redact
+from .._redact import error_text
 from ._base import InProcessStore
 from ._clients import (
     LoopClients,
@@ -459,7 +459,7 @@ class RedisStore:
         first step."""
         if not self._gate.failed(probe, ended):
             return local()
-        error = redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
+        error = error_text(exc, _MAX_ERROR)
         return attrs.evolve(local(), notice=("store.unavailable", error))
 
     def _answered(self, probe: bool, value: R) -> R:
