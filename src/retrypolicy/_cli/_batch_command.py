@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from .._errors import ConfigError, StreamError
 from .._rules import Kind
-from ..batch._jsonl import ResultsFile, ResultsFileBusyError, read_jobs
+from ..batch._jsonl import NotAResultsFileError, ResultsFile, ResultsFileBusyError, read_jobs
 from ..batch._ledger import job_retry_hook
 from ..batch._ledger_redis import RedisLedger
 from ..batch._ledger_sqlite import SQLiteLedger
@@ -129,6 +129,31 @@ def _check_out(out_path: str) -> Path:
     if not parent.is_dir():
         raise ConfigError(f"--out {out_path}: the directory {str(parent)!r} does not exist")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether the paths *a* and *b* name one file (through links too), existing or not."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _check_distinct(input_path: str, out_path: str, ledger_spec: str) -> None:
+    """INPUT, --out and an SQLite --ledger are three files: results appended to the input
+    or the ledger would ruin it (a swapped or mistyped path)."""
+    named = [("INPUT", input_path), ("--out", out_path)]
+    if "://" not in ledger_spec:
+        named.append(("--ledger", ledger_spec))
+    for i, (second, b) in enumerate(named):
+        for first, a in named[:i]:
+            if _same_file(Path(a), Path(b)):
+                raise ConfigError(
+                    f"{second} {b}: the same file as {first}; the requests, the results and "
+                    "the ledger are three files (swapped or mistyped paths?)"
+                )
 
 
 def _check_key(key: str) -> None:
@@ -402,6 +427,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     _check_key(key)
     out_file = _check_out(out_path)
     _check_ledger_spec(ledger_spec)
+    _check_distinct(input_path, out_path, ledger_spec)
     try:
         jobs, bad = read_jobs(Path(input_path))
     except OSError as e:
@@ -415,7 +441,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     existed = out_file.exists()
     try:
         results = ResultsFile(out_file)
-    except ResultsFileBusyError as e:
+    except (ResultsFileBusyError, NotAResultsFileError) as e:
         raise ConfigError(f"--out {e}") from None
     except OSError as e:
         raise ConfigError(f"--out {out_path}: cannot write it ({e.strerror or e})") from None
