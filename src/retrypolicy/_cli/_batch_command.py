@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from .._errors import ConfigError, StreamError
 from .._rules import Kind
+from .._sse import SSEDecoder, SSEEvent
 from ..batch._jsonl import NotAResultsFileError, ResultsFile, ResultsFileBusyError, read_jobs
 from ..batch._ledger import job_retry_hook
 from ..batch._ledger_redis import RedisLedger
@@ -73,6 +74,10 @@ _FAKE_KEY: Final = "eugpt_fake_batch_0000000000000000"
 _ENDPOINT: Final = "/v1/responses"
 _CONNECT_TIMEOUT: Final = 10.0
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+_MAX_EVENT_BYTES: Final = 64 * 1024 * 1024
+"""The largest stream event ``batch run`` reads (a ``response.completed`` holds the whole
+answer, twice: its output and ``output_text``)."""
+_READ_BYTES: Final = 64 * 1024
 
 
 # -- checked before anything is created --------------------------------------------------
@@ -238,17 +243,40 @@ def _after_name(error: LedgerError) -> str:
 # -- the requests --------------------------------------------------------------------------
 
 
+def _events(response: requests.Response, decoder: SSEDecoder) -> Iterator[SSEEvent]:
+    """The events of a streamed body, as they arrive (decoded: gzip...)."""
+    for chunk in response.iter_content(chunk_size=_READ_BYTES):
+        yield from decoder.feed(chunk)
+    yield from decoder.close()
+
+
 def _completed(response: requests.Response) -> Any:
     """The ``response`` object of a stream's ``response.completed`` event.
 
-    The adapter's stream check raises :class:`~retrypolicy.StreamError` while the
-    stream is read when it carries an ``error`` event or ends without completing.
+    The stream is read as server-sent events (:class:`~retrypolicy._sse.SSEDecoder`: an
+    event's data over several ``data:`` lines, any line end), and an event whose data is
+    not JSON is ignored, as any unknown event is: an answer that completed is never lost
+    to its framing. Memory is bounded: an event larger than :data:`_MAX_EVENT_BYTES` is
+    refused as a ``stream_error``, which is final (the answer was paid for; sending it
+    again would pay for one as large). The adapter's stream check raises
+    :class:`~retrypolicy.StreamError` while the stream is read when it carries an
+    ``error`` event or ends without completing.
     """
-    for line in response.iter_lines():
-        if line.startswith(b"data:"):
-            event = json.loads(line[5:])
-            if isinstance(event, dict) and event.get("type") == "response.completed":
-                return event.get("response")
+    decoder = SSEDecoder(_MAX_EVENT_BYTES, max_event_bytes=_MAX_EVENT_BYTES)
+    for event in _events(response, decoder):
+        try:
+            value = json.loads(event.data)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, dict) and value.get("type") == "response.completed":
+            return value.get("response")
+    if decoder.overflowed:
+        raise StreamError(
+            f"the stream held an event larger than {_MAX_EVENT_BYTES} bytes, not read",
+            status=response.status_code,
+            kind=Kind.STREAM_ERROR,
+            retryable=False,
+        )
     raise StreamError(
         "the stream ended without response.completed",
         status=response.status_code,
