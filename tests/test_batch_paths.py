@@ -27,25 +27,22 @@ DONE = b'{"id":"job-0000","status":"done","attempts":1,"response":{"id":"r"}}\n'
 
 
 @pytest.fixture
-def server() -> Iterator[FakeEUGPT]:
-    """A fake EU GPT API that knows one key."""
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEUGPT]:
+    """A fake EU GPT API that knows the key of the environment; in tmp_path, an input of
+    20 jobs."""
+    for name in ("RETRYPOLICY_CONFIG", "RETRYPOLICY_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EUGPT_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", 20)
     with FakeEUGPT(valid_keys=[KEY]) as fake:
         yield fake
 
 
 @pytest.fixture
-def batch(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    server: FakeEUGPT,
-) -> Batch:
-    """``batch(*argv)``: `batch run in.jsonl --base-url <fake> *argv` in tmp_path."""
-    monkeypatch.setenv("EUGPT_API_KEY", KEY)
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    write_input(tmp_path / "in.jsonl", 20)
+def batch(capsys: pytest.CaptureFixture[str], server: FakeEUGPT) -> Batch:
+    """``batch(*argv)``: `batch run in.jsonl --base-url <fake> *argv`; (exit code, stdout,
+    stderr)."""
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(["batch", "run", "in.jsonl", "--base-url", server.url, *args])
