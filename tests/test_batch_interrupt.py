@@ -99,7 +99,7 @@ def test_ctrl_c_in_run_batch_leaves_nothing_running(tmp_path: Path) -> None:
 
 
 def test_a_second_interrupt_gives_the_running_jobs_back() -> None:
-    """The first interrupt sets stop and waits for the workers; a second one calls
+    """The first interrupt halts (stop is set) and waits for the workers; a second one calls
     give_back (the shell then releases its running jobs) and re-raises at once."""
     stop = threading.Event()
     hold = threading.Event()
@@ -125,7 +125,7 @@ def test_a_second_interrupt_gives_the_running_jobs_back() -> None:
     helper.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            _run_threads(worker, 2, stop, give_back)
+            _run_threads(worker, 2, stop.set, give_back)
     finally:
         hold.set()
         helper.join(30)

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 from .._errors import ConfigError, StreamError
 from .._rules import Kind
-from ..batch._jsonl import ResultsFile, ResultsFileBusyError, read_jobs
+from .._sse import SSEDecoder, SSEEvent
+from ..batch._jsonl import NotAResultsFileError, ResultsFile, ResultsFileBusyError, read_jobs
 from ..batch._ledger import job_retry_hook
 from ..batch._ledger_redis import RedisLedger
 from ..batch._ledger_sqlite import SQLiteLedger
@@ -73,6 +74,10 @@ _FAKE_KEY: Final = "eugpt_fake_batch_0000000000000000"
 _ENDPOINT: Final = "/v1/responses"
 _CONNECT_TIMEOUT: Final = 10.0
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+_MAX_EVENT_BYTES: Final = 64 * 1024 * 1024
+"""The largest stream event ``batch run`` reads (a ``response.completed`` holds the whole
+answer, twice: its output and ``output_text``)."""
+_READ_BYTES: Final = 64 * 1024
 
 
 # -- checked before anything is created --------------------------------------------------
@@ -129,6 +134,31 @@ def _check_out(out_path: str) -> Path:
     if not parent.is_dir():
         raise ConfigError(f"--out {out_path}: the directory {str(parent)!r} does not exist")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether the paths *a* and *b* name one file (through links too), existing or not."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _check_distinct(input_path: str, out_path: str, ledger_spec: str) -> None:
+    """INPUT, --out and an SQLite --ledger are three files: results appended to the input
+    or the ledger would ruin it (a swapped or mistyped path)."""
+    named = [("INPUT", input_path), ("--out", out_path)]
+    if "://" not in ledger_spec:
+        named.append(("--ledger", ledger_spec))
+    for i, (second, b) in enumerate(named):
+        for first, a in named[:i]:
+            if _same_file(Path(a), Path(b)):
+                raise ConfigError(
+                    f"{second} {b}: the same file as {first}; the requests, the results and "
+                    "the ledger are three files (swapped or mistyped paths?)"
+                )
 
 
 def _check_key(key: str) -> None:
@@ -213,17 +243,40 @@ def _after_name(error: LedgerError) -> str:
 # -- the requests --------------------------------------------------------------------------
 
 
+def _events(response: requests.Response, decoder: SSEDecoder) -> Iterator[SSEEvent]:
+    """The events of a streamed body, as they arrive (decoded: gzip...)."""
+    for chunk in response.iter_content(chunk_size=_READ_BYTES):
+        yield from decoder.feed(chunk)
+    yield from decoder.close()
+
+
 def _completed(response: requests.Response) -> Any:
     """The ``response`` object of a stream's ``response.completed`` event.
 
-    The adapter's stream check raises :class:`~retrypolicy.StreamError` while the
-    stream is read when it carries an ``error`` event or ends without completing.
+    The stream is read as server-sent events (:class:`~retrypolicy._sse.SSEDecoder`: an
+    event's data over several ``data:`` lines, any line end), and an event whose data is
+    not JSON is ignored, as any unknown event is: an answer that completed is never lost
+    to its framing. Memory is bounded: an event larger than :data:`_MAX_EVENT_BYTES` is
+    refused as a ``stream_error``, which is final (the answer was paid for; sending it
+    again would pay for one as large). The adapter's stream check raises
+    :class:`~retrypolicy.StreamError` while the stream is read when it carries an
+    ``error`` event or ends without completing.
     """
-    for line in response.iter_lines():
-        if line.startswith(b"data:"):
-            event = json.loads(line[5:])
-            if isinstance(event, dict) and event.get("type") == "response.completed":
-                return event.get("response")
+    decoder = SSEDecoder(_MAX_EVENT_BYTES, max_event_bytes=_MAX_EVENT_BYTES)
+    for event in _events(response, decoder):
+        try:
+            value = json.loads(event.data)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, dict) and value.get("type") == "response.completed":
+            return value.get("response")
+    if decoder.overflowed:
+        raise StreamError(
+            f"the stream held an event larger than {_MAX_EVENT_BYTES} bytes, not read",
+            status=response.status_code,
+            kind=Kind.STREAM_ERROR,
+            retryable=False,
+        )
     raise StreamError(
         "the stream ended without response.completed",
         status=response.status_code,
@@ -402,6 +455,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     _check_key(key)
     out_file = _check_out(out_path)
     _check_ledger_spec(ledger_spec)
+    _check_distinct(input_path, out_path, ledger_spec)
     try:
         jobs, bad = read_jobs(Path(input_path))
     except OSError as e:
@@ -415,7 +469,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:  # noqa: PLR0915 
     existed = out_file.exists()
     try:
         results = ResultsFile(out_file)
-    except ResultsFileBusyError as e:
+    except (ResultsFileBusyError, NotAResultsFileError) as e:
         raise ConfigError(f"--out {e}") from None
     except OSError as e:
         raise ConfigError(f"--out {out_path}: cannot write it ({e.strerror or e})") from None
@@ -501,17 +555,24 @@ def status_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 KINDS: Final = (*sorted(str(k) for k in Kind if k != Kind.SUCCESS), UNSERIALIZABLE_RESULT)
-"""The failure kinds ``batch requeue --kind`` accepts."""
+"""The built-in failure kinds ``batch requeue --kind`` accepts (and a policy's own kinds,
+once the ledger holds a failure of one)."""
 
 
 def requeue_command(args: argparse.Namespace, out: TextIO) -> int:
     """``batch requeue``: failed jobs (of ``--kind``, among ``--id``) back to pending."""
     ledger_spec, kinds, ids = args.ledger, args.kind, args.id
-    for kind in kinds or ():
-        if kind not in KINDS:
-            raise ConfigError(f"--kind {kind}: expected a failure kind, one of {', '.join(KINDS)}")
     with contextlib.closing(open_ledger(ledger_spec, create=False)) as ledger:
         try:
+            if unknown := sorted(set(kinds or ()) - set(KINDS)):
+                # a policy's own rules may name their kinds: those the ledger holds are fine
+                held = set(ledger.counts().failed_kinds)
+                if unknown := [kind for kind in unknown if kind not in held]:
+                    known = ", ".join(sorted({*KINDS, *held}))
+                    raise ConfigError(
+                        f"--kind {unknown[0]}: expected a failure kind, one of {known} (the "
+                        "built-in kinds and those of this ledger's failed jobs)"
+                    )
             n = ledger.requeue(kinds=kinds, job_ids=ids)
         except LedgerError as e:
             raise ConfigError(f"--ledger {shown(ledger_spec)}: {_after_name(e)}") from None

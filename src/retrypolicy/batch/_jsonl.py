@@ -22,7 +22,6 @@ those jobs run again, and the ids already in the file still get no second line.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -42,10 +41,14 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory lock on the results file
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BadLine", "ResultsFile", "read_jobs"]
+__all__ = ["BadLine", "NotAResultsFileError", "ResultsFile", "read_jobs"]
 
 _FSYNC_LINES: Final = 64
 _FSYNC_SECONDS: Final = 1.0
+_LINE_START: Final = b'{"id":'
+"""How every line :meth:`ResultsFile.write` appends begins: a tail cut short by a crash
+begins so too (after any zero bytes a power loss left)."""
+_STATUSES: Final = frozenset({"done", "failed"})
 
 
 @attrs.frozen
@@ -118,6 +121,11 @@ class ResultsFileBusyError(OSError):
     """Another process is writing the same results file."""
 
 
+class NotAResultsFileError(ValueError):
+    """The file holds a line no results file has: it is some other file (a typo in the
+    path, the input, the ledger), left exactly as it was."""
+
+
 class ResultsFile:
     """An append-only JSON Lines file with one line per job id (see the module docstring).
 
@@ -153,28 +161,46 @@ class ResultsFile:
             raise ResultsFileBusyError(msg) from None
 
     def _recover(self) -> int:
-        """Read the lines already there; a last line cut short by a crash is cut off."""
+        """Read the lines already there; a last line cut short by a crash is cut off.
+
+        Every whole line must be a result line (a JSON object with a text ``id`` and a
+        ``done`` or ``failed`` status), and a cut-off tail the start of one: otherwise the
+        file is some other file, and NotAResultsFileError leaves it untouched."""
         f = self._file
         f.seek(0)
         data = f.read()
         end = data.rfind(b"\n") + 1
-        cut = len(data) - end
-        if cut and _whole_line(data[end:]):  # only its newline is missing: it stays
-            os.write(f.fileno(), b"\n")
-            data, end, cut = data + b"\n", len(data) + 1, 0
-        if cut:
-            f.truncate(end)
+        tail = data[end:]
+        whole = bool(tail) and _result_line(tail) is not None  # only its newline is missing
+        started = tail.lstrip(b"\x00")  # a power loss may leave zero bytes
+        found = data[:end].split(b"\n")[:-1] + ([tail] if whole else [])
         offset = 0
-        for line in data[:end].split(b"\n")[:-1]:
-            with contextlib.suppress(ValueError, AttributeError, TypeError):
-                value = json.loads(line)
-                job_id, status = value.get("id"), value.get("status")
-                if isinstance(job_id, str) and job_id not in self._done_at:  # done: final
-                    self.last[job_id] = (str(status), _outcome(value))
-                    if status == "done":
-                        self._done_at[job_id] = (offset, len(line))
+        for number, line in enumerate(found, start=1):
+            value = _result_line(line)
+            if value is None and line.strip():
+                raise self._not_results(f"line {number}")
+            if value is not None and value["id"] not in self._done_at:  # done: final
+                self.last[value["id"]] = (value["status"], _outcome(value))
+                if value["status"] == "done":
+                    self._done_at[value["id"]] = (offset, len(line))
             offset += len(line) + 1
-        return cut
+        cut_short = _LINE_START.startswith(started) or started.startswith(_LINE_START)
+        if tail and not whole and not cut_short:
+            raise self._not_results(f"line {len(found) + 1}")
+        # nothing was changed before every line was read: some other file stays as it is
+        if whole:
+            os.write(f.fileno(), b"\n")
+            return 0
+        if tail:
+            f.truncate(end)
+        return len(tail)
+
+    def _not_results(self, where: str) -> NotAResultsFileError:
+        return NotAResultsFileError(
+            f"{self.path}: {where} is not a line of a `batch run` results file (a JSON "
+            'object with an "id" and a "status", done or failed): this is some other file, '
+            "left as it is; give --out a new file or the results file of this batch"
+        )
 
     def done_response(self, job_id: str) -> Any:
         """The ``response`` of *job_id*'s ``done`` line; KeyError if it has none."""
@@ -229,14 +255,20 @@ class ResultsFile:
         self.close()
 
 
-def _whole_line(tail: bytes) -> bool:
-    """Whether *tail*, a last line without its newline, is a whole result line (a JSON
-    object with an id), not one cut short."""
+def _result_line(line: bytes) -> dict[str, Any] | None:
+    """*line* as a result line (a JSON object with a text ``id`` and a ``done`` or
+    ``failed`` status), or None: not one, or one cut short."""
     try:
-        value = json.loads(tail)
+        value = json.loads(line)
     except (ValueError, RecursionError):
-        return False
-    return isinstance(value, dict) and isinstance(value.get("id"), str)
+        return None
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("id"), str)
+        and value.get("status") in _STATUSES
+    ):
+        return value
+    return None
 
 
 def _outcome(line: dict[str, Any]) -> str:

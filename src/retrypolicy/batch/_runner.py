@@ -36,7 +36,7 @@ from ._ledger import (
 )
 from ._model import FailureInfo, JobRecord, JobState, LedgerError, check_job_id
 from ._progress import Progress, make_progress
-from ._setup import SETUP_KINDS, setup_error
+from ._setup import PROBE, SETUP_KINDS, setup_error
 
 if TYPE_CHECKING:
     from .._policy import Policy
@@ -125,6 +125,7 @@ class _Batch:
         progress: bool | TextIO | Progress | None,
         on_finish: Callable[[JobRecord], None] | None,
         clock: Clock,
+        notify: Callable[[], None],
         stop_on_setup_error: bool = True,
     ) -> None:
         self.ledger = ledger
@@ -145,12 +146,48 @@ class _Batch:
         self.stopped: FailureInfo | None = None
         self.stop = threading.Event()
         """Set when no more jobs are to be handed out (a setup error, an interrupt)."""
+        self.notify = notify
+        """Wakes the workers waiting in :meth:`may_start` (a job ended, or the run stops)."""
+        self.started_jobs = 0
+        """Jobs taken by a worker and not ended yet (claimed or about to be)."""
         self.running: set[str] = set()
         """Jobs claimed by this run and not ended yet."""
         # one Retrier for every job: its hook finds the running job in a context variable
         self.retrier = job_retrier(policy or ledger.policy, fn, job_retry_hook)
         self.cap = min(max(ledger.lease / 10, _MIN_POLL), _MAX_POLL)
         self.poll = _MIN_POLL
+
+    def may_start(self) -> bool:
+        """Whether a worker may take one more job now (then counted in :attr:`started_jobs`).
+
+        While a setup error can still stop the run (no job of it succeeded yet), the jobs
+        started and those held back with one setup kind stay under :data:`PROBE`: a wrong
+        key, URL or model costs at most PROBE requests, not one per worker. After the
+        first success (or without the watch) every worker takes jobs."""
+        with self.lock:
+            held = max(self.held_kinds.values(), default=0)
+            if (
+                self.stop.is_set()
+                or self.done
+                or not self.watch
+                or self.started_jobs == 0
+                or self.started_jobs + held < PROBE
+            ):
+                self.started_jobs += 1
+                return True
+            return False
+
+    def left(self) -> None:
+        """A job taken after :meth:`may_start` is over (ended, found finished or held
+        elsewhere, or it raised): the workers waiting to start one look again."""
+        with self.lock:
+            self.started_jobs -= 1
+        self.notify()
+
+    def halt(self) -> None:
+        """No more jobs are handed out; the workers waiting to start one leave."""
+        self.stop.set()
+        self.notify()
 
     def next_poll(self) -> float:
         """How long to wait before the next round over jobs held elsewhere: 20 ms at first
@@ -224,7 +261,7 @@ class _Batch:
             failure.kind, retryable=failure.retryable, succeeded=0, failed=self.held_kinds
         ):
             self.stopped = failure
-            self.stop.set()
+            self.stop.set()  # the caller's left() wakes the waiting workers
         return True
 
     def _failed(self, record: JobRecord) -> None:
@@ -294,6 +331,8 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     *stop_on_setup_error*: a 401, or the first few jobs failing with one client-error
     kind before any succeeded (a wrong URL, model or plan), stops handing out jobs; the
     jobs that got it are put back to pending, and the report's ``stopped`` says why.
+    Until a job of the run succeeds, at most :data:`._setup.PROBE` jobs are in flight,
+    so such a mistake costs a few calls, not one per worker.
 
     Ctrl-C (a :class:`KeyboardInterrupt` in the calling thread) stops handing out jobs,
     lets the running ones end, and re-raises it; a second one gives the running jobs back
@@ -301,7 +340,15 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     """
     pairs = _items(jobs, concurrency)
     ledger.add(job_id for job_id, _ in pairs)
-    batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
+    changed = threading.Condition()
+
+    def notify() -> None:
+        with changed:
+            changed.notify_all()
+
+    batch = _Batch(
+        ledger, policy, fn, len(pairs), progress, on_finish, clock, notify, stop_on_setup_error
+    )
     queue: Iterator[tuple[str, P]] = iter(pairs)
     take = threading.Lock()
     stop = batch.stop
@@ -321,16 +368,23 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     def worker() -> None:
         try:
             while not stop.is_set():
-                with take:
-                    item = next(queue, None)
-                if item is None:
-                    return
-                if not one(*item):
+                with changed:  # a setup error may still stop the run: a few jobs at a time
+                    changed.wait_for(batch.may_start)
+                try:
+                    if stop.is_set():
+                        return
                     with take:
-                        waiting.append(item)
+                        item = next(queue, None)
+                    if item is None:
+                        return
+                    if not one(*item):
+                        with take:
+                            waiting.append(item)
+                finally:
+                    batch.left()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             errors.append(exc)
-            stop.set()
+            batch.halt()
 
     def give_back() -> None:  # a second Ctrl-C: the running jobs go back to pending now
         with batch.lock:
@@ -343,7 +397,7 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
     try:
         while True:
             try:
-                _run_threads(worker, concurrency, stop, give_back)
+                _run_threads(worker, concurrency, batch.halt, give_back)
             except KeyboardInterrupt:  # failures held back never got a verdict: pending
                 if held := batch.held_ids():
                     ledger.requeue(job_ids=held)
@@ -367,10 +421,10 @@ def run_batch(  # noqa: PLR0915 - one shell, read top to bottom
 def _run_threads(
     worker: Callable[[], None],
     concurrency: int,
-    stop: threading.Event,
+    halt: Callable[[], None],
     give_back: Callable[[], None],
 ) -> None:
-    """Run *concurrency* workers to their end. Ctrl-C sets *stop* (no new jobs) and waits
+    """Run *concurrency* workers to their end. Ctrl-C calls *halt* (no new jobs) and waits
     for the running ones; a second Ctrl-C calls *give_back* and leaves.
 
     The wait is a timed ``get`` on a queue each worker signals as it ends, never
@@ -384,7 +438,7 @@ def _run_threads(
     def run(began: threading.Event) -> None:
         began.set()
         try:
-            worker()  # once stop is set, a worker claims nothing more
+            worker()  # once halted, a worker claims nothing more
         finally:
             with lock:
                 left[0] -= 1
@@ -405,14 +459,14 @@ def _run_threads(
             try:
                 thread.start()
             except KeyboardInterrupt:
-                stop.set()
+                halt()
                 if not began.wait(2.0):  # interrupted before it was launched: never runs
                     with lock:
                         left[0] -= 1
                 raise
         wait()
     except KeyboardInterrupt:
-        stop.set()  # no new jobs; the running ones end
+        halt()  # no new jobs; the running ones end
         try:
             wait()
         except KeyboardInterrupt:
@@ -440,7 +494,18 @@ async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
     """
     pairs = _items(jobs, concurrency)
     await asyncio.to_thread(ledger.add, [job_id for job_id, _ in pairs])
-    batch = _Batch(ledger, policy, fn, len(pairs), progress, on_finish, clock, stop_on_setup_error)
+    changed = asyncio.Event()  # set by the loop's own thread only: ended() runs in a task
+    batch = _Batch(
+        ledger,
+        policy,
+        fn,
+        len(pairs),
+        progress,
+        on_finish,
+        clock,
+        changed.set,
+        stop_on_setup_error,
+    )
     waiting: list[tuple[str, P]] = []
 
     async def claim(job_id: str) -> tuple[bool, JobRecord]:
@@ -476,16 +541,24 @@ async def arun_batch(  # noqa: PLR0915 - one shell, read top to bottom
 
     async def worker(queue: Iterator[tuple[str, P]]) -> None:
         try:
-            for item in queue:  # one iterator shared by the tasks: each item is taken once
-                if batch.stop.is_set():
-                    return
-                if not await one(*item):
-                    waiting.append(item)
+            while not batch.stop.is_set():
+                while not batch.may_start():  # a setup error may still stop the run
+                    changed.clear()
+                    await changed.wait()
+                try:
+                    # one iterator shared by the tasks: each item is taken once
+                    item = None if batch.stop.is_set() else next(queue, None)
+                    if item is None:
+                        return
+                    if not await one(*item):
+                        waiting.append(item)
+                finally:
+                    batch.left()
         except Exception as exc:  # noqa: BLE001 - raised as it is once the others end
             # as run_batch does: the other tasks finish their jobs (a TaskGroup would cancel
             # them and raise an ExceptionGroup the caller's ``except LedgerError`` misses)
             errors.append(exc)
-            batch.stop.set()
+            batch.halt()
 
     batch.progress.start()
     queue: Iterator[tuple[str, P]] = iter(pairs)

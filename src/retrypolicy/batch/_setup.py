@@ -12,7 +12,9 @@ job that failed for good, :func:`setup_error`: has the batch shown a setup error
   So is ``connection`` (no server answers at the base URL), though a rerun may retry it.
 
 Pure: the runner holds the counts and performs what follows (stop handing out jobs, put
-the jobs that got it back to pending).
+the jobs that got it back to pending). So that the answer comes before the batch has paid
+for one request per worker, the runner keeps at most :data:`PROBE` jobs in flight until a
+job of the run succeeds.
 """
 
 from __future__ import annotations

@@ -1,0 +1,179 @@
+"""A swapped or mistyped path costs nothing and ruins nothing: `batch run` writes results
+only to a new file or to a results file of its own, never into the input, the ledger or
+some other file (which it used to append to, or cut the last line of), and INPUT, --out
+and --ledger must be three files.
+
+Every test runs the real command line (``main``) in-process against a real FakeEUGPT on
+127.0.0.1, with real files in tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from retrypolicy._cli import main
+from retrypolicy.batch import JobState, SQLiteLedger
+from retrypolicy.batch._jsonl import NotAResultsFileError, ResultsFile, final_lines
+from retrypolicy.testing import FakeEUGPT
+
+from .batch_crash import KEY, write_input
+
+Batch = Callable[..., tuple[int, str, str]]
+DONE = b'{"id":"job-0000","status":"done","attempts":1,"response":{"id":"r"}}\n'
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEUGPT]:
+    """A fake EU GPT API that knows the key of the environment; in tmp_path, an input of
+    20 jobs."""
+    for name in ("RETRYPOLICY_CONFIG", "RETRYPOLICY_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EUGPT_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    write_input(tmp_path / "in.jsonl", 20)
+    with FakeEUGPT(valid_keys=[KEY]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def batch(capsys: pytest.CaptureFixture[str], server: FakeEUGPT) -> Batch:
+    """``batch(*argv)``: `batch run in.jsonl --base-url <fake> *argv`; (exit code, stdout,
+    stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["batch", "run", "in.jsonl", "--base-url", server.url, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+NOT_RESULTS = [
+    # what --out holds, the line the message names
+    (b"my notes\nline two without a newline", "line 1"),
+    (b"my notes\n", "line 1"),
+    (DONE + b"not json\n" + DONE, "line 2"),
+    (DONE + b"a last line of text", "line 2"),
+    (DONE + b'{"id": "job-0001", "input": "a request, not a result"}\n', "line 2"),
+    (b"\x00\x01SQLite format 3\x00\xff\xfe", "line 1"),
+]
+
+
+@pytest.mark.parametrize(("content", "where"), NOT_RESULTS)
+def test_some_other_file_as_out_is_refused_and_left_as_it_is(
+    batch: Batch, tmp_path: Path, server: FakeEUGPT, content: bytes, where: str
+) -> None:
+    """--out naming a file that holds a line no results file has: exit 2 naming the line,
+    not a byte of it changed (its last line used to be cut off as "left by a crash", and
+    results appended), nothing sent, no ledger created."""
+    other = tmp_path / "other.txt"
+    other.write_bytes(content)
+    code, _, err = batch("--ledger", "jobs.db", "--out", "other.txt")
+    assert code == 2
+    assert f"--out other.txt: {where} is not a line of a `batch run` results file" in err
+    assert other.read_bytes() == content
+    assert server.request_count == 0
+    assert not (tmp_path / "jobs.db").exists()
+
+
+def test_swapped_ledger_and_out_leave_both_intact(
+    batch: Batch, tmp_path: Path, server: FakeEUGPT
+) -> None:
+    """`--ledger out.jsonl --out jobs.db` after a run: refused, the ledger file is not cut
+    (it used to lose its tail and then break the next run with a traceback), and the
+    right command afterwards sends nothing."""
+    assert batch("--ledger", "jobs.db", "--out", "out.jsonl")[0] == 0
+    ledger_bytes = (tmp_path / "jobs.db").read_bytes()
+    results_bytes = (tmp_path / "out.jsonl").read_bytes()
+    code, _, err = batch("--ledger", "out.jsonl", "--out", "jobs.db")
+    assert code == 2
+    assert "--out jobs.db: line 1 is not a line of a `batch run` results file" in err
+    assert (tmp_path / "jobs.db").read_bytes() == ledger_bytes
+    assert (tmp_path / "out.jsonl").read_bytes() == results_bytes
+    code, out, _ = batch("--ledger", "jobs.db", "--out", "out.jsonl")
+    assert code == 0
+    assert "0 done now, 20 done earlier" in out
+    assert server.request_count == 20
+
+
+SAME_FILE = [
+    # argv after INPUT, the message
+    (("--ledger", "jobs.db", "--out", "in.jsonl"), "--out in.jsonl: the same file as INPUT"),
+    (("--ledger", "in.jsonl", "--out", "out.jsonl"), "--ledger in.jsonl: the same file as INPUT"),
+    (("--ledger", "r.jsonl", "--out", "r.jsonl"), "--ledger r.jsonl: the same file as --out"),
+    (("--ledger", "./sub/../r", "--out", "r"), "--ledger ./sub/../r: the same file as --out"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), SAME_FILE)
+def test_input_out_and_ledger_are_three_files(
+    batch: Batch, tmp_path: Path, server: FakeEUGPT, argv: tuple[str, ...], message: str
+) -> None:
+    """A path given twice is refused before anything is created or sent: the input stays
+    as it was (results were appended to it), and no file is made (one file used to be
+    both the SQLite ledger and the results)."""
+    (tmp_path / "sub").mkdir()
+    before = (tmp_path / "in.jsonl").read_bytes()
+    code, _, err = batch(*argv)
+    assert code == 2
+    assert message in err
+    assert (tmp_path / "in.jsonl").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "sub"]
+    assert server.request_count == 0
+
+
+RECOVERED = [
+    # what --out holds, what the file holds once opened, bytes cut
+    (DONE, DONE, 0),
+    (DONE.rstrip(b"\n"), DONE, 0),  # only the newline was lost: the line stays
+    (DONE + DONE[:20], DONE, 20),  # a line cut short by a crash
+    (DONE + b'{"i', DONE, 3),
+    (DONE + b"\x00" * 8, DONE, 8),  # a power loss's zero bytes
+    (DONE + b"\x00\x00" + DONE[:9], DONE, 11),
+    (b"", b"", 0),
+    (b"\n\n", b"\n\n", 0),
+]
+
+
+@pytest.mark.parametrize(("content", "after", "cut"), RECOVERED)
+def test_a_results_file_is_recovered_as_before(
+    tmp_path: Path, content: bytes, after: bytes, cut: int
+) -> None:
+    """A results file of this command still opens: a tail cut short by a crash (or zero
+    bytes) is cut off, a last line missing only its newline is kept."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(content)
+    with ResultsFile(path) as results:
+        assert results.cut == cut
+        assert results.done_ids == ({"job-0000"} if DONE in after else set())
+    assert path.read_bytes() == after
+
+
+def test_the_results_file_class_refuses_other_files_too(tmp_path: Path) -> None:
+    """ResultsFile itself raises NotAResultsFileError (a ValueError) for another file, and
+    leaves it as it was."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"hello")
+    with pytest.raises(NotAResultsFileError, match="line 1 is not a line"):
+        ResultsFile(path)
+    assert path.read_bytes() == b"hello"
+    assert issubclass(NotAResultsFileError, ValueError)
+
+
+def test_a_rerun_on_its_own_results_file_still_works(
+    batch: Batch, tmp_path: Path, server: FakeEUGPT
+) -> None:
+    """The check does not stand in the way of the normal rerun: one line per id."""
+    assert batch("--ledger", "jobs.db", "--out", "out.jsonl")[0] == 0
+    code, _, _ = batch("--ledger", "jobs.db", "--out", "out.jsonl")
+    assert code == 0
+    assert len(final_lines(tmp_path / "out.jsonl")) == 20
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 20
+    with SQLiteLedger(tmp_path / "jobs.db") as ledger:
+        assert ledger.counts().states[JobState.DONE] == 20
+    assert server.request_count == 20
+    assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])["status"] == "done"
