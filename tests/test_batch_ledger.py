@@ -479,6 +479,33 @@ def error(status: int) -> rp.APIError:
     return rp.EUGPT.error_for(rp.parse_error(status, b'{"detail": "no", "error": "boom"}'))
 
 
+class _Unprintable(ValueError):
+    """An exception whose ``str()`` itself raises (a broken ``__str__``)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_run_once_records_an_unprintable_failure(make: MakeLedger, clock: Clock) -> None:
+    """A job that raises an exception whose ``str()`` raises is recorded as failed (its
+    message says so) and the job's own exception is re-raised unchanged — describing a
+    failure never replaces it with another, nor leaves the job running."""
+    a = make(clock)
+    raised = _Unprintable()
+
+    def job() -> None:
+        raise raised
+
+    with pytest.raises(_Unprintable) as info:
+        a.run_once("u", job)
+    assert info.value is raised
+    record = a.get("u")
+    assert record is not None
+    assert record.state is JobState.FAILED
+    assert record.failure is not None
+    assert record.failure.message == "_Unprintable: <str() failed>"
+
+
 @pytest.mark.usefixtures("instant")
 def test_run_once_runs_then_returns_the_stored_result(make: MakeLedger, clock: Clock) -> None:
     """A done job returns its stored result without calling fn, from any ledger object."""

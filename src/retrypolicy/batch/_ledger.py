@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 
 from .._errors import APIError
-from .._redact import redact
+from .._redact import error_text, redact
 from .._rules import Kind
 from .._shell import MAX_ERROR_TEXT, NEVER_RETRIED, Ending, Retrier
 from ..instrumentation._hooks import internal_log
@@ -196,7 +196,7 @@ def settle(job_id: str, retrier: Retrier, ending: Ending, run: JobRun) -> Settle
         attempts = max(attempts, error.attempts)
     kind = str(c.kind) if c.kind != Kind.SUCCESS else str(Kind.UNKNOWN)
     if error is not None:
-        message = f"{type(error).__name__}: {error}"
+        message = error_text(error, MAX_ERROR_TEXT)  # never raises, even for a broken str()
     else:
         info = outcome.error if outcome is not None else None
         message = f"HTTP {status}" + (f": {info.message}" if info else "")
@@ -306,7 +306,7 @@ class LedgerBase(Ledger):
                 self.renew()
             except Exception as exc:  # noqa: BLE001 - a store hiccup: try again next round
                 internal_log.exception(
-                    "batch.lease_renew_failed", owner=self.owner, error=repr(exc)
+                    "batch.lease_renew_failed", owner=self.owner, error=error_text(exc, 500)
                 )
 
     def close(self) -> None:
