@@ -479,7 +479,7 @@ def error(status: int) -> rp.APIError:
     return rp.EUGPT.error_for(rp.parse_error(status, b'{"detail": "no", "error": "boom"}'))
 
 
-class _Unprintable(ValueError):
+class _UnprintableError(ValueError):
     """An exception whose ``str()`` itself raises (a broken ``__str__``)."""
 
     def __str__(self) -> str:
@@ -491,19 +491,19 @@ def test_run_once_records_an_unprintable_failure(make: MakeLedger, clock: Clock)
     message says so) and the job's own exception is re-raised unchanged — describing a
     failure never replaces it with another, nor leaves the job running."""
     a = make(clock)
-    raised = _Unprintable()
+    raised = _UnprintableError()
 
     def job() -> None:
         raise raised
 
-    with pytest.raises(_Unprintable) as info:
+    with pytest.raises(_UnprintableError) as info:
         a.run_once("u", job)
     assert info.value is raised
     record = a.get("u")
     assert record is not None
     assert record.state is JobState.FAILED
     assert record.failure is not None
-    assert record.failure.message == "_Unprintable: <str() failed>"
+    assert record.failure.message == "_UnprintableError: <str() failed>"
 
 
 @pytest.mark.usefixtures("instant")
