@@ -502,3 +502,19 @@ def test_a_trace_starting_at_a_bool_is_refused_before_the_file_is_read(tmp_path:
     for a time, and before the trace file is read (a typo costs no read of a large file)."""
     with pytest.raises(ValueError, match=r"^at True: expected a number of seconds >= 0$"):
         rp.Scenario.trace(tmp_path / "missing.csv", at=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [
+        ({"rate": 1e12, "duration": 10}, "rate * duration: 10,000,000,000,000 calls"),
+        ({"clients": 1000, "think": 0.001, "duration": 100_000}, "clients * duration / "),
+    ],
+    ids=["open-loop", "closed-loop"],
+)
+def test_a_run_of_too_many_calls_is_refused_at_once(options: dict[str, Any], what: str) -> None:
+    """A rate or duration typed orders of magnitude too large is refused before the run,
+    naming the product and the limit — not simulated for hours."""
+    with pytest.raises(ValueError, match="expected at most 10,000,000") as info:
+        rp.simulate(rp.EUGPT, **options)
+    assert str(info.value).startswith(what)

@@ -18,6 +18,9 @@ MAX_CLIENTS = 1_000_000
 MAX_DURATION = float(MAX_TRACE_SECONDS)
 """Seconds of calls at most (31 days, as long as a trace may be): the run keeps a few
 numbers per second of it."""
+MAX_CALLS = 10_000_000
+"""Calls a run may start at most: about half a minute of simulation (it steps every call),
+so that a rate or duration typed one order too large is refused, not run for hours."""
 
 
 def _positive(
@@ -30,6 +33,15 @@ def _positive(
     if most < math.inf:
         expected += f" and at most {most:,.0f}{unit}"
     check_number(name, value, ok, expected)
+
+
+def _at_most_calls(what: str, calls: float) -> None:
+    if calls > MAX_CALLS:
+        msg = (
+            f"{what}: {calls:,.0f} calls; expected at most {MAX_CALLS:,} "
+            "(lower the rate, the clients or the duration)"
+        )
+        raise ValueError(msg)
 
 
 def simulate(
@@ -84,10 +96,16 @@ def simulate(
                 "a fail_fast > 0), for a closed loop"
             )
             raise ValueError(msg)
+        cycle = think + min(latency.median, latency.fail_fast)  # the shortest call, then think
+        _at_most_calls(
+            "clients * duration / (think + the quickest answer)", clients * duration / cycle
+        )
     elif rate is None:
         rate = float(clients)
     else:
         _positive("rate", rate)
+    if rate is not None:
+        _at_most_calls("rate * duration", rate * duration)
     return run(
         policy,
         scenario,
