@@ -10,6 +10,7 @@ Every test runs the real command line (``main``) in-process against a real FakeE
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -162,6 +163,46 @@ def test_the_results_file_class_refuses_other_files_too(tmp_path: Path) -> None:
         ResultsFile(path)
     assert path.read_bytes() == b"hello"
     assert issubclass(NotAResultsFileError, ValueError)
+
+
+@pytest.mark.parametrize("fill", [b"x", b"\x00" * 1000 + b"x"], ids=["text", "zeros-then-text"])
+def test_a_large_other_file_is_refused_without_being_read_whole(
+    tmp_path: Path, fill: bytes
+) -> None:
+    """A mistyped ``--out`` naming a large file that is not a results file (a disk image, a
+    log with no newline) is refused from its first bytes: its size is never read into
+    memory, and it is left as it was."""
+    path = tmp_path / "image.bin"
+    size = 16 * 1024 * 1024
+    path.write_bytes(fill + b"x" * (size - len(fill)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(NotAResultsFileError, match="line 1 is not a line"):
+            ResultsFile(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size // 8
+    assert path.stat().st_size == size
+
+
+def test_a_results_file_with_long_lines_keeps_them_and_cuts_a_short_tail(tmp_path: Path) -> None:
+    """Result lines longer than the first bytes read of a line are read whole and kept
+    (their responses served from the file), and a tail cut short by a crash is cut off."""
+    path = tmp_path / "out.jsonl"
+    lines = [
+        json.dumps({"id": f"j{n}", "status": "done", "response": {"text": "y" * 100_000}})
+        for n in range(3)
+    ]
+    cut = b'{"id":"j3","status":"do'
+    path.write_bytes("\n".join(lines).encode() + b"\n" + cut)
+    results = ResultsFile(path)
+    try:
+        assert results.done_ids == {"j0", "j1", "j2"}
+        assert results.done_response("j2") == {"text": "y" * 100_000}
+    finally:
+        results.close()
+    assert path.read_bytes().endswith(lines[-1].encode() + b"\n")
 
 
 def test_a_rerun_on_its_own_results_file_still_works(

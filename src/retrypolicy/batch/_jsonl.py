@@ -49,6 +49,9 @@ _LINE_START: Final = b'{"id":'
 """How every line :meth:`ResultsFile.write` appends begins: a tail cut short by a crash
 begins so too (after any zero bytes a power loss left)."""
 _STATUSES: Final = frozenset({"done", "failed"})
+_PEEK: Final = 64 * 1024
+"""Bytes of a line read before it must look like a result line (a JSON object) to be read
+on: some other file given as ``--out`` is refused without being read whole."""
 
 
 @attrs.frozen
@@ -168,25 +171,27 @@ class ResultsFile:
         file is some other file, and NotAResultsFileError leaves it untouched."""
         f = self._file
         f.seek(0)
-        data = f.read()
-        end = data.rfind(b"\n") + 1
-        tail = data[end:]
+        end = number = 0  # end: where the whole lines end (the offset of the next one)
+        tail = b""
+        while line := f.readline(_PEEK):  # a line at a time: the file may be larger than memory
+            number += 1
+            if len(line) == _PEEK and not line.endswith(b"\n"):  # a long line: a result line
+                begun = line.lstrip(b"\x00 \t\r")  # is a JSON object, else this is some
+                if begun and not begun.startswith(b"{"):  # other file, not to be read on
+                    raise self._not_results(f"line {number}")
+                line += f.readline()
+            if not line.endswith(b"\n"):
+                tail = line  # the last line, its newline missing: whole, or cut short
+                break
+            self._found(line[:-1], number, end)
+            end += len(line)
         whole = bool(tail) and _result_line(tail) is not None  # only its newline is missing
+        if whole:
+            self._found(tail, number, end)
         started = tail.lstrip(b"\x00")  # a power loss may leave zero bytes
-        found = data[:end].split(b"\n")[:-1] + ([tail] if whole else [])
-        offset = 0
-        for number, line in enumerate(found, start=1):
-            value = _result_line(line)
-            if value is None and line.strip():
-                raise self._not_results(f"line {number}")
-            if value is not None and value["id"] not in self._done_at:  # done: final
-                self.last[value["id"]] = (value["status"], _outcome(value))
-                if value["status"] == "done":
-                    self._done_at[value["id"]] = (offset, len(line))
-            offset += len(line) + 1
         cut_short = _LINE_START.startswith(started) or started.startswith(_LINE_START)
         if tail and not whole and not cut_short:
-            raise self._not_results(f"line {len(found) + 1}")
+            raise self._not_results(f"line {number}")
         # nothing was changed before every line was read: some other file stays as it is
         if whole:
             os.write(f.fileno(), b"\n")
@@ -194,6 +199,17 @@ class ResultsFile:
         if tail:
             f.truncate(end)
         return len(tail)
+
+    def _found(self, line: bytes, number: int, offset: int) -> None:
+        """Take in line *number* of the file, at *offset*: a result line, or a blank one."""
+        value = _result_line(line)
+        if value is None:
+            if line.strip():
+                raise self._not_results(f"line {number}")
+        elif value["id"] not in self._done_at:  # done: final
+            self.last[value["id"]] = (value["status"], _outcome(value))
+            if value["status"] == "done":
+                self._done_at[value["id"]] = (offset, len(line))
 
     def _not_results(self, where: str) -> NotAResultsFileError:
         return NotAResultsFileError(
