@@ -5,6 +5,12 @@ and the set of budgets seen below capacity, the instant-mode recorder, the
 process-wide hooks, the exception registry's cache — lives behind
 :data:`RUNTIME`, so that a test (``rp.testing.reset()``, the ``instant()``
 block) can put all of it back as a fresh process has it.
+
+:data:`RUNTIME.unfull <Runtime.unfull>` is what a first-try success tests (one truth
+test per call): empty, the success has nothing to tell a budget. Besides the guards
+seen below capacity it holds :data:`FLEET` while a call path may use a shared store,
+whose bucket other workers drain unseen: then every success asks its guard, which
+checks again at most once a second (``Guard.refund_steps``).
 """
 
 from __future__ import annotations
@@ -16,27 +22,52 @@ from . import _clock
 from .instrumentation import _hooks
 from .stores import _base as _stores
 
-__all__ = ["RUNTIME", "Runtime"]
+__all__ = ["FLEET", "RUNTIME", "Runtime"]
+
+FLEET: Final = "fleet"
+"""In :attr:`Runtime.unfull` while a call path may use a shared store (one was given to
+a call path, or is the default store): a first-try success then has news for its guard."""
 
 
 class Runtime:
     """The process-wide state of retrypolicy (one instance: :data:`RUNTIME`)."""
 
-    __slots__ = ("guards", "guards_lock", "unfull")
+    __slots__ = ("fleet", "guards", "guards_lock", "unfull")
 
     def __init__(self) -> None:
         self.guards: dict[tuple[Any, ...], Any] = {}
         """One storm guard per (store, policy): local caches and counters."""
         self.guards_lock = threading.Lock()
         self.unfull: set[Any] = set()
-        """The guards whose budget this process last saw below capacity: a first-try
-        success refunds only while this is not empty (it costs one test per call)."""
+        """The guards whose budget this process last saw below capacity, and :data:`FLEET`
+        while a shared store may be in use: a first-try success refunds only while this is
+        not empty (it costs one test per call)."""
+        self.fleet = False
+        """A call path was built with a shared store of its own (for good: it still may be
+        called after a reset, which forgets the guards, not the call paths)."""
+        _stores.DEFAULT_WATCHERS.append(self._default_changed)
+
+    def shared_in_use(self) -> None:
+        """A call path was given a shared store: from now on, successes have news."""
+        self.fleet = True
+        self.unfull.add(FLEET)
+
+    def _default_changed(self, store: Any) -> None:
+        self._mark(self.unfull, store)
+
+    def _mark(self, unfull: set[Any], default: Any) -> None:
+        """Put :data:`FLEET` in *unfull*, or take it out, for the default store *default*."""
+        if self.fleet or getattr(default, "shared", False):
+            unfull.add(FLEET)
+        else:
+            unfull.discard(FLEET)
 
     def forget_storm(self) -> None:
         """Forget every guard (local caches, counters) and which budgets were seen low."""
         with self.guards_lock:
             self.guards.clear()
             self.unfull.clear()
+            self._mark(self.unfull, _stores._default[0])
 
     def isolate(self) -> tuple[Any, ...]:
         """A fresh in-process default store and no storm state, until :meth:`restore` is
@@ -53,6 +84,7 @@ class Runtime:
         _stores.set_default_store(store)
         with self.guards_lock:
             self.guards, self.unfull = guards, unfull
+            self._mark(unfull, store)  # a shared store may have come into use meanwhile
 
     def reset(self) -> None:
         """Back to a fresh process: a new in-process default store, no storm state, real

@@ -120,6 +120,8 @@ class Retrier:
         own = (self.on_retry, self.on_give_up, self.on_success)
         setter(self, "hooks", tuple(dict.fromkeys(h for h in own if h is not None)))
         setter(self, "_guard_cache", [None, None, False])
+        if p.budget is not None and getattr(self.store, "shared", False):
+            RUNTIME.shared_in_use()  # other workers drain its bucket: successes have news
 
     # -- clocks ------------------------------------------------------------------------
 
@@ -372,16 +374,23 @@ class Retrier:
     def storm_success(self, host: str = "") -> None:
         """A first attempt succeeded without a machine: the success's storm news (the
         budget's refund when it is below capacity, the breaker's and limiter's count)."""
-        if self.storm:
+        if self.storm and self._has_news():
             budget = self.policy.budget
             self.perform(Settle(host, budget.success_refund if budget is not None else 0.0, False))
 
     async def astorm_success(self, host: str = "") -> None:
         """:meth:`storm_success`, awaiting the store."""
-        if self.storm:
+        if self.storm and self._has_news():
             budget = self.policy.budget
             refund = budget.success_refund if budget is not None else 0.0
             await self.aperform(Settle(host, refund, False))
+
+    def _has_news(self) -> bool:
+        """Whether this call path's guard wants a first-try success: a limiter or breaker,
+        a bucket below capacity, or a shared one (seen full a while ago, perhaps). False
+        for a full in-process bucket, when another's (below capacity, or shared) sent the
+        shell here."""
+        return self.gated or not (guard := self.guard()).full or guard.shared
 
     def needs_news(self) -> bool:
         """Whether a first-try success has anything to tell storm protection (a budget below

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from .._breaker import BreakerOp, BreakerResult, BreakerState, CircuitBreaker, breaker_step
@@ -23,6 +23,7 @@ from .._limiter import AdaptiveLimiter, LimiterOp, LimiterResult, LimiterState, 
 from .._store import Store
 
 __all__ = [
+    "DEFAULT_WATCHERS",
     "InProcessStore",
     "Store",
     "abreaker",
@@ -145,6 +146,9 @@ class InProcessStore:
 
 _default: list[Store] = [InProcessStore()]
 _default_lock = threading.Lock()
+DEFAULT_WATCHERS: list[Callable[[Store], None]] = []
+"""Called with the new default store after each change (the runtime notes whether the
+default is a shared store, whose budget another worker may drain unseen)."""
 
 
 def get_default_store() -> Store:
@@ -164,6 +168,8 @@ def set_default_store(store: Store) -> Store:
     with _default_lock:
         previous = _default[0]
         _default[0] = store
+    for watcher in DEFAULT_WATCHERS:
+        watcher(store)
     return previous
 
 
