@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -213,14 +213,10 @@ class AdapterOptions:
         :meth:`FirstAttempt.started`'s reading when the first attempt went out
         before the loop existed (None: now).
         """
-        retries = self.retries(method)
-        return AttemptLoop(
-            self,
-            retrying=resendable and retries,
-            host=host,
-            started=started,
-            connect_only=resendable and not retries,
-        )
+        if resendable and not self.retries(method):
+            # a class of its own, not a flag set per request: every request would pay for it
+            return _ConnectOnlyLoop(self, retrying=False, host=host, started=started)
+        return AttemptLoop(self, retrying=resendable, host=host, started=started)
 
     def first_attempt(self) -> FirstAttempt | None:
         """What settles a first-try success without a loop; None when these options need
@@ -372,23 +368,18 @@ class AttemptLoop:
     for async adapters: a shared store is then never called on the event loop.
 
     A loop built with ``retrying=False`` gives up on the first failure, emits
-    nothing and marks nothing: the request was not the policy's to retry. With
-    ``connect_only=True`` as well (a method outside ``methods``), only connection
-    failures are the policy's (:meth:`decides`): those are retried, reported and
-    marked as by a retrying loop; any other failure ends the request as above.
+    nothing and marks nothing: the request was not the policy's to retry. The loop
+    :meth:`AdapterOptions.loop` builds for a method outside ``methods`` has
+    :attr:`connect_only` set: only its connection failures are the policy's
+    (:meth:`decides`), retried, reported and marked as by a retrying loop; any other
+    failure ends the request as above.
     """
 
-    __slots__ = (
-        "_attempts",
-        "_held",
-        "_m",
-        "_shell",
-        "_started",
-        "connect_only",
-        "host",
-        "options",
-        "retrying",
-    )
+    __slots__ = ("_attempts", "_held", "_m", "_shell", "_started", "host", "options", "retrying")
+
+    connect_only: ClassVar[bool] = False
+    """Only connection failures are the policy's to decide (a method outside ``methods``:
+    the request never left); :attr:`retrying` is False then."""
 
     def __init__(
         self,
@@ -397,13 +388,10 @@ class AttemptLoop:
         retrying: bool = True,
         host: str = "",
         started: float | None = None,
-        connect_only: bool = False,
     ) -> None:
         self.options = options
         self.retrying = retrying
         """Every failure is the policy's to decide (a request it may retry)."""
-        self.connect_only = connect_only and not retrying
-        """Only connection failures are (a method outside ``methods``)."""
         self.host = host
         """The host whose breaker is asked ("" for one breaker per policy)."""
         cache = options._shell  # the shell is built once per options: this runs per request
@@ -784,3 +772,12 @@ class AttemptLoop:
                 await ex.arelease()
             if wait:
                 await self._async_sleep(wait)
+
+
+class _ConnectOnlyLoop(AttemptLoop):
+    """The loop of a request whose method is outside ``methods``: only its connection
+    failures are retried (see :meth:`AdapterOptions.loop`)."""
+
+    __slots__ = ()
+
+    connect_only: ClassVar[bool] = True
