@@ -23,12 +23,12 @@ class RetryTransport(SyncTransport[httpx.BaseTransport], httpx.BaseTransport):
 
     ``httpx.Client(transport=RetryTransport())`` retries every request the
     client sends (``methods=None``: POST included, as the API's calls are
-    POSTs; ``methods="POST"`` or ``["GET", "POST"]`` limits it — other requests,
-    and one-shot bodies (generators), are sent once, their streams still
-    checked). On give-up the final response is returned, so
-    ``raise_for_status()`` keeps working, unless ``raise_on_give_up=True``: then
-    the matching ``rp.APIError`` is raised (an exception from the inner
-    transport is always re-raised unchanged). ``response.extensions
+    POSTs; ``methods="POST"`` or ``["GET", "POST"]`` limits it — other requests
+    are sent again only after a connection failure (they never left), one-shot
+    bodies (generators) never; their streams are still checked). On give-up the
+    final response is returned, so ``raise_for_status()`` keeps working, unless
+    ``raise_on_give_up=True``: then the matching ``rp.APIError`` is raised (an
+    exception from the inner transport is always re-raised unchanged). ``response.extensions
     ["retrypolicy.attempts"]`` says how many attempts were made. The keywords
     are those of :class:`retrypolicy.transport.AdapterOptions` (``sleep``, not
     ``async_sleep``). For an ``httpx2.Client`` (the openai SDK's), use

@@ -42,9 +42,10 @@ class RetryAdapter(HTTPAdapter):
     On give-up the final response is returned, so ``raise_for_status()`` keeps
     working, unless ``raise_on_give_up=True``: then the matching
     ``rp.APIError`` is raised. The final response carries ``retry_attempts``.
-    ``methods`` limits which requests are retried (``"POST"`` or ``["POST"]``);
-    a request outside it, or with a one-shot body (a generator), is sent once —
-    its event stream is still checked. The keywords are ``HTTPAdapter``'s own
+    ``methods`` limits which requests are retried (``"POST"`` or ``["POST"]``):
+    a request outside it is sent again only after a connection failure (it never
+    left), one with a one-shot body (a generator) never — its event stream is
+    still checked. The keywords are ``HTTPAdapter``'s own
     (``pool_connections``, ``pool_maxsize``, ``pool_block``) and every
     :class:`~retrypolicy.transport.AdapterKeywords` key (``store=``, ``rng=``,
     hooks, clocks, sleepers).

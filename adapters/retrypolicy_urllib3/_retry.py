@@ -30,7 +30,7 @@ from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import RequestHistory, Retry
 
-from retrypolicy import Failure, Kind, Policy
+from retrypolicy import Kind, Policy
 from retrypolicy.transport import (
     EXHAUSTED,
     MAX_ERROR_BODY,
@@ -189,7 +189,7 @@ class PolicyRetry(Retry):
                 return self._redirected(method, url, response.status, location, _pool)
         loop = self.loop
         if loop is None:  # the request's first failure: its attempt 1 is behind it
-            loop = AttemptLoop(self.options, host=getattr(_pool, "host", None) or "")
+            loop = self.options.loop(method, host=getattr(_pool, "host", None) or "")
             loop.begin(sent=True)  # urllib3 sent it already: counted, neither paced nor refused
         status = None if response is None else response.status
         if error is not None:
@@ -200,8 +200,8 @@ class PolicyRetry(Retry):
             outcome = loop.judge(response.status, response.headers, body) or Outcome(status=status)
         else:  # urllib3 calls with neither: nothing to judge, so nothing to retry
             outcome = Outcome()
-        # "never sent" is this transport's knowledge: any method may be retried then
-        if not self.options.retries(method) and outcome.failure is not Failure.CONNECTION:
+        # the seam's rule: a method outside methods is retried only when it never left
+        if not loop.decides(outcome):
             if error is not None:
                 raise error  # as urllib3 does for a read error of a method it may not retry
             reason = ResponseError(f"{method} is not among the methods retried")

@@ -218,7 +218,13 @@ class Retrier:
     # -- the machine and its store steps ---------------------------------------------------
 
     def machine(
-        self, started: float, *, host: str = "", retrying: bool = True, attempts: int = 0
+        self,
+        started: float,
+        *,
+        host: str = "",
+        retrying: bool = True,
+        attempts: int = 0,
+        connect_only: bool = False,
     ) -> AttemptMachine:
         """A new machine for one call that started at *started* (:meth:`now`)."""
         return AttemptMachine(
@@ -228,6 +234,7 @@ class Retrier:
             host=host,
             rng=self.rng,
             attempts=attempts,
+            connect_only=connect_only,
         )
 
     def guard(self) -> Guard:

@@ -63,6 +63,8 @@ class Call:
     raise_on_give_up: bool = False
     one_shot: bool = False
     method: str = "POST"
+    read_timeout: float = 5.0
+    """Seconds to wait for a response once the request is sent (connecting: 5 s)."""
 
 
 def _body(call: Call) -> Any:
@@ -78,7 +80,8 @@ def _via_requests(url: str, call: Call) -> Result:
         s.mount("http://", adapter)
         got = Result()
         try:
-            r = s.request(call.method, url, data=_body(call), stream=True, timeout=5)
+            timeout = (5, call.read_timeout)
+            r = s.request(call.method, url, data=_body(call), stream=True, timeout=timeout)
             got.status = r.status_code
             for chunk in r.iter_content(None):
                 got.body += chunk
@@ -92,7 +95,10 @@ def _via_urllib3(url: str, call: Call) -> Result:
     with urllib3.PoolManager(retries=retries) as http:
         got = Result()
         try:
-            r = http.request(call.method, url, body=_body(call), preload_content=False, timeout=5)
+            timeout = urllib3.Timeout(connect=5, read=call.read_timeout)
+            r = http.request(
+                call.method, url, body=_body(call), preload_content=False, timeout=timeout
+            )
             got.status = r.status
             if r.status >= 400 and not call.raise_on_give_up:
                 got.body = r.read()
@@ -116,7 +122,7 @@ def _via_httpx(
     url: str, call: Call, lib: ModuleType = httpx, transport_cls: Any = RetryTransport
 ) -> Result:
     transport = transport_cls(FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up)
-    with lib.Client(transport=transport, timeout=5) as c:
+    with lib.Client(transport=transport, timeout=lib.Timeout(5, read=call.read_timeout)) as c:
         got = Result()
         try:
             with c.stream(call.method, url, content=_httpx_content(call)) as r:
@@ -139,7 +145,8 @@ def _via_httpx_async(
             FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up
         )
         body = content() if call.one_shot else json.dumps({"input": "hi"}).encode()
-        async with lib.AsyncClient(transport=transport, timeout=5) as c:
+        timeout = lib.Timeout(5, read=call.read_timeout)
+        async with lib.AsyncClient(transport=transport, timeout=timeout) as c:
             got = Result()
             try:
                 async with c.stream(call.method, url, content=body) as r:
@@ -162,7 +169,7 @@ def _via_aiohttp(url: str, call: Call) -> Result:
             FAST, methods=call.methods, raise_on_give_up=call.raise_on_give_up
         )
         body = content() if call.one_shot else json.dumps({"input": "hi"}).encode()
-        timeout = aiohttp.ClientTimeout(total=5)
+        timeout = aiohttp.ClientTimeout(total=5, sock_read=call.read_timeout)
         async with aiohttp.ClientSession(middlewares=(middleware,), timeout=timeout) as s:
             got = Result()
             try:

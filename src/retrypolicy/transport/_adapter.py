@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -126,8 +126,9 @@ class AdapterOptions:
 
     ``policy`` defaults to the default policy (``RETRYPOLICY_CONFIG``, else
     ``rp.EUGPT``); ``methods`` limits which requests are retried (None: all —
-    the API's calls are POSTs); ``raise_on_give_up`` turns a failed final
-    response into the matching ``rp.APIError``; ``preamble`` names the event
+    the API's calls are POSTs), but for connection failures: those are retried
+    whatever the method (the request was never sent); ``raise_on_give_up`` turns
+    a failed final response into the matching ``rp.APIError``; ``preamble`` names the event
     types that do not commit a stream to the caller. Hooks, clocks, sleepers
     and ``rng`` are those of ``@rp.retry``; ``name`` is the call name in events.
     """
@@ -176,7 +177,8 @@ class AdapterOptions:
         return attrs.evolve(self, **changes)
 
     def retries(self, method: str | None) -> bool:
-        """Whether a request with *method* is one the policy may retry."""
+        """Whether a request with *method* is one the policy may retry whatever failed
+        (False: only its connection failures, see :meth:`loop`)."""
         methods = self.methods
         return methods is None or (method is not None and method.upper() in methods)
 
@@ -198,16 +200,23 @@ class AdapterOptions:
     ) -> AttemptLoop:
         """A new attempt loop for one request to *host* (its breaker's key: ``api.example.com``).
 
-        A request whose method is outside ``methods``, or whose body cannot be
-        sent twice (a generator), gets a loop that never retries: it is sent
-        once, and its response (its event stream too) is still judged; the
-        policy's limiter and breaker are not asked for it. *started* is
+        A request whose body cannot be sent twice (a generator) gets a loop that
+        never retries: it is sent once, and its response (its event stream too) is
+        still judged; the policy's limiter and breaker are not asked for it. A
+        request whose method is outside ``methods`` gets a loop that retries only
+        its connection failures (``connect_only``): a connection never made means
+        the request was never sent, so it may go again whatever the method. Its
+        first attempt goes as a request not retried does; a connection failure is
+        then decided by the policy's rule for it and retried like any retry (events,
+        the budget, the limiter and breaker asked before the retry); any other
+        failure ends it as a request not retried. *started* is
         :meth:`FirstAttempt.started`'s reading when the first attempt went out
         before the loop existed (None: now).
         """
-        return AttemptLoop(
-            self, retrying=resendable and self.retries(method), host=host, started=started
-        )
+        if resendable and not self.retries(method):
+            # a class of its own, not a flag set per request: every request would pay for it
+            return _ConnectOnlyLoop(self, retrying=False, host=host, started=started)
+        return AttemptLoop(self, retrying=resendable, host=host, started=started)
 
     def first_attempt(self) -> FirstAttempt | None:
         """What settles a first-try success without a loop; None when these options need
@@ -359,10 +368,18 @@ class AttemptLoop:
     for async adapters: a shared store is then never called on the event loop.
 
     A loop built with ``retrying=False`` gives up on the first failure, emits
-    nothing and marks nothing: the request was not the policy's to retry.
+    nothing and marks nothing: the request was not the policy's to retry. The loop
+    :meth:`AdapterOptions.loop` builds for a method outside ``methods`` has
+    :attr:`connect_only` set: only its connection failures are the policy's
+    (:meth:`decides`), retried, reported and marked as by a retrying loop; any other
+    failure ends the request as above.
     """
 
     __slots__ = ("_attempts", "_held", "_m", "_shell", "_started", "host", "options", "retrying")
+
+    connect_only: ClassVar[bool] = False
+    """Only connection failures are the policy's to decide (a method outside ``methods``:
+    the request never left); :attr:`retrying` is False then."""
 
     def __init__(
         self,
@@ -374,6 +391,7 @@ class AttemptLoop:
     ) -> None:
         self.options = options
         self.retrying = retrying
+        """Every failure is the policy's to decide (a request it may retry)."""
         self.host = host
         """The host whose breaker is asked ("" for one breaker per policy)."""
         cache = options._shell  # the shell is built once per options: this runs per request
@@ -412,22 +430,39 @@ class AttemptLoop:
         """The request's attempt machine (built on first use)."""
         m = self._m
         if m is None:
+            connect_only = self.connect_only
             m = self._m = self._shell.machine(
-                self._started, host=self.host, retrying=self.retrying, attempts=self._attempts
+                self._started,
+                host=self.host,
+                retrying=self.retrying or connect_only,
+                attempts=self._attempts,
+                connect_only=connect_only,
             )
         return m
+
+    def decides(self, outcome: Outcome) -> bool:
+        """Whether the policy decides about the failure *outcome* for this request: any
+        failure when the request is the policy's to retry, only a connection failure for a
+        method outside ``methods`` (the request never left), none for a one-shot body.
+        :meth:`failed` gives up at once, unreported and unmarked, on the others."""
+        return self.retrying or (self.connect_only and outcome.failure is Failure.CONNECTION)
 
     # -- before an attempt -------------------------------------------------------------
 
     def _count(self, sent: bool) -> bool:
-        """Count an attempt that needs no store step; False when it needs one."""
+        """Count an attempt that needs no store step; False when it needs one.
+
+        A ``connect_only`` loop's first attempt is neither paced nor refused (it goes as
+        a request not retried does); its retries are, as any retry. ``before_attempt``
+        hears of every attempt of a loop that may retry.
+        """
         shell = self._shell
         if self._m is None and (sent or not self.retrying or not shell.gated):
             self._attempts += 1
-            if self.retrying and shell.before_attempt is not None:
+            if shell.before_attempt is not None and (self.retrying or self.connect_only):
                 shell.announce(self._attempts, self._started)
             return True
-        if self.retrying and shell.before_attempt is not None:
+        if shell.before_attempt is not None and (self.retrying or self.connect_only):
             shell.announce(self.attempts + 1, self._started)
         return False
 
@@ -605,11 +640,11 @@ class AttemptLoop:
         if check is not None:
             check.attempts = attempts
             # a stream that failed before it was committed was retried already
-            check.exhausted = self.retrying and outcome is not None
+            check.exhausted = outcome is not None and self.decides(outcome)
         if outcome is None:
             return response
         c = self._classification(outcome)
-        if self.retrying:
+        if self.decides(outcome):
             mark_reported(response)  # its give-up was logged: an outer layer does not again
             if c.retryable:
                 mark_exhausted(response)
@@ -642,7 +677,7 @@ class AttemptLoop:
         err = api_error(
             c, info, attempts=self.attempts, retry_after=outcome.retry_after, stream=stream
         )
-        if self.retrying and c.retryable:
+        if c.retryable and self.decides(outcome):
             mark_exhausted(err)
         return err
 
@@ -737,3 +772,12 @@ class AttemptLoop:
                 await ex.arelease()
             if wait:
                 await self._async_sleep(wait)
+
+
+class _ConnectOnlyLoop(AttemptLoop):
+    """The loop of a request whose method is outside ``methods``: only its connection
+    failures are retried (see :meth:`AdapterOptions.loop`)."""
+
+    __slots__ = ()
+
+    connect_only: ClassVar[bool] = True

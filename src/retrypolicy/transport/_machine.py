@@ -34,6 +34,7 @@ import random
 from typing import Final
 
 from .._budget import _TIMEOUT_KINDS, BudgetResult
+from .._failure import Failure
 from .._limiter import LimiterResult
 from .._outcome import AttemptState, Decision, Outcome, retries_after
 from .._policy import Policy, retry_reason
@@ -122,8 +123,9 @@ class Wait:
 
 
 class Fail:
-    """Give up: ``outcome`` is the last failure; ``decision`` why (None when the request
-    was not the policy's to retry: a method outside ``methods``, a one-shot body)."""
+    """Give up: ``outcome`` is the last failure; ``decision`` why (None when the failure
+    was not the policy's to retry: a one-shot body's, or — but for a connection failure —
+    a method's outside ``methods``)."""
 
     __slots__ = ("decision", "outcome")
 
@@ -211,6 +213,7 @@ STEPS: Final = frozenset({Gate, Report, Settle})
 Answer = Send | Wait | Ask | Done | Fail
 
 _SUCCESS_KIND: Final = Kind.SUCCESS
+_CONNECTION: Final = Failure.CONNECTION
 _new: Final = object.__new__
 
 _Retries = tuple[tuple[str, int], ...]
@@ -229,7 +232,11 @@ class AttemptMachine:
     a first attempt the limiter or breaker must allow); cheap to build.
 
     ``retrying=False``: the request is not the policy's to retry (sent once, judged,
-    never refused or paced, and nothing is reported).
+    never refused or paced, and nothing is reported). ``connect_only=True``: only its
+    connection failures are (a method outside an adapter's ``methods``: a connection
+    never made means the request was never sent, so it may go again whatever the
+    method); those are decided, paid for, reported and marked as any other, while any
+    other failure is :class:`Fail` with no decision, as with ``retrying=False``.
 
     Where the call stands is kept as plain values (``attempt``, ``retries``,
     ``last_delay``): :attr:`state` and :attr:`decision` are built from them when read.
@@ -244,6 +251,7 @@ class AttemptMachine:
         "attempt",
         "attempts",
         "budget",
+        "connect_only",
         "gated",
         "host",
         "last",
@@ -266,9 +274,12 @@ class AttemptMachine:
         host: str = "",
         rng: random.Random | None = None,
         attempts: int = 0,
+        connect_only: bool = False,
     ) -> None:
         self.policy = policy
         self.retrying = retrying
+        self.connect_only = connect_only
+        """Only connection failures are the policy's to retry (see the class docstring)."""
         self.host = host
         """The host whose breaker is asked ("" for one breaker per policy)."""
         self.rng = rng
@@ -318,7 +329,8 @@ class AttemptMachine:
 
     def failed(self, outcome: Outcome, now: float) -> Wait | Fail | Ask:
         """The attempt failed with *outcome* at *now* (the shell's monotonic clock)."""
-        if not self.retrying:
+        if not self.retrying or (self.connect_only and outcome.failure is not _CONNECTION):
+            self._decided = None  # not decided: no earlier retry's verdict stands for it
             self.last = outcome
             return Fail(None, outcome)
         policy = self.policy
