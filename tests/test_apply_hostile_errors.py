@@ -107,7 +107,21 @@ class BadRepr:
         raise RuntimeError
 
 
-@pytest.mark.parametrize("hook", [BadRepr(), lambda _e: 1 / 0], ids=["bad repr", "plain"])
+class KeyInRepr:
+    """A hook that fails, and whose repr shows the key it was built with."""
+
+    def __call__(self, event: RetryEvent) -> None:
+        raise ValueError("hook broke")
+
+    def __repr__(self) -> str:
+        return "KeyInRepr(key='eugpt_hooksecret')"
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [BadRepr(), KeyInRepr(), lambda _e: 1 / 0],
+    ids=["bad repr", "key in repr", "plain"],
+)
 def test_a_failing_hook_is_logged_redacted_and_the_call_goes_on(hook: Any) -> None:
     """A hook that raises is logged as ``retry.hook_failed`` (structlog), its error and
     traceback without any key it carried, and the call goes on, even when the hook's repr

@@ -218,3 +218,30 @@ def test_a_rerun_on_its_own_results_file_still_works(
         assert ledger.counts().states[JobState.DONE] == 20
     assert server.request_count == 20
     assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])["status"] == "done"
+
+
+def test_a_one_line_file_of_another_kind_is_left_as_it_is(tmp_path: Path) -> None:
+    """A file whose only line is a whole JSON object that is not a result line (an input
+    line, its newline missing) is some other file: refused and left as it was, never cut
+    as if a crash had left the line unfinished."""
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b'{"id":"a","input":"hello, a whole request"}')
+    with pytest.raises(NotAResultsFileError, match="line 1 is not a line"):
+        ResultsFile(path)
+    assert path.read_bytes() == b'{"id":"a","input":"hello, a whole request"}'
+
+
+def test_zero_bytes_before_a_whole_line_are_skipped(tmp_path: Path) -> None:
+    """Zero bytes a power loss left before a result line (the file system zero-filled a
+    block, then the next run wrote after it) are skipped: the line's id stays done, its
+    response served from the right place."""
+    path = tmp_path / "out.jsonl"
+    first = json.dumps({"id": "a", "status": "done", "response": {"n": 1}}).encode()
+    second = json.dumps({"id": "b", "status": "done", "response": {"n": 2}}).encode()
+    path.write_bytes(first + b"\n" + b"\x00" * 4096 + second + b"\n")
+    results = ResultsFile(path)
+    try:
+        assert results.done_ids == {"a", "b"}
+        assert results.done_response("b") == {"n": 2}
+    finally:
+        results.close()

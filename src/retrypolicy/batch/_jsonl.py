@@ -189,7 +189,9 @@ class ResultsFile:
         if whole:
             self._found(tail, number, end)
         started = tail.lstrip(b"\x00")  # a power loss may leave zero bytes
-        cut_short = _LINE_START.startswith(started) or started.startswith(_LINE_START)
+        cut_short = (
+            _LINE_START.startswith(started) or started.startswith(_LINE_START)
+        ) and not _whole_json(started)  # a whole object that is no result: some other file
         if tail and not whole and not cut_short:
             raise self._not_results(f"line {number}")
         # nothing was changed before every line was read: some other file stays as it is
@@ -201,7 +203,11 @@ class ResultsFile:
         return len(tail)
 
     def _found(self, line: bytes, number: int, offset: int) -> None:
-        """Take in line *number* of the file, at *offset*: a result line, or a blank one."""
+        """Take in line *number* of the file, at *offset*: a result line, or a blank one
+        (zero bytes a power loss left before a line are skipped)."""
+        begun = line.lstrip(b"\x00")
+        offset += len(line) - len(begun)
+        line = begun
         value = _result_line(line)
         if value is None:
             if line.strip():
@@ -269,6 +275,15 @@ class ResultsFile:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _whole_json(data: bytes) -> bool:
+    """Whether *data* is a whole JSON value (not one cut short)."""
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _result_line(line: bytes) -> dict[str, Any] | None:

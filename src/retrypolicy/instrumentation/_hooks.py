@@ -152,6 +152,7 @@ class _InternalLog:
         """Log *event* at error level with the traceback of the exception being handled,
         redacted: the exception is someone else's (a hook's), and its message may hold a
         key that must not reach a log line."""
+        fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         handled = sys.exc_info()[1]
         trace = None
         if handled is not None:
