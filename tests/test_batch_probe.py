@@ -184,3 +184,37 @@ def test_the_command_pays_at_most_probe_requests_for_a_typo(
     assert (tmp_path / "out.jsonl").read_text() == ""
     with SQLiteLedger(tmp_path / "jobs.db") as ledger:
         assert ledger.counts().states[JobState.PENDING] == 200
+
+
+RETRIED_404 = rp.EUGPT.evolve(
+    name="retried-404",
+    rules=(rp.Rule(kind="not_found", retry=True, max_retries=1, status=404), *rp.EUGPT.rules),
+)
+"""A policy whose 404s are the jobs' own (retried), not a setup error."""
+
+
+def test_failures_of_a_retried_kind_never_hold_workers_back(tmp_path: Path) -> None:
+    """With a policy that retries 404s, a 404 is a job's own failure, which can never stop
+    the run: the run keeps PROBE jobs in flight while none has succeeded (later jobs meet
+    at a barrier of PROBE parties, 10 s timeout), instead of one at a time once PROBE of
+    them failed (they used to be held back as if they might show a setup error)."""
+    barrier = threading.Barrier(PROBE, timeout=10)
+    first_calls: set[int] = set()
+    lock = threading.Lock()
+
+    def job(n: int) -> None:
+        with lock:
+            first = n not in first_calls
+            first_calls.add(n)
+        if first and n >= PROBE:
+            barrier.wait()  # PROBE jobs must be in flight together
+        raise rp.EUGPT.error_for(rp.parse_error(404, b'{"detail": "no such document"}'))
+
+    jobs = {f"job-{i:03d}": i for i in range(3 * PROBE)}
+    with rp.testing.instant(), SQLiteLedger(tmp_path / "jobs.db") as ledger:
+        report = run_batch(
+            jobs, job, ledger=ledger, policy=RETRIED_404, concurrency=CONCURRENCY, progress=False
+        )
+        failures = [r.failure for r in ledger.records(JobState.FAILED)]
+    assert report.stopped is None
+    assert [f.kind for f in failures if f is not None] == ["not_found"] * len(jobs)

@@ -515,6 +515,6 @@ def test_a_trace_starting_at_a_bool_is_refused_before_the_file_is_read(tmp_path:
 def test_a_run_of_too_many_calls_is_refused_at_once(options: dict[str, Any], what: str) -> None:
     """A rate or duration typed orders of magnitude too large is refused before the run,
     naming the product and the limit — not simulated for hours."""
-    with pytest.raises(ValueError, match="expected at most 10,000,000") as info:
+    with pytest.raises(ValueError, match="expected at most 30,000,000") as info:
         rp.simulate(rp.EUGPT, **options)
     assert str(info.value).startswith(what)

@@ -18,9 +18,11 @@ MAX_CLIENTS = 1_000_000
 MAX_DURATION = float(MAX_TRACE_SECONDS)
 """Seconds of calls at most (31 days, as long as a trace may be): the run keeps a few
 numbers per second of it."""
-MAX_CALLS = 10_000_000
-"""Calls a run may start at most: about half a minute of simulation (it steps every call),
-so that a rate or duration typed one order too large is refused, not run for hours."""
+MAX_CALLS = 30_000_000
+"""Calls a run may start at most: a 31-day trace at the default 10 calls/s (26.8 million),
+about a minute of simulation for a plain policy (several with a limiter and breaker: it
+steps every call), so that a rate typed orders of magnitude too large is refused, not
+run for days."""
 
 
 def _positive(

@@ -36,7 +36,7 @@ from ._ledger import (
 )
 from ._model import FailureInfo, JobRecord, JobState, LedgerError, check_job_id
 from ._progress import Progress, make_progress
-from ._setup import PROBE, SETUP_KINDS, setup_error
+from ._setup import PROBE, may_show_setup, setup_error
 
 if TYPE_CHECKING:
     from .._policy import Policy
@@ -253,8 +253,12 @@ class _Batch:
     def _hold(self, record: JobRecord, failure: FailureInfo) -> bool:
         """Hold back a failure that may be the batch's, not the job's; stop the batch when
         it shows a setup error. (Under the lock.)"""
-        if not self.watch or self.done or failure.kind not in SETUP_KINDS:
-            return False
+        if (
+            not self.watch
+            or self.done
+            or not may_show_setup(failure.kind, retryable=failure.retryable)
+        ):
+            return False  # the job's own failure: recorded, and it holds no worker back
         self.held.append(record)
         self.held_kinds[failure.kind] = self.held_kinds.get(failure.kind, 0) + 1
         if self.stopped is None and setup_error(

@@ -24,7 +24,7 @@ from typing import Final
 
 from .._rules import Kind
 
-__all__ = ["PROBE", "SETUP_KINDS", "setup_error", "what_to_fix"]
+__all__ = ["PROBE", "SETUP_KINDS", "may_show_setup", "setup_error", "what_to_fix"]
 
 PROBE: Final = 3
 """Jobs failed with one kind, none succeeded: the batch stops (a 401 stops at the first)."""
@@ -44,13 +44,19 @@ SETUP_KINDS: Final = frozenset(
 a server that never answers."""
 
 
+def may_show_setup(kind: str, *, retryable: bool) -> bool:
+    """Whether a failure of *kind* may show a setup error (else it is the job's own): a
+    kind the policy retries is the job's, but for a connection that was never made."""
+    return kind in SETUP_KINDS and not (retryable and kind != Kind.CONNECTION)
+
+
 def setup_error(kind: str, *, retryable: bool, succeeded: int, failed: Mapping[str, int]) -> bool:
     """Whether a job that just failed with *kind* shows a setup error.
 
     *succeeded*: the jobs of this run done so far; *failed*: this run's jobs failed per
     kind so far, this one included.
     """
-    if kind not in SETUP_KINDS or (retryable and kind != Kind.CONNECTION):
+    if not may_show_setup(kind, retryable=retryable):
         return False
     if kind == Kind.AUTHENTICATION:
         return True
