@@ -15,6 +15,7 @@ requests adapter (its first attempt settled without a loop) and httpx's async tr
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -237,3 +238,24 @@ def test_a_healthy_worker_makes_few_round_trips(mine: Worker, theirs: Worker) ->
         ok()
     assert mine.sync - before <= 100 // 5 + 2
     assert theirs.budget(KEY, budget, now[0], 0.0).level >= 495.0  # the last batch may pend
+
+
+def test_the_fleet_mark_lasts_as_long_as_its_call_paths(mine: Worker) -> None:
+    """A call path built with a shared store marks the process (its first-try successes
+    have news for the fleet) while it lives: after a reset it still may be called, so the
+    mark stays; once it is gone, a reset takes the mark away, and the in-process call
+    paths of the next test pay nothing for it."""
+    rp.testing.reset()
+    assert FLEET not in RUNTIME.unfull
+
+    @rp.retry(POLICY, store=mine)
+    def shared() -> int:
+        return 1
+
+    assert FLEET in RUNTIME.unfull
+    rp.testing.reset()
+    assert FLEET in RUNTIME.unfull  # the call path lives, and may be called
+    del shared
+    gc.collect()
+    rp.testing.reset()
+    assert FLEET not in RUNTIME.unfull

@@ -16,6 +16,7 @@ checks again at most once a second (``Guard.refund_steps``).
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Final
 
 from . import _clock
@@ -42,18 +43,21 @@ class Runtime:
         """The guards whose budget this process last saw below capacity, and :data:`FLEET`
         while a shared store may be in use: a first-try success refunds only while this is
         not empty (it costs one test per call)."""
-        self.fleet = False
-        """A call path was built with a shared store of its own (for good: it still may be
-        called after a reset, which forgets the guards, not the call paths)."""
+        self.fleet: weakref.WeakSet[Any] = weakref.WeakSet()
+        """The call paths built with a shared store of their own, while they live (a reset
+        forgets the guards, not the call paths: those may still be called after it)."""
         _stores.DEFAULT_WATCHERS.append(self._default_changed)
 
-    def shared_in_use(self) -> None:
-        """A call path was given a shared store: from now on, successes have news."""
-        self.fleet = True
+    def shared_in_use(self, shell: object) -> None:
+        """*shell*, a call path, was given a shared store: while it lives, successes have
+        news."""
+        self.fleet.add(shell)
         self.unfull.add(FLEET)
 
-    def _default_changed(self, store: Any) -> None:
-        self._mark(self.unfull, store)
+    def _default_changed(self, _store: Any) -> None:
+        # the default as it is now, not as this change made it: the last of two changes
+        # racing each other leaves the mark right
+        self._mark(self.unfull, _stores._default[0])
 
     def _mark(self, unfull: set[Any], default: Any) -> None:
         """Put :data:`FLEET` in *unfull*, or take it out, for the default store *default*."""

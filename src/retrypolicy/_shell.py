@@ -121,7 +121,7 @@ class Retrier:
         setter(self, "hooks", tuple(dict.fromkeys(h for h in own if h is not None)))
         setter(self, "_guard_cache", [None, None, False])
         if p.budget is not None and getattr(self.store, "shared", False):
-            RUNTIME.shared_in_use()  # other workers drain its bucket: successes have news
+            RUNTIME.shared_in_use(self)  # other workers drain its bucket: successes have news
 
     # -- clocks ------------------------------------------------------------------------
 
