@@ -275,3 +275,45 @@ def test_what_was_sent_ends_a_connect_only_loop_unjudged() -> None:
     assert info.value.attempts == 2
     assert not hasattr(info.value, EXHAUSTED)
     assert not hasattr(response, EXHAUSTED)
+
+
+@pytest.mark.parametrize(
+    ("answer", "breaker_after"),
+    [(Outcome(status=404), "closed"), (Outcome(status=503), "open")],
+    ids=["probe-answered", "probe-failed"],
+)
+def test_a_connection_retry_that_was_the_breakers_probe_reports_how_it_ended(
+    answer: Outcome, breaker_after: str
+) -> None:
+    """A method outside ``methods``, its connection failure retried while the host's
+    breaker is half-open: that retry is the breaker's probe, so the breaker hears how it
+    ended even though nothing but a connection failure is retried for it — a 404 (the
+    host answered) closes it, a 503 opens it again. Before, the probe slot stayed taken and
+    every request to the host was refused for another ``open_for``."""
+    now = [1000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    store = rp.stores.InProcessStore()
+    policy = rp.EUGPT.evolve(
+        name="probe", breaker=rp.CircuitBreaker(min_calls=1, open_for=30.0), budget=None
+    )
+    options = AdapterOptions(
+        policy=policy, methods="POST", clock=clock, wall_clock=clock, store=store
+    )
+    opening = options.loop("POST", host="h")
+    opening.begin()
+    while (wait := opening.failed(Outcome(status=503))) is not None:
+        now[0] += wait
+        opening.begin()
+    assert rp.stores.stats(policy, store=store, now=now[0]).breakers == {"h": "open"}
+    now[0] += 31  # open_for is over: the next attempt the breaker lets go is its probe
+    loop = options.loop("GET", host="h")
+    loop.begin()
+    wait = loop.failed(Outcome(failure=rp.Failure.CONNECTION))
+    assert wait is not None
+    now[0] += wait
+    assert loop.begin() == 0.0  # the retry, let go as the probe
+    assert loop.failed(answer) is None  # not retried: it was sent
+    assert rp.stores.stats(policy, store=store, now=now[0]).breakers == {"h": breaker_after}

@@ -330,9 +330,7 @@ class AttemptMachine:
     def failed(self, outcome: Outcome, now: float) -> Wait | Fail | Ask:
         """The attempt failed with *outcome* at *now* (the shell's monotonic clock)."""
         if not self.retrying or (self.connect_only and outcome.failure is not _CONNECTION):
-            self._decided = None  # not decided: no earlier retry's verdict stands for it
-            self.last = outcome
-            return Fail(None, outcome)
+            return self._unjudged(outcome)
         policy = self.policy
         status, failure = outcome.status, outcome.failure
         # Policy._classification_of, its cache read inline: this runs on every failure
@@ -489,6 +487,19 @@ class AttemptMachine:
         d = self._decided = storm_decision(wait.decision, verdict, self.state)  # type: ignore[arg-type]
         self.last = wait.outcome
         return Fail(d, wait.outcome)  # type: ignore[arg-type] # a retry's Wait has its failure
+
+    def _unjudged(self, outcome: Outcome) -> Fail | Ask:
+        """A failure not the policy's to decide: given up on with no decision (no earlier
+        retry's verdict stands for it)."""
+        self._decided = None
+        self.last = outcome
+        if self.connect_only and self.gated and self.attempt > 1 and not outcome.exhausted:
+            # a retry the limiter and breaker let go (the breaker's probe, perhaps): they
+            # hear how it ended, as of any attempt they let go
+            kind = self.policy._classification_of(outcome).kind
+            self._pending = (None, outcome)
+            return Report(self.host, kind, False, 0.0, 0.0, self.attempts)
+        return Fail(None, outcome)
 
     def _give_up(self, c: Classification, why: str, outcome: Outcome) -> Fail | Ask:
         state = self.state
