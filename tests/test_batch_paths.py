@@ -245,3 +245,18 @@ def test_zero_bytes_before_a_whole_line_are_skipped(tmp_path: Path) -> None:
         assert results.done_response("b") == {"n": 2}
     finally:
         results.close()
+
+
+def test_zero_bytes_before_a_whole_last_line_are_skipped(tmp_path: Path) -> None:
+    """The last line, its newline missing, after zero bytes a power loss left: a whole
+    result line, kept (its newline added), as the same line with its newline is."""
+    path = tmp_path / "out.jsonl"
+    line = json.dumps({"id": "a", "status": "done", "response": 1}).encode()
+    path.write_bytes(b"\x00\x00" + line)
+    results = ResultsFile(path)
+    try:
+        assert results.done_ids == {"a"}
+        assert results.done_response("a") == 1
+    finally:
+        results.close()
+    assert path.read_bytes() == b"\x00\x00" + line + b"\n"

@@ -49,6 +49,8 @@ _LINE_START: Final = b'{"id":'
 """How every line :meth:`ResultsFile.write` appends begins: a tail cut short by a crash
 begins so too (after any zero bytes a power loss left)."""
 _STATUSES: Final = frozenset({"done", "failed"})
+_CUT: Final = object()
+"""What :func:`_parse` answers for bytes that are no JSON value."""
 _PEEK: Final = 64 * 1024
 """Bytes of a line read before it must look like a result line (a JSON object) to be read
 on: some other file given as ``--out`` is refused without being read whole."""
@@ -185,13 +187,15 @@ class ResultsFile:
                 break
             self._found(line[:-1], number, end)
             end += len(line)
-        whole = bool(tail) and _result_line(tail) is not None  # only its newline is missing
-        if whole:
-            self._found(tail, number, end)
         started = tail.lstrip(b"\x00")  # a power loss may leave zero bytes
-        cut_short = (
+        value = _parse(started)
+        whole = bool(tail) and _as_result(value) is not None  # only its newline is missing
+        if whole:
+            self._found(tail, number, end, value)
+        # cut short: the start of a line of ours; a whole JSON value is some other file's
+        cut_short = value is _CUT and (
             _LINE_START.startswith(started) or started.startswith(_LINE_START)
-        ) and not _whole_json(started)  # a whole object that is no result: some other file
+        )
         if tail and not whole and not cut_short:
             raise self._not_results(f"line {number}")
         # nothing was changed before every line was read: some other file stays as it is
@@ -202,13 +206,14 @@ class ResultsFile:
             f.truncate(end)
         return len(tail)
 
-    def _found(self, line: bytes, number: int, offset: int) -> None:
+    def _found(self, line: bytes, number: int, offset: int, parsed: object = _CUT) -> None:
         """Take in line *number* of the file, at *offset*: a result line, or a blank one
-        (zero bytes a power loss left before a line are skipped)."""
+        (zero bytes a power loss left before a line are skipped). *parsed*: the line's
+        JSON value, when the caller parsed it already."""
         begun = line.lstrip(b"\x00")
         offset += len(line) - len(begun)
         line = begun
-        value = _result_line(line)
+        value = _as_result(_parse(line) if parsed is _CUT else parsed)
         if value is None:
             if line.strip():
                 raise self._not_results(f"line {number}")
@@ -277,22 +282,17 @@ class ResultsFile:
         self.close()
 
 
-def _whole_json(data: bytes) -> bool:
-    """Whether *data* is a whole JSON value (not one cut short)."""
+def _parse(data: bytes) -> object:
+    """*data*'s JSON value, or :data:`_CUT` when it is none (a line cut short, or text)."""
     try:
-        json.loads(data)
+        return json.loads(data)
     except (ValueError, RecursionError):
-        return False
-    return True
+        return _CUT
 
 
-def _result_line(line: bytes) -> dict[str, Any] | None:
-    """*line* as a result line (a JSON object with a text ``id`` and a ``done`` or
-    ``failed`` status), or None: not one, or one cut short."""
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
+def _as_result(value: object) -> dict[str, Any] | None:
+    """*value* as a result line (a JSON object with a text ``id`` and a ``done`` or
+    ``failed`` status), or None."""
     if (
         isinstance(value, dict)
         and isinstance(value.get("id"), str)
