@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from .._errors import ConfigError, StreamError
 from .._rules import Kind
 from .._sse import SSEDecoder, SSEEvent
+from .._sse._head import HEAD_COMPACT, loads, read_slow
 from ..batch._jsonl import NotAResultsFileError, ResultsFile, ResultsFileBusyError, read_jobs
 from ..batch._ledger import job_retry_hook
 from ..batch._ledger_redis import RedisLedger
@@ -264,11 +265,10 @@ def _completed(response: requests.Response) -> Any:
     """
     decoder = SSEDecoder(_MAX_EVENT_BYTES, max_event_bytes=_MAX_EVENT_BYTES)
     for event in _events(response, decoder):
-        try:
-            value = json.loads(event.data)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(value, dict) and value.get("type") == "response.completed":
+        data = event.data
+        head = HEAD_COMPACT.match(data)  # the event's type, read without parsing its data:
+        etype = head[1] if head is not None else read_slow(data)[0]  # deltas are most of it
+        if etype == "response.completed" and isinstance(value := loads(data), dict):
             return value.get("response")
     if decoder.overflowed:
         raise StreamError(
