@@ -90,15 +90,16 @@ def run(  # noqa: PLR0915 - one event loop, kept in one frame for speed
     answer_of = service.answer
     latency_of = service.latency
     parse_hint = _backoff.retry_after_from_headers
-    budget = policy.budget
-    gated = policy.limiter is not None or policy.breaker is not None
+    budget, gated, storm = policy._protected  # what the attempt machine reads too
     capacity = budget.capacity if budget is not None else 0.0
     refund_first = budget.success_refund if budget is not None else 0.0
     counters = Counters(capacity)
-    prots: list[Protection | None] = [None] * clients
-    if shared and (budget is not None or gated):
+    prots: list[Protection | None]
+    if not storm:
+        prots = [None] * clients
+    elif shared:
         prots = [Protection(policy, counters, 1.0)] * clients
-    elif budget is not None or gated:
+    else:
         prots = [Protection(policy, counters, 1.0 / clients) for _ in range(clients)]
 
     bad = scenario.bad_period

@@ -69,7 +69,7 @@ class Protection:
         self.budget = policy.budget
         self.limiter = policy.limiter
         self.breaker = policy.breaker
-        self.gated = self.limiter is not None or self.breaker is not None
+        self.gated = policy._protected[1]
         self.counters = counters
         self.share = share
         """1 / the number of stores: this store's part of the fleet's average level."""
