@@ -15,7 +15,6 @@ requests adapter (its first attempt settled without a loop) and httpx's async tr
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,12 +103,11 @@ def test_a_worker_that_never_retried_refunds_a_bucket_others_drained(
 
 
 def test_a_shared_default_store_is_refunded_too(
-    mine: Worker, theirs: Worker, instant: rp.testing.Instant, monkeypatch: pytest.MonkeyPatch
+    mine: Worker, theirs: Worker, instant: rp.testing.Instant
 ) -> None:
     """A call path built before a shared store became the process's default (``use_store``)
-    refunds the fleet's bucket through it, though no call path was given a shared store
-    (which this process's earlier tests did) and no guard here saw a bucket below capacity."""
-    monkeypatch.setattr(RUNTIME, "fleet", False)
+    refunds the fleet's bucket through it, though no call path was given a shared store and
+    no guard here saw a bucket below capacity."""
     RUNTIME.unfull.discard(FLEET)
 
     @rp.retry(POLICY)
@@ -240,22 +238,22 @@ def test_a_healthy_worker_makes_few_round_trips(mine: Worker, theirs: Worker) ->
     assert theirs.budget(KEY, budget, now[0], 0.0).level >= 495.0  # the last batch may pend
 
 
-def test_the_fleet_mark_lasts_as_long_as_its_call_paths(mine: Worker) -> None:
-    """A call path built with a shared store marks the process (its first-try successes
-    have news for the fleet) while it lives: after a reset it still may be called, so the
-    mark stays; once it is gone, a reset takes the mark away, and the in-process call
-    paths of the next test pay nothing for it."""
+def test_a_call_path_with_a_shared_store_costs_the_others_nothing(mine: Worker) -> None:
+    """A call path given a shared store of its own knows that its successes have news for
+    the fleet (``Retrier.news``); the process is not marked for it, so the in-process call
+    paths beside it keep their first-try success as it was: no store, no guard asked."""
     rp.testing.reset()
-    assert FLEET not in RUNTIME.unfull
 
     @rp.retry(POLICY, store=mine)
     def shared() -> int:
         return 1
 
-    assert FLEET in RUNTIME.unfull
-    rp.testing.reset()
-    assert FLEET in RUNTIME.unfull  # the call path lives, and may be called
-    del shared
-    gc.collect()
-    rp.testing.reset()
-    assert FLEET not in RUNTIME.unfull
+    @rp.retry(rp.EUGPT)
+    def local() -> int:
+        return 1
+
+    assert not RUNTIME.unfull
+    assert local() == 1
+    assert not RUNTIME.guards  # the in-process path's success asked no guard
+    assert shared() == 1
+    assert RUNTIME.guards  # the shared path's success went to its guard

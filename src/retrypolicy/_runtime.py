@@ -8,15 +8,15 @@ block) can put all of it back as a fresh process has it.
 
 :data:`RUNTIME.unfull <Runtime.unfull>` is what a first-try success tests (one truth
 test per call): empty, the success has nothing to tell a budget. Besides the guards
-seen below capacity it holds :data:`FLEET` while a call path may use a shared store,
-whose bucket other workers drain unseen: then every success asks its guard, which
-checks again at most once a second (``Guard.refund_steps``).
+seen below capacity it holds :data:`FLEET` while the default store is a shared one, whose
+bucket other workers drain unseen: then every success asks its guard, which checks again
+at most once a second (``Guard.refund_steps``). A call path given a shared store of its
+own knows it itself (``Retrier.news``): the others pay nothing for it.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any, Final
 
 from . import _clock
@@ -26,14 +26,14 @@ from .stores import _base as _stores
 __all__ = ["FLEET", "RUNTIME", "Runtime"]
 
 FLEET: Final = "fleet"
-"""In :attr:`Runtime.unfull` while a call path may use a shared store (one was given to
-a call path, or is the default store): a first-try success then has news for its guard."""
+"""In :attr:`Runtime.unfull` while the default store is a shared one: a first-try success
+then has news for its guard."""
 
 
 class Runtime:
     """The process-wide state of retrypolicy (one instance: :data:`RUNTIME`)."""
 
-    __slots__ = ("fleet", "guards", "guards_lock", "unfull")
+    __slots__ = ("guards", "guards_lock", "unfull")
 
     def __init__(self) -> None:
         self.guards: dict[tuple[Any, ...], Any] = {}
@@ -41,18 +41,9 @@ class Runtime:
         self.guards_lock = threading.Lock()
         self.unfull: set[Any] = set()
         """The guards whose budget this process last saw below capacity, and :data:`FLEET`
-        while a shared store may be in use: a first-try success refunds only while this is
+        while the default store is a shared one: a first-try success refunds only while this is
         not empty (it costs one test per call)."""
-        self.fleet: weakref.WeakSet[Any] = weakref.WeakSet()
-        """The call paths built with a shared store of their own, while they live (a reset
-        forgets the guards, not the call paths: those may still be called after it)."""
         _stores.DEFAULT_WATCHERS.append(self._default_changed)
-
-    def shared_in_use(self, shell: object) -> None:
-        """*shell*, a call path, was given a shared store: while it lives, successes have
-        news."""
-        self.fleet.add(shell)
-        self.unfull.add(FLEET)
 
     def _default_changed(self, _store: Any) -> None:
         # the default as it is now, not as this change made it: the last of two changes
@@ -61,7 +52,7 @@ class Runtime:
 
     def _mark(self, unfull: set[Any], default: Any) -> None:
         """Put :data:`FLEET` in *unfull*, or take it out, for the default store *default*."""
-        if self.fleet or getattr(default, "shared", False):
+        if getattr(default, "shared", False):
             unfull.add(FLEET)
         else:
             unfull.discard(FLEET)

@@ -105,6 +105,10 @@ class Retrier:
     """True when a plain returned value may be handed back unexamined."""
     direct: bool = attrs.field(init=False, eq=False, repr=False)
     """True when a first attempt may go without a machine (nothing to ask or announce)."""
+    news: bool = attrs.field(init=False, eq=False, repr=False)
+    """True when every first-try success has news for storm protection: a limiter or
+    breaker, or a budget in a shared store of this call path's own (other workers drain
+    it unseen); else only while some budget is below capacity (``RUNTIME.unfull``)."""
     hooks: tuple[RetryHook, ...] = attrs.field(init=False, eq=False, repr=False)
     """The call's own hooks, which storm events reach too."""
     _guard_cache: list[Any] = attrs.field(init=False, eq=False, repr=False)
@@ -113,15 +117,15 @@ class Retrier:
         p = self.policy
         gated = p.limiter is not None or p.breaker is not None
         setter = object.__setattr__
+        news = gated or (p.budget is not None and bool(getattr(self.store, "shared", False)))
         setter(self, "storm", gated or p.budget is not None)
         setter(self, "gated", gated)
-        setter(self, "plain", self.extract is None and not gated)
+        setter(self, "news", news)
+        setter(self, "plain", self.extract is None and not news)
         setter(self, "direct", not gated and self.before_attempt is None)
         own = (self.on_retry, self.on_give_up, self.on_success)
         setter(self, "hooks", tuple(dict.fromkeys(h for h in own if h is not None)))
         setter(self, "_guard_cache", [None, None, False])
-        if p.budget is not None and getattr(self.store, "shared", False):
-            RUNTIME.shared_in_use(self)  # other workers drain its bucket: successes have news
 
     # -- clocks ------------------------------------------------------------------------
 
@@ -401,8 +405,9 @@ class Retrier:
 
     def needs_news(self) -> bool:
         """Whether a first-try success has anything to tell storm protection (a budget below
-        capacity somewhere, a limiter or breaker): False on the common path."""
-        return self.gated or (self.storm and bool(RUNTIME.unfull))
+        capacity somewhere, a limiter or breaker, a shared store of its own): False on the
+        common path."""
+        return self.news or (self.storm and bool(RUNTIME.unfull))
 
     # -- events --------------------------------------------------------------------------
 
