@@ -317,15 +317,15 @@ def header_value(headers: object, name: str) -> str | None:
         if isinstance(headers, Message):  # http.client, urllib.request: case-insensitive
             lines = headers.get_all(name)
             return None if not lines else ", ".join(map(str, lines))
-        if isinstance(headers, Mapping) and type(headers).__name__ in _CASE_INSENSITIVE:
-            # requests, httpx, urllib3 and aiohttp answer directly; any other mapping (a dict
-            # may hold "Retry-After" and "retry-after") is read as pairs, below
+        kind = type(headers).__name__
+        if kind in _FIRST_LINE_ONLY:  # aiohttp's multidicts: every line in one look-up
+            found = headers.getall(name, ())  # type: ignore[attr-defined]
+            return ", ".join(map(_text, found)) if found else None
+        if isinstance(headers, Mapping) and kind in _CASE_INSENSITIVE:
+            # requests, httpx and urllib3 answer directly; any other mapping (a dict may
+            # hold "Retry-After" and "retry-after") is read as pairs, below
             direct = headers.get(name)
-            if direct is None:
-                return None
-            if type(headers).__name__ in _FIRST_LINE_ONLY:
-                return ", ".join(map(_text, headers.getall(name)))  # type: ignore[attr-defined]
-            return _text(direct)
+            return None if direct is None else _text(direct)
         lname = name.lower()
         items = headers.items() if isinstance(headers, Mapping) else headers
         lines = []
