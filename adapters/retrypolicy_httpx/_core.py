@@ -219,14 +219,13 @@ def _raw_type(response: Any) -> bool:
 
 
 class _Shell:
-    """What the sync and async I/O share: the inner transport, the sleeper, the wiring."""
+    """What the sync and async I/O share: the inner transport, the wiring."""
 
-    __slots__ = ("sleep", "transport", "wiring")
+    __slots__ = ("transport", "wiring")
     open: Any  # iter or aiter (a class attribute of each side)
 
-    def __init__(self, transport: Any, sleep: Any, wiring: _Wiring) -> None:
+    def __init__(self, transport: Any, wiring: _Wiring) -> None:
         self.transport = transport
-        self.sleep = sleep
         self.wiring = wiring
 
     def chunks(self, stream: object) -> Any:
@@ -254,14 +253,11 @@ class _SyncIO(_Shell):
     async def close(self, stream: Any) -> None:  # a response, or a response's stream
         stream.close()
 
-    async def pause(self, seconds: float) -> None:
-        self.sleep(seconds)
+    async def pause(self, loop: AttemptLoop, seconds: float) -> None:
+        loop.sleep(seconds)  # interrupted: the retry's cost goes back
 
     async def begin(self, loop: AttemptLoop) -> float:
         return loop.begin()
-
-    async def give_back(self, loop: AttemptLoop) -> None:
-        loop.give_back()
 
     async def failed(self, loop: AttemptLoop, outcome: Outcome) -> float | None:
         return loop.failed(outcome)
@@ -286,14 +282,11 @@ class _AsyncIO(_Shell):
     async def close(self, stream: Any) -> None:
         await stream.aclose()
 
-    async def pause(self, seconds: float) -> None:
-        await self.sleep(seconds)
+    async def pause(self, loop: AttemptLoop, seconds: float) -> None:
+        await loop.asleep(seconds)  # cancelled: the retry's cost goes back
 
     async def begin(self, loop: AttemptLoop) -> float:
         return await loop.abegin()  # a shared store is awaited, never blocked on
-
-    async def give_back(self, loop: AttemptLoop) -> None:
-        await loop.agive_back()
 
     async def failed(self, loop: AttemptLoop, outcome: Outcome) -> float | None:
         return await loop.afailed(outcome)
@@ -332,16 +325,6 @@ async def _send(io: IO, request: Any) -> Any:
         return await io.send(request)
     except Exception as exc:  # noqa: BLE001 - judged by the loop, re-raised on give-up
         return exc
-
-
-async def _pause(io: IO, loop: AttemptLoop, seconds: float) -> None:
-    """Wait before an attempt; cancelled or interrupted, the attempt is never sent and the
-    retry budget gets back what it paid (``loop.give_back``)."""
-    try:
-        await io.pause(seconds)
-    except BaseException:
-        await io.give_back(loop)
-        raise
 
 
 async def _release(io: IO, response: Any) -> None:
@@ -436,8 +419,7 @@ class _Transport(Generic[Inner]):
         inner = _inner(transport, wiring, library)
         name = "RetryTransport" if self._sync else "AsyncRetryTransport"
         self._options = opts = AdapterOptions(policy=policy, name=name, **options)
-        sleep = opts.sleep if self._sync else opts.async_sleep
-        self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, sleep, wiring)
+        self._io: IO = (_SyncIO if self._sync else _AsyncIO)(inner, wiring)
         self._transport = inner
         self._first: FirstAttempt | None = opts.first_attempt()
         """Set when a first attempt needs no loop (the fast path); None: always a loop."""
@@ -497,7 +479,7 @@ class _Transport(Generic[Inner]):
         while True:
             if sent is None:  # an attempt to make (not the shell's first, made already)
                 while hold := await io.begin(loop):  # the limiter may pace (its slot is
-                    await _pause(io, loop, hold)  # confirmed after the wait); the breaker
+                    await io.pause(loop, hold)  # confirmed after the wait); the breaker
                 sent = await _send(io, request)  # may refuse
             if isinstance(sent, self._library.Response):
                 final, wait = await self._judge(loop, request, sent)
@@ -516,7 +498,7 @@ class _Transport(Generic[Inner]):
                     finally:
                         sent = None
             if wait:
-                await _pause(io, loop, wait)
+                await io.pause(loop, wait)
             sent = None
 
     async def _judge(
@@ -644,7 +626,7 @@ class SyncTransport(_Transport[Inner]):
         ``before_attempt`` to tell, or a request of a type to check)."""
         loop = self._new_loop(request)
         while hold := loop.begin():  # the limiter may pace (its slot confirmed after the
-            self._options.sleep(hold)  # wait); the breaker may refuse
+            loop.sleep(hold)  # wait); the breaker may refuse
         sent: Any
         try:
             sent = self._transport.handle_request(request)

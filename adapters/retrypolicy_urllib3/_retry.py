@@ -289,17 +289,17 @@ class PolicyRetry(Retry):
         it was the limiter's pacing, have the slot confirmed (a rate cut meanwhile means
         a wait for a slot at the new rate)."""
         loop = self.loop
-        try:
+        if loop is None:  # no decision to carry out: as urllib3's own
             if self.delay:
                 self.options.sleep(self.delay)
-            if self.paced and loop is not None:
-                self.paced = False
-                while hold := loop.begin():
-                    self.options.sleep(hold)
-        except BaseException:  # interrupted: the retry is never sent, its cost goes back
-            if loop is not None:
-                loop.give_back()
-            raise
+            return
+        # interrupted, the retry is never sent: loop.sleep gives its cost back
+        if self.delay:
+            loop.sleep(self.delay)
+        if self.paced:
+            self.paced = False
+            while hold := loop.begin():
+                loop.sleep(hold)
 
     def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
         """As :meth:`sleep`; True when a wait was decided (never after a redirect)."""

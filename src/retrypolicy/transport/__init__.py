@@ -46,12 +46,12 @@ keep a protocol apart from its sockets.
     the caller gets the bytes as the bare transport would have given them.
 
 The smallest complete adapter is a loop like this (sync; the async one awaits
-``send``, ``abegin``/``afailed``/``asucceeded`` and the sleep)::
+``send``, ``abegin``/``afailed``/``asucceeded`` and ``asleep``)::
 
     loop = options.loop(method, host=host)
     while True:
         while hold := loop.begin():  # the limiter may pace (begin() again after the
-            options.sleep(hold)  # wait confirms the slot); the breaker may refuse
+            loop.sleep(hold)  # wait confirms the slot); the breaker may refuse
         try:
             response = send()
         except TransportError as exc:
@@ -68,7 +68,7 @@ The smallest complete adapter is a loop like this (sync; the async one awaits
                 return loop.finish(response, outcome)   # or raises with raise_on_give_up
             response.close()
         if wait:
-            options.sleep(wait)
+            loop.sleep(wait)  # interrupted, the retry is never sent: its cost goes back
 
 ``AttemptLoop.run`` / ``arun`` are that loop, for adapters whose attempt fits
 one function returning an :class:`Exchange`.

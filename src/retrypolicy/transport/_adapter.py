@@ -703,10 +703,9 @@ class AttemptLoop:
         An exception *attempt* raises is judged; on give-up it is re-raised unchanged.
         """
         wait: float | None
-        sleep = self.options.sleep
         while True:
             while hold := self.begin():  # the limiter's slot, confirmed after the wait
-                self._sleep(sleep, hold)
+                self.sleep(hold)
             try:
                 ex = attempt()
             except Exception as exc:  # noqa: BLE001 - judged; re-raised on give-up
@@ -725,18 +724,20 @@ class AttemptLoop:
                     return final
                 ex.release()
             if wait:
-                self._sleep(sleep, wait)
+                self.sleep(wait)
 
-    def _sleep(self, sleep: Sleeper, seconds: float) -> None:
-        """Wait before an attempt; interrupted, the attempt is never sent (:meth:`give_back`)."""
+    def sleep(self, seconds: float) -> None:
+        """Wait *seconds* before an attempt with the options' sleeper; interrupted, the
+        attempt is never sent, and the retry budget gets back what it paid
+        (:meth:`give_back`)."""
         try:
-            sleep(seconds)
+            self.options.sleep(seconds)
         except BaseException:
             self.give_back()
             raise
 
-    async def _async_sleep(self, seconds: float) -> None:
-        """:meth:`_sleep` awaited: cancelled, the attempt is never sent."""
+    async def asleep(self, seconds: float) -> None:
+        """:meth:`sleep` awaited (``async_sleep``): cancelled, the attempt is never sent."""
         try:
             await self.options.async_sleep(seconds)
         except BaseException:
@@ -748,7 +749,7 @@ class AttemptLoop:
         wait: float | None
         while True:
             while hold := await self.abegin():
-                await self._async_sleep(hold)
+                await self.asleep(hold)
             try:
                 ex = await attempt()
             except Exception as exc:
@@ -771,7 +772,7 @@ class AttemptLoop:
                     return final
                 await ex.arelease()
             if wait:
-                await self._async_sleep(wait)
+                await self.asleep(wait)
 
 
 class _ConnectOnlyLoop(AttemptLoop):
