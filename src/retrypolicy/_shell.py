@@ -352,15 +352,29 @@ class Retrier:
         yield from guard.succeeded_steps(step.host, now, step.refund, retried=step.retried)
         return None
 
+    def step(self, m: AttemptMachine, step: Step) -> Answer:
+        """Perform one store step of *m* and give it the result: *m*'s next answer. A
+        ``Gate`` refused by the open breaker raises ``CircuitOpenError``, and the retry
+        already paid for, never to be sent, gets its cost back."""
+        try:
+            return m.answered(self.perform(step))
+        except CircuitOpenError:
+            self.give_back(m)
+            raise
+
+    async def astep(self, m: AttemptMachine, step: Step) -> Answer:
+        """:meth:`step`, the store awaited."""
+        try:
+            return m.answered(await self.aperform(step))
+        except CircuitOpenError:
+            await self.agive_back(m)
+            raise
+
     def resolve(self, m: AttemptMachine, answer: Answer) -> Answer:
         """Perform the store steps *answer* asks for until the machine answers something
         else; report it (events, exhaustion marks). Sync."""
         while type(answer) in STEPS:
-            try:
-                answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
-            except CircuitOpenError:  # a Gate: the retry paid for is not sent
-                self.give_back(m)
-                raise
+            answer = self.step(m, answer)  # type: ignore[arg-type] # a step
         if type(answer) is Wait and answer.cost:
             answer = self.pay(m, answer)
         if answer is SEND or (type(answer) is Wait and self.on_retry is None and not _hooks._hooks):
@@ -371,11 +385,7 @@ class Retrier:
     async def aresolve(self, m: AttemptMachine, answer: Answer) -> Answer:
         """:meth:`resolve`, awaiting the store steps."""
         while type(answer) in STEPS:
-            try:
-                answer = m.answered(await self.aperform(answer))  # type: ignore[arg-type]
-            except CircuitOpenError:  # as in resolve()
-                await self.agive_back(m)
-                raise
+            answer = await self.astep(m, answer)  # type: ignore[arg-type] # a step
         if type(answer) is Wait and answer.cost:
             answer = await self.apay(m, answer)
         if answer is not SEND:
@@ -603,20 +613,12 @@ class Retrier:
                     inst.waits.append(delay)
                     skipped.offset += delay  # type: ignore[union-attr]
                 elif delay > 0:
-                    try:
-                        self.sleep(delay)
-                    except BaseException:  # interrupted: the retry is never sent
-                        self.give_back(m)
-                        raise
+                    self.wait_attempt(m, delay)  # interrupted: the retry's cost goes back
                 answer = m.waited()
                 if answer is not SEND:
                     continue  # a store step first (the limiter, the breaker)
             elif t in STEPS:
-                try:
-                    answer = m.answered(self.perform(answer))  # type: ignore[arg-type] # a step
-                except CircuitOpenError:  # as in resolve()
-                    self.give_back(m)
-                    raise
+                answer = self.step(m, answer)  # type: ignore[arg-type] # a step
                 continue
             elif answer is DONE:
                 if m.attempt > 1 and (self.on_success is not None or _hooks._hooks):
