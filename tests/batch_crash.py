@@ -29,6 +29,7 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -37,9 +38,21 @@ from retrypolicy.batch import JobState
 from retrypolicy.batch._jsonl import lines
 from retrypolicy.testing import FakeEUGPT, RecordedRequest, Reply
 
+if TYPE_CHECKING:
+    import pytest
+
 KEY = "eugpt_test_batch_key_0123456789"
 _INTERRUPTED = re.compile(r"retrypolicy batch: interrupted: \d+ done, \d+ left; run the same")
 EXE = [sys.executable, "-m", "retrypolicy"]
+
+
+def batch_env(monkeypatch: pytest.MonkeyPatch, where: Path) -> None:
+    """The environment of an in-process `batch run`: the fake API's key, no policy file or
+    profile from the machine's own environment, *where* as the working directory."""
+    monkeypatch.setenv("EUGPT_API_KEY", KEY)
+    for name in ("RETRYPOLICY_CONFIG", "RETRYPOLICY_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(where)
 
 
 def write_input(path: Path, n: int, *, stream: bool = False) -> list[str]:

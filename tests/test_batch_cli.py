@@ -15,7 +15,7 @@ from retrypolicy._cli import _build_parser, main
 from retrypolicy.batch._jsonl import ResultsFile, lines
 from retrypolicy.testing import FakeEUGPT, Reply
 
-from .batch_crash import KEY, crash_and_resume, write_input
+from .batch_crash import KEY, batch_env, crash_and_resume, write_input
 from .redis_server import RedisServer
 
 Batch = Callable[..., tuple[int, str, str]]
@@ -45,10 +45,7 @@ def batch(
 ) -> Batch:
     """``batch("run", ...)``: main() in-process with the files in tmp_path and the server's
     URL; (exit code, stdout, stderr)."""
-    monkeypatch.setenv("EUGPT_API_KEY", KEY)
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-    monkeypatch.chdir(tmp_path)
+    batch_env(monkeypatch, tmp_path)
 
     def run(*args: str, url: bool = True) -> tuple[int, str, str]:
         argv = ["batch", *args]

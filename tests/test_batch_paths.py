@@ -21,7 +21,7 @@ from retrypolicy.batch import JobState, SQLiteLedger
 from retrypolicy.batch._jsonl import NotAResultsFileError, ResultsFile, final_lines
 from retrypolicy.testing import FakeEUGPT
 
-from .batch_crash import KEY, write_input
+from .batch_crash import KEY, batch_env, write_input
 
 Batch = Callable[..., tuple[int, str, str]]
 DONE = b'{"id":"job-0000","status":"done","attempts":1,"response":{"id":"r"}}\n'
@@ -31,10 +31,7 @@ DONE = b'{"id":"job-0000","status":"done","attempts":1,"response":{"id":"r"}}\n'
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEUGPT]:
     """A fake EU GPT API that knows the key of the environment; in tmp_path, an input of
     20 jobs."""
-    for name in ("RETRYPOLICY_CONFIG", "RETRYPOLICY_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("EUGPT_API_KEY", KEY)
-    monkeypatch.chdir(tmp_path)
+    batch_env(monkeypatch, tmp_path)
     write_input(tmp_path / "in.jsonl", 20)
     with FakeEUGPT(valid_keys=[KEY]) as fake:
         yield fake

@@ -26,7 +26,7 @@ from retrypolicy.batch._model import idempotency_key
 from retrypolicy.batch._setup import PROBE, setup_error
 from retrypolicy.testing import FakeEUGPT, Reply
 
-from .batch_crash import EXE, KEY, write_input
+from .batch_crash import EXE, KEY, batch_env, write_input
 
 Batch = Callable[..., tuple[int, str, str]]
 FILES = ("--ledger", "jobs.db", "--out", "out.jsonl")
@@ -44,10 +44,7 @@ def batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Batch:
     """``batch(*argv)``: main() in-process in tmp_path; (exit code, stdout, stderr)."""
-    monkeypatch.setenv("EUGPT_API_KEY", KEY)
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-    monkeypatch.chdir(tmp_path)
+    batch_env(monkeypatch, tmp_path)
 
     def run(*args: str) -> tuple[int, str, str]:
         code = main(["batch", *args])

@@ -20,7 +20,7 @@ from retrypolicy._cli import _batch_command, main
 from retrypolicy.batch._jsonl import final_lines
 from retrypolicy.testing import FakeEUGPT, Reply
 
-from .batch_crash import KEY, write_input
+from .batch_crash import KEY, batch_env, write_input
 
 Batch = Callable[[Reply], tuple[int, dict[str, object], int]]
 ANSWER = {"id": "resp_1", "object": "response", "status": "completed", "output_text": "hi"}
@@ -61,10 +61,7 @@ def batch(
 ) -> Iterator[Batch]:
     """``batch(reply)``: one job against a fake API answering *reply*; (exit code, the
     job's final line, requests sent)."""
-    monkeypatch.setenv("EUGPT_API_KEY", KEY)
-    monkeypatch.delenv("RETRYPOLICY_CONFIG", raising=False)
-    monkeypatch.delenv("RETRYPOLICY_PROFILE", raising=False)
-    monkeypatch.chdir(tmp_path)
+    batch_env(monkeypatch, tmp_path)
     write_input(tmp_path / "in.jsonl", 1, stream=True)
     with FakeEUGPT(valid_keys=[KEY]) as server:
 
