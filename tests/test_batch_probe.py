@@ -20,42 +20,23 @@ from retrypolicy.batch._setup import PROBE
 from retrypolicy.testing import FakeEUGPT
 
 from .batch_crash import KEY, write_input
+from .test_batch_runner import Recorder
 
 CONCURRENCY = 16
 JOBS = {f"job-{i:03d}": i for i in range(100)}
 
 
-class Sent:
-    """A job function that counts its calls and answers every one with *status*
-    (200: a result), in a thread or as a coroutine."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, n: int) -> dict[str, int]:
-        with self.lock:
-            self.calls += 1
-        if self.status != 200:
-            raise rp.EUGPT.error_for(rp.parse_error(self.status, b'{"detail": "no"}'))
-        return {"n": n}
-
-    async def acall(self, n: int) -> dict[str, int]:
-        return self(n)
-
-
-def run_sync(fn: Sent, ledger: SQLiteLedger) -> object:
+def run_sync(fn: Recorder, ledger: SQLiteLedger) -> object:
     return run_batch(JOBS, fn, ledger=ledger, concurrency=CONCURRENCY, progress=False)
 
 
-def run_async(fn: Sent, ledger: SQLiteLedger) -> object:
+def run_async(fn: Recorder, ledger: SQLiteLedger) -> object:
     return asyncio.run(
         arun_batch(JOBS, fn.acall, ledger=ledger, concurrency=CONCURRENCY, progress=False)
     )
 
 
-RUNNERS: dict[str, Callable[[Sent, SQLiteLedger], object]] = {
+RUNNERS: dict[str, Callable[[Recorder, SQLiteLedger], object]] = {
     "run_batch": run_sync,
     "arun_batch": run_async,
 }
@@ -77,14 +58,14 @@ def test_a_setup_error_costs_at_most_probe_requests(
 ) -> None:
     """Every job would get the same 4xx: with 16 workers, at most PROBE requests are sent
     before the run stops, and every job is pending again."""
-    fn = Sent(status)
+    fn = Recorder(dict.fromkeys(JOBS.values(), status))  # every job gets *status*
     with SQLiteLedger(tmp_path / "jobs.db") as ledger:
         report = RUNNERS[runner](fn, ledger)
         counts = ledger.counts()
     assert report.stopped is not None  # type: ignore[attr-defined]
     assert report.stopped.kind == kind  # type: ignore[attr-defined]
-    assert fn.calls <= PROBE
-    assert report.requests == fn.calls  # type: ignore[attr-defined]
+    assert len(fn.calls) <= PROBE
+    assert report.requests == len(fn.calls)  # type: ignore[attr-defined]
     assert counts.states[JobState.PENDING] == len(JOBS)
 
 
