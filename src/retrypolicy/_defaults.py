@@ -34,6 +34,13 @@ PROFILE_ENV: Final = "RETRYPOLICY_PROFILE"
 _CACHE_SIZE: Final = 16
 
 
+def env_choice() -> tuple[Path | None, str | None]:
+    """The file ``RETRYPOLICY_CONFIG`` names (``~`` expanded) and the profile
+    ``RETRYPOLICY_PROFILE`` selects; empty variables count as unset."""
+    raw = os.environ.get(CONFIG_ENV, "")
+    return (Path(raw).expanduser() if raw else None), os.environ.get(PROFILE_ENV) or None
+
+
 def default_policy() -> Policy:
     """The policy for a decorator or adapter built without one.
 
@@ -44,9 +51,8 @@ def default_policy() -> Policy:
             wrong (the message says which variable named it), or
             ``RETRYPOLICY_PROFILE`` names no built-in profile.
     """
-    raw = os.environ.get(CONFIG_ENV, "")
-    profile = os.environ.get(PROFILE_ENV) or None
-    if not raw:
+    config, profile = env_choice()
+    if config is None:
         if profile is None:
             return EUGPT
         try:
@@ -57,7 +63,7 @@ def default_policy() -> Policy:
                 f"({', '.join(PROFILES)}), or {CONFIG_ENV} naming a file that defines it"
             )
             raise ConfigError(msg) from None
-    path = Path(raw).expanduser().absolute()
+    path = config.absolute()
     try:
         stat = path.stat()
         version: tuple[int, int, int] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)

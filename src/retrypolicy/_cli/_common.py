@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from .._config import ConfigFileError, load_policy_with_sources
-from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy
+from .._defaults import CONFIG_ENV, PROFILE_ENV, default_policy, env_choice
 from .._errors import ConfigError
 from .._policy import Policy
 from .._profiles import PROFILES
@@ -138,13 +137,10 @@ def policy_choice(args: argparse.Namespace) -> tuple[Path | None, str | None]:
     """The file and the profile the options and the environment name, as :func:`policy_of`
     reads them: an option replaces only its own variable; a file named by
     ``RETRYPOLICY_CONFIG`` has its ``~`` expanded, as the library expands it."""
-    config: Path | None = None
+    config, profile = env_choice()
     if args.config is not None:
         config = Path(args.config)
-    elif raw := os.environ.get(CONFIG_ENV):
-        config = Path(raw).expanduser()
-    profile = args.profile if args.profile is not None else os.environ.get(PROFILE_ENV) or None
-    return config, profile
+    return config, profile if args.profile is None else args.profile
 
 
 def policy_of(args: argparse.Namespace) -> Policy:
